@@ -1,0 +1,97 @@
+//! The `EventSender` trait: events for background functions.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// An event, in the shape Inngest accepts.
+///
+/// ```
+/// use infra_core::Event;
+/// let event = Event::new("calendar/event.created", serde_json::json!({ "id": 7 }))
+///     .with_id("evt-7");
+/// assert_eq!(event.name, "calendar/event.created");
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// The event name, such as `calendar/event.created`.
+    pub name: String,
+    /// The payload; an object.
+    #[serde(default)]
+    pub data: serde_json::Value,
+    /// An idempotency key: a second event with the same id is dropped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When it happened, in milliseconds since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ts: Option<i64>,
+    /// The user it concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<serde_json::Value>,
+}
+
+impl Event {
+    /// An event with a name and data.
+    pub fn new(name: impl Into<String>, data: serde_json::Value) -> Self {
+        Event {
+            name: name.into(),
+            data,
+            id: None,
+            ts: None,
+            user: None,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn with_id(mut self, id: impl Into<String>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Sets the timestamp in milliseconds.
+    pub fn with_ts(mut self, ts_ms: i64) -> Self {
+        self.ts = Some(ts_ms);
+        self
+    }
+
+    /// Sets the user.
+    pub fn with_user(mut self, user: serde_json::Value) -> Self {
+        self.user = Some(user);
+        self
+    }
+
+    /// Checks the fields every backend requires: a non-empty name and object (or null) data.
+    pub fn validate(&self) -> Result<()> {
+        if self.name.trim().is_empty() {
+            return Err(Error::invalid_input("name", "must not be empty"));
+        }
+        if !(self.data.is_object() || self.data.is_null()) {
+            return Err(Error::invalid_input("data", "must be a JSON object"));
+        }
+        Ok(())
+    }
+}
+
+/// Sends events to whatever runs background functions.
+#[cfg_attr(feature = "mock", mockall::automock)]
+#[async_trait]
+pub trait EventSender: Send + Sync {
+    /// Sends one event; returns its id.
+    async fn send(&self, event: Event) -> Result<String>;
+
+    /// Sends several events in one call; returns their ids in order.
+    async fn send_many(&self, events: Vec<Event>) -> Result<Vec<String>>;
+}
+
+#[async_trait]
+impl<T: EventSender + ?Sized> EventSender for Arc<T> {
+    async fn send(&self, event: Event) -> Result<String> {
+        (**self).send(event).await
+    }
+    async fn send_many(&self, events: Vec<Event>) -> Result<Vec<String>> {
+        (**self).send_many(events).await
+    }
+}

@@ -1,0 +1,50 @@
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod cache;
+mod duration;
+mod env;
+mod error;
+mod event;
+mod health;
+mod rate_limit;
+mod realtime;
+mod reporter;
+mod secret;
+
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub mod testkit;
+
+/// mockall mocks of every service trait, for your own tests.
+#[cfg(feature = "mock")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
+pub mod mock {
+    pub use crate::cache::MockCache;
+    pub use crate::event::MockEventSender;
+    pub use crate::rate_limit::MockRateLimiter;
+    pub use crate::realtime::MockRealtime;
+    pub use crate::reporter::MockErrorReporter;
+}
+
+pub use async_trait::async_trait;
+pub use cache::{Cache, CacheExt, CacheLimits, decode_json, encode_json};
+pub use duration::{format_duration, parse_duration};
+pub use env::{Env, parse_url};
+pub use error::{BoxError, Error, ErrorKind, Result};
+pub use event::{Event, EventSender};
+pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
+pub use rate_limit::{RateLimitDecision, RateLimiter, check_rate_limit_args};
+pub use realtime::{
+    BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,
+};
+pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
+pub use secret::{Secret, redact_url};
+
+/// Serializes a `Duration` as fractional milliseconds (for JSON reports).
+pub(crate) fn serde_millis<S: serde::Serializer>(
+    d: &std::time::Duration,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_f64((d.as_secs_f64() * 1_000_000.0).round() / 1000.0)
+}
