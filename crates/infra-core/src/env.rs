@@ -42,6 +42,13 @@ impl Env {
         Env { overrides: None }
     }
 
+    /// An environment with no variables set: every service picks its embedded default.
+    pub fn empty() -> Self {
+        Env {
+            overrides: Some(HashMap::new()),
+        }
+    }
+
     /// Reads only the given pairs (tests, embedded configuration).
     pub fn from_pairs<I, K, V>(pairs: I) -> Self
     where
