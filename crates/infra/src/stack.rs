@@ -1,0 +1,196 @@
+//! `Infra`: every enabled service, built from the environment.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use infra_core::{
+    DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, HealthStatus, Result, format_duration,
+};
+
+use crate::connections::ConnectionReport;
+
+/// The services this binary was built with, each on the backend its variables select.
+///
+/// Backend rule: a service uses its real backend when its variables are set, and its embedded
+/// default otherwise — in-memory cache, in-process jobs, in-process realtime hub, local
+/// monitoring sink. The database is PostgreSQL only: without `DATABASE_URL` it reports
+/// `NotConfigured`.
+///
+/// ```no_run
+/// # async fn demo() -> infra::Result<()> {
+/// let infra = infra::Infra::from_env()?;
+/// let report = infra.test_all_connections().await;
+/// println!("{}", serde_json::to_string_pretty(&report).unwrap());
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Infra {
+    #[cfg(feature = "db")]
+    database: Option<infra_db::Database>,
+    #[cfg(feature = "cache")]
+    cache: infra_cache::CacheService,
+    #[cfg(feature = "jobs")]
+    jobs: infra_jobs::Jobs,
+    #[cfg(feature = "realtime")]
+    realtime: infra_realtime::RealtimeService,
+    #[cfg(feature = "monitoring")]
+    monitoring: infra_monitoring::Monitoring,
+    health_deadline: Duration,
+}
+
+impl Infra {
+    /// Builds every enabled service from the process environment.
+    ///
+    /// Libraries don't read `.env`; a binary calls `dotenvy::dotenv()` before this.
+    pub fn from_env() -> Result<Self> {
+        Infra::from_env_with(&Env::process())
+    }
+
+    /// Builds every enabled service from `env`. Fails on the first malformed variable, naming
+    /// it; building never connects (pools are lazy), so it does not fail on a down service.
+    pub fn from_env_with(env: &Env) -> Result<Self> {
+        let health_deadline = env
+            .duration("INFRA_HEALTH_TIMEOUT")?
+            .unwrap_or(DEFAULT_HEALTH_DEADLINE);
+        Ok(Infra {
+            #[cfg(feature = "db")]
+            database: if env.is_set("DATABASE_URL") {
+                Some(infra_db::Database::from_env(env)?)
+            } else {
+                None
+            },
+            #[cfg(feature = "cache")]
+            cache: infra_cache::CacheService::from_env(env)?,
+            #[cfg(feature = "jobs")]
+            jobs: infra_jobs::Jobs::from_env(env)?,
+            #[cfg(feature = "realtime")]
+            realtime: infra_realtime::RealtimeService::from_env(env)?,
+            #[cfg(feature = "monitoring")]
+            monitoring: infra_monitoring::Monitoring::from_env(env)?,
+            health_deadline,
+        })
+    }
+
+    /// The database, when `DATABASE_URL` is set.
+    #[cfg(feature = "db")]
+    pub fn database(&self) -> Option<&infra_db::Database> {
+        self.database.as_ref()
+    }
+
+    /// The cache (Redis or memory).
+    #[cfg(feature = "cache")]
+    pub fn cache(&self) -> Arc<dyn infra_core::Cache> {
+        self.cache.cache()
+    }
+
+    /// The rate limiter (Redis or memory).
+    #[cfg(feature = "cache")]
+    pub fn rate_limiter(&self) -> Arc<dyn infra_core::RateLimiter> {
+        self.cache.rate_limiter()
+    }
+
+    /// Where background events go (Inngest or in-process).
+    #[cfg(feature = "jobs")]
+    pub fn events(&self) -> Arc<dyn infra_core::EventSender> {
+        self.jobs.events()
+    }
+
+    /// The jobs service, for backend-specific access such as the local bus.
+    #[cfg(feature = "jobs")]
+    pub fn jobs(&self) -> &infra_jobs::Jobs {
+        &self.jobs
+    }
+
+    /// Where realtime events are triggered (Pusher or in-process).
+    #[cfg(feature = "realtime")]
+    pub fn realtime(&self) -> Arc<dyn infra_core::Realtime> {
+        self.realtime.realtime()
+    }
+
+    /// The realtime service, for backend-specific access such as the local hub.
+    #[cfg(feature = "realtime")]
+    pub fn realtime_service(&self) -> &infra_realtime::RealtimeService {
+        &self.realtime
+    }
+
+    /// Error monitoring (Sentry or the local sink).
+    #[cfg(feature = "monitoring")]
+    pub fn monitoring(&self) -> &infra_monitoring::Monitoring {
+        &self.monitoring
+    }
+
+    /// The reporter as a trait object.
+    #[cfg(feature = "monitoring")]
+    pub fn reporter(&self) -> Arc<dyn infra_core::ErrorReporter> {
+        Arc::new(self.monitoring.clone())
+    }
+
+    /// The deadline each check gets in [`test_all_connections`](Infra::test_all_connections)
+    /// (`INFRA_HEALTH_TIMEOUT`, default 5s).
+    pub fn health_deadline(&self) -> Duration {
+        self.health_deadline
+    }
+
+    /// Every service's health check, in report order; `None` for a service that is built in
+    /// but not configured.
+    fn checks(&self) -> Vec<(&'static str, Option<Arc<dyn HealthCheck>>)> {
+        #[allow(unused_mut)] // empty when no service feature is on
+        let mut checks: Vec<(&'static str, Option<Arc<dyn HealthCheck>>)> = Vec::new();
+        #[cfg(feature = "db")]
+        checks.push((
+            "database",
+            self.database
+                .clone()
+                .map(|db| Arc::new(db) as Arc<dyn HealthCheck>),
+        ));
+        #[cfg(feature = "cache")]
+        checks.push(("cache", Some(self.cache.health())));
+        #[cfg(feature = "jobs")]
+        checks.push(("jobs", Some(self.jobs.health())));
+        #[cfg(feature = "realtime")]
+        checks.push(("realtime", Some(self.realtime.health())));
+        #[cfg(feature = "monitoring")]
+        checks.push((
+            "monitoring",
+            Some(Arc::new(self.monitoring.clone()) as Arc<dyn HealthCheck>),
+        ));
+        checks
+    }
+
+    /// Checks every service concurrently; each ends within the health deadline, so a hung
+    /// backend costs at most that long and never hangs the caller.
+    pub async fn test_all_connections(&self) -> ConnectionReport {
+        let deadline = self.health_deadline;
+        let checks = self.checks().into_iter().map(|(service, check)| async move {
+            match check {
+                None => HealthReport::not_configured(service, not_configured_hint(service)),
+                Some(check) => bounded_check(service, check.as_ref(), deadline).await,
+            }
+        });
+        ConnectionReport {
+            services: futures::future::join_all(checks).await,
+        }
+    }
+}
+
+/// Runs a check under the umbrella's deadline as well as its own.
+async fn bounded_check(service: &str, check: &dyn HealthCheck, deadline: Duration) -> HealthReport {
+    let started = Instant::now();
+    match tokio::time::timeout(deadline, check.check()).await {
+        Ok(report) => report,
+        Err(_) => HealthReport {
+            service: service.to_owned(),
+            backend: check.backend().to_owned(),
+            status: HealthStatus::Unhealthy,
+            latency: started.elapsed(),
+            detail: format!("timed out after {}", format_duration(deadline)),
+        },
+    }
+}
+
+fn not_configured_hint(service: &str) -> &'static str {
+    match service {
+        "database" => "DATABASE_URL is not set",
+        _ => "not configured",
+    }
+}

@@ -1,0 +1,62 @@
+//! `cargo xtask ci`: if it passes locally, CI is green.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use xshell::{Shell, cmd};
+
+/// Crates checked alone, with and without default features.
+const CRATES: [&str; 6] = [
+    "infra-core",
+    "infra-db",
+    "infra-cache",
+    "infra-jobs",
+    "infra-realtime",
+    "infra-monitoring",
+];
+
+/// Umbrella features checked alone.
+const UMBRELLA_FEATURES: [&str; 6] = ["db", "cache", "jobs", "realtime", "monitoring", "http"];
+
+pub fn run(args: &[String]) -> Result<bool> {
+    if let Some(unknown) = args.first() {
+        anyhow::bail!("ci: unknown argument `{unknown}`");
+    }
+    let sh = Shell::new()?;
+    sh.change_dir(crate::project_root());
+    let started = Instant::now();
+
+    step("services", || crate::services::ensure_running())?;
+    step("fmt", || Ok(cmd!(sh, "cargo fmt --all -- --check").run()?))?;
+    step("clippy", || {
+        Ok(cmd!(sh, "cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings").run()?)
+    })?;
+    step("docs", || {
+        let _flags = sh.push_env("RUSTDOCFLAGS", "-D warnings");
+        Ok(cmd!(sh, "cargo doc --workspace --no-deps --all-features --quiet").run()?)
+    })?;
+    step("feature matrix", || {
+        for krate in CRATES {
+            cmd!(sh, "cargo check --quiet -p {krate} --no-default-features").run()?;
+            cmd!(sh, "cargo check --quiet -p {krate}").run()?;
+        }
+        cmd!(sh, "cargo check --quiet -p infra --no-default-features").run()?;
+        for feature in UMBRELLA_FEATURES {
+            cmd!(sh, "cargo check --quiet -p infra --no-default-features --features {feature}").run()?;
+        }
+        cmd!(sh, "cargo check --quiet -p infra --features full").run()?;
+        Ok(())
+    })?;
+    step("tests", || Ok(cmd!(sh, "cargo test --workspace --all-features").run()?))?;
+
+    println!("\nci: all steps passed in {}s", started.elapsed().as_secs());
+    Ok(true)
+}
+
+fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
+    println!("\n== {name}");
+    let started = Instant::now();
+    let outcome = f();
+    println!("== {name}: {} in {}s", if outcome.is_ok() { "ok" } else { "FAILED" }, started.elapsed().as_secs());
+    outcome
+}

@@ -1,0 +1,49 @@
+//! `cargo xtask verify [--json]`: one report with a line per service.
+
+use anyhow::Result;
+use infra::{HealthStatus, Infra, format_duration};
+
+pub fn run(args: &[String]) -> Result<bool> {
+    let json = args.iter().any(|a| a == "--json");
+    if let Some(unknown) = args.iter().find(|a| a.as_str() != "--json") {
+        anyhow::bail!("verify: unknown argument `{unknown}` (expected --json)");
+    }
+    crate::load_dotenv()?;
+    let infra = Infra::from_env()?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    let report = runtime.block_on(infra.test_all_connections());
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_table(&report);
+    }
+    Ok(report.all_ok())
+}
+
+fn print_table(report: &infra::ConnectionReport) {
+    println!(
+        "{:<11} {:<9} {:<15} {:>9}  detail",
+        "service", "backend", "status", "latency"
+    );
+    for r in &report.services {
+        let mark = match r.status {
+            HealthStatus::Healthy => "ok",
+            HealthStatus::Degraded => "~",
+            HealthStatus::Unhealthy => "FAIL",
+            HealthStatus::NotConfigured => "-",
+        };
+        println!(
+            "{:<11} {:<9} {:<15} {:>9}  {}",
+            r.service,
+            r.backend,
+            format!("{mark} {}", r.status),
+            format_duration(r.latency),
+            r.detail
+        );
+    }
+    if report.all_ok() {
+        println!("\nall configured services answered");
+    } else {
+        println!("\nsome configured service is unhealthy");
+    }
+}
