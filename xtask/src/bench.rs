@@ -12,10 +12,16 @@ pub fn run(args: &[String]) -> Result<bool> {
     let chosen: Vec<&str> = match args.first() {
         None => BENCHED.to_vec(),
         Some(name) => {
-            let full = if name.starts_with("infra-") { name.clone() } else { format!("infra-{name}") };
+            let full = if name.starts_with("infra-") {
+                name.clone()
+            } else {
+                format!("infra-{name}")
+            };
             match BENCHED.iter().find(|c| **c == full) {
                 Some(c) => vec![*c],
-                None => anyhow::bail!("bench: no benchmarks in `{name}` (have: db, cache, monitoring)"),
+                None => {
+                    anyhow::bail!("bench: no benchmarks in `{name}` (have: db, cache, monitoring)")
+                }
             }
         }
     };

@@ -29,7 +29,11 @@ pub fn run(args: &[String]) -> Result<bool> {
     step("services", || crate::services::ensure_running())?;
     step("fmt", || Ok(cmd!(sh, "cargo fmt --all -- --check").run()?))?;
     step("clippy", || {
-        Ok(cmd!(sh, "cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings").run()?)
+        Ok(cmd!(
+            sh,
+            "cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings"
+        )
+        .run()?)
     })?;
     step("docs", || {
         let _flags = sh.push_env("RUSTDOCFLAGS", "-D warnings");
@@ -42,12 +46,18 @@ pub fn run(args: &[String]) -> Result<bool> {
         }
         cmd!(sh, "cargo check --quiet -p infra --no-default-features").run()?;
         for feature in UMBRELLA_FEATURES {
-            cmd!(sh, "cargo check --quiet -p infra --no-default-features --features {feature}").run()?;
+            cmd!(
+                sh,
+                "cargo check --quiet -p infra --no-default-features --features {feature}"
+            )
+            .run()?;
         }
         cmd!(sh, "cargo check --quiet -p infra --features full").run()?;
         Ok(())
     })?;
-    step("tests", || Ok(cmd!(sh, "cargo test --workspace --all-features").run()?))?;
+    step("tests", || {
+        Ok(cmd!(sh, "cargo test --workspace --all-features").run()?)
+    })?;
 
     println!("\nci: all steps passed in {}s", started.elapsed().as_secs());
     Ok(true)
@@ -57,6 +67,10 @@ fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
     println!("\n== {name}");
     let started = Instant::now();
     let outcome = f();
-    println!("== {name}: {} in {}s", if outcome.is_ok() { "ok" } else { "FAILED" }, started.elapsed().as_secs());
+    println!(
+        "== {name}: {} in {}s",
+        if outcome.is_ok() { "ok" } else { "FAILED" },
+        started.elapsed().as_secs()
+    );
     outcome
 }

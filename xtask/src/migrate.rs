@@ -10,12 +10,17 @@ pub fn run(args: &[String]) -> Result<bool> {
         anyhow::bail!("migrate: unknown argument `{unknown}` (expected --status)");
     }
     crate::load_dotenv()?;
-    let db = Database::from_env(&Env::process()).context("DATABASE_URL must point at PostgreSQL")?;
+    let db =
+        Database::from_env(&Env::process()).context("DATABASE_URL must point at PostgreSQL")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         if status_only {
             for m in migration_status(&db).await? {
-                println!("{} {}", if m.applied { "applied" } else { "pending" }, m.version);
+                println!(
+                    "{} {}",
+                    if m.applied { "applied" } else { "pending" },
+                    m.version
+                );
             }
         } else {
             let applied = run_pending_migrations(&db).await?;

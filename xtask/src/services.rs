@@ -48,7 +48,10 @@ pub fn ensure_running() -> Result<()> {
         }
         let local = matches!(host.as_str(), "127.0.0.1" | "localhost" | "::1");
         if local && port == service.default_port {
-            println!("  {} is down on {host}:{port}; starting it: {}", service.name, service.start);
+            println!(
+                "  {} is down on {host}:{port}; starting it: {}",
+                service.name, service.start
+            );
             let _ = Command::new("sh").arg("-c").arg(service.start).status();
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline && !probe(&host, port, service.answers) {
@@ -65,7 +68,10 @@ pub fn ensure_running() -> Result<()> {
         ));
     }
     if !missing.is_empty() {
-        bail!("services missing, tests cannot run:\n  {}", missing.join("\n  "));
+        bail!(
+            "services missing, tests cannot run:\n  {}",
+            missing.join("\n  ")
+        );
     }
     Ok(())
 }
@@ -74,20 +80,34 @@ fn host_port(url: &str, default_port: u16) -> Result<(String, u16)> {
     // Only the authority is needed; split by hand to avoid printing or parsing a password.
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let authority = rest.split(['/', '?']).next().unwrap_or("");
-    let host_port = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
+    let host_port = authority
+        .rsplit_once('@')
+        .map(|(_, h)| h)
+        .unwrap_or(authority);
     let (host, port) = match host_port.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().unwrap_or(default_port)),
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => {
+            (h, p.parse().unwrap_or(default_port))
+        }
         _ => (host_port, default_port),
     };
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    Ok((if host.is_empty() { "127.0.0.1".into() } else { host.into() }, port))
+    Ok((
+        if host.is_empty() {
+            "127.0.0.1".into()
+        } else {
+            host.into()
+        },
+        port,
+    ))
 }
 
 fn probe(host: &str, port: u16, answers: fn(&mut TcpStream) -> bool) -> bool {
     let Ok(mut addrs) = (host, port).to_socket_addrs() else {
         return false;
     };
-    let Some(addr) = addrs.next() else { return false };
+    let Some(addr) = addrs.next() else {
+        return false;
+    };
     match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
         Ok(mut stream) => {
             let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
@@ -121,8 +141,17 @@ mod tests {
 
     #[test]
     fn host_and_port_from_urls() {
-        assert_eq!(host_port("postgres://u:p@db:6543/x", 5432).unwrap(), ("db".into(), 6543));
-        assert_eq!(host_port("redis://127.0.0.1", 6379).unwrap(), ("127.0.0.1".into(), 6379));
-        assert_eq!(host_port("redis://:pw@[::1]:7000/0", 6379).unwrap(), ("::1".into(), 7000));
+        assert_eq!(
+            host_port("postgres://u:p@db:6543/x", 5432).unwrap(),
+            ("db".into(), 6543)
+        );
+        assert_eq!(
+            host_port("redis://127.0.0.1", 6379).unwrap(),
+            ("127.0.0.1".into(), 6379)
+        );
+        assert_eq!(
+            host_port("redis://:pw@[::1]:7000/0", 6379).unwrap(),
+            ("::1".into(), 7000)
+        );
     }
 }

@@ -94,7 +94,12 @@ pub trait CacheExt: Cache {
     }
 
     /// Writes `value` as JSON under `key` for `ttl`.
-    async fn set_json<T: Serialize + Sync>(&self, key: &str, value: &T, ttl: Duration) -> Result<()> {
+    async fn set_json<T: Serialize + Sync>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
         let bytes = encode_json(key, value)?;
         self.set(key, &bytes, ttl).await
     }
@@ -139,9 +144,12 @@ pub fn decode_json<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
 /// Encodes a value as JSON, naming the key on failure.
 pub fn encode_json<T: Serialize + ?Sized>(key: &str, value: &T) -> Result<Vec<u8>> {
     serde_json::to_vec(value).map_err(|e| {
-        Error::invalid_input("value", format_args!("for `{key}` does not encode as JSON: {e}"))
-            .with_context("key", key)
-            .with_source(e)
+        Error::invalid_input(
+            "value",
+            format_args!("for `{key}` does not encode as JSON: {e}"),
+        )
+        .with_context("key", key)
+        .with_source(e)
     })
 }
 
@@ -175,7 +183,11 @@ impl CacheLimits {
         if key.len() > self.max_key_bytes {
             return Err(Error::invalid_input(
                 "key",
-                format_args!("is {} bytes; the limit is {}", key.len(), self.max_key_bytes),
+                format_args!(
+                    "is {} bytes; the limit is {}",
+                    key.len(),
+                    self.max_key_bytes
+                ),
             ));
         }
         Ok(())
@@ -225,7 +237,10 @@ impl CacheLimits {
         self.check_key(prefix).map_err(|_| {
             Error::invalid_input(
                 "prefix",
-                format_args!("is longer than the key limit of {} bytes", self.max_key_bytes),
+                format_args!(
+                    "is longer than the key limit of {} bytes",
+                    self.max_key_bytes
+                ),
             )
         })
     }
@@ -243,9 +258,21 @@ mod tests {
             ..CacheLimits::default()
         };
         assert_eq!(limits.check_key("").unwrap_err().field(), Some("key"));
-        assert!(limits.check_key("12345").unwrap_err().to_string().contains("limit is 4"));
-        assert_eq!(limits.check_value("k", b"abc").unwrap_err().field(), Some("value"));
-        assert_eq!(limits.check_ttl(Duration::ZERO).unwrap_err().field(), Some("ttl"));
+        assert!(
+            limits
+                .check_key("12345")
+                .unwrap_err()
+                .to_string()
+                .contains("limit is 4")
+        );
+        assert_eq!(
+            limits.check_value("k", b"abc").unwrap_err().field(),
+            Some("value")
+        );
+        assert_eq!(
+            limits.check_ttl(Duration::ZERO).unwrap_err().field(),
+            Some("ttl")
+        );
         assert_eq!(limits.check_prefix("").unwrap_err().field(), Some("prefix"));
         assert!(limits.check_key("abcd").is_ok());
     }

@@ -53,9 +53,9 @@ pub fn format_duration(d: Duration) -> String {
             return format!("{}µs", d.as_micros());
         }
         format!("{ms}ms")
-    } else if ms % 60_000 == 0 {
+    } else if ms.is_multiple_of(60_000) {
         format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}s", ms as f64 / 1000.0)
@@ -77,10 +77,18 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert!(parse_duration("").is_err());
-        assert!(parse_duration("5 parsecs").unwrap_err().contains("unknown unit"));
+        assert!(
+            parse_duration("5 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
         assert!(parse_duration("ms").is_err());
         assert!(parse_duration("-5s").is_err());
-        assert!(parse_duration("99999999999d").unwrap_err().contains("out of range"));
+        assert!(
+            parse_duration("99999999999d")
+                .unwrap_err()
+                .contains("out of range")
+        );
     }
 
     #[test]

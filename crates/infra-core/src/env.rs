@@ -57,7 +57,12 @@ impl Env {
         V: Into<String>,
     {
         Env {
-            overrides: Some(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()),
+            overrides: Some(
+                pairs
+                    .into_iter()
+                    .map(|(k, v)| (k.into(), v.into()))
+                    .collect(),
+            ),
         }
     }
 
@@ -134,9 +139,9 @@ impl Env {
     {
         self.get(name)
             .map(|raw| {
-                raw.trim()
-                    .parse::<T>()
-                    .map_err(|e| Error::config(name, format_args!("must be a number, got `{raw}` ({e})")))
+                raw.trim().parse::<T>().map_err(|e| {
+                    Error::config(name, format_args!("must be a number, got `{raw}` ({e})"))
+                })
             })
             .transpose()
     }
@@ -154,7 +159,9 @@ impl Env {
                 "0" | "false" | "no" | "off" => Ok(false),
                 _ => Err(Error::config(
                     name,
-                    format_args!("must be a boolean (true/false, 1/0, yes/no, on/off), got `{raw}`"),
+                    format_args!(
+                        "must be a boolean (true/false, 1/0, yes/no, on/off), got `{raw}`"
+                    ),
                 )),
             })
             .transpose()
@@ -183,7 +190,8 @@ impl Env {
 
 /// Parses a URL for the variable `name`; errors describe the problem, never the value.
 pub fn parse_url(name: &str, raw: &str) -> Result<url::Url> {
-    url::Url::parse(raw.trim()).map_err(|e| Error::config(name, format_args!("is not a valid URL: {e}")))
+    url::Url::parse(raw.trim())
+        .map_err(|e| Error::config(name, format_args!("is not a valid URL: {e}")))
 }
 
 #[cfg(test)]

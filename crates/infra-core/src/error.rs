@@ -122,12 +122,14 @@ impl Error {
     ///
     /// `problem` must describe the value, never repeat it when it may be secret.
     pub fn config(variable: &str, problem: impl fmt::Display) -> Self {
-        Error::new(ErrorKind::Config, format!("{variable} {problem}")).with_context("variable", variable)
+        Error::new(ErrorKind::Config, format!("{variable} {problem}"))
+            .with_context("variable", variable)
     }
 
     /// An invalid-input error naming the field and the rule it breaks.
     pub fn invalid_input(field: &str, rule: impl fmt::Display) -> Self {
-        Error::new(ErrorKind::InvalidInput, format!("`{field}` {rule}")).with_context("field", field)
+        Error::new(ErrorKind::InvalidInput, format!("`{field}` {rule}"))
+            .with_context("field", field)
     }
 
     /// The backend could not be reached.
@@ -139,7 +141,10 @@ impl Error {
     pub fn timeout(operation: &str, after: Duration) -> Self {
         Error::new(
             ErrorKind::Timeout,
-            format!("{operation} timed out after {}", crate::duration::format_duration(after)),
+            format!(
+                "{operation} timed out after {}",
+                crate::duration::format_duration(after)
+            ),
         )
     }
 
@@ -194,7 +199,10 @@ impl Error {
 
     /// Looks up a context value by key.
     pub fn context(&self, key: &str) -> Option<&str> {
-        self.context.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.context
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// All context pairs, in the order they were added.

@@ -35,7 +35,10 @@ impl ChannelName {
         if name.len() > MAX_CHANNEL_NAME_LEN {
             return Err(Error::invalid_input(
                 "channel",
-                format_args!("is {} characters; the limit is {MAX_CHANNEL_NAME_LEN}", name.len()),
+                format_args!(
+                    "is {} characters; the limit is {MAX_CHANNEL_NAME_LEN}",
+                    name.len()
+                ),
             ));
         }
         if let Some(bad) = name
@@ -105,7 +108,10 @@ impl EventName {
         if name.len() > MAX_EVENT_NAME_LEN {
             return Err(Error::invalid_input(
                 "event",
-                format_args!("is {} characters; the limit is {MAX_EVENT_NAME_LEN}", name.len()),
+                format_args!(
+                    "is {} characters; the limit is {MAX_EVENT_NAME_LEN}",
+                    name.len()
+                ),
             ));
         }
         if name.starts_with("pusher:") || name.starts_with("pusher_internal:") {
@@ -190,10 +196,23 @@ mod tests {
 
     #[test]
     fn channel_rules() {
-        assert!(ChannelName::new("presence-room@1,2;x=y").unwrap().is_presence());
-        assert!(ChannelName::new("private-encrypted-a").unwrap().is_encrypted());
+        assert!(
+            ChannelName::new("presence-room@1,2;x=y")
+                .unwrap()
+                .is_presence()
+        );
+        assert!(
+            ChannelName::new("private-encrypted-a")
+                .unwrap()
+                .is_encrypted()
+        );
         assert_eq!(ChannelName::new("").unwrap_err().field(), Some("channel"));
-        assert!(ChannelName::new("#x").unwrap_err().to_string().contains('#'));
+        assert!(
+            ChannelName::new("#x")
+                .unwrap_err()
+                .to_string()
+                .contains('#')
+        );
         assert!(ChannelName::new("a".repeat(201)).is_err());
         assert!(ChannelName::new("a".repeat(200)).is_ok());
         let parsed: std::result::Result<ChannelName, _> = serde_json::from_str("\"a b\"");

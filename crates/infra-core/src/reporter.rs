@@ -90,11 +90,7 @@ pub struct User {
 #[cfg_attr(feature = "mock", mockall::automock)]
 pub trait ErrorReporter: Send + Sync {
     /// Captures an error with context; returns the event id, if one was recorded.
-    fn capture_error(
-        &self,
-        error: &DynError,
-        context: &Context,
-    ) -> Option<String>;
+    fn capture_error(&self, error: &DynError, context: &Context) -> Option<String>;
 
     /// Captures a message at a level with context.
     fn capture_message(&self, message: &str, level: Level, context: &Context) -> Option<String>;
@@ -107,11 +103,7 @@ pub trait ErrorReporter: Send + Sync {
 }
 
 impl<T: ErrorReporter + ?Sized> ErrorReporter for Arc<T> {
-    fn capture_error(
-        &self,
-        error: &DynError,
-        context: &Context,
-    ) -> Option<String> {
+    fn capture_error(&self, error: &DynError, context: &Context) -> Option<String> {
         (**self).capture_error(error, context)
     }
     fn capture_message(&self, message: &str, level: Level, context: &Context) -> Option<String> {

@@ -78,8 +78,12 @@ pub fn redact_url(raw: &str) -> String {
             let pairs: Vec<(String, String)> = parsed
                 .query_pairs()
                 .map(|(k, v)| {
-                    let hide = k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("token");
-                    (k.into_owned(), if hide { "***".into() } else { v.into_owned() })
+                    let hide =
+                        k.eq_ignore_ascii_case("password") || k.eq_ignore_ascii_case("token");
+                    (
+                        k.into_owned(),
+                        if hide { "***".into() } else { v.into_owned() },
+                    )
                 })
                 .collect();
             if !pairs.is_empty() {

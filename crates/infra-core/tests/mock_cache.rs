@@ -15,11 +15,15 @@ struct Preferences {
 /// The code under test: cache-aside for user preferences.
 async fn user_preferences(cache: &dyn Cache, user_id: u64) -> Result<Preferences> {
     cache
-        .get_or_set_json(&format!("prefs:{user_id}"), Duration::from_secs(3600), || async {
-            Ok(Preferences {
-                timezone: "Europe/Berlin".into(),
-            })
-        })
+        .get_or_set_json(
+            &format!("prefs:{user_id}"),
+            Duration::from_secs(3600),
+            || async {
+                Ok(Preferences {
+                    timezone: "Europe/Berlin".into(),
+                })
+            },
+        )
         .await
 }
 
@@ -78,7 +82,10 @@ async fn rate_limiter_mock() {
             fallback: false,
         })
     });
-    let d = limiter.check("ip:1", 10, Duration::from_secs(60)).await.unwrap();
+    let d = limiter
+        .check("ip:1", 10, Duration::from_secs(60))
+        .await
+        .unwrap();
     assert!(!d.allowed);
     assert_eq!(d.reset_after, Duration::from_secs(60));
 }

@@ -36,7 +36,8 @@ impl Cache for MapCache {
         Ok(self.live(key).map(|(v, _)| v))
     }
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        self.set_many(vec![(key.to_owned(), value.to_vec())], ttl).await
+        self.set_many(vec![(key.to_owned(), value.to_vec())], ttl)
+            .await
     }
     async fn delete(&self, key: &str) -> Result<bool> {
         self.limits.check_key(key)?;
@@ -50,7 +51,9 @@ impl Cache for MapCache {
     }
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         self.limits.check_key(key)?;
-        Ok(self.live(key).map(|(_, e)| e.saturating_duration_since(Instant::now())))
+        Ok(self
+            .live(key)
+            .map(|(_, e)| e.saturating_duration_since(Instant::now())))
     }
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
         for key in keys {

@@ -25,7 +25,12 @@ pub struct PusherConfig {
 
 impl PusherConfig {
     /// A config for an app at `base_url`.
-    pub fn new(base_url: Url, app_id: impl Into<String>, key: impl Into<String>, secret: impl Into<String>) -> Self {
+    pub fn new(
+        base_url: Url,
+        app_id: impl Into<String>,
+        key: impl Into<String>,
+        secret: impl Into<String>,
+    ) -> Self {
         PusherConfig {
             app_id: app_id.into(),
             key: key.into(),
@@ -76,7 +81,10 @@ impl RealtimeConfig {
         }
         let app_id = env.required("PUSHER_APP_ID")?;
         if !app_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(Error::config("PUSHER_APP_ID", "must be letters and digits only"));
+            return Err(Error::config(
+                "PUSHER_APP_ID",
+                "must be letters and digits only",
+            ));
         }
         let tls = env.bool("PUSHER_USE_TLS")?.unwrap_or(true);
         let scheme = if tls { "https" } else { "http" };
@@ -84,8 +92,14 @@ impl RealtimeConfig {
             Some(host) => host,
             None => {
                 let cluster = env.get("PUSHER_CLUSTER").unwrap_or_else(|| "mt1".into());
-                if !cluster.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') {
-                    return Err(Error::config("PUSHER_CLUSTER", "must be a cluster name such as `eu` or `mt1`"));
+                if !cluster
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                {
+                    return Err(Error::config(
+                        "PUSHER_CLUSTER",
+                        "must be a cluster name such as `eu` or `mt1`",
+                    ));
                 }
                 format!("api-{cluster}.pusher.com")
             }
@@ -95,14 +109,20 @@ impl RealtimeConfig {
             Some(port) => format!("{scheme}://{host}:{port}"),
             None => format!("{scheme}://{host}"),
         };
-        let base_url = Url::parse(&raw)
-            .map_err(|e| Error::config("PUSHER_HOST", format_args!("does not form a valid URL: {e}")))?;
+        let base_url = Url::parse(&raw).map_err(|e| {
+            Error::config(
+                "PUSHER_HOST",
+                format_args!("does not form a valid URL: {e}"),
+            )
+        })?;
         Ok(RealtimeConfig::Pusher(PusherConfig {
             app_id,
             key: env.required("PUSHER_KEY")?,
             secret: env.required_secret("PUSHER_SECRET")?,
             base_url,
-            timeout: env.duration("PUSHER_TIMEOUT")?.unwrap_or(Duration::from_secs(10)),
+            timeout: env
+                .duration("PUSHER_TIMEOUT")?
+                .unwrap_or(Duration::from_secs(10)),
         }))
     }
 }
@@ -113,7 +133,10 @@ mod tests {
 
     #[test]
     fn local_without_credentials() {
-        assert!(matches!(RealtimeConfig::from_env(&Env::empty()).unwrap(), RealtimeConfig::Local));
+        assert!(matches!(
+            RealtimeConfig::from_env(&Env::empty()).unwrap(),
+            RealtimeConfig::Local
+        ));
     }
 
     #[test]
@@ -132,7 +155,9 @@ mod tests {
             ("PUSHER_SECRET", "topsecret"),
             ("PUSHER_CLUSTER", "eu"),
         ]);
-        let RealtimeConfig::Pusher(c) = RealtimeConfig::from_env(&env).unwrap() else { panic!() };
+        let RealtimeConfig::Pusher(c) = RealtimeConfig::from_env(&env).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.base_url.as_str(), "https://api-eu.pusher.com/");
         assert!(!format!("{c:?}").contains("topsecret"));
 
@@ -144,7 +169,9 @@ mod tests {
             ("PUSHER_PORT", "6001"),
             ("PUSHER_USE_TLS", "false"),
         ]);
-        let RealtimeConfig::Pusher(c) = RealtimeConfig::from_env(&env).unwrap() else { panic!() };
+        let RealtimeConfig::Pusher(c) = RealtimeConfig::from_env(&env).unwrap() else {
+            panic!()
+        };
         assert_eq!(c.base_url.as_str(), "http://127.0.0.1:6001/");
 
         let env = Env::from_pairs([
@@ -153,6 +180,9 @@ mod tests {
             ("PUSHER_SECRET", "s"),
             ("PUSHER_PORT", "99999"),
         ]);
-        assert_eq!(RealtimeConfig::from_env(&env).unwrap_err().variable(), Some("PUSHER_PORT"));
+        assert_eq!(
+            RealtimeConfig::from_env(&env).unwrap_err().variable(),
+            Some("PUSHER_PORT")
+        );
     }
 }

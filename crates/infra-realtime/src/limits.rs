@@ -12,7 +12,10 @@ pub const MAX_DATA_BYTES: usize = 10 * 1024;
 /// Checks a trigger's channels and encodes its data.
 pub(crate) fn check_trigger(channels: &[ChannelName], data: &serde_json::Value) -> Result<String> {
     if channels.is_empty() {
-        return Err(Error::invalid_input("channels", "must name at least one channel"));
+        return Err(Error::invalid_input(
+            "channels",
+            "must name at least one channel",
+        ));
     }
     if channels.len() > MAX_CHANNELS_PER_TRIGGER {
         return Err(Error::invalid_input(
@@ -26,7 +29,9 @@ pub(crate) fn check_trigger(channels: &[ChannelName], data: &serde_json::Value) 
     if let Some(encrypted) = channels.iter().find(|c| c.is_encrypted()) {
         return Err(Error::invalid_input(
             "channels",
-            format_args!("`{encrypted}` is an encrypted channel, which this client does not encrypt for yet"),
+            format_args!(
+                "`{encrypted}` is an encrypted channel, which this client does not encrypt for yet"
+            ),
         ));
     }
     encode_data(data)
@@ -35,12 +40,18 @@ pub(crate) fn check_trigger(channels: &[ChannelName], data: &serde_json::Value) 
 /// Checks a batch's size and each event's data; returns the encoded data in order.
 pub(crate) fn check_batch(batch: &[BatchEvent]) -> Result<Vec<String>> {
     if batch.is_empty() {
-        return Err(Error::invalid_input("batch", "must hold at least one event"));
+        return Err(Error::invalid_input(
+            "batch",
+            "must hold at least one event",
+        ));
     }
     if batch.len() > MAX_BATCH_EVENTS {
         return Err(Error::invalid_input(
             "batch",
-            format_args!("holds {} events; the limit is {MAX_BATCH_EVENTS}", batch.len()),
+            format_args!(
+                "holds {} events; the limit is {MAX_BATCH_EVENTS}",
+                batch.len()
+            ),
         ));
     }
     batch
@@ -76,13 +87,27 @@ mod tests {
 
     #[test]
     fn trigger_limits() {
-        assert_eq!(check_trigger(&[], &json!({})).unwrap_err().field(), Some("channels"));
+        assert_eq!(
+            check_trigger(&[], &json!({})).unwrap_err().field(),
+            Some("channels")
+        );
         let many: Vec<_> = (0..101).map(|i| ch(&format!("c{i}"))).collect();
-        assert!(check_trigger(&many, &json!({})).unwrap_err().to_string().contains("limit is 100"));
+        assert!(
+            check_trigger(&many, &json!({}))
+                .unwrap_err()
+                .to_string()
+                .contains("limit is 100")
+        );
         let big = json!({ "x": "a".repeat(MAX_DATA_BYTES) });
-        assert_eq!(check_trigger(&[ch("a")], &big).unwrap_err().field(), Some("data"));
+        assert_eq!(
+            check_trigger(&[ch("a")], &big).unwrap_err().field(),
+            Some("data")
+        );
         assert_eq!(check_trigger(&[ch("a")], &json!("raw")).unwrap(), "raw");
-        assert_eq!(check_trigger(&[ch("a")], &json!({"k": 1})).unwrap(), r#"{"k":1}"#);
+        assert_eq!(
+            check_trigger(&[ch("a")], &json!({"k": 1})).unwrap(),
+            r#"{"k":1}"#
+        );
         assert!(check_trigger(&[ch("private-encrypted-x")], &json!({})).is_err());
     }
 
@@ -94,7 +119,10 @@ mod tests {
             data: json!({}),
         };
         assert!(check_batch(&vec![e.clone(); 10]).is_ok());
-        assert_eq!(check_batch(&vec![e; 11]).unwrap_err().field(), Some("batch"));
+        assert_eq!(
+            check_batch(&vec![e; 11]).unwrap_err().field(),
+            Some("batch")
+        );
         assert_eq!(check_batch(&[]).unwrap_err().field(), Some("batch"));
     }
 }

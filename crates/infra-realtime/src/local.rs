@@ -135,12 +135,19 @@ mod tests {
         let mut a = hub.subscribe(&ch("a"));
         let mut b = hub.subscribe(&ch("b"));
         let ev = EventName::new("updated").unwrap();
-        hub.trigger(&[ch("a")], &ev, &json!({"n": 1})).await.unwrap();
-        hub.trigger(&[ch("a"), ch("b")], &ev, &json!("plain")).await.unwrap();
+        hub.trigger(&[ch("a")], &ev, &json!({"n": 1}))
+            .await
+            .unwrap();
+        hub.trigger(&[ch("a"), ch("b")], &ev, &json!("plain"))
+            .await
+            .unwrap();
         assert_eq!(a.recv().await.unwrap().data, r#"{"n":1}"#);
         assert_eq!(a.recv().await.unwrap().data, "plain");
         let only_b = b.recv().await.unwrap();
-        assert_eq!((only_b.channel.as_str(), only_b.data.as_str()), ("b", "plain"));
+        assert_eq!(
+            (only_b.channel.as_str(), only_b.data.as_str()),
+            ("b", "plain")
+        );
         assert!(b.try_recv().is_err());
         assert_eq!(hub.occupied_channels(), vec!["a", "b"]);
     }
@@ -149,11 +156,24 @@ mod tests {
     async fn batch_is_validated_whole_before_delivery() {
         let hub = LocalRealtime::default();
         let mut a = hub.subscribe(&ch("a"));
-        let good = BatchEvent { channel: ch("a"), name: EventName::new("e").unwrap(), data: json!({}) };
-        let too_big = BatchEvent { data: json!("x".repeat(20_000)), ..good.clone() };
-        let err = hub.trigger_batch(&[good.clone(), too_big]).await.unwrap_err();
+        let good = BatchEvent {
+            channel: ch("a"),
+            name: EventName::new("e").unwrap(),
+            data: json!({}),
+        };
+        let too_big = BatchEvent {
+            data: json!("x".repeat(20_000)),
+            ..good.clone()
+        };
+        let err = hub
+            .trigger_batch(&[good.clone(), too_big])
+            .await
+            .unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
-        assert!(a.try_recv().is_err(), "nothing of a refused batch is delivered");
+        assert!(
+            a.try_recv().is_err(),
+            "nothing of a refused batch is delivered"
+        );
         hub.trigger_batch(&[good]).await.unwrap();
         assert_eq!(a.recv().await.unwrap().event, "e");
     }
@@ -162,7 +182,9 @@ mod tests {
     async fn vacated_channels_are_forgotten() {
         let hub = LocalRealtime::default();
         drop(hub.subscribe(&ch("gone")));
-        hub.trigger(&[ch("gone")], &EventName::new("e").unwrap(), &json!({})).await.unwrap();
+        hub.trigger(&[ch("gone")], &EventName::new("e").unwrap(), &json!({}))
+            .await
+            .unwrap();
         assert!(hub.occupied_channels().is_empty());
     }
 }

@@ -43,7 +43,13 @@ impl PusherClient {
         channel: &ChannelName,
         channel_data: Option<&str>,
     ) -> Result<ChannelAuth> {
-        signature::authorize_channel(&self.config.key, &self.config.secret, socket_id, channel, channel_data)
+        signature::authorize_channel(
+            &self.config.key,
+            &self.config.secret,
+            socket_id,
+            channel,
+            channel_data,
+        )
     }
 
     /// Signs a user in for pusher-js's user authentication endpoint.
@@ -52,8 +58,19 @@ impl PusherClient {
     }
 
     /// Verifies a webhook's headers against its raw body.
-    pub fn verify_webhook(&self, header_key: &str, header_signature: &str, body: &[u8]) -> Result<()> {
-        signature::verify_webhook(&self.config.key, &self.config.secret, header_key, header_signature, body)
+    pub fn verify_webhook(
+        &self,
+        header_key: &str,
+        header_signature: &str,
+        body: &[u8],
+    ) -> Result<()> {
+        signature::verify_webhook(
+            &self.config.key,
+            &self.config.secret,
+            header_key,
+            header_signature,
+            body,
+        )
     }
 
     /// Sends a signed request and returns the reply's JSON body.
@@ -96,8 +113,11 @@ impl PusherClient {
                 Ok(json!({}))
             } else {
                 serde_json::from_str(&text).map_err(|e| {
-                    Error::new(ErrorKind::Decode, format!("Pusher replied {status} with a body that is not JSON"))
-                        .with_source(e)
+                    Error::new(
+                        ErrorKind::Decode,
+                        format!("Pusher replied {status} with a body that is not JSON"),
+                    )
+                    .with_source(e)
                 })
             };
         }
@@ -143,7 +163,8 @@ impl Realtime for PusherClient {
     ) -> Result<()> {
         let data = check_trigger(channels, data)?;
         let body = json!({ "name": event, "data": data, "channels": channels });
-        self.call(reqwest::Method::POST, "events", Some(body), &[]).await?;
+        self.call(reqwest::Method::POST, "events", Some(body), &[])
+            .await?;
         Ok(())
     }
 
@@ -154,8 +175,13 @@ impl Realtime for PusherClient {
             .zip(encoded)
             .map(|(e, data)| json!({ "channel": e.channel, "name": e.name, "data": data }))
             .collect();
-        self.call(reqwest::Method::POST, "batch_events", Some(json!({ "batch": events })), &[])
-            .await?;
+        self.call(
+            reqwest::Method::POST,
+            "batch_events",
+            Some(json!({ "batch": events })),
+            &[],
+        )
+        .await?;
         Ok(())
     }
 }
@@ -170,7 +196,9 @@ impl HealthCheck for PusherClient {
     }
     /// Lists channels: a signed read that proves the host answers and accepts the credentials.
     async fn probe(&self) -> Result<Probe> {
-        let reply = self.call(reqwest::Method::GET, "channels", None, &[]).await?;
+        let reply = self
+            .call(reqwest::Method::GET, "channels", None, &[])
+            .await?;
         let occupied = reply
             .get("channels")
             .and_then(|c| c.as_object())

@@ -48,7 +48,12 @@ pub fn string_to_sign(method: &str, path: &str, params: &BTreeMap<String, String
         .filter(|(k, _)| k.as_str() != "auth_signature")
         .map(|(k, v)| format!("{k}={v}"))
         .collect();
-    format!("{}\n{}\n{}", method.to_ascii_uppercase(), path, query.join("&"))
+    format!(
+        "{}\n{}\n{}",
+        method.to_ascii_uppercase(),
+        path,
+        query.join("&")
+    )
 }
 
 /// Builds the signed query parameters of an HTTP API call.
@@ -99,18 +104,19 @@ pub struct UserAuth {
 
 /// Checks a socket id: `^\d+\.\d+$`.
 pub fn check_socket_id(socket_id: &str) -> Result<()> {
-    let valid = socket_id
-        .split_once('.')
-        .is_some_and(|(a, b)| {
-            !a.is_empty()
-                && !b.is_empty()
-                && a.bytes().all(|c| c.is_ascii_digit())
-                && b.bytes().all(|c| c.is_ascii_digit())
-        });
+    let valid = socket_id.split_once('.').is_some_and(|(a, b)| {
+        !a.is_empty()
+            && !b.is_empty()
+            && a.bytes().all(|c| c.is_ascii_digit())
+            && b.bytes().all(|c| c.is_ascii_digit())
+    });
     if valid {
         Ok(())
     } else {
-        Err(Error::invalid_input("socket_id", "must look like `1234.5678`"))
+        Err(Error::invalid_input(
+            "socket_id",
+            "must look like `1234.5678`",
+        ))
     }
 }
 
@@ -135,7 +141,10 @@ pub fn authorize_channel(
             let parsed: serde_json::Value = serde_json::from_str(data)
                 .map_err(|_| Error::invalid_input("channel_data", "must be JSON"))?;
             if parsed.get("user_id").is_none_or(|v| v.is_null()) {
-                return Err(Error::invalid_input("channel_data", "must have a `user_id`"));
+                return Err(Error::invalid_input(
+                    "channel_data",
+                    "must have a `user_id`",
+                ));
             }
             format!("{socket_id}:{channel}:{data}")
         }
@@ -167,8 +176,12 @@ pub fn authenticate_user(
     check_socket_id(socket_id)?;
     let parsed: serde_json::Value = serde_json::from_str(user_data)
         .map_err(|_| Error::invalid_input("user_data", "must be JSON"))?;
-    if !parsed.get("id").is_some_and(|v| v.as_str().is_some_and(|s| !s.is_empty())) {
-        return Err(Error::invalid_input("user_data", "must have a non-empty string `id`"));
+    let id = parsed.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+    if id.is_empty() {
+        return Err(Error::invalid_input(
+            "user_data",
+            "must have a non-empty string `id`",
+        ));
     }
     let to_sign = format!("{socket_id}::user::{user_data}");
     Ok(UserAuth {
@@ -187,10 +200,16 @@ pub fn verify_webhook(
     body: &[u8],
 ) -> Result<()> {
     if header_key != key {
-        return Err(Error::invalid_input("X-Pusher-Key", "is not this app's key"));
+        return Err(Error::invalid_input(
+            "X-Pusher-Key",
+            "is not this app's key",
+        ));
     }
     if !verify_hmac_hex(secret, body, header_signature) {
-        return Err(Error::invalid_input("X-Pusher-Signature", "does not match the body"));
+        return Err(Error::invalid_input(
+            "X-Pusher-Signature",
+            "does not match the body",
+        ));
     }
     Ok(())
 }
@@ -210,7 +229,15 @@ mod tests {
     fn http_api_vector() {
         let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
         assert_eq!(body_md5(body), "ec365a775a4cd0599faeb73354201b6f");
-        let params = sign_request(KEY, &secret(), "POST", "/apps/3/events", Some(body), 1353088179, &[]);
+        let params = sign_request(
+            KEY,
+            &secret(),
+            "POST",
+            "/apps/3/events",
+            Some(body),
+            1353088179,
+            &[],
+        );
         assert_eq!(
             string_to_sign("POST", "/apps/3/events", &params),
             "POST\n/apps/3/events\nauth_key=278d425bdf160c739803&auth_timestamp=1353088179&auth_version=1.0&body_md5=ec365a775a4cd0599faeb73354201b6f"
@@ -229,7 +256,10 @@ mod tests {
             auth.auth,
             "278d425bdf160c739803:58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"
         );
-        assert_eq!(serde_json::to_value(&auth).unwrap(), serde_json::json!({"auth": auth.auth}));
+        assert_eq!(
+            serde_json::to_value(&auth).unwrap(),
+            serde_json::json!({"auth": auth.auth})
+        );
     }
 
     #[test]
@@ -264,7 +294,9 @@ mod tests {
         let mut tampered = body.to_vec();
         tampered[10] = b'9';
         assert_eq!(
-            verify_webhook(KEY, &secret(), KEY, sig, &tampered).unwrap_err().field(),
+            verify_webhook(KEY, &secret(), KEY, sig, &tampered)
+                .unwrap_err()
+                .field(),
             Some("X-Pusher-Signature")
         );
         assert!(verify_webhook(KEY, &secret(), "other", sig, body).is_err());

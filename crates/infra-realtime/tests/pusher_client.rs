@@ -8,7 +8,9 @@ use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use axum::routing::{get, post};
-use infra_core::{BatchEvent, ChannelName, ErrorKind, EventName, HealthCheck, HealthStatus, Realtime, Secret};
+use infra_core::{
+    BatchEvent, ChannelName, ErrorKind, EventName, HealthCheck, HealthStatus, Realtime, Secret,
+};
 use infra_realtime::{PusherClient, PusherConfig, signature};
 use serde_json::{Value, json};
 
@@ -35,17 +37,31 @@ async fn verify(
         return (StatusCode::UNAUTHORIZED, "Invalid signature".into());
     }
     let ts: u64 = params["auth_timestamp"].parse().unwrap();
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     if now.abs_diff(ts) > 600 {
         return (StatusCode::UNAUTHORIZED, "Timestamp expired".into());
     }
     if !body.is_empty() && params.get("body_md5") != Some(&signature::body_md5(&body)) {
         return (StatusCode::UNAUTHORIZED, "body_md5 mismatch".into());
     }
-    let value = if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap() };
-    received.0.lock().unwrap().push((uri.path().to_owned(), value));
+    let value = if body.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body).unwrap()
+    };
+    received
+        .0
+        .lock()
+        .unwrap()
+        .push((uri.path().to_owned(), value));
     if method == Method::GET {
-        (StatusCode::OK, json!({"channels": {"presence-a": {}, "b": {}}}).to_string())
+        (
+            StatusCode::OK,
+            json!({"channels": {"presence-a": {}, "b": {}}}).to_string(),
+        )
     } else {
         (StatusCode::OK, "{}".into())
     }
@@ -61,7 +77,10 @@ async fn server() -> (url::Url, Received) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url::Url::parse(&format!("http://{addr}")).unwrap(), received)
+    (
+        url::Url::parse(&format!("http://{addr}")).unwrap(),
+        received,
+    )
 }
 
 fn ch(n: &str) -> ChannelName {
@@ -71,13 +90,22 @@ fn ch(n: &str) -> ChannelName {
 #[tokio::test]
 async fn trigger_and_batch_are_signed_and_shaped_as_the_api_expects() {
     let (base, received) = server().await;
-    let client = PusherClient::new(PusherConfig::new(base, "3", "278d425bdf160c739803", SECRET)).unwrap();
+    let client =
+        PusherClient::new(PusherConfig::new(base, "3", "278d425bdf160c739803", SECRET)).unwrap();
     client
-        .trigger(&[ch("private-user-1"), ch("team")], &EventName::new("meeting.moved").unwrap(), &json!({"id": 9}))
+        .trigger(
+            &[ch("private-user-1"), ch("team")],
+            &EventName::new("meeting.moved").unwrap(),
+            &json!({"id": 9}),
+        )
         .await
         .unwrap();
     client
-        .trigger_batch(&[BatchEvent { channel: ch("a"), name: EventName::new("e").unwrap(), data: json!("raw") }])
+        .trigger_batch(&[BatchEvent {
+            channel: ch("a"),
+            name: EventName::new("e").unwrap(),
+            data: json!("raw"),
+        }])
         .await
         .unwrap();
     let received = received.0.lock().unwrap();
@@ -86,13 +114,22 @@ async fn trigger_and_batch_are_signed_and_shaped_as_the_api_expects() {
         received[0].1,
         json!({"name": "meeting.moved", "data": "{\"id\":9}", "channels": ["private-user-1", "team"]})
     );
-    assert_eq!(received[1].1, json!({"batch": [{"channel": "a", "name": "e", "data": "raw"}]}));
+    assert_eq!(
+        received[1].1,
+        json!({"batch": [{"channel": "a", "name": "e", "data": "raw"}]})
+    );
 }
 
 #[tokio::test]
 async fn wrong_secret_is_a_config_error_and_health_reports_it() {
     let (base, _) = server().await;
-    let client = PusherClient::new(PusherConfig::new(base.clone(), "3", "k", "wrong-secret-value")).unwrap();
+    let client = PusherClient::new(PusherConfig::new(
+        base.clone(),
+        "3",
+        "k",
+        "wrong-secret-value",
+    ))
+    .unwrap();
     let err = client
         .trigger(&[ch("a")], &EventName::new("e").unwrap(), &json!({}))
         .await
@@ -113,7 +150,10 @@ async fn limits_are_enforced_before_sending() {
     let (base, received) = server().await;
     let client = PusherClient::new(PusherConfig::new(base, "3", "k", SECRET)).unwrap();
     let channels: Vec<_> = (0..101).map(|i| ch(&format!("c{i}"))).collect();
-    let err = client.trigger(&channels, &EventName::new("e").unwrap(), &json!({})).await.unwrap_err();
+    let err = client
+        .trigger(&channels, &EventName::new("e").unwrap(), &json!({}))
+        .await
+        .unwrap_err();
     assert_eq!(err.field(), Some("channels"));
     assert!(received.0.lock().unwrap().is_empty());
 }
@@ -121,10 +161,22 @@ async fn limits_are_enforced_before_sending() {
 #[tokio::test]
 async fn auth_endpoints_use_the_app_credentials() {
     let base = url::Url::parse("http://127.0.0.1:1").unwrap();
-    let client = PusherClient::new(PusherConfig::new(base, "3", "278d425bdf160c739803", SECRET)).unwrap();
-    let auth = client.authorize_channel("1234.1234", &ch("private-foobar"), None).unwrap();
-    assert!(auth.auth.ends_with(":58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4"));
-    assert_eq!(client.authorize_channel("bad", &ch("private-x"), None).unwrap_err().field(), Some("socket_id"));
+    let client =
+        PusherClient::new(PusherConfig::new(base, "3", "278d425bdf160c739803", SECRET)).unwrap();
+    let auth = client
+        .authorize_channel("1234.1234", &ch("private-foobar"), None)
+        .unwrap();
+    assert!(
+        auth.auth
+            .ends_with(":58df8b0c36d6982b82c3ecf6b4662e34fe8c25bba48f5369f135bf843651c3a4")
+    );
+    assert_eq!(
+        client
+            .authorize_channel("bad", &ch("private-x"), None)
+            .unwrap_err()
+            .field(),
+        Some("socket_id")
+    );
     let err = client
         .trigger(&[ch("a")], &EventName::new("e").unwrap(), &json!({}))
         .await

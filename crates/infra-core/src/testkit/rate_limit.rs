@@ -51,21 +51,38 @@ pub async fn window_resets(limiter: &dyn RateLimiter) {
     assert!(limiter.check(&key, 2, window).await.expect("2").allowed);
     let refused = limiter.check(&key, 2, window).await.expect("3");
     assert!(!refused.allowed);
-    assert!(refused.reset_after <= window * 2, "reset_after {:?}", refused.reset_after);
+    assert!(
+        refused.reset_after <= window * 2,
+        "reset_after {:?}",
+        refused.reset_after
+    );
     tokio::time::sleep(refused.reset_after + Duration::from_millis(100)).await;
     let again = limiter.check(&key, 2, window).await.expect("4");
-    assert!(again.allowed, "admitted again after reset_after ({:?})", refused.reset_after);
+    assert!(
+        again.allowed,
+        "admitted again after reset_after ({:?})",
+        refused.reset_after
+    );
 }
 
 /// Bad arguments are `InvalidInput` errors naming the argument.
 pub async fn invalid_arguments(limiter: &dyn RateLimiter) {
-    let err = limiter.check("", 1, Duration::from_secs(1)).await.expect_err("empty key");
+    let err = limiter
+        .check("", 1, Duration::from_secs(1))
+        .await
+        .expect_err("empty key");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
     assert_eq!(err.field(), Some("key"));
     let key = unique_key("rl-invalid");
-    let err = limiter.check(&key, 0, Duration::from_secs(1)).await.expect_err("zero limit");
+    let err = limiter
+        .check(&key, 0, Duration::from_secs(1))
+        .await
+        .expect_err("zero limit");
     assert_eq!(err.field(), Some("limit"));
-    let err = limiter.check(&key, 1, Duration::ZERO).await.expect_err("zero window");
+    let err = limiter
+        .check(&key, 1, Duration::ZERO)
+        .await
+        .expect_err("zero window");
     assert_eq!(err.field(), Some("window"));
 }
 
@@ -86,5 +103,8 @@ pub async fn exact_under_concurrency(limiter: Arc<dyn RateLimiter>) {
             admitted += 1;
         }
     }
-    assert_eq!(admitted, 50, "exactly `limit` of 200 concurrent calls are admitted");
+    assert_eq!(
+        admitted, 50,
+        "exactly `limit` of 200 concurrent calls are admitted"
+    );
 }

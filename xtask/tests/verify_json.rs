@@ -1,0 +1,97 @@
+//! `cargo xtask verify --json` prints a report that parses, one entry per service, and exits
+//! by the health of the configured services.
+
+use std::process::Command;
+
+fn verify(envs: &[(&str, String)]) -> (bool, serde_json::Value) {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    cmd.args(["verify", "--json"]);
+    // Start from a known environment: no service variables but the ones given.
+    for (key, _) in std::env::vars() {
+        if [
+            "DATABASE_",
+            "REDIS_",
+            "UPSTASH_",
+            "INNGEST_",
+            "PUSHER_",
+            "SENTRY_",
+            "NEXT_PUBLIC_",
+            "INFRA_",
+        ]
+        .iter()
+        .any(|p| key.starts_with(p))
+        {
+            cmd.env_remove(key);
+        }
+    }
+    // Empty values also keep a developer's `.env` (which never overrides) out of the test.
+    for key in [
+        "DATABASE_URL",
+        "REDIS_URL",
+        "UPSTASH_REDIS_REST_URL",
+        "INNGEST_EVENT_KEY",
+        "INNGEST_DEV",
+        "PUSHER_APP_ID",
+        "PUSHER_KEY",
+        "PUSHER_SECRET",
+        "SENTRY_DSN",
+        "NEXT_PUBLIC_SENTRY_DSN",
+    ] {
+        cmd.env(key, "");
+    }
+    cmd.envs(envs.iter().map(|(k, v)| (*k, v.as_str())));
+    let out = cmd.output().expect("run xtask");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.success(), json)
+}
+
+#[test]
+fn json_report_has_one_entry_per_service_against_the_real_services() {
+    let database = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let (ok, json) = verify(&[("DATABASE_URL", database), ("REDIS_URL", redis)]);
+    let services = json.as_object().expect("an object keyed by service");
+    let mut names: Vec<&String> = services.keys().collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["cache", "database", "jobs", "monitoring", "realtime"]
+    );
+    for (name, entry) in services {
+        for field in ["ok", "backend", "status", "latency_ms", "detail"] {
+            assert!(entry.get(field).is_some(), "{name} lacks {field}: {entry}");
+        }
+    }
+    assert_eq!(json["database"]["backend"], "postgres");
+    assert_eq!(
+        json["database"]["status"], "healthy",
+        "{}",
+        json["database"]
+    );
+    assert_eq!(json["cache"]["backend"], "redis");
+    assert_eq!(json["cache"]["status"], "healthy", "{}", json["cache"]);
+    assert!(ok, "exit code 0 when every configured service is healthy");
+}
+
+#[test]
+fn an_unhealthy_configured_service_fails_the_exit_code() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (ok, json) = verify(&[
+        ("REDIS_URL", format!("redis://127.0.0.1:{closed}")),
+        ("INFRA_HEALTH_TIMEOUT", "2s".into()),
+    ]);
+    assert_eq!(json["cache"]["status"], "unhealthy");
+    assert_eq!(json["database"]["status"], "not_configured");
+    assert!(!ok, "exit code is non-zero");
+}
