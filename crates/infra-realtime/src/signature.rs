@@ -83,6 +83,59 @@ pub fn sign_request(
     params
 }
 
+/// How far a request's `auth_timestamp` may be from the server's clock.
+pub const MAX_TIMESTAMP_SKEW_SECS: u64 = 600;
+
+/// Verifies a signed HTTP API request as Pusher's API does: the key, the signature over
+/// method, path and parameters (in constant time), the timestamp within ±600 s of `now`, and
+/// `body_md5` when there is a body.
+pub fn verify_request(
+    key: &str,
+    secret: &Secret<String>,
+    method: &str,
+    path: &str,
+    params: &BTreeMap<String, String>,
+    body: &[u8],
+    now_secs: u64,
+) -> Result<()> {
+    let param = |name: &str| params.get(name).map(String::as_str);
+    if param("auth_key") != Some(key) {
+        return Err(Error::invalid_input(
+            "auth_key",
+            "is missing or not this app's key",
+        ));
+    }
+    if param("auth_version") != Some("1.0") {
+        return Err(Error::invalid_input("auth_version", "must be 1.0"));
+    }
+    let timestamp: u64 = param("auth_timestamp")
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| Error::invalid_input("auth_timestamp", "is missing or not a number"))?;
+    if timestamp.abs_diff(now_secs) > MAX_TIMESTAMP_SKEW_SECS {
+        return Err(Error::invalid_input(
+            "auth_timestamp",
+            format_args!("is more than {MAX_TIMESTAMP_SKEW_SECS}s from the server's clock"),
+        ));
+    }
+    if !body.is_empty() && param("body_md5") != Some(body_md5(body).as_str()) {
+        return Err(Error::invalid_input("body_md5", "does not match the body"));
+    }
+    let signature = param("auth_signature")
+        .ok_or_else(|| Error::invalid_input("auth_signature", "is missing"))?;
+    let lowered: BTreeMap<String, String> = params
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+        .collect();
+    let to_sign = string_to_sign(method, path, &lowered);
+    if !verify_hmac_hex(secret, to_sign.as_bytes(), signature) {
+        return Err(Error::invalid_input(
+            "auth_signature",
+            "does not match the request",
+        ));
+    }
+    Ok(())
+}
+
 /// The reply to a channel authorization request, as pusher-js expects it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ChannelAuth {
@@ -176,7 +229,10 @@ pub fn authenticate_user(
     check_socket_id(socket_id)?;
     let parsed: serde_json::Value = serde_json::from_str(user_data)
         .map_err(|_| Error::invalid_input("user_data", "must be JSON"))?;
-    let id = parsed.get("id").and_then(|v| v.as_str()).unwrap_or_default();
+    let id = parsed
+        .get("id")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
     if id.is_empty() {
         return Err(Error::invalid_input(
             "user_data",
@@ -245,6 +301,75 @@ mod tests {
         assert_eq!(
             params["auth_signature"],
             "da454824c97ba181a32ccc17a72625ba02771f50b50e1e7430e47a1f3f457e6c"
+        );
+    }
+
+    #[test]
+    fn request_verification_accepts_the_vector_and_refuses_changes() {
+        let body = br#"{"name":"foo","channels":["project-3"],"data":"{\"some\":\"data\"}"}"#;
+        let params = sign_request(
+            KEY,
+            &secret(),
+            "POST",
+            "/apps/3/events",
+            Some(body),
+            1353088179,
+            &[],
+        );
+        let now = 1353088179 + 30;
+        verify_request(KEY, &secret(), "POST", "/apps/3/events", &params, body, now).unwrap();
+        let field = |r: Result<()>| r.unwrap_err().field().map(str::to_owned);
+        assert_eq!(
+            field(verify_request(
+                KEY,
+                &secret(),
+                "POST",
+                "/apps/4/events",
+                &params,
+                body,
+                now
+            ))
+            .as_deref(),
+            Some("auth_signature")
+        );
+        assert_eq!(
+            field(verify_request(
+                KEY,
+                &secret(),
+                "POST",
+                "/apps/3/events",
+                &params,
+                b"{}",
+                now
+            ))
+            .as_deref(),
+            Some("body_md5")
+        );
+        assert_eq!(
+            field(verify_request(
+                KEY,
+                &secret(),
+                "POST",
+                "/apps/3/events",
+                &params,
+                body,
+                now + 601
+            ))
+            .as_deref(),
+            Some("auth_timestamp")
+        );
+        assert_eq!(
+            field(verify_request(
+                "other",
+                &secret(),
+                "POST",
+                "/apps/3/events",
+                &params,
+                body,
+                now
+            ))
+            .as_deref(),
+            Some("auth_key")
         );
     }
 

@@ -1,0 +1,148 @@
+//! Compatibility with the official `pusher` Node SDK: requests it signs pass our verifier, and
+//! the authorizations and webhook signatures we make match and satisfy it.
+//!
+//! Needs Node and `npm ci` in `tests/compat` (`.ci/run` does it); fails, never skips, without.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{get, post};
+use infra_core::{ChannelName, Secret};
+use infra_realtime::signature;
+use serde_json::{Value, json};
+
+const KEY: &str = "278d425bdf160c739803";
+const SECRET: &str = "7ad3773142a6692b25b8";
+
+type Log = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn api(
+    State(log): State<Log>,
+    method: Method,
+    uri: Uri,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> (StatusCode, String) {
+    let params: BTreeMap<String, String> = query.into_iter().collect();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let secret = Secret::new(SECRET.to_owned());
+    let verdict = signature::verify_request(
+        KEY,
+        &secret,
+        method.as_str(),
+        uri.path(),
+        &params,
+        &body,
+        now,
+    );
+    log.lock().unwrap().push((
+        uri.path().to_owned(),
+        verdict
+            .as_ref()
+            .map(|_| "ok".to_owned())
+            .unwrap_or_else(|e| e.to_string()),
+    ));
+    match verdict {
+        Ok(()) if method == Method::GET => (StatusCode::OK, json!({"channels": {}}).to_string()),
+        Ok(()) => (StatusCode::OK, "{}".into()),
+        Err(err) => (StatusCode::UNAUTHORIZED, err.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_sdk_and_our_signatures_agree() {
+    let compat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
+    assert!(
+        compat.join("node_modules/pusher").exists(),
+        "run `npm ci` in {} first (.ci/run does)",
+        compat.display()
+    );
+    let log: Log = Arc::default();
+    let app = axum::Router::new()
+        .route("/apps/3/events", post(api))
+        .route("/apps/3/batch_events", post(api))
+        .route("/apps/3/channels", get(api))
+        .with_state(log.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let secret = Secret::new(SECRET.to_owned());
+    let webhook_body = r#"{"time_ms":1327078148132,"events":[{"name":"channel_occupied","channel":"test_channel"}]}"#;
+    let webhook_signature = signature::hmac_hex(&secret, webhook_body.as_bytes());
+
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(compat.join("pusher_sdk.js"))
+            .arg(port.to_string())
+            .arg(webhook_body)
+            .arg(&webhook_signature)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "sdk failed: {stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sdk: Value = serde_json::from_str(stdout.trim()).unwrap();
+
+    // Requests signed by the SDK pass our verifier.
+    let log = log.lock().unwrap().clone();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(log.iter().all(|(_, verdict)| verdict == "ok"), "{log:?}");
+    assert_eq!(
+        (
+            sdk["trigger"].as_u64(),
+            sdk["batch"].as_u64(),
+            sdk["channels"].as_u64()
+        ),
+        (Some(200), Some(200), Some(200))
+    );
+
+    // Authorizations we sign equal the SDK's.
+    let private = signature::authorize_channel(
+        KEY,
+        &secret,
+        "1234.1234",
+        &ChannelName::new("private-foobar").unwrap(),
+        None,
+    )
+    .unwrap();
+    assert_eq!(sdk["private_auth"], serde_json::to_value(&private).unwrap());
+    let presence_data = sdk["presence_auth"]["channel_data"].as_str().unwrap();
+    let presence = signature::authorize_channel(
+        KEY,
+        &secret,
+        "1234.1234",
+        &ChannelName::new("presence-foobar").unwrap(),
+        Some(presence_data),
+    )
+    .unwrap();
+    assert_eq!(
+        sdk["presence_auth"],
+        serde_json::to_value(&presence).unwrap()
+    );
+    let user = signature::authenticate_user(
+        KEY,
+        &secret,
+        "1234.1234",
+        sdk["user_auth"]["user_data"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(sdk["user_auth"], serde_json::to_value(&user).unwrap());
+
+    // A webhook signed by us is valid for the SDK.
+    assert_eq!(sdk["webhook_valid"], true);
+}
