@@ -111,13 +111,18 @@ mod tests {
 
     #[test]
     fn cloud_with_key_and_dev_server_with_flag() {
-        let cfg = JobsConfig::from_env(&Env::from_pairs([("INNGEST_EVENT_KEY", "k-secret")])).unwrap();
-        let JobsConfig::Inngest(c) = cfg else { panic!("inngest") };
+        let cfg =
+            JobsConfig::from_env(&Env::from_pairs([("INNGEST_EVENT_KEY", "k-secret")])).unwrap();
+        let JobsConfig::Inngest(c) = cfg else {
+            panic!("inngest")
+        };
         assert_eq!(c.base_url.as_str(), "https://inn.gs/");
         assert!(!format!("{c:?}").contains("k-secret"));
 
         let cfg = JobsConfig::from_env(&Env::from_pairs([("INNGEST_DEV", "1")])).unwrap();
-        let JobsConfig::Inngest(c) = cfg else { panic!("inngest") };
+        let JobsConfig::Inngest(c) = cfg else {
+            panic!("inngest")
+        };
         assert_eq!(c.base_url.as_str(), "http://127.0.0.1:8288/");
         assert_eq!(c.event_key.expose(), "test");
     }

@@ -59,7 +59,10 @@ impl InngestClient {
         let reply: Option<SendReply> = serde_json::from_str(&text).ok();
         if status.is_success() {
             return reply.ok_or_else(|| {
-                Error::new(ErrorKind::Decode, format!("Inngest replied {status} with an unexpected body"))
+                Error::new(
+                    ErrorKind::Decode,
+                    format!("Inngest replied {status} with an unexpected body"),
+                )
             });
         }
         let reason = reply
@@ -116,7 +119,11 @@ impl EventSender for InngestClient {
         if reply.ids.len() != events.len() {
             return Err(Error::new(
                 ErrorKind::Decode,
-                format!("Inngest returned {} ids for {} events", reply.ids.len(), events.len()),
+                format!(
+                    "Inngest returned {} ids for {} events",
+                    reply.ids.len(),
+                    events.len()
+                ),
             ));
         }
         Ok(reply.ids)

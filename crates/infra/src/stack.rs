@@ -161,12 +161,15 @@ impl Infra {
     /// backend costs at most that long and never hangs the caller.
     pub async fn test_all_connections(&self) -> ConnectionReport {
         let deadline = self.health_deadline;
-        let checks = self.checks().into_iter().map(|(service, check)| async move {
-            match check {
-                None => HealthReport::not_configured(service, not_configured_hint(service)),
-                Some(check) => bounded_check(service, check.as_ref(), deadline).await,
-            }
-        });
+        let checks = self
+            .checks()
+            .into_iter()
+            .map(|(service, check)| async move {
+                match check {
+                    None => HealthReport::not_configured(service, not_configured_hint(service)),
+                    Some(check) => bounded_check(service, check.as_ref(), deadline).await,
+                }
+            });
         ConnectionReport {
             services: futures::future::join_all(checks).await,
         }

@@ -1,13 +1,20 @@
 //! `Infra::from_env_with` picks backends by the variables set, and `test_all_connections`
 //! reports every service against the real local PostgreSQL and Redis.
-#![cfg(all(feature = "db", feature = "cache", feature = "jobs", feature = "realtime", feature = "monitoring"))]
+#![cfg(all(
+    feature = "db",
+    feature = "cache",
+    feature = "jobs",
+    feature = "realtime",
+    feature = "monitoring"
+))]
 
 use std::time::{Duration, Instant};
 
 use infra::{Env, ErrorKind, HealthStatus, Infra};
 
 fn database_url() -> String {
-    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
 }
 
 fn redis_url() -> String {
@@ -19,9 +26,20 @@ async fn without_variables_every_service_uses_its_embedded_default() {
     let infra = Infra::from_env_with(&Env::empty()).unwrap();
     let report = infra.test_all_connections().await;
     let names: Vec<&str> = report.services.iter().map(|r| r.service.as_str()).collect();
-    assert_eq!(names, ["database", "cache", "jobs", "realtime", "monitoring"]);
-    assert_eq!(report.get("database").unwrap().status, HealthStatus::NotConfigured);
-    for (service, backend) in [("cache", "memory"), ("jobs", "local"), ("realtime", "local"), ("monitoring", "local")] {
+    assert_eq!(
+        names,
+        ["database", "cache", "jobs", "realtime", "monitoring"]
+    );
+    assert_eq!(
+        report.get("database").unwrap().status,
+        HealthStatus::NotConfigured
+    );
+    for (service, backend) in [
+        ("cache", "memory"),
+        ("jobs", "local"),
+        ("realtime", "local"),
+        ("monitoring", "local"),
+    ] {
         let r = report.get(service).unwrap();
         assert_eq!(r.backend, backend, "{service}");
         assert_eq!(r.status, HealthStatus::Healthy, "{service}: {}", r.detail);
@@ -38,9 +56,19 @@ async fn with_variables_the_real_services_are_used_and_answer() {
     let infra = Infra::from_env_with(&env).unwrap();
     let report = infra.test_all_connections().await;
     let db = report.get("database").unwrap();
-    assert_eq!((db.backend.as_str(), db.status), ("postgres", HealthStatus::Healthy), "{}", db.detail);
+    assert_eq!(
+        (db.backend.as_str(), db.status),
+        ("postgres", HealthStatus::Healthy),
+        "{}",
+        db.detail
+    );
     let cache = report.get("cache").unwrap();
-    assert_eq!((cache.backend.as_str(), cache.status), ("redis", HealthStatus::Healthy), "{}", cache.detail);
+    assert_eq!(
+        (cache.backend.as_str(), cache.status),
+        ("redis", HealthStatus::Healthy),
+        "{}",
+        cache.detail
+    );
     assert!(report.all_ok());
     assert_eq!(report.summary()["database"], true);
     assert_eq!(report.summary()["cache"], true);
@@ -53,7 +81,10 @@ async fn unreachable_services_are_unhealthy_within_the_deadline() {
         l.local_addr().unwrap().port()
     };
     let env = Env::from_pairs([
-        ("DATABASE_URL", format!("postgres://postgres:pw-should-not-print@127.0.0.1:{closed}/x")),
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres:pw-should-not-print@127.0.0.1:{closed}/x"),
+        ),
         ("REDIS_URL", format!("redis://127.0.0.1:{closed}")),
         ("INFRA_HEALTH_TIMEOUT", "2s".into()),
     ]);
@@ -61,7 +92,10 @@ async fn unreachable_services_are_unhealthy_within_the_deadline() {
     let started = Instant::now();
     let report = infra.test_all_connections().await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(report.get("database").unwrap().status, HealthStatus::Unhealthy);
+    assert_eq!(
+        report.get("database").unwrap().status,
+        HealthStatus::Unhealthy
+    );
     assert_eq!(report.get("cache").unwrap().status, HealthStatus::Unhealthy);
     assert!(!report.all_ok());
     let printed = serde_json::to_string(&report).unwrap();
@@ -81,7 +115,9 @@ fn malformed_variables_are_named() {
         if var == "INNGEST_BASE_URL" {
             pairs.push(("INNGEST_EVENT_KEY".into(), "k".into()));
         }
-        let err = Infra::from_env_with(&Env::from_pairs(pairs)).err().unwrap_or_else(|| panic!("{var} accepted"));
+        let err = Infra::from_env_with(&Env::from_pairs(pairs))
+            .err()
+            .unwrap_or_else(|| panic!("{var} accepted"));
         assert_eq!(err.kind(), ErrorKind::Config, "{var}: {err}");
         assert!(err.variable().is_some(), "{var}: {err}");
         if var != "PUSHER_APP_ID" {

@@ -18,7 +18,9 @@ async fn health_route_reports_every_service() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
     assert!(json.is_object());
     #[cfg(feature = "cache")]
@@ -34,7 +36,10 @@ async fn health_route_reports_every_service() {
 #[cfg(feature = "cache")]
 #[tokio::test]
 async fn unhealthy_service_turns_health_into_503() {
-    let env = Env::from_pairs([("REDIS_URL", "redis://127.0.0.1:1"), ("INFRA_HEALTH_TIMEOUT", "2s")]);
+    let env = Env::from_pairs([
+        ("REDIS_URL", "redis://127.0.0.1:1"),
+        ("INFRA_HEALTH_TIMEOUT", "2s"),
+    ]);
     let app = infra::http::health_routes(Arc::new(Infra::from_env_with(&env).unwrap()));
     let response = app
         .oneshot(Request::get("/health").body(Body::empty()).unwrap())
