@@ -3,59 +3,15 @@
 //!
 //! Needs Node and `npm ci` in `tests/compat` (`.ci/run` does it); fails, never skips, without.
 
-use std::collections::{BTreeMap, HashMap};
+mod support;
+
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 
-use axum::body::Bytes;
-use axum::extract::{Query, State};
-use axum::http::{Method, StatusCode, Uri};
-use axum::routing::{get, post};
 use infra_core::{ChannelName, Secret};
 use infra_realtime::signature;
-use serde_json::{Value, json};
-
-const KEY: &str = "278d425bdf160c739803";
-const SECRET: &str = "7ad3773142a6692b25b8";
-
-type Log = Arc<Mutex<Vec<(String, String)>>>;
-
-async fn api(
-    State(log): State<Log>,
-    method: Method,
-    uri: Uri,
-    Query(query): Query<HashMap<String, String>>,
-    body: Bytes,
-) -> (StatusCode, String) {
-    let params: BTreeMap<String, String> = query.into_iter().collect();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let secret = Secret::new(SECRET.to_owned());
-    let verdict = signature::verify_request(
-        KEY,
-        &secret,
-        method.as_str(),
-        uri.path(),
-        &params,
-        &body,
-        now,
-    );
-    log.lock().unwrap().push((
-        uri.path().to_owned(),
-        verdict
-            .as_ref()
-            .map(|_| "ok".to_owned())
-            .unwrap_or_else(|e| e.to_string()),
-    ));
-    match verdict {
-        Ok(()) if method == Method::GET => (StatusCode::OK, json!({"channels": {}}).to_string()),
-        Ok(()) => (StatusCode::OK, "{}".into()),
-        Err(err) => (StatusCode::UNAUTHORIZED, err.to_string()),
-    }
-}
+use serde_json::Value;
+use support::{KEY, SECRET, pusher_api};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_sdk_and_our_signatures_agree() {
@@ -65,15 +21,8 @@ async fn official_sdk_and_our_signatures_agree() {
         "run `npm ci` in {} first (.ci/run does)",
         compat.display()
     );
-    let log: Log = Arc::default();
-    let app = axum::Router::new()
-        .route("/apps/3/events", post(api))
-        .route("/apps/3/batch_events", post(api))
-        .route("/apps/3/channels", get(api))
-        .with_state(log.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let (base, log) = pusher_api().await;
+    let port = base.port().unwrap();
 
     let secret = Secret::new(SECRET.to_owned());
     let webhook_body = r#"{"time_ms":1327078148132,"events":[{"name":"channel_occupied","channel":"test_channel"}]}"#;
@@ -101,7 +50,17 @@ async fn official_sdk_and_our_signatures_agree() {
     // Requests signed by the SDK pass our verifier.
     let log = log.lock().unwrap().clone();
     assert_eq!(log.len(), 3, "{log:?}");
-    assert!(log.iter().all(|(_, verdict)| verdict == "ok"), "{log:?}");
+    assert!(log.iter().all(|seen| seen.verdict.is_ok()), "{log:?}");
+    let paths: Vec<&str> = log.iter().map(|seen| seen.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["/apps/3/events", "/apps/3/batch_events", "/apps/3/channels"]
+    );
+    // The SDK's trigger body has the shape our client sends.
+    assert_eq!(
+        log[0].body,
+        serde_json::json!({"name": "meeting.moved", "data": "{\"id\":9}", "channels": ["private-a", "b"]})
+    );
     assert_eq!(
         (
             sdk["trigger"].as_u64(),
