@@ -1,35 +1,39 @@
-//! Skeleton: filled in by the infra-cache issue.
+#![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-use std::sync::Arc;
+#[cfg(any(feature = "memory", test))]
+mod algorithm;
+mod config;
+#[cfg(feature = "memory")]
+mod memory;
+#[cfg(feature = "memory")]
+mod memory_limiter;
+#[cfg(feature = "redis")]
+mod redis_cache;
+#[cfg(feature = "redis")]
+mod redis_error;
+#[cfg(feature = "redis")]
+mod redis_scripts;
+mod service;
+mod single_flight;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub mod tower_layer;
 
-use infra_core::{Cache, Env, Error, HealthCheck, RateLimiter, Result};
+pub use config::{
+    CacheBackendConfig, CacheConfig, FailurePolicy, MemoryConfig, RateLimitAlgorithm,
+    REDIS_URL_VARIABLES, RedisConfig,
+};
+#[cfg(feature = "memory")]
+pub use memory::MemoryCache;
+#[cfg(feature = "redis")]
+pub use redis_cache::RedisCache;
+pub use service::CacheService;
+pub use single_flight::{EarlyRefresh, SingleFlight};
 
-/// The cache, the rate limiter and their health check, built from the environment.
-#[derive(Clone)]
-pub struct CacheService {
-    cache: Arc<dyn Cache>,
-    rate_limiter: Arc<dyn RateLimiter>,
-    health: Arc<dyn HealthCheck>,
-}
-
-impl CacheService {
-    /// Redis when `REDIS_URL` is set, otherwise in memory.
-    pub fn from_env(_env: &Env) -> Result<Self> {
-        Err(Error::backend("infra-cache is not built yet"))
-    }
-
-    /// The cache.
-    pub fn cache(&self) -> Arc<dyn Cache> {
-        self.cache.clone()
-    }
-
-    /// The rate limiter.
-    pub fn rate_limiter(&self) -> Arc<dyn RateLimiter> {
-        self.rate_limiter.clone()
-    }
-
-    /// The health check.
-    pub fn health(&self) -> Arc<dyn HealthCheck> {
-        self.health.clone()
-    }
-}
+#[cfg(feature = "redis")]
+pub use deadpool_redis;
+#[cfg(feature = "memory")]
+pub use moka;
+#[cfg(feature = "redis")]
+pub use redis;

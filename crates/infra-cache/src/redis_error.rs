@@ -1,0 +1,36 @@
+//! Redis and pool failures mapped into `infra_core::Error`, in one place.
+
+use deadpool_redis::PoolError;
+use infra_core::{Error, ErrorKind};
+use redis::RedisError;
+
+/// Maps a client error; `op` names the command for the message.
+pub(crate) fn map_redis_error(op: &str, err: RedisError) -> Error {
+    let kind = if err.is_timeout() {
+        ErrorKind::Timeout
+    } else if err.is_connection_refusal() || err.is_io_error() || err.is_connection_dropped() {
+        ErrorKind::Unavailable
+    } else if err.kind() == redis::ErrorKind::AuthenticationFailed {
+        return Error::config("REDIS_URL", "was refused by Redis (authentication failed)").with_source(err);
+    } else {
+        ErrorKind::Backend
+    };
+    let mut mapped = Error::new(kind, format!("redis {op}: {err}"));
+    if let Some(code) = err.code() {
+        mapped = mapped.with_context("redis_code", code);
+    }
+    mapped.with_source(err)
+}
+
+/// Maps a failure to get a pooled connection.
+pub(crate) fn map_pool_error(op: &str, err: PoolError) -> Error {
+    match err {
+        PoolError::Backend(err) => map_redis_error(op, err),
+        PoolError::Timeout(which) => Error::new(
+            ErrorKind::Timeout,
+            format!("redis {op}: timed out getting a connection ({which:?})"),
+        ),
+        PoolError::Closed => Error::unavailable(format!("redis {op}: the pool is closed")),
+        other => Error::backend(format!("redis {op}: {other}")),
+    }
+}

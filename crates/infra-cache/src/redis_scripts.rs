@@ -1,0 +1,89 @@
+//! The rate-limit Lua scripts: translations of `algorithm.rs`, run atomically by Redis with
+//! its own clock (`TIME`), so app servers with skewed clocks still share one window.
+//!
+//! Every script takes `KEYS[1]` (the limiter's base key), `ARGV[1]` (limit) and `ARGV[2]`
+//! (window in ms) and returns `{allowed, remaining, reset_after_ms}`. The sliding and fixed
+//! windows derive per-window keys from `KEYS[1]`, which is fine on a single Redis and on
+//! Upstash, not on Redis Cluster.
+
+const CLOCK: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+";
+
+pub(crate) fn fixed_window() -> String {
+    format!(
+        "{CLOCK}{}",
+        r"
+local index = math.floor(now / window)
+local key = KEYS[1] .. ':' .. index
+local count = tonumber(redis.call('GET', key) or '0')
+local reset = (index + 1) * window - now
+if count < limit then
+  count = redis.call('INCR', key)
+  if count == 1 then redis.call('PEXPIRE', key, reset) end
+  return {1, limit - count, reset}
+end
+return {0, limit - count, reset}
+"
+    )
+}
+
+pub(crate) fn sliding_window() -> String {
+    format!(
+        "{CLOCK}{}",
+        r"
+local index = math.floor(now / window)
+local cur_key = KEYS[1] .. ':' .. index
+local prev_key = KEYS[1] .. ':' .. (index - 1)
+local current = tonumber(redis.call('GET', cur_key) or '0')
+local previous = tonumber(redis.call('GET', prev_key) or '0')
+local into = now - index * window
+local to_end = window - into
+local weighted = previous * (window - into) / window
+if weighted + current < limit then
+  current = redis.call('INCR', cur_key)
+  if current == 1 then redis.call('PEXPIRE', cur_key, to_end + window) end
+  local remaining = math.floor(limit - (weighted + current))
+  if remaining < 0 then remaining = 0 end
+  return {1, remaining, to_end}
+end
+local wait = nil
+if current < limit and previous > 0 then
+  local t = window * (1 - (limit - current) / previous)
+  local w = math.floor(math.max(t - into, 0)) + 1
+  if w < to_end then wait = w end
+end
+if wait == nil then
+  local t_next = 0
+  if current >= limit then
+    t_next = math.floor(math.max(window * (1 - limit / current), 0)) + 1
+  end
+  wait = to_end + t_next
+end
+local remaining = math.floor(limit - (weighted + current))
+if remaining < 0 then remaining = 0 end
+return {0, remaining, wait}
+"
+    )
+}
+
+pub(crate) fn token_bucket() -> String {
+    format!(
+        "{CLOCK}{}",
+        r"
+local interval = math.max(math.floor(window / limit), 1)
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local new_tat = tat + interval
+if new_tat - now > window then
+  return {0, 0, new_tat - window - now}
+end
+local ahead = new_tat - now
+redis.call('SET', KEYS[1], string.format('%d', new_tat), 'PX', math.max(ahead, 1))
+return {1, math.floor((window - ahead) / interval), ahead}
+"
+    )
+}

@@ -1,0 +1,38 @@
+//! Both backends pass infra-core's conformance suites, with every rate-limit algorithm; the
+//! Redis one against the real Redis, each run in its own namespace.
+
+mod support;
+
+use std::sync::Arc;
+
+use infra_cache::{MemoryCache, MemoryConfig, RateLimitAlgorithm};
+use infra_core::testkit;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_passes_the_cache_suite() {
+    let cache = Arc::new(support::redis_cache("cache-suite", RateLimitAlgorithm::default()));
+    testkit::cache::run_all(cache.clone()).await;
+    assert_eq!(support::cleanup(&cache).await, 0, "the suite leaves nothing behind");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_passes_the_cache_suite() {
+    testkit::cache::run_all(Arc::new(MemoryCache::new(MemoryConfig::default()))).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_passes_the_rate_limit_suite_with_every_algorithm() {
+    for algorithm in RateLimitAlgorithm::ALL {
+        let cache = Arc::new(support::redis_cache(&format!("rl-{}", algorithm.as_str()), algorithm));
+        testkit::rate_limit::run_all(cache.clone()).await;
+        support::cleanup(&cache).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_passes_the_rate_limit_suite_with_every_algorithm() {
+    for algorithm in RateLimitAlgorithm::ALL {
+        let cache = MemoryCache::with_algorithm(MemoryConfig::default(), algorithm);
+        testkit::rate_limit::run_all(Arc::new(cache)).await;
+    }
+}
