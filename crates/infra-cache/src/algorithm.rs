@@ -8,7 +8,11 @@ pub(crate) enum State {
     /// Fixed window: the window index and its count.
     Fixed { index: u64, count: u64 },
     /// Sliding window: the current window index, its count and the previous window's count.
-    Sliding { index: u64, current: u64, previous: u64 },
+    Sliding {
+        index: u64,
+        current: u64,
+        previous: u64,
+    },
     /// GCRA: the theoretical arrival time.
     Gcra { tat: u64 },
 }
@@ -23,7 +27,12 @@ pub(crate) struct Outcome {
     pub keep_ms: u64,
 }
 
-pub(crate) fn fixed_window(state: Option<State>, now: u64, limit: u64, window: u64) -> (State, Outcome) {
+pub(crate) fn fixed_window(
+    state: Option<State>,
+    now: u64,
+    limit: u64,
+    window: u64,
+) -> (State, Outcome) {
     let index = now / window;
     let count = match state {
         Some(State::Fixed { index: i, count }) if i == index => count,
@@ -43,11 +52,22 @@ pub(crate) fn fixed_window(state: Option<State>, now: u64, limit: u64, window: u
     )
 }
 
-pub(crate) fn sliding_window(state: Option<State>, now: u64, limit: u64, window: u64) -> (State, Outcome) {
+pub(crate) fn sliding_window(
+    state: Option<State>,
+    now: u64,
+    limit: u64,
+    window: u64,
+) -> (State, Outcome) {
     let index = now / window;
     let (current, previous) = match state {
-        Some(State::Sliding { index: i, current, .. }) if i + 1 == index => (0, current),
-        Some(State::Sliding { index: i, current, previous }) if i == index => (current, previous),
+        Some(State::Sliding {
+            index: i, current, ..
+        }) if i + 1 == index => (0, current),
+        Some(State::Sliding {
+            index: i,
+            current,
+            previous,
+        }) if i == index => (current, previous),
         _ => (0, 0),
     };
     let into = now - index * window;
@@ -65,7 +85,11 @@ pub(crate) fn sliding_window(state: Option<State>, now: u64, limit: u64, window:
         sliding_retry_after(previous, current, limit, window, into)
     };
     (
-        State::Sliding { index, current, previous },
+        State::Sliding {
+            index,
+            current,
+            previous,
+        },
         Outcome {
             allowed,
             remaining,
@@ -131,7 +155,12 @@ pub(crate) fn gcra(state: Option<State>, now: u64, limit: u64, window: u64) -> (
 mod tests {
     use super::*;
 
-    fn run(f: fn(Option<State>, u64, u64, u64) -> (State, Outcome), calls: &[u64], limit: u64, window: u64) -> Vec<Outcome> {
+    fn run(
+        f: fn(Option<State>, u64, u64, u64) -> (State, Outcome),
+        calls: &[u64],
+        limit: u64,
+        window: u64,
+    ) -> Vec<Outcome> {
         let mut state = None;
         calls
             .iter()
@@ -146,7 +175,10 @@ mod tests {
     #[test]
     fn fixed_window_counts_and_resets() {
         let out = run(fixed_window, &[1000, 1100, 1200, 2000], 2, 1000);
-        assert_eq!(out.iter().map(|o| o.allowed).collect::<Vec<_>>(), [true, true, false, true]);
+        assert_eq!(
+            out.iter().map(|o| o.allowed).collect::<Vec<_>>(),
+            [true, true, false, true]
+        );
         assert_eq!(out[1].remaining, 0);
         assert_eq!(out[2].reset_after_ms, 800);
     }
@@ -161,10 +193,17 @@ mod tests {
         assert_eq!(&allowed[10..], [true, true, true, true, true, false]);
         let refused = out[15];
         // 5 + 5 weighted 0.5 => need previous weight < 5 - ... retry is after some ms, within window.
-        assert!(refused.reset_after_ms > 0 && refused.reset_after_ms <= 500, "{refused:?}");
+        assert!(
+            refused.reset_after_ms > 0 && refused.reset_after_ms <= 500,
+            "{refused:?}"
+        );
         // After waiting, the call passes.
         let (_, later) = sliding_window(
-            Some(State::Sliding { index: 1, current: 5, previous: 10 }),
+            Some(State::Sliding {
+                index: 1,
+                current: 5,
+                previous: 10,
+            }),
             1500 + refused.reset_after_ms,
             10,
             1000,
@@ -174,10 +213,28 @@ mod tests {
 
     #[test]
     fn sliding_window_retry_when_current_is_full() {
-        let (_, o) = sliding_window(Some(State::Sliding { index: 0, current: 2, previous: 0 }), 100, 2, 800);
+        let (_, o) = sliding_window(
+            Some(State::Sliding {
+                index: 0,
+                current: 2,
+                previous: 0,
+            }),
+            100,
+            2,
+            800,
+        );
         assert!(!o.allowed);
         assert_eq!(o.reset_after_ms, 700 + 1);
-        let (_, next) = sliding_window(Some(State::Sliding { index: 0, current: 2, previous: 0 }), 801, 2, 800);
+        let (_, next) = sliding_window(
+            Some(State::Sliding {
+                index: 0,
+                current: 2,
+                previous: 0,
+            }),
+            801,
+            2,
+            800,
+        );
         assert!(next.allowed);
     }
 

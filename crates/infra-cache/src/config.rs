@@ -182,7 +182,10 @@ impl CacheConfig {
                 let mut memory = MemoryConfig::default();
                 if let Some(max) = env.integer::<u64>("INFRA_CACHE_MAX_BYTES")? {
                     if max < 1024 {
-                        return Err(Error::config("INFRA_CACHE_MAX_BYTES", "must be at least 1024"));
+                        return Err(Error::config(
+                            "INFRA_CACHE_MAX_BYTES",
+                            "must be at least 1024",
+                        ));
                     }
                     memory.max_bytes = max;
                 }
@@ -214,12 +217,17 @@ fn redis_config(env: &Env, variable: &str, raw: &str) -> Result<RedisConfig> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::config(variable, "has no host"));
     }
-    if variable.starts_with("UPSTASH") && url.password().is_none() {
-        if let Some(token) = env.get("UPSTASH_REDIS_REST_TOKEN") {
-            let user = if url.username().is_empty() { "default".to_owned() } else { url.username().to_owned() };
-            let _ = url.set_username(&user);
-            let _ = url.set_password(Some(&token));
-        }
+    let token = env.get("UPSTASH_REDIS_REST_TOKEN");
+    if let Some(token) =
+        token.filter(|_| variable.starts_with("UPSTASH") && url.password().is_none())
+    {
+        let user = if url.username().is_empty() {
+            "default".to_owned()
+        } else {
+            url.username().to_owned()
+        };
+        let _ = url.set_username(&user);
+        let _ = url.set_password(Some(&token));
     }
     let mut config = RedisConfig::new(url.to_string());
     config.key_prefix = env.get("REDIS_KEY_PREFIX").unwrap_or_default();
@@ -231,7 +239,10 @@ fn redis_config(env: &Env, variable: &str, raw: &str) -> Result<RedisConfig> {
     }
     if let Some(t) = env.duration("REDIS_COMMAND_TIMEOUT")? {
         if t.is_zero() {
-            return Err(Error::config("REDIS_COMMAND_TIMEOUT", "must be greater than zero"));
+            return Err(Error::config(
+                "REDIS_COMMAND_TIMEOUT",
+                "must be greater than zero",
+            ));
         }
         config.command_timeout = t;
     }
@@ -275,7 +286,9 @@ mod tests {
         ]);
         let cfg = CacheConfig::from_env(&env).unwrap();
         assert_eq!(cfg.algorithm, RateLimitAlgorithm::TokenBucket);
-        let CacheBackendConfig::Redis(redis) = cfg.backend else { panic!("redis") };
+        let CacheBackendConfig::Redis(redis) = cfg.backend else {
+            panic!("redis")
+        };
         assert_eq!(redis.key_prefix, "app:");
         assert_eq!(redis.command_timeout, Duration::from_millis(250));
         assert_eq!(redis.failure_policy, FailurePolicy::Closed);
@@ -286,13 +299,19 @@ mod tests {
     #[test]
     fn upstash_aliases() {
         let env = Env::from_pairs([
-            ("UPSTASH_REDIS_REST_URL", "rediss://eu1-fond-cat.upstash.io:6379"),
+            (
+                "UPSTASH_REDIS_REST_URL",
+                "rediss://eu1-fond-cat.upstash.io:6379",
+            ),
             ("UPSTASH_REDIS_REST_TOKEN", "tok"),
         ]);
         let CacheBackendConfig::Redis(redis) = CacheConfig::from_env(&env).unwrap().backend else {
             panic!("redis")
         };
-        assert_eq!(redis.url.expose(), "rediss://default:tok@eu1-fond-cat.upstash.io:6379");
+        assert_eq!(
+            redis.url.expose(),
+            "rediss://default:tok@eu1-fond-cat.upstash.io:6379"
+        );
 
         let env = Env::from_pairs([("UPSTASH_REDIS_REST_URL", "https://eu1-fond-cat.upstash.io")]);
         let err = CacheConfig::from_env(&env).unwrap_err();
@@ -317,7 +336,8 @@ mod tests {
             let err = CacheConfig::from_env(&Env::from_pairs(pairs)).unwrap_err();
             assert_eq!(err.variable(), Some(var), "{err}");
         }
-        let err = CacheConfig::from_env(&Env::from_pairs([("INFRA_CACHE_MAX_BYTES", "10")])).unwrap_err();
+        let err =
+            CacheConfig::from_env(&Env::from_pairs([("INFRA_CACHE_MAX_BYTES", "10")])).unwrap_err();
         assert_eq!(err.variable(), Some("INFRA_CACHE_MAX_BYTES"));
     }
 }

@@ -21,8 +21,8 @@ mod single_flight;
 pub mod tower_layer;
 
 pub use config::{
-    CacheBackendConfig, CacheConfig, FailurePolicy, MemoryConfig, RateLimitAlgorithm,
-    REDIS_URL_VARIABLES, RedisConfig,
+    CacheBackendConfig, CacheConfig, FailurePolicy, MemoryConfig, REDIS_URL_VARIABLES,
+    RateLimitAlgorithm, RedisConfig,
 };
 #[cfg(feature = "memory")]
 pub use memory::MemoryCache;

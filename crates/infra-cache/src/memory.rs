@@ -4,9 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use infra_core::{
-    Cache, CacheLimits, HealthCheck, Probe, RateLimitDecision, RateLimiter, Result,
-};
+use infra_core::{Cache, CacheLimits, HealthCheck, Probe, RateLimitDecision, RateLimiter, Result};
 use moka::Expiry;
 use moka::future::Cache as Moka;
 
@@ -29,7 +27,12 @@ impl Entry {
 struct PerEntryTtl;
 
 impl Expiry<String, Entry> for PerEntryTtl {
-    fn expire_after_create(&self, _: &String, entry: &Entry, created_at: Instant) -> Option<Duration> {
+    fn expire_after_create(
+        &self,
+        _: &String,
+        entry: &Entry,
+        created_at: Instant,
+    ) -> Option<Duration> {
         Some(entry.expires_at.saturating_duration_since(created_at))
     }
 
@@ -103,7 +106,10 @@ impl MemoryCache {
     }
 
     async fn live(&self, key: &str) -> Option<Entry> {
-        self.entries.get(key).await.filter(|e| e.is_live(Instant::now()))
+        self.entries
+            .get(key)
+            .await
+            .filter(|e| e.is_live(Instant::now()))
     }
 }
 
@@ -140,7 +146,10 @@ impl Cache for MemoryCache {
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         self.limits.check_key(key)?;
         let now = Instant::now();
-        Ok(self.live(key).await.map(|e| e.expires_at.saturating_duration_since(now)))
+        Ok(self
+            .live(key)
+            .await
+            .map(|e| e.expires_at.saturating_duration_since(now)))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {

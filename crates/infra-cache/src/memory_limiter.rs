@@ -33,7 +33,12 @@ impl MemoryLimiter {
         }
     }
 
-    pub(crate) fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
+    pub(crate) fn check(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateLimitDecision> {
         check_rate_limit_args(key, limit, window)?;
         let window_ms = (window.as_millis() as u64).max(1);
         let slot = format!("{key}\u{0}{limit}\u{0}{window_ms}");
@@ -42,7 +47,10 @@ impl MemoryLimiter {
         if states.len() >= SWEEP_AT {
             states.retain(|_, (_, keep_until)| *keep_until > now);
         }
-        let previous = states.get(&slot).filter(|(_, until)| *until > now).map(|(s, _)| *s);
+        let previous = states
+            .get(&slot)
+            .filter(|(_, until)| *until > now)
+            .map(|(s, _)| *s);
         let step = match self.algorithm {
             RateLimitAlgorithm::FixedWindow => algorithm::fixed_window,
             RateLimitAlgorithm::SlidingWindow => algorithm::sliding_window,

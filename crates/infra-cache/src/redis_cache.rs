@@ -104,23 +104,39 @@ impl RedisCache {
         };
         match tokio::time::timeout(self.config.command_timeout, work).await {
             Ok(result) => result,
-            Err(_) => Err(Error::timeout(&format!("redis {op}"), self.config.command_timeout)),
+            Err(_) => Err(Error::timeout(
+                &format!("redis {op}"),
+                self.config.command_timeout,
+            )),
         }
     }
 
     async fn query<T: FromRedisValue + Send>(&self, op: &str, cmd: redis::Cmd) -> Result<T> {
-        self.with_conn(op, |mut conn| async move { cmd.query_async(&mut conn).await })
-            .await
+        self.with_conn(
+            op,
+            |mut conn| async move { cmd.query_async(&mut conn).await },
+        )
+        .await
     }
 
-    async fn rate_limit(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
+    async fn rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateLimitDecision> {
         check_rate_limit_args(key, limit, window)?;
         let window_ms = (window.as_millis() as u64).max(1);
-        let base = self.key(&format!("rl:{}:{limit}:{window_ms}:{key}", self.algorithm.as_str()));
+        let base = self.key(&format!(
+            "rl:{}:{limit}:{window_ms}:{key}",
+            self.algorithm.as_str()
+        ));
         let mut invocation = self.script.prepare_invoke();
         invocation.key(base).arg(limit).arg(window_ms);
         let (allowed, remaining, reset_ms): (i64, i64, i64) = self
-            .with_conn("EVALSHA", |mut conn| async move { invocation.invoke_async(&mut conn).await })
+            .with_conn("EVALSHA", |mut conn| async move {
+                invocation.invoke_async(&mut conn).await
+            })
             .await?;
         Ok(RateLimitDecision {
             allowed: allowed == 1,
@@ -157,31 +173,43 @@ impl Cache for RedisCache {
         self.limits.check_value(&key, value)?;
         self.limits.check_ttl(ttl)?;
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value).arg("PX").arg(ttl.as_millis() as u64);
+        cmd.arg(key)
+            .arg(value)
+            .arg("PX")
+            .arg(ttl.as_millis() as u64);
         self.query::<()>("SET", cmd).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
         let key = self.checked_key(key)?;
-        let removed: u64 = self.query("DEL", redis::cmd("DEL").arg(key).clone()).await?;
+        let removed: u64 = self
+            .query("DEL", redis::cmd("DEL").arg(key).clone())
+            .await?;
         Ok(removed > 0)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let key = self.checked_key(key)?;
-        let n: u64 = self.query("EXISTS", redis::cmd("EXISTS").arg(key).clone()).await?;
+        let n: u64 = self
+            .query("EXISTS", redis::cmd("EXISTS").arg(key).clone())
+            .await?;
         Ok(n > 0)
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         let key = self.checked_key(key)?;
-        let ms: i64 = self.query("PTTL", redis::cmd("PTTL").arg(key).clone()).await?;
+        let ms: i64 = self
+            .query("PTTL", redis::cmd("PTTL").arg(key).clone())
+            .await?;
         // -2: no such key; -1: a key without expiry (written by something else).
         Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let full: Vec<String> = keys.iter().map(|k| self.checked_key(k)).collect::<Result<_>>()?;
+        let full: Vec<String> = keys
+            .iter()
+            .map(|k| self.checked_key(k))
+            .collect::<Result<_>>()?;
         if full.is_empty() {
             return Ok(Vec::new());
         }
@@ -199,13 +227,20 @@ impl Cache for RedisCache {
         for (key, value) in &entries {
             let full = self.checked_key(key)?;
             self.limits.check_value(key, value)?;
-            pipe.cmd("SET").arg(full).arg(value).arg("PX").arg(ttl.as_millis() as u64).ignore();
+            pipe.cmd("SET")
+                .arg(full)
+                .arg(value)
+                .arg("PX")
+                .arg(ttl.as_millis() as u64)
+                .ignore();
         }
         if entries.is_empty() {
             return Ok(());
         }
-        self.with_conn("MULTI SET", |mut conn| async move { pipe.query_async::<()>(&mut conn).await })
-            .await
+        self.with_conn("MULTI SET", |mut conn| async move {
+            pipe.query_async::<()>(&mut conn).await
+        })
+        .await
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
@@ -215,10 +250,16 @@ impl Cache for RedisCache {
         let mut removed = 0;
         loop {
             let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor).arg("MATCH").arg(&pattern).arg("COUNT").arg(SCAN_COUNT);
+            scan.arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
             let (next, keys): (u64, Vec<String>) = self.query("SCAN", scan).await?;
             if !keys.is_empty() {
-                let n: u64 = self.query("UNLINK", redis::cmd("UNLINK").arg(&keys).clone()).await?;
+                let n: u64 = self
+                    .query("UNLINK", redis::cmd("UNLINK").arg(&keys).clone())
+                    .await?;
                 removed += n;
             }
             if next == 0 {
@@ -263,9 +304,17 @@ impl HealthCheck for RedisCache {
 
     async fn probe(&self) -> Result<Probe> {
         let mut pipe = redis::pipe();
-        pipe.cmd("PING").ignore().cmd("INFO").arg("server").cmd("INFO").arg("memory").cmd("DBSIZE");
+        pipe.cmd("PING")
+            .ignore()
+            .cmd("INFO")
+            .arg("server")
+            .cmd("INFO")
+            .arg("memory")
+            .cmd("DBSIZE");
         let (server, memory, keys): (String, String, u64) = self
-            .with_conn("PING", |mut conn| async move { pipe.query_async(&mut conn).await })
+            .with_conn("PING", |mut conn| async move {
+                pipe.query_async(&mut conn).await
+            })
             .await?;
         let field = |info: &str, name: &str| {
             info.lines()

@@ -11,7 +11,8 @@ pub(crate) fn map_redis_error(op: &str, err: RedisError) -> Error {
     } else if err.is_connection_refusal() || err.is_io_error() || err.is_connection_dropped() {
         ErrorKind::Unavailable
     } else if err.kind() == redis::ErrorKind::AuthenticationFailed {
-        return Error::config("REDIS_URL", "was refused by Redis (authentication failed)").with_source(err);
+        return Error::config("REDIS_URL", "was refused by Redis (authentication failed)")
+            .with_source(err);
     } else {
         ErrorKind::Backend
     };

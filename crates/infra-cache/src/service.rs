@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use infra_core::{Cache, Env, HealthCheck, RateLimiter, Result};
 
-use crate::config::{CacheBackendConfig, CacheConfig};
+#[cfg(any(feature = "redis", feature = "memory"))]
+use crate::config::CacheBackendConfig;
+use crate::config::CacheConfig;
 
 /// The cache, the rate limiter and their health check, built from the environment.
 #[derive(Clone)]

@@ -92,9 +92,10 @@ impl SingleFlight {
         // Whoever held the lock may have loaded (or refreshed) the value meanwhile.
         let again = match stale_remaining {
             None => self.read::<T>(key).await?.map(|v| (v, None)),
-            Some(remaining) => self.read_with_ttl::<T>(key).await?.filter(
-                |(_, now_remaining)| now_remaining.is_some_and(|r| r > remaining),
-            ),
+            Some(remaining) => self
+                .read_with_ttl::<T>(key)
+                .await?
+                .filter(|(_, now_remaining)| now_remaining.is_some_and(|r| r > remaining)),
         };
         let outcome = match again {
             Some((value, _)) => Ok(value),
@@ -153,7 +154,10 @@ impl SingleFlight {
         }
     }
 
-    async fn read_with_ttl<T: DeserializeOwned>(&self, key: &str) -> Result<Option<(T, Option<Duration>)>> {
+    async fn read_with_ttl<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<(T, Option<Duration>)>> {
         let Some(value) = self.read::<T>(key).await? else {
             return Ok(None);
         };

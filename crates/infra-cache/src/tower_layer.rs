@@ -55,7 +55,10 @@ impl RateLimitLayer {
     }
 
     /// Counts requests by `extract` (a user id, an API key) instead of the client IP.
-    pub fn with_key(mut self, extract: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static) -> Self {
+    pub fn with_key(
+        mut self,
+        extract: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
         self.key = Arc::new(extract);
         self
     }
@@ -161,10 +164,13 @@ fn truncate(key: &mut String, max: usize) {
 /// Only trust forwarding headers behind a proxy that sets them; otherwise use
 /// [`RateLimitLayer::with_key`].
 pub fn client_ip(parts: &http::request::Parts) -> Option<String> {
-    if let Some(xff) = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        if let Some(first) = xff.split(',').map(str::trim).find(|s| !s.is_empty()) {
-            return Some(first.to_owned());
-        }
+    let first_forwarded_for = parts
+        .headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|xff| xff.split(',').map(str::trim).find(|s| !s.is_empty()));
+    if let Some(first) = first_forwarded_for {
+        return Some(first.to_owned());
     }
     if let Some(fwd) = parts.headers.get("forwarded").and_then(|v| v.to_str().ok()) {
         let found = fwd

@@ -10,9 +10,16 @@ use infra_core::testkit;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_passes_the_cache_suite() {
-    let cache = Arc::new(support::redis_cache("cache-suite", RateLimitAlgorithm::default()));
+    let cache = Arc::new(support::redis_cache(
+        "cache-suite",
+        RateLimitAlgorithm::default(),
+    ));
     testkit::cache::run_all(cache.clone()).await;
-    assert_eq!(support::cleanup(&cache).await, 0, "the suite leaves nothing behind");
+    assert_eq!(
+        support::cleanup(&cache).await,
+        0,
+        "the suite leaves nothing behind"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -23,7 +30,10 @@ async fn memory_passes_the_cache_suite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_passes_the_rate_limit_suite_with_every_algorithm() {
     for algorithm in RateLimitAlgorithm::ALL {
-        let cache = Arc::new(support::redis_cache(&format!("rl-{}", algorithm.as_str()), algorithm));
+        let cache = Arc::new(support::redis_cache(
+            &format!("rl-{}", algorithm.as_str()),
+            algorithm,
+        ));
         testkit::rate_limit::run_all(cache.clone()).await;
         support::cleanup(&cache).await;
     }
@@ -35,4 +45,33 @@ async fn memory_passes_the_rate_limit_suite_with_every_algorithm() {
         let cache = MemoryCache::with_algorithm(MemoryConfig::default(), algorithm);
         testkit::rate_limit::run_all(Arc::new(cache)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_single_flight_runs_the_loader_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    let flight = Arc::new(infra_cache::SingleFlight::new(Arc::new(MemoryCache::new(
+        MemoryConfig::default(),
+    ))));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let (flight, calls) = (flight.clone(), calls.clone());
+            tokio::spawn(async move {
+                flight
+                    .get_or_set_with("k", Duration::from_secs(5), || async move {
+                        calls.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok(7u32)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        assert_eq!(t.await.unwrap().unwrap(), 7);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
 }

@@ -10,7 +10,10 @@ pub fn redis_url() -> String {
 }
 
 pub fn namespace(test: &str) -> String {
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos();
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
     format!("infra-test:{test}:{}:{nanos:x}:", std::process::id())
 }
 
@@ -46,7 +49,11 @@ pub async fn cleanup(cache: &RedisCache) -> u64 {
             .await
             .unwrap();
         if !keys.is_empty() {
-            let n: u64 = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await.unwrap();
+            let n: u64 = redis::cmd("DEL")
+                .arg(&keys)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
             removed += n;
         }
         if next == 0 {

@@ -1,0 +1,104 @@
+//! The rate-limit layer in an axum app: 429 with Retry-After past the limit, the RateLimit
+//! headers on every response, keys by client IP or a custom extractor.
+#![cfg(feature = "tower")]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::routing::get;
+use infra_cache::tower_layer::RateLimitLayer;
+use infra_cache::{MemoryCache, MemoryConfig};
+use tower::ServiceExt;
+
+fn app(layer: RateLimitLayer) -> Router {
+    Router::new()
+        .route("/", get(|| async { "ok" }))
+        .layer(layer)
+}
+
+fn request(ip: &str) -> Request<Body> {
+    Request::get("/")
+        .header("x-forwarded-for", format!("{ip}, 10.0.0.1"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn limits_per_client_ip_with_headers() {
+    let limiter = Arc::new(MemoryCache::new(MemoryConfig::default()));
+    let app = app(RateLimitLayer::new(limiter, 2, Duration::from_secs(60)));
+    for remaining in ["1", "0"] {
+        let response = app.clone().oneshot(request("203.0.113.7")).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["ratelimit-limit"], "2");
+        assert_eq!(response.headers()["ratelimit-remaining"], remaining);
+        assert!(response.headers().contains_key("ratelimit-reset"));
+    }
+    let refused = app.clone().oneshot(request("203.0.113.7")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=61).contains(&retry), "{retry}");
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+
+    let other = app.clone().oneshot(request("198.51.100.1")).await.unwrap();
+    assert_eq!(
+        other.status(),
+        StatusCode::OK,
+        "another client has its own budget"
+    );
+
+    let forwarded = Request::get("/")
+        .header("forwarded", "for=\"192.0.2.60\";proto=https")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(
+        app.oneshot(forwarded).await.unwrap().status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn custom_key_extractor_and_forged_long_keys() {
+    let limiter = Arc::new(MemoryCache::new(MemoryConfig::default()));
+    let layer = RateLimitLayer::new(limiter, 1, Duration::from_secs(60))
+        .with_scope("agent")
+        .with_key(|parts| {
+            parts
+                .headers
+                .get("x-user-id")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        });
+    let app = app(layer);
+    let as_user = |id: &str| {
+        Request::get("/")
+            .header("x-user-id", id)
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(
+        app.clone().oneshot(as_user("u1")).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.clone().oneshot(as_user("u1")).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A 4 KiB forged key is cut, not refused as invalid — it is still counted.
+    let long = "x".repeat(4096);
+    assert_eq!(
+        app.clone().oneshot(as_user(&long)).await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.oneshot(as_user(&long)).await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+}
