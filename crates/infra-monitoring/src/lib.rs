@@ -1,39 +1,15 @@
-//! Skeleton: filled in by the infra-monitoring issue.
+#![doc = include_str!("../README.md")]
 
-use async_trait::async_trait;
-use infra_core::{Breadcrumb, Context, Env, Error, ErrorReporter, HealthCheck, Level, Probe, Result, User};
+mod config;
+mod local_sink;
+mod reporter;
+pub mod scrub;
+#[cfg(feature = "sentry")]
+mod sentry_backend;
 
-/// Error monitoring: Sentry when `SENTRY_DSN` is set, otherwise a local JSON-lines sink.
-#[derive(Clone)]
-pub struct Monitoring {}
+pub use config::{DSN_VARIABLES, Dsn, MonitoringConfig, SinkTarget};
+pub use local_sink::LocalSink;
+pub use reporter::Monitoring;
 
-impl Monitoring {
-    /// Initialises monitoring from the environment.
-    pub fn from_env(_env: &Env) -> Result<Self> {
-        Err(Error::backend("infra-monitoring is not built yet"))
-    }
-}
-
-impl ErrorReporter for Monitoring {
-    fn capture_error(&self, _error: &(dyn std::error::Error + Send + Sync + 'static), _context: &Context) -> Option<String> {
-        None
-    }
-    fn capture_message(&self, _message: &str, _level: Level, _context: &Context) -> Option<String> {
-        None
-    }
-    fn add_breadcrumb(&self, _breadcrumb: Breadcrumb) {}
-    fn set_user(&self, _user: Option<User>) {}
-}
-
-#[async_trait]
-impl HealthCheck for Monitoring {
-    fn service(&self) -> &str {
-        "monitoring"
-    }
-    fn backend(&self) -> &str {
-        "none"
-    }
-    async fn probe(&self) -> Result<Probe> {
-        Err(Error::backend("infra-monitoring is not built yet"))
-    }
-}
+#[cfg(feature = "sentry")]
+pub use sentry;

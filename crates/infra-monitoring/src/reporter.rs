@@ -1,0 +1,167 @@
+//! `Monitoring`: the reporter the environment selects.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use infra_core::{
+    Breadcrumb, Context, DynError, Env, Error, ErrorReporter, HealthCheck, Level, Probe, Result,
+    User,
+};
+
+use crate::config::{MonitoringConfig, SinkTarget};
+use crate::local_sink::LocalSink;
+
+#[derive(Clone)]
+enum Backend {
+    Local(Arc<LocalSink>),
+    #[cfg(feature = "sentry")]
+    Sentry(Arc<crate::sentry_backend::SentryBackend>),
+}
+
+/// Error monitoring: Sentry when `SENTRY_DSN` is set, otherwise a local JSON-lines sink.
+///
+/// Cheap to clone; with Sentry, the last clone dropped flushes queued events (bounded by
+/// two seconds).
+///
+/// ```
+/// use infra_core::{Breadcrumb, Context, Env, ErrorReporter};
+/// use infra_monitoring::Monitoring;
+///
+/// let log = std::env::temp_dir().join(format!("infra-doc-{}.jsonl", std::process::id()));
+/// let env = Env::from_pairs([("INFRA_MONITORING_LOG_FILE", log.to_str().unwrap())]);
+/// let monitoring = Monitoring::from_env(&env).unwrap();
+/// monitoring.add_breadcrumb(Breadcrumb::new("calendar synced").category("sync"));
+/// let err = std::io::Error::other("calendar API refused");
+/// monitoring.capture_error(&err, &Context::new());
+/// let line = std::fs::read_to_string(&log).unwrap();
+/// assert!(line.contains("calendar API refused"));
+/// # std::fs::remove_file(log).ok();
+/// ```
+#[derive(Clone)]
+pub struct Monitoring {
+    backend: Backend,
+    config: Arc<MonitoringConfig>,
+}
+
+impl Monitoring {
+    /// Sentry when a DSN is set, else the local sink.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        Monitoring::init(MonitoringConfig::from_env(env)?)
+    }
+
+    /// Initialises the backend `config` selects. With Sentry this installs the process-wide
+    /// client (and the panic handler).
+    pub fn init(config: MonitoringConfig) -> Result<Self> {
+        let backend = match &config.dsn {
+            None => {
+                let sink = LocalSink::new(config.clone()).map_err(|e| {
+                    let variable = match config.sink {
+                        SinkTarget::File(_) => "INFRA_MONITORING_LOG_FILE",
+                        SinkTarget::Stderr => "stderr",
+                    };
+                    Error::config(variable, format_args!("cannot be opened for writing: {e}"))
+                })?;
+                Backend::Local(Arc::new(sink))
+            }
+            #[cfg(feature = "sentry")]
+            Some(_) => Backend::Sentry(Arc::new(crate::sentry_backend::SentryBackend::init(
+                &config,
+            )?)),
+            #[cfg(not(feature = "sentry"))]
+            Some(_) => {
+                return Err(Error::config(
+                    "SENTRY_DSN",
+                    "is set but infra-monitoring was built without its `sentry` feature",
+                ));
+            }
+        };
+        Ok(Monitoring {
+            backend,
+            config: Arc::new(config),
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &MonitoringConfig {
+        &self.config
+    }
+
+    /// `sentry` or `local`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.backend {
+            Backend::Local(_) => "local",
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(_) => "sentry",
+        }
+    }
+
+    /// Sends queued events, waiting at most `timeout`; `true` when everything was sent.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        match &self.backend {
+            // The sink writes and flushes each line as it is captured.
+            Backend::Local(_) => {
+                let _ = timeout;
+                true
+            }
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(s) => s.flush(timeout),
+        }
+    }
+}
+
+impl ErrorReporter for Monitoring {
+    fn capture_error(&self, error: &DynError, context: &Context) -> Option<String> {
+        Some(match &self.backend {
+            Backend::Local(sink) => sink.capture_error(error, context),
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(s) => s.capture_error(error, context),
+        })
+    }
+
+    fn capture_message(&self, message: &str, level: Level, context: &Context) -> Option<String> {
+        Some(match &self.backend {
+            Backend::Local(sink) => sink.capture(level, ("message", message.into()), context),
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(s) => s.capture_message(message, level, context),
+        })
+    }
+
+    fn add_breadcrumb(&self, breadcrumb: Breadcrumb) {
+        match &self.backend {
+            Backend::Local(sink) => sink.add_breadcrumb(breadcrumb),
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(s) => s.add_breadcrumb(breadcrumb),
+        }
+    }
+
+    fn set_user(&self, user: Option<User>) {
+        match &self.backend {
+            Backend::Local(sink) => sink.set_user(user),
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(s) => s.set_user(user, self.config.send_emails),
+        }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Monitoring {
+    fn service(&self) -> &str {
+        "monitoring"
+    }
+
+    fn backend(&self) -> &str {
+        self.backend_name()
+    }
+
+    async fn probe(&self) -> Result<Probe> {
+        match &self.backend {
+            Backend::Local(_) => Ok(Probe::healthy(match &self.config.sink {
+                SinkTarget::Stderr => "local sink: JSON lines on stderr".to_owned(),
+                SinkTarget::File(path) => format!("local sink: JSON lines to {}", path.display()),
+            })),
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(s) => s.probe().await,
+        }
+    }
+}

@@ -1,0 +1,256 @@
+//! The Sentry backend: the `sentry` crate's client, scrubbed before anything is sent.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra_core::{Breadcrumb, Context, DynError, Error, Level, Probe, Result, User};
+use sentry::protocol::{Context as SentryContext, Event, Value};
+
+use crate::config::MonitoringConfig;
+use crate::scrub::{REDACTED, is_secret_key, scrub_text, scrub_value};
+
+/// How long the last `Monitoring` clone waits for queued events when dropped.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub(crate) struct SentryBackend {
+    guard: sentry::ClientInitGuard,
+    envelope_url: String,
+    http: reqwest::Client,
+}
+
+fn level(level: Level) -> sentry::Level {
+    match level {
+        Level::Debug => sentry::Level::Debug,
+        Level::Info => sentry::Level::Info,
+        Level::Warning => sentry::Level::Warning,
+        Level::Error => sentry::Level::Error,
+        Level::Fatal => sentry::Level::Fatal,
+    }
+}
+
+/// Strips secrets from every place an event can hold them.
+pub(crate) fn scrub_event(mut event: Event<'static>) -> Event<'static> {
+    for value in event.extra.values_mut() {
+        scrub_value(value);
+    }
+    for (key, value) in event.extra.iter_mut() {
+        if is_secret_key(key) {
+            *value = Value::String(REDACTED.into());
+        }
+    }
+    for context in event.contexts.values_mut() {
+        if let SentryContext::Other(map) = context {
+            for (key, value) in map.iter_mut() {
+                if is_secret_key(key) {
+                    *value = Value::String(REDACTED.into());
+                } else {
+                    scrub_value(value);
+                }
+            }
+        }
+    }
+    if let Some(message) = event.message.as_mut() {
+        *message = scrub_text(message);
+    }
+    for exception in event.exception.values.iter_mut() {
+        if let Some(value) = exception.value.as_mut() {
+            *value = scrub_text(value);
+        }
+    }
+    for crumb in event.breadcrumbs.values.iter_mut() {
+        scrub_breadcrumb(crumb);
+    }
+    if let Some(request) = event.request.as_mut() {
+        request.cookies = request.cookies.as_ref().map(|_| REDACTED.to_owned());
+        for (key, value) in request.headers.iter_mut() {
+            if is_secret_key(key) {
+                *value = REDACTED.into();
+            } else {
+                *value = scrub_text(value);
+            }
+        }
+        for (key, value) in request.env.iter_mut() {
+            if is_secret_key(key) {
+                *value = REDACTED.into();
+            }
+        }
+        if let Some(data) = request.data.as_mut() {
+            match serde_json::from_str::<Value>(data) {
+                Ok(mut json) => {
+                    scrub_value(&mut json);
+                    *data = json.to_string();
+                }
+                Err(_) => *data = scrub_text(data),
+            }
+        }
+        if let Some(query) = request.query_string.as_mut() {
+            *query = query
+                .split('&')
+                .map(|pair| match pair.split_once('=') {
+                    Some((k, _)) if is_secret_key(k) => format!("{k}={REDACTED}"),
+                    _ => pair.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("&");
+        }
+    }
+    for (key, value) in event.tags.iter_mut() {
+        if is_secret_key(key) {
+            *value = REDACTED.into();
+        }
+    }
+    event
+}
+
+pub(crate) fn scrub_breadcrumb(crumb: &mut sentry::Breadcrumb) {
+    if let Some(message) = crumb.message.as_mut() {
+        *message = scrub_text(message);
+    }
+    for (key, value) in crumb.data.iter_mut() {
+        if is_secret_key(key) {
+            *value = Value::String(REDACTED.into());
+        } else {
+            scrub_value(value);
+        }
+    }
+}
+
+/// The sentry `ClientOptions` for `config`, scrubbers installed, PII off.
+pub(crate) fn client_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions> {
+    let Some(dsn) = &config.dsn else {
+        return Err(Error::config("SENTRY_DSN", "is not set"));
+    };
+    let parsed: sentry::types::Dsn = dsn
+        .expose()
+        .parse()
+        .map_err(|_| Error::config("SENTRY_DSN", "is not a DSN the Sentry client accepts"))?;
+    Ok(sentry::ClientOptions {
+        dsn: Some(parsed),
+        release: Some(Cow::Owned(config.release.clone())),
+        environment: Some(Cow::Owned(config.environment.clone())),
+        sample_rate: config.sample_rate,
+        traces_sample_rate: config.traces_sample_rate,
+        debug: config.debug,
+        send_default_pii: false,
+        shutdown_timeout: SHUTDOWN_TIMEOUT,
+        before_send: Some(Arc::new(|event| Some(scrub_event(event)))),
+        before_breadcrumb: Some(Arc::new(|mut crumb| {
+            scrub_breadcrumb(&mut crumb);
+            Some(crumb)
+        })),
+        ..Default::default()
+    })
+}
+
+impl SentryBackend {
+    pub(crate) fn init(config: &MonitoringConfig) -> Result<Self> {
+        let options = client_options(config)?;
+        let envelope_url = config
+            .dsn
+            .as_ref()
+            .map(|d| d.envelope_url())
+            .unwrap_or_default();
+        let guard = sentry::init(options);
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::backend("cannot build the HTTP client").with_source(e))?;
+        Ok(SentryBackend {
+            guard,
+            envelope_url,
+            http,
+        })
+    }
+
+    pub(crate) fn flush(&self, timeout: Duration) -> bool {
+        self.guard.flush(Some(timeout))
+    }
+
+    pub(crate) fn capture_error(&self, error: &DynError, context: &Context) -> String {
+        sentry::with_scope(
+            |scope| {
+                if !context.is_empty() {
+                    scope.set_context(
+                        "context",
+                        SentryContext::Other(context.clone().into_iter().collect()),
+                    );
+                }
+            },
+            || sentry::capture_error(error),
+        )
+        .to_string()
+    }
+
+    pub(crate) fn capture_message(&self, message: &str, at: Level, context: &Context) -> String {
+        sentry::with_scope(
+            |scope| {
+                if !context.is_empty() {
+                    scope.set_context(
+                        "context",
+                        SentryContext::Other(context.clone().into_iter().collect()),
+                    );
+                }
+            },
+            || sentry::capture_message(message, level(at)),
+        )
+        .to_string()
+    }
+
+    pub(crate) fn add_breadcrumb(&self, breadcrumb: Breadcrumb) {
+        sentry::add_breadcrumb(sentry::Breadcrumb {
+            message: Some(breadcrumb.message),
+            category: breadcrumb.category,
+            level: level(breadcrumb.level),
+            data: breadcrumb.data.into_iter().collect(),
+            ..Default::default()
+        });
+    }
+
+    pub(crate) fn set_user(&self, user: Option<User>, send_emails: bool) {
+        sentry::configure_scope(|scope| match user {
+            None => {
+                scope.set_user(None);
+                scope.remove_tag("workspace");
+            }
+            Some(user) => {
+                if let Some(workspace) = &user.workspace {
+                    scope.set_tag("workspace", workspace);
+                }
+                scope.set_user(Some(sentry::User {
+                    id: user.id,
+                    email: if send_emails { user.email } else { None },
+                    username: user.username,
+                    ..Default::default()
+                }));
+            }
+        });
+    }
+
+    /// The DSN parsed at start-up; the envelope endpoint must answer HTTP (any status: a GET
+    /// on it is not an envelope).
+    pub(crate) async fn probe(&self) -> Result<Probe> {
+        let response = self
+            .http
+            .get(&self.envelope_url)
+            .send()
+            .await
+            .map_err(|e| {
+                let e = e.without_url();
+                if e.is_timeout() {
+                    Error::timeout("Sentry envelope endpoint", Duration::from_secs(5))
+                        .with_source(e)
+                } else {
+                    Error::unavailable("cannot reach the Sentry envelope endpoint").with_source(e)
+                }
+            })?;
+        let host = url::Url::parse(&self.envelope_url)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(Probe::healthy(format!(
+            "DSN parsed; envelope endpoint on {host} answered HTTP {}",
+            response.status().as_u16()
+        )))
+    }
+}
