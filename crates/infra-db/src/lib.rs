@@ -1,28 +1,18 @@
-//! Skeleton: filled in by the infra-db issue.
+#![doc = include_str!("../README.md")]
 
-use async_trait::async_trait;
-use infra_core::{Env, Error, HealthCheck, Probe, Result};
+mod config;
+#[cfg(feature = "postgres")]
+mod database;
+#[cfg(feature = "postgres")]
+mod error;
 
-/// A pooled PostgreSQL database.
-#[derive(Clone)]
-pub struct Database {}
+pub use config::DbConfig;
+#[cfg(feature = "postgres")]
+pub use database::{Database, PooledConnection};
+#[cfg(feature = "postgres")]
+pub use error::{map_connection_error, map_diesel_error, map_pool_error};
 
-impl Database {
-    /// Builds the pool from `DATABASE_URL` and friends.
-    pub fn from_env(_env: &Env) -> Result<Self> {
-        Err(Error::backend("infra-db is not built yet"))
-    }
-}
-
-#[async_trait]
-impl HealthCheck for Database {
-    fn service(&self) -> &str {
-        "database"
-    }
-    fn backend(&self) -> &str {
-        "postgres"
-    }
-    async fn probe(&self) -> Result<Probe> {
-        Err(Error::backend("infra-db is not built yet"))
-    }
-}
+#[cfg(feature = "postgres")]
+pub use diesel;
+#[cfg(feature = "postgres")]
+pub use diesel_async;

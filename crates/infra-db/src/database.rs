@@ -1,0 +1,165 @@
+//! `Database`: a deadpool pool of diesel-async `AsyncPgConnection`s.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use diesel::ConnectionError;
+use diesel::sql_types::{Integer, Text};
+use diesel_async::pooled_connection::deadpool::{Object, Pool};
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures::FutureExt;
+use infra_core::{Env, Error, HealthCheck, Probe, Result, format_duration};
+
+use crate::config::DbConfig;
+use crate::error::{map_diesel_error, map_pool_error};
+
+/// A connection borrowed from the pool; returned when dropped.
+pub type PooledConnection = Object<AsyncPgConnection>;
+
+/// A pooled PostgreSQL database, cheap to clone and share (the seed's Prisma singleton,
+/// without a hidden global: build it once, clone it into handlers).
+///
+/// Building never connects; connections open on first use and are checked on every checkout
+/// (deadpool's recycle), so connections the server killed are replaced transparently.
+///
+/// ```no_run
+/// # async fn demo() -> infra_core::Result<()> {
+/// use diesel_async::RunQueryDsl;
+/// let db = infra_db::Database::from_env(&infra_core::Env::process())?;
+/// let mut conn = db.get().await?;
+/// diesel::sql_query("SELECT 1").execute(&mut conn).await.map_err(infra_db::map_diesel_error)?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Database {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool<AsyncPgConnection>,
+    config: DbConfig,
+}
+
+/// Opens one connection within the connect timeout and applies the session settings.
+async fn establish(
+    url: String,
+    connect_timeout: Duration,
+    statement_timeout: Duration,
+) -> diesel::ConnectionResult<AsyncPgConnection> {
+    let mut conn =
+        match tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url)).await {
+            Ok(conn) => conn?,
+            Err(_) => {
+                return Err(ConnectionError::BadConnection(format!(
+                    "connect timed out after {}",
+                    format_duration(connect_timeout)
+                )));
+            }
+        };
+    // Every statement on this connection is bounded by the server itself.
+    diesel::sql_query(format!(
+        "SET statement_timeout = {}",
+        statement_timeout.as_millis()
+    ))
+    .execute(&mut conn)
+    .await
+    .map_err(ConnectionError::CouldntSetupConfiguration)?;
+    Ok(conn)
+}
+
+/// A pool over `url` with `config`'s sizes and timeouts.
+pub(crate) fn build_pool(url: &str, config: &DbConfig) -> Result<Pool<AsyncPgConnection>> {
+    let (connect_timeout, statement_timeout) = (config.connect_timeout, config.statement_timeout);
+    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
+    manager_config.custom_setup = Box::new(move |url: &str| {
+        establish(url.to_owned(), connect_timeout, statement_timeout).boxed()
+    });
+    let manager =
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(config.acquire_timeout))
+        .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
+        .recycle_timeout(Some(config.acquire_timeout))
+        .build()
+        .map_err(|e| Error::backend(format!("cannot build the PostgreSQL pool: {e}")))
+}
+
+impl Database {
+    /// Builds the pool from `DATABASE_URL` and the `DATABASE_*` settings.
+    pub fn from_env(env: &Env) -> Result<Self> {
+        Database::new(DbConfig::from_env(env)?)
+    }
+
+    /// Builds the pool for `config`, without connecting.
+    pub fn new(config: DbConfig) -> Result<Self> {
+        let pool = build_pool(config.url.expose(), &config)?;
+        Ok(Database {
+            inner: Arc::new(Inner { pool, config }),
+        })
+    }
+
+    /// A connection to the primary, within the acquire timeout.
+    pub async fn get(&self) -> Result<PooledConnection> {
+        self.inner.pool.get().await.map_err(map_pool_error)
+    }
+
+    /// The primary's pool.
+    pub fn pool(&self) -> &Pool<AsyncPgConnection> {
+        &self.inner.pool
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &DbConfig {
+        &self.inner.config
+    }
+
+    /// `SELECT 1` through the pool: the seed's `testDatabaseConnection`.
+    pub async fn test_database_connection(&self) -> Result<()> {
+        let mut conn = self.get().await?;
+        let one: i32 = diesel::select(diesel::dsl::sql::<Integer>("1"))
+            .get_result(&mut conn)
+            .await
+            .map_err(map_diesel_error)?;
+        if one == 1 {
+            Ok(())
+        } else {
+            Err(Error::backend("SELECT 1 returned something else"))
+        }
+    }
+}
+
+#[async_trait]
+impl HealthCheck for Database {
+    fn service(&self) -> &str {
+        "database"
+    }
+
+    fn backend(&self) -> &str {
+        "postgres"
+    }
+
+    async fn probe(&self) -> Result<Probe> {
+        self.test_database_connection().await?;
+        let mut conn = self.get().await?;
+        let version: String = diesel::select(diesel::dsl::sql::<Text>(
+            "current_setting('server_version')",
+        ))
+        .get_result(&mut conn)
+        .await
+        .map_err(map_diesel_error)?;
+        drop(conn);
+        let status = self.inner.pool.status();
+        Ok(Probe::healthy(format!(
+            "PostgreSQL {version}; pool size {} of {}, idle {}, in use {}, waiting {}",
+            status.size,
+            status.max_size,
+            status.available,
+            status.size - status.available,
+            status.waiting
+        )))
+    }
+}

@@ -1,0 +1,161 @@
+//! `Database` against the real PostgreSQL: health, killed connections, unreachable servers,
+//! error mapping.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::Integer;
+use diesel_async::RunQueryDsl;
+use infra_core::{ErrorKind, HealthCheck, HealthStatus};
+use infra_db::{Database, DbConfig, map_diesel_error};
+use support::TestDb;
+
+#[tokio::test]
+async fn health_reports_version_and_pool_state() {
+    let db = TestDb::create("health").await;
+    let database = db.database();
+    database.test_database_connection().await.unwrap();
+    let report = database.check().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{}", report.detail);
+    assert!(
+        report.detail.starts_with("PostgreSQL "),
+        "{}",
+        report.detail
+    );
+    for part in ["pool size", "idle", "in use", "waiting"] {
+        assert!(report.detail.contains(part), "{}", report.detail);
+    }
+    drop(database);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn connections_killed_server_side_are_replaced() {
+    let db = TestDb::create("killed").await;
+    let database = db.database();
+    // Warm the pool with several connections.
+    let conns: Vec<_> = futures::future::join_all((0..3).map(|_| database.get())).await;
+    drop(conns);
+    let mut admin = database.get().await.unwrap();
+    let killed: Vec<bool> = diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ))
+    .load::<Killed>(&mut admin)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|k| k.killed)
+    .collect();
+    assert!(
+        !killed.is_empty(),
+        "some pooled connections were terminated"
+    );
+    drop(admin);
+    for _ in 0..5 {
+        database
+            .test_database_connection()
+            .await
+            .expect("the pool replaces dead connections");
+    }
+    drop(database);
+    db.drop_now().await;
+}
+
+#[derive(diesel::QueryableByName)]
+struct Killed {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    killed: bool,
+}
+
+#[tokio::test]
+async fn closed_port_is_unavailable() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let database = Database::new(
+        DbConfig::new(&format!("postgres://postgres:pw@127.0.0.1:{port}/x")).unwrap(),
+    )
+    .unwrap();
+    let err = database.test_database_connection().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(err.is_retryable());
+    assert!(!format!("{err:?}").contains(":pw@"));
+    assert_eq!(database.check().await.status, HealthStatus::Unhealthy);
+}
+
+#[tokio::test]
+async fn silent_server_is_unhealthy_within_the_deadline() {
+    // Accepts connections and never answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut config = DbConfig::new(&format!("postgres://postgres@127.0.0.1:{port}/x")).unwrap();
+    config.connect_timeout = Duration::from_secs(30);
+    config.acquire_timeout = Duration::from_secs(30);
+    let database = Database::new(config).unwrap();
+    let started = Instant::now();
+    let report = database.check().await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert_eq!(report.detail, "timed out after 5s");
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[tokio::test]
+async fn unique_violation_is_a_conflict_with_its_sqlstate() {
+    let db = TestDb::create("unique").await;
+    let database = db.database();
+    let mut conn = database.get().await.unwrap();
+    diesel::sql_query("CREATE TABLE t (email text UNIQUE)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query("INSERT INTO t VALUES ('a@b.c')")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = map_diesel_error(
+        diesel::sql_query("INSERT INTO t VALUES ('a@b.c')")
+            .execute(&mut conn)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.context("sqlstate"), Some("23505"));
+    assert!(!err.is_retryable());
+    let err = map_diesel_error(
+        diesel::select(diesel::dsl::sql::<Integer>("1 WHERE false"))
+            .get_result::<i32>(&mut conn)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    drop(conn);
+    drop(database);
+    db.drop_now().await;
+}
+
+#[tokio::test]
+async fn statement_timeout_applies_to_every_connection() {
+    let db = TestDb::create("stmt").await;
+    let mut config = DbConfig::new(&db.url).unwrap();
+    config.statement_timeout = Duration::from_millis(200);
+    let database = Database::new(config).unwrap();
+    let mut conn = database.get().await.unwrap();
+    let err = diesel::sql_query("SELECT pg_sleep(2)")
+        .execute(&mut conn)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("statement timeout"), "{err}");
+    drop(conn);
+    drop(database);
+    db.drop_now().await;
+}
