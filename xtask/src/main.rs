@@ -3,9 +3,11 @@
 //! - `verify [--json]`: probe every configured service end to end (the main command)
 //! - `ci`: everything CI checks — fmt, clippy, docs, the feature matrix, services, tests
 //! - `bench [crate]`: the benchmarks, each printing our side, the baseline and the ratio
+//! - `migrate [--status]`: apply pending database migrations, or list them
 
 mod bench;
 mod ci;
+mod migrate;
 mod services;
 mod verify;
 
@@ -22,6 +24,7 @@ fn main() -> ExitCode {
         "verify" => verify::run(rest),
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
+        "migrate" => migrate::run(rest),
         "help" | "--help" | "-h" => {
             println!("{}", USAGE);
             Ok(true)
@@ -47,7 +50,8 @@ usage: cargo xtask <task>
 tasks:
   verify [--json]     probe every configured service (loads .env if present)
   ci                  fmt, clippy, docs, feature matrix, services, tests
-  bench [crate]       run the benchmarks (all, or one crate: cache)";
+  bench [crate]       run the benchmarks (all, or one crate: cache)
+  migrate [--status]  apply pending database migrations, or list applied/pending";
 
 /// The workspace root, from this crate's manifest directory.
 fn project_root() -> PathBuf {

@@ -14,6 +14,7 @@ use infra_core::{Env, Error, HealthCheck, Probe, Result, format_duration};
 
 use crate::config::DbConfig;
 use crate::error::{map_diesel_error, map_pool_error};
+use crate::replicas::Replicas;
 
 /// A connection borrowed from the pool; returned when dropped.
 pub type PooledConnection = Object<AsyncPgConnection>;
@@ -39,11 +40,12 @@ pub struct Database {
 
 struct Inner {
     pool: Pool<AsyncPgConnection>,
+    replicas: Replicas,
     config: DbConfig,
 }
 
 /// Opens one connection within the connect timeout and applies the session settings.
-async fn establish(
+pub(crate) async fn establish(
     url: String,
     connect_timeout: Duration,
     statement_timeout: Duration,
@@ -97,14 +99,23 @@ impl Database {
     /// Builds the pool for `config`, without connecting.
     pub fn new(config: DbConfig) -> Result<Self> {
         let pool = build_pool(config.url.expose(), &config)?;
+        let replicas = Replicas::new(&config)?;
         Ok(Database {
-            inner: Arc::new(Inner { pool, config }),
+            inner: Arc::new(Inner {
+                pool,
+                replicas,
+                config,
+            }),
         })
     }
 
     /// A connection to the primary, within the acquire timeout.
     pub async fn get(&self) -> Result<PooledConnection> {
         self.inner.pool.get().await.map_err(map_pool_error)
+    }
+
+    pub(crate) fn replicas(&self) -> &Replicas {
+        &self.inner.replicas
     }
 
     /// The primary's pool.

@@ -5,12 +5,26 @@ mod config;
 mod database;
 #[cfg(feature = "postgres")]
 mod error;
+#[cfg(feature = "postgres")]
+mod migrations;
+mod pagination;
+#[cfg(feature = "postgres")]
+mod replicas;
+#[cfg(feature = "postgres")]
+pub mod schema;
+#[cfg(feature = "postgres")]
+mod transaction;
 
 pub use config::DbConfig;
 #[cfg(feature = "postgres")]
 pub use database::{Database, PooledConnection};
 #[cfg(feature = "postgres")]
 pub use error::{map_connection_error, map_diesel_error, map_pool_error};
+#[cfg(feature = "postgres")]
+pub use migrations::{MIGRATIONS, MigrationStatus, migration_status, run_pending_migrations};
+pub use pagination::{Keyset, MAX_TAKE, Page};
+#[cfg(feature = "postgres")]
+pub use transaction::{Isolation, RetryPolicy, is_retryable_transaction_error};
 
 #[cfg(feature = "postgres")]
 pub use diesel;

@@ -1,0 +1,102 @@
+//! Read replicas: round robin, skipping replicas that just failed, falling back to the primary.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::deadpool::Pool;
+use infra_core::{Result, redact_url};
+
+use crate::config::DbConfig;
+use crate::database::{Database, PooledConnection, build_pool};
+
+/// How long a replica that failed a checkout is left out.
+const COOL_DOWN: Duration = Duration::from_secs(10);
+
+struct Replica {
+    pool: Pool<AsyncPgConnection>,
+    label: String,
+    down_until: Mutex<Option<Instant>>,
+}
+
+/// The replica pools of a `Database`.
+pub(crate) struct Replicas {
+    list: Vec<Replica>,
+    next: AtomicUsize,
+    checkout_timeout: Duration,
+}
+
+impl Replicas {
+    pub(crate) fn new(config: &DbConfig) -> Result<Self> {
+        let list = config
+            .replica_urls
+            .iter()
+            .map(|url| {
+                Ok(Replica {
+                    pool: build_pool(url.expose(), config)?,
+                    label: redact_url(url.expose()),
+                    down_until: Mutex::new(None),
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Replicas {
+            list,
+            next: AtomicUsize::new(0),
+            // A replica is an optimisation: don't make readers wait long for a bad one.
+            checkout_timeout: config.acquire_timeout.min(Duration::from_secs(2)),
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// A connection to the next healthy replica, or `None` when none answers.
+    async fn checkout(&self) -> Option<PooledConnection> {
+        let n = self.list.len();
+        for _ in 0..n {
+            let replica = &self.list[self.next.fetch_add(1, Ordering::Relaxed) % n];
+            let now = Instant::now();
+            {
+                let down = replica.down_until.lock().unwrap_or_else(|e| e.into_inner());
+                if down.is_some_and(|until| until > now) {
+                    continue;
+                }
+            }
+            match tokio::time::timeout(self.checkout_timeout, replica.pool.get()).await {
+                Ok(Ok(conn)) => return Some(conn),
+                outcome => {
+                    let why = match outcome {
+                        Ok(Err(e)) => e.to_string(),
+                        _ => "checkout timed out".to_owned(),
+                    };
+                    tracing::warn!(replica = %replica.label, error = %why, "read replica left out for {COOL_DOWN:?}");
+                    *replica.down_until.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Some(now + COOL_DOWN);
+                }
+            }
+        }
+        None
+    }
+}
+
+impl Database {
+    /// A connection for reads: the next healthy replica (round robin), else the primary.
+    pub async fn read(&self) -> Result<PooledConnection> {
+        match self.replicas().checkout().await {
+            Some(conn) => Ok(conn),
+            None => self.get().await,
+        }
+    }
+
+    /// A connection for writes: always the primary.
+    pub async fn write(&self) -> Result<PooledConnection> {
+        self.get().await
+    }
+
+    /// How many read replicas are configured.
+    pub fn replica_count(&self) -> usize {
+        self.replicas().len()
+    }
+}

@@ -1,0 +1,184 @@
+//! Transactions that retry serialization failures and deadlocks.
+
+use std::time::Duration;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures::future::BoxFuture;
+use infra_core::{Error, Result};
+
+use crate::database::Database;
+use crate::error::map_diesel_error;
+
+/// The isolation level of a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// PostgreSQL's default.
+    #[default]
+    ReadCommitted,
+    /// Snapshot isolation.
+    RepeatableRead,
+    /// Full serializability; conflicting transactions fail with SQLSTATE 40001 and are retried.
+    Serializable,
+}
+
+/// How many times, and how far apart, a transaction is retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The first back-off; it doubles each retry.
+    pub base_delay: Duration,
+    /// The longest back-off.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The back-off before retry `attempt` (1-based), with "equal jitter": half fixed, half
+    /// random, so retrying transactions don't collide again in lockstep.
+    fn delay(&self, attempt: u32) -> Duration {
+        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
+        let capped = exp.min(self.max_delay);
+        let half = capped / 2;
+        half + half.mul_f64(rand::random::<f64>())
+    }
+}
+
+/// Serialization failure (40001) or deadlock (40P01): the transaction may succeed if re-run.
+pub fn is_retryable_transaction_error(err: &DieselError) -> bool {
+    match err {
+        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
+        // diesel has no kind for 40P01; PostgreSQL's message for it is fixed.
+        DieselError::DatabaseError(_, info) => info.message().starts_with("deadlock detected"),
+        _ => false,
+    }
+}
+
+impl Database {
+    /// Runs `body` in a transaction on the primary and commits it. `body` runs inside the
+    /// transaction and must not open one of its own. A serialization failure or
+    /// deadlock rolls back and re-runs `body` (up to `policy.max_attempts`, with jittered
+    /// back-off); any other error rolls back and returns at once.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
+    /// use diesel_async::RunQueryDsl;
+    /// use infra_db::{Isolation, RetryPolicy};
+    ///
+    /// let moved = db
+    ///     .transaction(Isolation::Serializable, RetryPolicy::default(), |conn| {
+    ///         Box::pin(async move {
+    ///             diesel::sql_query("UPDATE calendar_events SET starts_at = starts_at + interval '1 hour' WHERE id = 1")
+    ///                 .execute(conn)
+    ///                 .await
+    ///         })
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn transaction<T, F>(
+        &self,
+        isolation: Isolation,
+        policy: RetryPolicy,
+        body: F,
+    ) -> Result<T>
+    where
+        T: Send,
+        F: for<'r> Fn(
+                &'r mut AsyncPgConnection,
+            ) -> BoxFuture<'r, std::result::Result<T, DieselError>>
+            + Send
+            + Sync,
+    {
+        let attempts = policy.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let mut conn = self.get().await?;
+            let outcome = run_once(&mut conn, isolation, &body).await;
+            match outcome {
+                Ok(value) => return Ok(value),
+                Err(err) if is_retryable_transaction_error(&err) && attempt < attempts => {
+                    tracing::debug!(attempt, error = %err, "retrying transaction");
+                    drop(conn);
+                    tokio::time::sleep(policy.delay(attempt)).await;
+                    attempt += 1;
+                }
+                Err(err) => {
+                    let retried = attempt > 1;
+                    let mapped = map_diesel_error(err);
+                    return Err(if retried {
+                        Error::new(
+                            mapped.kind(),
+                            format!("{} (after {attempt} attempts)", mapped.message()),
+                        )
+                        .with_context("attempts", attempt.to_string())
+                        .with_source(mapped)
+                    } else {
+                        mapped
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// One attempt: BEGIN with the isolation level, the body, COMMIT — or ROLLBACK on any error.
+async fn run_once<T, F>(
+    conn: &mut AsyncPgConnection,
+    isolation: Isolation,
+    body: &F,
+) -> std::result::Result<T, DieselError>
+where
+    F: for<'r> Fn(&'r mut AsyncPgConnection) -> BoxFuture<'r, std::result::Result<T, DieselError>>,
+{
+    let begin = match isolation {
+        Isolation::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",
+        Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    };
+    diesel::sql_query(begin).execute(conn).await?;
+    let outcome = match body(conn).await {
+        // A serializable transaction may also fail at COMMIT.
+        Ok(value) => diesel::sql_query("COMMIT")
+            .execute(conn)
+            .await
+            .map(|_| value),
+        Err(err) => Err(err),
+    };
+    if outcome.is_err() {
+        // After a failed COMMIT the transaction is already over; ROLLBACK then only warns.
+        let _ = diesel::sql_query("ROLLBACK").execute(conn).await;
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_capped_and_jittered() {
+        let policy = RetryPolicy::default();
+        for attempt in 1..10 {
+            let d = policy.delay(attempt);
+            let cap = policy
+                .base_delay
+                .saturating_mul(1 << attempt)
+                .min(policy.max_delay);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "attempt {attempt}: {d:?} vs {cap:?}"
+            );
+        }
+    }
+}
