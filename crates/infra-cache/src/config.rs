@@ -104,6 +104,12 @@ impl RedisConfig {
         self
     }
 
+    /// Sets the most connections in the pool.
+    pub fn with_pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
     /// Sets the command timeout.
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         self.command_timeout = timeout;

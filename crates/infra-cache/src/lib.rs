@@ -13,9 +13,12 @@ mod redis_cache;
 #[cfg(feature = "redis")]
 mod redis_error;
 #[cfg(feature = "redis")]
-mod redis_scripts;
+mod redis_pool;
+#[cfg(feature = "redis")]
+pub mod redis_scripts;
 mod service;
 mod single_flight;
+mod tags;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower_layer;
@@ -30,6 +33,7 @@ pub use memory::MemoryCache;
 pub use redis_cache::RedisCache;
 pub use service::CacheService;
 pub use single_flight::{EarlyRefresh, SingleFlight};
+pub use tags::{MAX_TAG_BYTES, TAG_KEY_PREFIX, TaggedCache, TaggedCacheExt};
 
 #[cfg(feature = "redis")]
 pub use deadpool_redis;

@@ -1,15 +1,23 @@
 //! `MemoryCache`: moka, bounded by bytes, with a TTL per entry. The embedded default.
 
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use infra_core::{Cache, CacheLimits, HealthCheck, Probe, RateLimitDecision, RateLimiter, Result};
 use moka::Expiry;
-use moka::future::Cache as Moka;
+// The sync flavour: every operation here completes without waiting, so an async wrapper
+// around moka's future cache would only add a future per call.
+use moka::sync::Cache as Moka;
 
 use crate::config::{MemoryConfig, RateLimitAlgorithm};
 use crate::memory_limiter::MemoryLimiter;
+use crate::tags::{TaggedCache, check_tag};
+
+/// Prune expired keys from a tag set when it reaches this size (and then each time it doubles),
+/// so tags on short-lived keys don't grow without bound.
+const TAG_PRUNE_AT: usize = 1024;
 
 #[derive(Clone)]
 struct Entry {
@@ -68,6 +76,8 @@ pub struct MemoryCache {
     config: MemoryConfig,
     limits: CacheLimits,
     limiter: MemoryLimiter,
+    /// Tag -> keys written with it (and the size at which to prune it next).
+    tags: Mutex<HashMap<String, (HashSet<String>, usize)>>,
 }
 
 impl MemoryCache {
@@ -90,6 +100,7 @@ impl MemoryCache {
             config,
             limits: CacheLimits::default(),
             limiter: MemoryLimiter::new(algorithm),
+            tags: Mutex::new(HashMap::new()),
         }
     }
 
@@ -101,15 +112,14 @@ impl MemoryCache {
 
     /// Entries and weighted bytes, after applying pending evictions.
     pub async fn usage(&self) -> (u64, u64) {
-        self.entries.run_pending_tasks().await;
+        self.entries.run_pending_tasks();
         (self.entries.entry_count(), self.entries.weighted_size())
     }
 
-    async fn live(&self, key: &str) -> Option<Entry> {
-        self.entries
-            .get(key)
-            .await
-            .filter(|e| e.is_live(Instant::now()))
+    /// moka itself refuses to return an entry past its per-entry expiry, so a read needs no
+    /// clock of its own.
+    fn live(&self, key: &str) -> Option<Entry> {
+        self.entries.get(key)
     }
 }
 
@@ -117,7 +127,7 @@ impl MemoryCache {
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.limits.check_key(key)?;
-        Ok(self.live(key).await.map(|e| e.value.to_vec()))
+        Ok(self.live(key).map(|e| e.value.to_vec()))
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
@@ -128,19 +138,19 @@ impl Cache for MemoryCache {
             value: Arc::from(value),
             expires_at: Instant::now() + ttl,
         };
-        self.entries.insert(key.to_owned(), entry).await;
+        self.entries.insert(key.to_owned(), entry);
         Ok(())
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
         self.limits.check_key(key)?;
-        let removed = self.entries.remove(key).await;
+        let removed = self.entries.remove(key);
         Ok(removed.is_some_and(|e| e.is_live(Instant::now())))
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         self.limits.check_key(key)?;
-        Ok(self.live(key).await.is_some())
+        Ok(self.live(key).is_some())
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
@@ -148,7 +158,6 @@ impl Cache for MemoryCache {
         let now = Instant::now();
         Ok(self
             .live(key)
-            .await
             .map(|e| e.expires_at.saturating_duration_since(now)))
     }
 
@@ -158,7 +167,7 @@ impl Cache for MemoryCache {
         }
         let mut values = Vec::with_capacity(keys.len());
         for key in keys {
-            values.push(self.live(key).await.map(|e| e.value.to_vec()));
+            values.push(self.live(key).map(|e| e.value.to_vec()));
         }
         Ok(values)
     }
@@ -175,7 +184,7 @@ impl Cache for MemoryCache {
                 value: Arc::from(value),
                 expires_at,
             };
-            self.entries.insert(key, entry).await;
+            self.entries.insert(key, entry);
         }
         Ok(())
     }
@@ -191,8 +200,55 @@ impl Cache for MemoryCache {
             .collect();
         let mut removed = 0;
         for (key, live) in matching {
-            self.entries.invalidate(key.as_str()).await;
+            self.entries.invalidate(key.as_str());
             if live {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[async_trait]
+impl TaggedCache for MemoryCache {
+    async fn set_tagged(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<()> {
+        for tag in tags {
+            check_tag(tag)?;
+        }
+        self.set(key, value, ttl).await?;
+        let mut sets = self.tags.lock().unwrap_or_else(|e| e.into_inner());
+        for tag in tags {
+            let (keys, prune_at) = sets
+                .entry((*tag).to_owned())
+                .or_insert_with(|| (HashSet::new(), TAG_PRUNE_AT));
+            keys.insert(key.to_owned());
+            if keys.len() >= *prune_at {
+                keys.retain(|k| self.entries.contains_key(k.as_str()));
+                *prune_at = (keys.len() * 2).max(TAG_PRUNE_AT);
+            }
+        }
+        Ok(())
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        check_tag(tag)?;
+        let keys = self
+            .tags
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(tag)
+            .map(|(keys, _)| keys)
+            .unwrap_or_default();
+        let now = Instant::now();
+        let mut removed = 0;
+        for key in keys {
+            if self.entries.remove(&key).is_some_and(|e| e.is_live(now)) {
                 removed += 1;
             }
         }

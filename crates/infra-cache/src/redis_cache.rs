@@ -9,11 +9,14 @@ use infra_core::{
     Cache, CacheLimits, Error, ErrorKind, HealthCheck, Probe, RateLimitDecision, RateLimiter,
     Result, check_rate_limit_args, redact_url,
 };
+use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
 
 use crate::config::{FailurePolicy, RateLimitAlgorithm, RedisConfig};
 use crate::redis_error::{map_pool_error, map_redis_error};
+use crate::redis_pool::{Lease, Leases};
 use crate::redis_scripts;
+use crate::tags::{TaggedCache, check_tag, tag_key};
 
 /// How many keys one `SCAN` step asks for while deleting by prefix.
 const SCAN_COUNT: usize = 1000;
@@ -21,15 +24,18 @@ const SCAN_COUNT: usize = 1000;
 /// A cache and rate limiter on Redis.
 ///
 /// Every call — waiting for a pooled connection included — is bounded by
-/// `command_timeout`: a stalled Redis yields [`ErrorKind::Timeout`], never a hang. Broken
-/// connections are dropped by the pool's recycle check, so the same `RedisCache` recovers when
-/// Redis comes back.
+/// `command_timeout`: a stalled Redis yields [`ErrorKind::Timeout`], never a hang. Commands
+/// share the multiplexed connections leased from the pool (one round trip each, no per-call
+/// `PING`); a failed connection goes back to the pool, whose check replaces it, so the same
+/// `RedisCache` recovers when Redis comes back.
 pub struct RedisCache {
-    pool: Pool,
+    leases: Leases,
     config: RedisConfig,
     limits: CacheLimits,
     algorithm: RateLimitAlgorithm,
     script: Script,
+    set_tagged: Script,
+    take_tag: Script,
 }
 
 impl RedisCache {
@@ -51,11 +57,13 @@ impl RedisCache {
             RateLimitAlgorithm::TokenBucket => redis_scripts::token_bucket(),
         });
         Ok(RedisCache {
-            pool,
+            leases: Leases::new(pool),
             config,
             limits: CacheLimits::default(),
             algorithm,
             script,
+            set_tagged: Script::new(redis_scripts::SET_TAGGED),
+            take_tag: Script::new(redis_scripts::TAKE_TAG),
         })
     }
 
@@ -65,9 +73,10 @@ impl RedisCache {
         self
     }
 
-    /// The underlying pool, for commands this API does not cover.
+    /// The underlying pool, for commands this API does not cover. The connections this cache
+    /// keeps leased count against its size: hold what you take from it only briefly.
     pub fn pool(&self) -> &Pool {
-        &self.pool
+        self.leases.pool()
     }
 
     /// The configuration.
@@ -81,7 +90,11 @@ impl RedisCache {
     }
 
     fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.config.key_prefix)
+        let prefix = &self.config.key_prefix;
+        let mut full = String::with_capacity(prefix.len() + key.len());
+        full.push_str(prefix);
+        full.push_str(key);
+        full
     }
 
     /// Checks a key, counting the namespace prefix against the limit.
@@ -92,22 +105,32 @@ impl RedisCache {
         Ok(full)
     }
 
-    /// Runs `f` on a pooled connection within the command timeout.
+    /// Runs `f` on a pooled connection within the command timeout, pool wait included.
     async fn with_conn<T, F, Fut>(&self, op: &str, f: F) -> Result<T>
     where
-        F: FnOnce(deadpool_redis::Connection) -> Fut,
+        F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
-        let work = async {
-            let conn = self.pool.get().await.map_err(|e| map_pool_error(op, e))?;
-            f(conn).await.map_err(|e| map_redis_error(op, e))
+        let deadline = tokio::time::Instant::now() + self.config.command_timeout;
+        let timed_out = || Error::timeout(&format!("redis {op}"), self.config.command_timeout);
+        let Lease { conn, slot } = match tokio::time::timeout_at(deadline, self.leases.get()).await
+        {
+            Ok(lease) => lease.map_err(|e| map_pool_error(op, e))?,
+            Err(_) => return Err(timed_out()),
         };
-        match tokio::time::timeout(self.config.command_timeout, work).await {
-            Ok(result) => result,
-            Err(_) => Err(Error::timeout(
-                &format!("redis {op}"),
-                self.config.command_timeout,
-            )),
+        match tokio::time::timeout_at(deadline, f(conn)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => {
+                if connection_failed(&err) {
+                    self.leases.discard(slot);
+                }
+                Err(map_redis_error(op, err))
+            }
+            Err(_) => {
+                // A stalled connection: let the pool's check decide whether it lives on.
+                self.leases.discard(slot);
+                Err(timed_out())
+            }
         }
     }
 
@@ -148,6 +171,22 @@ impl RedisCache {
     }
 }
 
+/// Whether the connection itself failed (rather than the command).
+fn connection_failed(err: &redis::RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_unrecoverable_error()
+}
+
+/// A command with one argument.
+fn one<A: redis::ToRedisArgs>(name: &str, arg: A) -> redis::Cmd {
+    let mut cmd = redis::cmd(name);
+    cmd.arg(arg);
+    cmd
+}
+
 /// `*`, `?`, `[`, `]` and `\` are glob syntax in `SCAN MATCH`; a prefix holding them must match
 /// literally.
 fn glob_escape(text: &str) -> String {
@@ -165,7 +204,7 @@ fn glob_escape(text: &str) -> String {
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let key = self.checked_key(key)?;
-        self.query("GET", redis::cmd("GET").arg(key).clone()).await
+        self.query("GET", one("GET", key)).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
@@ -182,25 +221,19 @@ impl Cache for RedisCache {
 
     async fn delete(&self, key: &str) -> Result<bool> {
         let key = self.checked_key(key)?;
-        let removed: u64 = self
-            .query("DEL", redis::cmd("DEL").arg(key).clone())
-            .await?;
+        let removed: u64 = self.query("DEL", one("DEL", key)).await?;
         Ok(removed > 0)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         let key = self.checked_key(key)?;
-        let n: u64 = self
-            .query("EXISTS", redis::cmd("EXISTS").arg(key).clone())
-            .await?;
+        let n: u64 = self.query("EXISTS", one("EXISTS", key)).await?;
         Ok(n > 0)
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
         let key = self.checked_key(key)?;
-        let ms: i64 = self
-            .query("PTTL", redis::cmd("PTTL").arg(key).clone())
-            .await?;
+        let ms: i64 = self.query("PTTL", one("PTTL", key)).await?;
         // -2: no such key; -1: a key without expiry (written by something else).
         Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
     }
@@ -213,7 +246,6 @@ impl Cache for RedisCache {
         if full.is_empty() {
             return Ok(Vec::new());
         }
-        // MGET of one key answers a bare value, not an array: always send an array.
         let mut cmd = redis::cmd("MGET");
         cmd.arg(&full);
         let values: Vec<Option<Vec<u8>>> = self.query("MGET", cmd).await?;
@@ -257,9 +289,7 @@ impl Cache for RedisCache {
                 .arg(SCAN_COUNT);
             let (next, keys): (u64, Vec<String>) = self.query("SCAN", scan).await?;
             if !keys.is_empty() {
-                let n: u64 = self
-                    .query("UNLINK", redis::cmd("UNLINK").arg(&keys).clone())
-                    .await?;
+                let n: u64 = self.query("UNLINK", one("UNLINK", &keys)).await?;
                 removed += n;
             }
             if next == 0 {
@@ -267,6 +297,67 @@ impl Cache for RedisCache {
             }
             cursor = next;
         }
+    }
+}
+
+#[async_trait]
+impl TaggedCache for RedisCache {
+    async fn set_tagged(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<()> {
+        let full = self.checked_key(key)?;
+        self.limits.check_value(key, value)?;
+        self.limits.check_ttl(ttl)?;
+        let mut invocation = self.set_tagged.prepare_invoke();
+        invocation.key(full);
+        for tag in tags {
+            check_tag(tag)?;
+            invocation.key(self.key(&tag_key(tag)));
+        }
+        invocation.arg(value).arg(ttl.as_millis() as u64);
+        self.with_conn("EVALSHA set_tagged", |mut conn| async move {
+            invocation.invoke_async::<i64>(&mut conn).await
+        })
+        .await
+        .map(drop)
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        check_tag(tag)?;
+        let set = self.key(&tag_key(tag));
+        let taken = format!("{set}:invalidating:{:016x}", rand::random::<u64>());
+        let mut invocation = self.take_tag.prepare_invoke();
+        invocation.key(&set).key(&taken);
+        let existed: i64 = self
+            .with_conn("EVALSHA take_tag", |mut conn| async move {
+                invocation.invoke_async(&mut conn).await
+            })
+            .await?;
+        if existed == 0 {
+            return Ok(0);
+        }
+        // SSCAN pages through the set, so a tag on a million keys never blocks Redis.
+        let mut cursor: u64 = 0;
+        let mut removed = 0;
+        loop {
+            let mut scan = redis::cmd("SSCAN");
+            scan.arg(&taken).arg(cursor).arg("COUNT").arg(SCAN_COUNT);
+            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SSCAN", scan).await?;
+            if !keys.is_empty() {
+                let n: u64 = self.query("UNLINK", one("UNLINK", &keys)).await?;
+                removed += n;
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        self.query::<u64>("UNLINK", one("UNLINK", &taken)).await?;
+        Ok(removed)
     }
 }
 
@@ -322,14 +413,14 @@ impl HealthCheck for RedisCache {
                 .map(|v| v.trim().to_owned())
                 .unwrap_or_else(|| "?".into())
         };
-        let status = self.pool.status();
+        let status = self.leases.pool().status();
         Ok(Probe::healthy(format!(
-            "redis {} at {}; used_memory {} (max {}); {keys} keys; pool {}/{} in use",
+            "redis {} at {}; used_memory {} (max {}); {keys} keys; {}/{} pooled connections open",
             field(&server, "redis_version"),
             redact_url(self.config.url.expose()),
             field(&memory, "used_memory_human"),
             field(&memory, "maxmemory_human"),
-            status.size - status.available,
+            self.leases.leased(),
             status.max_size,
         )))
     }

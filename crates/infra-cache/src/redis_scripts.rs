@@ -13,7 +13,8 @@ local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 ";
 
-pub(crate) fn fixed_window() -> String {
+/// The fixed-window script.
+pub fn fixed_window() -> String {
     format!(
         "{CLOCK}{}",
         r"
@@ -31,7 +32,8 @@ return {0, limit - count, reset}
     )
 }
 
-pub(crate) fn sliding_window() -> String {
+/// The sliding-window script.
+pub fn sliding_window() -> String {
     format!(
         "{CLOCK}{}",
         r"
@@ -70,7 +72,8 @@ return {0, remaining, wait}
     )
 }
 
-pub(crate) fn token_bucket() -> String {
+/// The GCRA (token bucket) script.
+pub fn token_bucket() -> String {
     format!(
         "{CLOCK}{}",
         r"
@@ -87,3 +90,24 @@ return {1, math.floor((window - ahead) / interval), ahead}
 "
     )
 }
+
+/// Writes `KEYS[1]` = `ARGV[1]` for `ARGV[2]` ms and adds it to the tag sets `KEYS[2..]`,
+/// extending a set's expiry to the key's when shorter (a fresh set has none: `PTTL` -1).
+/// One script so the key is never written untagged, and one round trip.
+pub(crate) const SET_TAGGED: &str = r"
+local ttl = tonumber(ARGV[2])
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+for i = 2, #KEYS do
+  redis.call('SADD', KEYS[i], KEYS[1])
+  if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end
+end
+return 1
+";
+
+/// Renames the tag set `KEYS[1]` to `KEYS[2]` when it exists: keys tagged while the old
+/// members are being deleted land in a fresh set instead of being lost with the old one.
+pub(crate) const TAKE_TAG: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('RENAME', KEYS[1], KEYS[2])
+return 1
+";

@@ -243,6 +243,16 @@ impl OwnRedis {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the server process.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
@@ -326,4 +336,97 @@ async fn outage_fails_fast_then_the_same_cache_recovers() {
     );
     let decision = cache.check("ip", 5, Duration::from_secs(60)).await.unwrap();
     assert!(decision.allowed && !decision.fallback);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_redis_times_out_instead_of_hanging() {
+    let server = OwnRedis::start(spare_port());
+    let config = RedisConfig::new(format!("redis://127.0.0.1:{}", server.port))
+        .with_command_timeout(Duration::from_millis(300));
+    let cache = RedisCache::new(config, RateLimitAlgorithm::TokenBucket).unwrap();
+    cache.set("k", b"v", Duration::from_secs(60)).await.unwrap();
+
+    // The process stops answering but keeps its sockets open: only our deadline ends the call.
+    server.signal("STOP");
+    let err = cache.get("k").await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(err.to_string().contains("redis GET"), "{err}");
+    let decision = cache.check("ip", 5, Duration::from_secs(60)).await.unwrap();
+    assert!(
+        decision.fallback && decision.allowed,
+        "fail-open is the default policy"
+    );
+
+    server.signal("CONT");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cache.get("k").await {
+            Ok(value) => {
+                assert_eq!(value.as_deref(), Some(&b"v"[..]));
+                break;
+            }
+            Err(err) => {
+                assert!(Instant::now() < deadline, "did not recover: {err:?}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_decision_is_one_evalsha_and_nothing_else() {
+    let server = OwnRedis::start(spare_port());
+    let url = format!("redis://127.0.0.1:{}", server.port);
+    let config = RedisConfig::new(url.clone()).with_pool_size(4);
+    let cache = RedisCache::new(config, RateLimitAlgorithm::SlidingWindow).unwrap();
+    // Warm up: load the script and open every pooled connection.
+    for i in 0..8 {
+        cache
+            .check(&format!("warm{i}"), 100, Duration::from_secs(60))
+            .await
+            .unwrap();
+    }
+    let client = redis::Client::open(url).unwrap();
+    let mut raw = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    for i in 0..20 {
+        let d = cache
+            .check(&format!("k{}", i % 3), 100, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(d.allowed && !d.fallback);
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    let calls: Vec<(String, u64)> = info
+        .lines()
+        .filter_map(|l| l.strip_prefix("cmdstat_"))
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(':')?;
+            let n = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_owned(), n))
+        })
+        // Our own CONFIG/INFO, and the commands the script runs inside Redis (counted too).
+        .filter(|(name, _)| {
+            !name.starts_with("config")
+                && !["info", "time", "get", "incr", "pexpire"].contains(&name.as_str())
+        })
+        .collect();
+    assert_eq!(
+        calls,
+        vec![("evalsha".to_owned(), 20)],
+        "one EVALSHA per decision, no PING or other command"
+    );
 }

@@ -1,5 +1,6 @@
 //! The rate-limit layer in an axum app: 429 with Retry-After past the limit, the RateLimit
-//! headers on every response, keys by client IP or a custom extractor.
+//! headers on every response, keys by client IP or a custom extractor, and the failure policy
+//! when Redis is unreachable.
 #![cfg(feature = "tower")]
 
 use std::sync::Arc;
@@ -101,4 +102,42 @@ async fn custom_key_extractor_and_forged_long_keys() {
         app.oneshot(as_user(&long)).await.unwrap().status(),
         StatusCode::TOO_MANY_REQUESTS
     );
+}
+
+/// With Redis unreachable the layer answers by the limiter's failure policy, with headers.
+#[tokio::test]
+async fn redis_outage_follows_the_failure_policy() {
+    use infra_cache::{FailurePolicy, RateLimitAlgorithm, RedisCache, RedisConfig};
+
+    // A port nobody listens on: every call is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let limiter = |policy| {
+        let config = RedisConfig::new(format!("redis://127.0.0.1:{port}"))
+            .with_command_timeout(Duration::from_millis(500))
+            .with_failure_policy(policy);
+        Arc::new(RedisCache::new(config, RateLimitAlgorithm::SlidingWindow).unwrap())
+    };
+
+    let closed = app(RateLimitLayer::new(
+        limiter(FailurePolicy::Closed),
+        5,
+        Duration::from_secs(60),
+    ));
+    let refused = closed.oneshot(request("203.0.113.7")).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(refused.headers()["ratelimit-remaining"], "0");
+    assert!(refused.headers().contains_key("retry-after"));
+
+    let open = app(RateLimitLayer::new(
+        limiter(FailurePolicy::Open),
+        5,
+        Duration::from_secs(60),
+    ));
+    let admitted = open.oneshot(request("203.0.113.7")).await.unwrap();
+    assert_eq!(admitted.status(), StatusCode::OK);
+    assert_eq!(admitted.headers()["ratelimit-limit"], "5");
 }

@@ -92,6 +92,8 @@ fn validate_url(variable: &str, raw: &str) -> Result<()> {
             "names no database (expected …/dbname)",
         ));
     }
+    #[cfg(feature = "postgres")]
+    crate::tls::SslMode::from_url(variable, raw)?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use infra_core::{Env, Error, HealthCheck, Probe, Result, format_duration};
 use crate::config::DbConfig;
 use crate::error::{map_diesel_error, map_pool_error};
 use crate::replicas::Replicas;
+use crate::tls::{SslMode, connect_tls, connector};
 
 /// A connection borrowed from the pool; returned when dropped.
 pub type PooledConnection = Object<AsyncPgConnection>;
@@ -50,16 +51,23 @@ pub(crate) async fn establish(
     connect_timeout: Duration,
     statement_timeout: Duration,
 ) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let mut conn =
-        match tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url)).await {
-            Ok(conn) => conn?,
-            Err(_) => {
-                return Err(ConnectionError::BadConnection(format!(
-                    "connect timed out after {}",
-                    format_duration(connect_timeout)
-                )));
-            }
-        };
+    let open = async {
+        let mode = SslMode::from_url("DATABASE_URL", &url)
+            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
+        match connector(mode).map_err(|e| ConnectionError::BadConnection(e.to_string()))? {
+            Some(tls) => connect_tls(&url, tls).await,
+            None => AsyncPgConnection::establish(&url).await,
+        }
+    };
+    let mut conn = match tokio::time::timeout(connect_timeout, open).await {
+        Ok(conn) => conn?,
+        Err(_) => {
+            return Err(ConnectionError::BadConnection(format!(
+                "connect timed out after {}",
+                format_duration(connect_timeout)
+            )));
+        }
+    };
     // Every statement on this connection is bounded by the server itself.
     diesel::sql_query(format!(
         "SET statement_timeout = {}",

@@ -13,6 +13,8 @@ mod replicas;
 #[cfg(feature = "postgres")]
 pub mod schema;
 #[cfg(feature = "postgres")]
+mod tls;
+#[cfg(feature = "postgres")]
 mod transaction;
 
 pub use config::DbConfig;
@@ -23,6 +25,8 @@ pub use error::{map_connection_error, map_diesel_error, map_pool_error};
 #[cfg(feature = "postgres")]
 pub use migrations::{MIGRATIONS, MigrationStatus, migration_status, run_pending_migrations};
 pub use pagination::{Keyset, MAX_TAKE, Page};
+#[cfg(feature = "postgres")]
+pub use tls::SslMode;
 #[cfg(feature = "postgres")]
 pub use transaction::{Isolation, RetryPolicy, is_retryable_transaction_error};
 

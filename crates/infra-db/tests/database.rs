@@ -159,3 +159,44 @@ async fn statement_timeout_applies_to_every_connection() {
     drop(database);
     db.drop_now().await;
 }
+
+#[derive(diesel::QueryableByName)]
+struct Ssl {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ssl: bool,
+}
+
+async fn uses_tls(database: &Database) -> bool {
+    let mut conn = database.get().await.unwrap();
+    diesel::sql_query("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .get_result::<Ssl>(&mut conn)
+        .await
+        .unwrap()
+        .ssl
+}
+
+#[tokio::test]
+async fn sslmode_selects_rustls_and_verify_full_checks_the_certificate() {
+    // The local server offers TLS with Debian's self-signed "snakeoil" certificate.
+    let with_mode = |mode: &str| {
+        let mut url = support::base_url();
+        url.set_query(Some(&format!("sslmode={mode}")));
+        Database::new(DbConfig::new(url.as_str()).unwrap()).unwrap()
+    };
+    let required = with_mode("require");
+    assert!(uses_tls(&required).await, "sslmode=require encrypts");
+    let disabled = with_mode("disable");
+    assert!(!uses_tls(&disabled).await, "sslmode=disable does not");
+    // verify-full must refuse a certificate no trusted root signed.
+    let err = with_mode("verify-full")
+        .test_database_connection()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
+    assert!(
+        err.to_string().to_lowercase().contains("certificate"),
+        "{err}"
+    );
+    let err = DbConfig::new("postgres://h/db?sslmode=sometimes").unwrap_err();
+    assert_eq!(err.variable(), Some("DATABASE_URL"));
+}

@@ -24,6 +24,15 @@ pub fn redis_cache(test: &str, algorithm: RateLimitAlgorithm) -> RedisCache {
     RedisCache::new(config, algorithm).unwrap()
 }
 
+/// A cache over an existing namespace (for cleaning up after code that built its own).
+pub fn redis_cache_with_prefix(prefix: &str) -> RedisCache {
+    RedisCache::new(
+        RedisConfig::new(redis_url()).with_key_prefix(prefix),
+        RateLimitAlgorithm::default(),
+    )
+    .unwrap()
+}
+
 /// Raw Redis access for checks that must not go through the code under test.
 pub async fn raw() -> deadpool_redis::Connection {
     let pool = deadpool_redis::Config::from_url(redis_url())

@@ -1,0 +1,98 @@
+//! Connections leased from the deadpool-redis pool and kept, so a command costs one round trip.
+//!
+//! deadpool-redis checks every connection it hands out with an `UNWATCH`+`PING` round trip.
+//! Taking a connection per command would double the round trips of every call (and make a
+//! rate-limit decision two round trips instead of one). A multiplexed connection is safe to
+//! share between tasks, so each slot here keeps one pooled connection and every command uses
+//! a clone of one slot's connection. A slot whose connection fails (I/O error, dropped,
+//! timeout) is emptied: the connection goes back to the pool, whose check on the next lease
+//! replaces it if it is broken. That is how the same `RedisCache` recovers after an outage.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use deadpool_redis::{Connection, Pool, PoolError};
+use redis::aio::MultiplexedConnection;
+
+pub(crate) struct Leases {
+    pool: Pool,
+    slots: Vec<Slot>,
+    next: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Slot {
+    conn: Mutex<Option<Connection>>,
+    /// One task at a time fills an empty slot: leased connections never go back to the pool,
+    /// so two tasks filling one slot could leave a third waiting on an exhausted pool.
+    filling: tokio::sync::Mutex<()>,
+}
+
+impl Slot {
+    fn current(&self) -> Option<MultiplexedConnection> {
+        self.conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|c| (**c).clone())
+    }
+}
+
+/// A connection for one command, and the slot it came from.
+pub(crate) struct Lease {
+    pub(crate) conn: MultiplexedConnection,
+    pub(crate) slot: usize,
+}
+
+impl Leases {
+    /// One slot per connection the pool may open.
+    pub(crate) fn new(pool: Pool) -> Self {
+        let slots = (0..pool.status().max_size.max(1))
+            .map(|_| Slot::default())
+            .collect();
+        Leases {
+            pool,
+            slots,
+            next: AtomicUsize::new(0),
+        }
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    /// Slots holding a connection.
+    pub(crate) fn leased(&self) -> usize {
+        self.slots
+            .iter()
+            .filter(|s| s.conn.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+            .count()
+    }
+
+    /// A connection from the next slot, leasing one from the pool when the slot is empty.
+    pub(crate) async fn get(&self) -> Result<Lease, PoolError> {
+        let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        let this = &self.slots[slot];
+        if let Some(conn) = this.current() {
+            return Ok(Lease { conn, slot });
+        }
+        let _filling = this.filling.lock().await;
+        if let Some(conn) = this.current() {
+            return Ok(Lease { conn, slot });
+        }
+        let fresh = self.pool.get().await?;
+        let conn = (*fresh).clone();
+        *this.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        Ok(Lease { conn, slot })
+    }
+
+    /// Gives the slot's connection back to the pool after it failed.
+    pub(crate) fn discard(&self, slot: usize) {
+        let taken = self.slots[slot]
+            .conn
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        drop(taken);
+    }
+}
