@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::{MonitoringConfig, SinkTarget};
 use crate::scrub::scrub_value;
+use crate::tracking::Tracking;
 
 /// Breadcrumbs kept for the next event, as Sentry's default.
 pub(crate) const MAX_BREADCRUMBS: usize = 100;
@@ -50,6 +51,16 @@ impl LocalSink {
     }
 
     pub(crate) fn capture(&self, level: Level, body: (&str, Value), context: &Context) -> String {
+        self.capture_with(level, body, context, &Tracking::default())
+    }
+
+    pub(crate) fn capture_with(
+        &self,
+        level: Level,
+        body: (&str, Value),
+        context: &Context,
+        tracking: &Tracking,
+    ) -> String {
         let event_id = format!("{:032x}", rand::random::<u128>());
         let timestamp_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -63,7 +74,7 @@ impl LocalSink {
                 "email": if self.config.send_emails { u.email.clone() } else { None },
             })
         });
-        let mut tags = BTreeMap::new();
+        let mut tags: BTreeMap<String, String> = tracking.tags.clone();
         if let Some(workspace) = scope.user.as_ref().and_then(|u| u.workspace.clone()) {
             tags.insert("workspace".to_owned(), workspace);
         }
@@ -78,6 +89,9 @@ impl LocalSink {
             "context": context,
             "breadcrumbs": scope.breadcrumbs,
         });
+        if !tracking.fingerprint.is_empty() {
+            event["fingerprint"] = json!(tracking.fingerprint);
+        }
         drop(scope);
         event[body.0] = body.1;
         scrub_value(&mut event);
@@ -90,6 +104,15 @@ impl LocalSink {
     }
 
     pub(crate) fn capture_error(&self, error: &DynError, context: &Context) -> String {
+        self.capture_error_with(error, context, &Tracking::default())
+    }
+
+    pub(crate) fn capture_error_with(
+        &self,
+        error: &DynError,
+        context: &Context,
+        tracking: &Tracking,
+    ) -> String {
         let mut chain = Vec::new();
         let mut source = error.source();
         while let Some(cause) = source {
@@ -101,7 +124,7 @@ impl LocalSink {
             "value": error.to_string(),
             "causes": chain,
         });
-        self.capture(Level::Error, ("exception", exception), context)
+        self.capture_with(tracking.level, ("exception", exception), context, tracking)
     }
 
     pub(crate) fn add_breadcrumb(&self, breadcrumb: Breadcrumb) {

@@ -11,6 +11,7 @@ use infra_core::{
 
 use crate::config::{MonitoringConfig, SinkTarget};
 use crate::local_sink::LocalSink;
+use crate::tracking::Tracking;
 
 #[derive(Clone)]
 enum Backend {
@@ -82,6 +83,18 @@ impl Monitoring {
         })
     }
 
+    /// Reports through a Sentry client the app initialised itself (for example with
+    /// [`sentry_options`](crate::sentry_options)), instead of installing one.
+    #[cfg(feature = "sentry")]
+    pub fn attach(config: MonitoringConfig) -> Result<Self> {
+        Ok(Monitoring {
+            backend: Backend::Sentry(Arc::new(crate::sentry_backend::SentryBackend::attach(
+                &config,
+            )?)),
+            config: Arc::new(config),
+        })
+    }
+
     /// The configuration in use.
     pub fn config(&self) -> &MonitoringConfig {
         &self.config
@@ -107,6 +120,25 @@ impl Monitoring {
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.flush(timeout),
         }
+    }
+}
+
+impl Monitoring {
+    /// Captures an error with tags, a fingerprint and a level (what [`ErrorTracking`]
+    /// helpers use).
+    ///
+    /// [`ErrorTracking`]: crate::ErrorTracking
+    pub fn capture_tracked(
+        &self,
+        error: &DynError,
+        context: &Context,
+        tracking: &Tracking,
+    ) -> Option<String> {
+        Some(match &self.backend {
+            Backend::Local(sink) => sink.capture_error_with(error, context, tracking),
+            #[cfg(feature = "sentry")]
+            Backend::Sentry(s) => s.capture_error_with(error, context, tracking),
+        })
     }
 }
 

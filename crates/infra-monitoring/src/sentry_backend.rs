@@ -9,12 +9,14 @@ use sentry::protocol::{Context as SentryContext, Event, Value};
 
 use crate::config::MonitoringConfig;
 use crate::scrub::{REDACTED, is_secret_key, scrub_text, scrub_value};
+use crate::tracking::Tracking;
 
 /// How long the last `Monitoring` clone waits for queued events when dropped.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct SentryBackend {
-    guard: sentry::ClientInitGuard,
+    /// `None` when the app initialised Sentry itself and we only report through it.
+    guard: Option<sentry::ClientInitGuard>,
     envelope_url: String,
     http: reqwest::Client,
 }
@@ -63,6 +65,25 @@ pub(crate) fn scrub_event(mut event: Event<'static>) -> Event<'static> {
     }
     if let Some(request) = event.request.as_mut() {
         request.cookies = request.cookies.as_ref().map(|_| REDACTED.to_owned());
+        if let Some(url) = request.url.as_mut() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if is_secret_key(&k) {
+                        REDACTED.to_owned()
+                    } else {
+                        v.into_owned()
+                    };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                url.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            if url.password().is_some() {
+                let _ = url.set_password(Some(REDACTED));
+            }
+        }
         for (key, value) in request.headers.iter_mut() {
             if is_secret_key(key) {
                 *value = REDACTED.into();
@@ -116,8 +137,10 @@ pub(crate) fn scrub_breadcrumb(crumb: &mut sentry::Breadcrumb) {
     }
 }
 
-/// The sentry `ClientOptions` for `config`, scrubbers installed, PII off.
-pub(crate) fn client_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions> {
+/// The sentry `ClientOptions` for `config`: DSN, release, environment, sample rates,
+/// `send_default_pii` off and the scrubbers installed as `before_send`/`before_breadcrumb`.
+/// Use it to initialise Sentry yourself (then [`Monitoring::attach`](crate::Monitoring::attach)).
+pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions> {
     let Some(dsn) = &config.dsn else {
         return Err(Error::config("SENTRY_DSN", "is not set"));
     };
@@ -145,13 +168,13 @@ pub(crate) fn client_options(config: &MonitoringConfig) -> Result<sentry::Client
 
 impl SentryBackend {
     pub(crate) fn init(config: &MonitoringConfig) -> Result<Self> {
-        let options = client_options(config)?;
+        let options = sentry_options(config)?;
         let envelope_url = config
             .dsn
             .as_ref()
             .map(|d| d.envelope_url())
             .unwrap_or_default();
-        let guard = sentry::init(options);
+        let guard = Some(sentry::init(options));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
@@ -163,11 +186,43 @@ impl SentryBackend {
         })
     }
 
+    /// Reports through whatever client the current hub has (the app initialised Sentry).
+    pub(crate) fn attach(config: &MonitoringConfig) -> Result<Self> {
+        let envelope_url = config
+            .dsn
+            .as_ref()
+            .map(|d| d.envelope_url())
+            .unwrap_or_default();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| Error::backend("cannot build the HTTP client").with_source(e))?;
+        Ok(SentryBackend {
+            guard: None,
+            envelope_url,
+            http,
+        })
+    }
+
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
-        self.guard.flush(Some(timeout))
+        match &self.guard {
+            Some(guard) => guard.flush(Some(timeout)),
+            None => sentry::Hub::current()
+                .client()
+                .is_none_or(|c| c.flush(Some(timeout))),
+        }
     }
 
     pub(crate) fn capture_error(&self, error: &DynError, context: &Context) -> String {
+        self.capture_error_with(error, context, &Tracking::default())
+    }
+
+    pub(crate) fn capture_error_with(
+        &self,
+        error: &DynError,
+        context: &Context,
+        tracking: &Tracking,
+    ) -> String {
         sentry::with_scope(
             |scope| {
                 if !context.is_empty() {
@@ -176,6 +231,15 @@ impl SentryBackend {
                         SentryContext::Other(context.clone().into_iter().collect()),
                     );
                 }
+                for (key, value) in &tracking.tags {
+                    scope.set_tag(key, value);
+                }
+                if !tracking.fingerprint.is_empty() {
+                    let parts: Vec<&str> =
+                        tracking.fingerprint.iter().map(String::as_str).collect();
+                    scope.set_fingerprint(Some(&parts));
+                }
+                scope.set_level(Some(level(tracking.level)));
             },
             || sentry::capture_error(error),
         )
@@ -230,6 +294,11 @@ impl SentryBackend {
     /// The DSN parsed at start-up; the envelope endpoint must answer HTTP (any status: a GET
     /// on it is not an envelope).
     pub(crate) async fn probe(&self) -> Result<Probe> {
+        if self.envelope_url.is_empty() {
+            return Ok(Probe::healthy(
+                "reporting through the app's own Sentry client",
+            ));
+        }
         let response = self
             .http
             .get(&self.envelope_url)
