@@ -6,11 +6,19 @@ mod reporter;
 pub mod scrub;
 #[cfg(feature = "sentry")]
 mod sentry_backend;
+#[cfg(feature = "tower")]
+mod tower_layer;
+#[cfg(feature = "tracing")]
+mod tracing_layer;
 mod tracking;
 
 pub use config::{DSN_VARIABLES, Dsn, MonitoringConfig, SinkTarget};
 pub use local_sink::LocalSink;
 pub use reporter::Monitoring;
+#[cfg(feature = "tower")]
+pub use tower_layer::{CaptureServerErrors, CaptureServerErrorsLayer, request_layers};
+#[cfg(feature = "tracing")]
+pub use tracing_layer::tracing_layer;
 pub use tracking::{ErrorTracking, Tracking};
 
 #[cfg(feature = "sentry")]

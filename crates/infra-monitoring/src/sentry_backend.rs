@@ -148,7 +148,8 @@ pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions
         .expose()
         .parse()
         .map_err(|_| Error::config("SENTRY_DSN", "is not a DSN the Sentry client accepts"))?;
-    Ok(sentry::ClientOptions {
+    // apply_defaults adds the default integrations: panics, contexts, backtraces.
+    Ok(sentry::apply_defaults(sentry::ClientOptions {
         dsn: Some(parsed),
         release: Some(Cow::Owned(config.release.clone())),
         environment: Some(Cow::Owned(config.environment.clone())),
@@ -163,7 +164,7 @@ pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions
             Some(crumb)
         })),
         ..Default::default()
-    })
+    }))
 }
 
 impl SentryBackend {
