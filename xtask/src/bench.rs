@@ -5,7 +5,7 @@ use anyhow::Result;
 use xshell::{Shell, cmd};
 
 /// Crates with benchmarks.
-const BENCHED: [&str; 2] = ["infra-db", "infra-cache"];
+const BENCHED: [&str; 3] = ["infra-db", "infra-cache", "infra-monitoring"];
 
 pub fn run(args: &[String]) -> Result<bool> {
     let sh = Shell::new()?;
@@ -21,7 +21,7 @@ pub fn run(args: &[String]) -> Result<bool> {
             match BENCHED.iter().find(|c| **c == full) {
                 Some(c) => vec![*c],
                 None => {
-                    anyhow::bail!("bench: no benchmarks in `{name}` (have: db, cache)")
+                    anyhow::bail!("bench: no benchmarks in `{name}` (have: db, cache, monitoring)")
                 }
             }
         }
