@@ -103,10 +103,6 @@ impl LocalSink {
         event_id
     }
 
-    pub(crate) fn capture_error(&self, error: &DynError, context: &Context) -> String {
-        self.capture_error_with(error, context, &Tracking::default())
-    }
-
     pub(crate) fn capture_error_with(
         &self,
         error: &DynError,

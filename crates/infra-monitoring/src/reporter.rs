@@ -144,11 +144,7 @@ impl Monitoring {
 
 impl ErrorReporter for Monitoring {
     fn capture_error(&self, error: &DynError, context: &Context) -> Option<String> {
-        Some(match &self.backend {
-            Backend::Local(sink) => sink.capture_error(error, context),
-            #[cfg(feature = "sentry")]
-            Backend::Sentry(s) => s.capture_error(error, context),
-        })
+        self.capture_tracked(error, context, &Tracking::default())
     }
 
     fn capture_message(&self, message: &str, level: Level, context: &Context) -> Option<String> {

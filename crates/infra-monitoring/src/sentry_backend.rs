@@ -167,6 +167,16 @@ pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions
     }))
 }
 
+/// Puts the caller's context map on the event as the `context` context.
+fn set_event_context(scope: &mut sentry::Scope, context: &Context) {
+    if !context.is_empty() {
+        scope.set_context(
+            "context",
+            SentryContext::Other(context.clone().into_iter().collect()),
+        );
+    }
+}
+
 impl SentryBackend {
     pub(crate) fn init(config: &MonitoringConfig) -> Result<Self> {
         let options = sentry_options(config)?;
@@ -214,10 +224,6 @@ impl SentryBackend {
         }
     }
 
-    pub(crate) fn capture_error(&self, error: &DynError, context: &Context) -> String {
-        self.capture_error_with(error, context, &Tracking::default())
-    }
-
     pub(crate) fn capture_error_with(
         &self,
         error: &DynError,
@@ -226,12 +232,7 @@ impl SentryBackend {
     ) -> String {
         sentry::with_scope(
             |scope| {
-                if !context.is_empty() {
-                    scope.set_context(
-                        "context",
-                        SentryContext::Other(context.clone().into_iter().collect()),
-                    );
-                }
+                set_event_context(scope, context);
                 for (key, value) in &tracking.tags {
                     scope.set_tag(key, value);
                 }
@@ -249,14 +250,7 @@ impl SentryBackend {
 
     pub(crate) fn capture_message(&self, message: &str, at: Level, context: &Context) -> String {
         sentry::with_scope(
-            |scope| {
-                if !context.is_empty() {
-                    scope.set_context(
-                        "context",
-                        SentryContext::Other(context.clone().into_iter().collect()),
-                    );
-                }
-            },
+            |scope| set_event_context(scope, context),
             || sentry::capture_message(message, level(at)),
         )
         .to_string()
