@@ -26,7 +26,7 @@ pub fn run(args: &[String]) -> Result<bool> {
     sh.change_dir(crate::project_root());
     let started = Instant::now();
 
-    step("services", || crate::services::ensure_running())?;
+    step("services", crate::services::ensure_running)?;
     step("fmt", || Ok(cmd!(sh, "cargo fmt --all -- --check").run()?))?;
     step("clippy", || {
         Ok(cmd!(

@@ -83,7 +83,7 @@ mod tests {
             ],
         };
         assert!(r.all_ok());
-        assert_eq!(r.summary()["database"], false);
+        assert!(!r.summary()["database"]);
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["cache"]["ok"], true);
         assert_eq!(json["cache"]["status"], "healthy");
