@@ -22,6 +22,8 @@ pub struct DbConfig {
     /// `DATABASE_STATEMENT_TIMEOUT`: `statement_timeout` set on every new connection
     /// (default 30s; `0` turns it off).
     pub statement_timeout: Duration,
+    /// `DATABASE_IDLE_TIMEOUT`: connections unused this long are closed (default 10m).
+    pub idle_timeout: Duration,
 }
 
 impl DbConfig {
@@ -35,11 +37,13 @@ impl DbConfig {
             acquire_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(600),
         })
     }
 
     /// Reads `DATABASE_URL` (required), `DATABASE_REPLICA_URLS`, `DATABASE_POOL_SIZE`,
-    /// `DATABASE_ACQUIRE_TIMEOUT`, `DATABASE_CONNECT_TIMEOUT`, `DATABASE_STATEMENT_TIMEOUT`.
+    /// `DATABASE_ACQUIRE_TIMEOUT`, `DATABASE_CONNECT_TIMEOUT`, `DATABASE_STATEMENT_TIMEOUT`,
+    /// `DATABASE_IDLE_TIMEOUT`.
     pub fn from_env(env: &Env) -> Result<Self> {
         let mut config = DbConfig::new(&env.required("DATABASE_URL")?)?;
         for replica in env.list("DATABASE_REPLICA_URLS") {
@@ -55,6 +59,7 @@ impl DbConfig {
         for (name, slot) in [
             ("DATABASE_ACQUIRE_TIMEOUT", &mut config.acquire_timeout),
             ("DATABASE_CONNECT_TIMEOUT", &mut config.connect_timeout),
+            ("DATABASE_IDLE_TIMEOUT", &mut config.idle_timeout),
         ] {
             if let Some(t) = env.duration(name)? {
                 if t.is_zero() {
@@ -111,6 +116,7 @@ impl fmt::Debug for DbConfig {
             .field("acquire_timeout", &self.acquire_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
+            .field("idle_timeout", &self.idle_timeout)
             .finish()
     }
 }

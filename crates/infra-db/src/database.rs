@@ -43,6 +43,7 @@ struct Inner {
     pool: Pool<AsyncPgConnection>,
     replicas: Replicas,
     config: DbConfig,
+    reaper: std::sync::OnceLock<()>,
 }
 
 /// Opens one connection within the connect timeout and applies the session settings.
@@ -113,13 +114,34 @@ impl Database {
                 pool,
                 replicas,
                 config,
+                reaper: std::sync::OnceLock::new(),
             }),
         })
     }
 
     /// A connection to the primary, within the acquire timeout.
     pub async fn get(&self) -> Result<PooledConnection> {
+        self.start_idle_reaper();
         self.inner.pool.get().await.map_err(map_pool_error)
+    }
+
+    /// Closes connections idle longer than `idle_timeout`. Started on first use, because
+    /// building a `Database` needs no runtime; it stops when the last clone is dropped.
+    pub(crate) fn start_idle_reaper(&self) {
+        if self.inner.reaper.set(()).is_err() {
+            return;
+        }
+        let idle = self.inner.config.idle_timeout;
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval((idle / 2).max(Duration::from_millis(50)));
+            loop {
+                tick.tick().await;
+                let Some(inner) = weak.upgrade() else { return };
+                inner.pool.retain(|_, metrics| metrics.last_used() < idle);
+                inner.replicas.retain_idle(idle);
+            }
+        });
     }
 
     pub(crate) fn replicas(&self) -> &Replicas {

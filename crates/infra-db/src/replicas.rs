@@ -48,6 +48,13 @@ impl Replicas {
         })
     }
 
+    /// Closes replica connections idle longer than `idle`.
+    pub(crate) fn retain_idle(&self, idle: Duration) {
+        for replica in &self.list {
+            replica.pool.retain(|_, metrics| metrics.last_used() < idle);
+        }
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }
@@ -84,6 +91,7 @@ impl Replicas {
 impl Database {
     /// A connection for reads: the next healthy replica (round robin), else the primary.
     pub async fn read(&self) -> Result<PooledConnection> {
+        self.start_idle_reaper();
         match self.replicas().checkout().await {
             Some(conn) => Ok(conn),
             None => self.get().await,

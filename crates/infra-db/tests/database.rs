@@ -200,3 +200,26 @@ async fn sslmode_selects_rustls_and_verify_full_checks_the_certificate() {
     let err = DbConfig::new("postgres://h/db?sslmode=sometimes").unwrap_err();
     assert_eq!(err.variable(), Some("DATABASE_URL"));
 }
+
+#[tokio::test]
+async fn idle_connections_are_closed_after_the_idle_timeout() {
+    let db = TestDb::create("idle").await;
+    let mut config = DbConfig::new(&db.url).unwrap();
+    config.idle_timeout = Duration::from_millis(300);
+    let database = Database::new(config).unwrap();
+    let held: Vec<_> = futures::future::join_all((0..3).map(|_| database.get())).await;
+    assert!(held.iter().all(|c| c.is_ok()));
+    drop(held);
+    assert_eq!(database.pool().status().size, 3);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while database.pool().status().size > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "idle connections were not closed"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    database.test_database_connection().await.unwrap();
+    drop(database);
+    db.drop_now().await;
+}
