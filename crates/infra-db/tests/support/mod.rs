@@ -25,10 +25,37 @@ async fn admin() -> AsyncPgConnection {
         .expect("PostgreSQL answers")
 }
 
-/// A database created for one test; `drop_now` removes it (call it at the end of the test).
+/// A database created for one test; `drop_now` removes it at the end of the test, and a
+/// test that fails before that still drops it (on a thread of its own, from `Drop`).
 pub struct TestDb {
     pub name: String,
     pub url: String,
+    dropped: bool,
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if self.dropped {
+            return;
+        }
+        let name = self.name.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                if let Ok(mut conn) = AsyncPgConnection::establish(&url_for("postgres")).await {
+                    let _ = diesel::sql_query(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    ))
+                    .execute(&mut conn)
+                    .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl TestDb {
@@ -47,6 +74,7 @@ impl TestDb {
         TestDb {
             url: url_for(&name),
             name,
+            dropped: false,
         }
     }
 
@@ -54,7 +82,8 @@ impl TestDb {
         Database::new(DbConfig::new(&self.url).unwrap()).unwrap()
     }
 
-    pub async fn drop_now(self) {
+    pub async fn drop_now(mut self) {
+        self.dropped = true;
         let mut conn = admin().await;
         diesel::sql_query(format!(
             "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
