@@ -55,12 +55,34 @@ pub fn run(args: &[String]) -> Result<bool> {
         cmd!(sh, "cargo check --quiet -p infra --features full").run()?;
         Ok(())
     })?;
+    step("official clients", || install_compat_clients(&sh))?;
     step("tests", || {
         Ok(cmd!(sh, "cargo test --workspace --all-features").run()?)
     })?;
 
     println!("\nci: all steps passed in {}s", started.elapsed().as_secs());
     Ok(true)
+}
+
+/// The protocol compatibility tests drive official SDKs (npm packages pinned by each
+/// `tests/compat/package-lock.json`); install them so those tests run, never skip.
+fn install_compat_clients(sh: &Shell) -> Result<()> {
+    let crates = crate::project_root().join("crates");
+    for entry in std::fs::read_dir(&crates)? {
+        let compat = entry?.path().join("tests/compat");
+        if compat.join("package-lock.json").exists() {
+            let _dir = sh.push_dir(&compat);
+            cmd!(sh, "npm ci --no-audit --no-fund --loglevel=error")
+                .run()
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "npm ci in {} failed (are node and npm installed?): {e}",
+                        compat.display()
+                    )
+                })?;
+        }
+    }
+    Ok(())
 }
 
 fn step(name: &str, f: impl FnOnce() -> Result<()>) -> Result<()> {
