@@ -104,6 +104,23 @@ pub trait CacheExt: Cache {
         self.set(key, &bytes, ttl).await
     }
 
+    /// The seed's `getCached(key)`: [`get_json`](CacheExt::get_json) under the name the
+    /// TypeScript code used, so ported call sites read the same.
+    async fn get_cached<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.get_json(key).await
+    }
+
+    /// The seed's `setCached(key, value, ttl)`: [`set_json`](CacheExt::set_json) by its
+    /// TypeScript name.
+    async fn set_cached<T: Serialize + Sync>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<()> {
+        self.set_json(key, value, ttl).await
+    }
+
     /// Cache-aside: returns the cached value, or runs `load`, caches its result for `ttl`
     /// and returns it. A value that no longer decodes is treated as a miss and replaced.
     async fn get_or_set_json<T, F, Fut>(&self, key: &str, ttl: Duration, load: F) -> Result<T>

@@ -34,6 +34,17 @@ pub struct RateLimitDecision {
 pub trait RateLimiter: Send + Sync {
     /// Counts one call against `key` and says whether it is admitted.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision>;
+
+    /// The seed's `checkRateLimit(key, limit, window)`: [`check`](RateLimiter::check) by its
+    /// TypeScript name.
+    async fn check_rate_limit(
+        &self,
+        key: &str,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateLimitDecision> {
+        self.check(key, limit, window).await
+    }
 }
 
 #[async_trait]
