@@ -34,7 +34,7 @@ pub use env::{Env, parse_url};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventSender};
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
-pub use rate_limit::{RateLimitDecision, RateLimiter, check_rate_limit_args};
+pub use rate_limit::{RateLimitDecision, RateLimiter, RateLimiterExt, check_rate_limit_args};
 pub use realtime::{
     BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,
 };
