@@ -95,3 +95,64 @@ fn an_unhealthy_configured_service_fails_the_exit_code() {
     assert_eq!(json["database"]["status"], "not_configured");
     assert!(!ok, "exit code is non-zero");
 }
+
+/// Each service's variables pointed at a port nobody listens on: that service is unhealthy,
+/// says why, and the exit code is non-zero.
+#[test]
+fn every_service_pointed_at_a_closed_port_fails_loudly() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let cases: [(&str, Vec<(&str, String)>); 5] = [
+        (
+            "database",
+            vec![(
+                "DATABASE_URL",
+                format!("postgres://postgres@127.0.0.1:{closed}/test"),
+            )],
+        ),
+        (
+            "cache",
+            vec![("REDIS_URL", format!("redis://127.0.0.1:{closed}"))],
+        ),
+        (
+            "jobs",
+            vec![
+                ("INNGEST_EVENT_KEY", "test-key".into()),
+                ("INNGEST_BASE_URL", format!("http://127.0.0.1:{closed}")),
+            ],
+        ),
+        (
+            "realtime",
+            vec![
+                ("PUSHER_APP_ID", "1".into()),
+                ("PUSHER_KEY", "key".into()),
+                ("PUSHER_SECRET", "secret".into()),
+                ("PUSHER_HOST", "127.0.0.1".into()),
+                ("PUSHER_PORT", closed.to_string()),
+                ("PUSHER_USE_TLS", "false".into()),
+            ],
+        ),
+        (
+            "monitoring",
+            vec![("SENTRY_DSN", format!("http://public@127.0.0.1:{closed}/1"))],
+        ),
+    ];
+    for (service, mut envs) in cases {
+        envs.push(("INFRA_HEALTH_TIMEOUT", "3s".into()));
+        let (ok, json) = verify(&envs);
+        assert_eq!(
+            json[service]["status"], "unhealthy",
+            "{service} pointed at a closed port: {}",
+            json[service]
+        );
+        assert!(
+            !json[service]["detail"].as_str().unwrap_or("").is_empty(),
+            "{service} says why: {}",
+            json[service]
+        );
+        assert!(!ok, "{service}: exit code is non-zero");
+    }
+}

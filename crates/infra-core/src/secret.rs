@@ -35,6 +35,24 @@ impl<T> Secret<T> {
     }
 }
 
+impl<T: AsRef<[u8]>> Secret<T> {
+    /// Compares `candidate` with the secret in constant time (for a given length), so a
+    /// caller probing a token learns nothing from how long the answer took.
+    ///
+    /// ```
+    /// use infra_core::Secret;
+    ///
+    /// let token = Secret::new(String::from("s3cr3t"));
+    /// assert!(token.matches("s3cr3t"));
+    /// assert!(!token.matches("s3cr3T"));
+    /// assert!(!token.matches(""));
+    /// ```
+    pub fn matches(&self, candidate: impl AsRef<[u8]>) -> bool {
+        use subtle::ConstantTimeEq;
+        self.0.as_ref().ct_eq(candidate.as_ref()).into()
+    }
+}
+
 impl<T> From<T> for Secret<T> {
     fn from(value: T) -> Self {
         Secret(value)

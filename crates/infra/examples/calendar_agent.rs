@@ -4,7 +4,7 @@
 //! ```sh
 //! cp .env.example .env
 //! cargo run -p infra --example calendar_agent --features full
-//! curl localhost:3000/health
+//! curl localhost:3000/api/health/ready
 //! curl localhost:3000/users/1/preferences
 //! ```
 
@@ -87,10 +87,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             Duration::from_secs(60),
         ))
         .with_state(infra.clone());
-    let app = api.merge(infra::http::health_routes(infra.clone()));
+    let app = api.merge(infra.router());
     let addr = std::env::var("INFRA_EXAMPLE_ADDR").unwrap_or_else(|_| "127.0.0.1:3000".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    println!("calendar agent on http://{addr} (GET /health, /users/{{id}}/preferences)");
+    println!("calendar agent on http://{addr} (GET /api/health/ready, /users/{{id}}/preferences)");
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use infra_core::{
-    DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, HealthStatus, Result, format_duration,
+    DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, HealthStatus, Result, Secret,
+    format_duration,
 };
 
 use crate::connections::ConnectionReport;
@@ -36,6 +37,7 @@ pub struct Infra {
     #[cfg(feature = "monitoring")]
     monitoring: infra_monitoring::Monitoring,
     health_deadline: Duration,
+    admin_token: Option<Secret<String>>,
 }
 
 impl Infra {
@@ -68,6 +70,7 @@ impl Infra {
             #[cfg(feature = "monitoring")]
             monitoring: infra_monitoring::Monitoring::from_env(env)?,
             health_deadline,
+            admin_token: env.optional_secret("INFRA_ADMIN_TOKEN"),
         })
     }
 
@@ -129,6 +132,12 @@ impl Infra {
     /// (`INFRA_HEALTH_TIMEOUT`, default 5s).
     pub fn health_deadline(&self) -> Duration {
         self.health_deadline
+    }
+
+    /// The operators' token for `/api/test-infrastructure` (`INFRA_ADMIN_TOKEN`); without one
+    /// that route answers 404.
+    pub fn admin_token(&self) -> Option<&Secret<String>> {
+        self.admin_token.as_ref()
     }
 
     /// Every service's health check, in report order; `None` for a service that is built in
