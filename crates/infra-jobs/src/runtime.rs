@@ -299,6 +299,35 @@ impl JobsRuntime {
         jobs
     }
 
+    /// Sends `event` inside the caller's own diesel-async transaction on the PostgreSQL
+    /// queue's database: the jobs exist if and only if the transaction commits (an outbox),
+    /// and workers wake when it does.
+    #[cfg(feature = "postgres")]
+    pub async fn send_in_transaction(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        mut event: Event,
+    ) -> Result<String> {
+        if self.backend() != "postgres" {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "send_in_transaction needs the postgres backend, this runtime uses `{}`",
+                    self.backend()
+                ),
+            ));
+        }
+        self.inner.limits.validate(&event)?;
+        let now = now_ms();
+        let id = event.id.get_or_insert_with(new_event_id).clone();
+        event.ts.get_or_insert(now);
+        let jobs = self.plan(std::slice::from_ref(&event), now);
+        if !jobs.is_empty() {
+            crate::PgQueue::enqueue_on(conn, jobs).await?;
+        }
+        Ok(id)
+    }
+
     /// Queue state and counters per registered function.
     pub async fn stats(&self) -> Result<JobsStats> {
         let queue_stats = match &self.inner.delivery {
