@@ -43,6 +43,7 @@ pub struct PgQueue {
     db: Database,
     wake: Arc<Notify>,
     last_sweep_ms: AtomicI64,
+    migrated: tokio::sync::OnceCell<()>,
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -164,6 +165,7 @@ impl PgQueue {
             db,
             wake: Arc::new(Notify::new()),
             last_sweep_ms: AtomicI64::new(0),
+            migrated: tokio::sync::OnceCell::new(),
             listener: std::sync::Mutex::new(None),
         }
     }
@@ -186,6 +188,14 @@ impl PgQueue {
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>> {
         enqueue_on(conn, jobs).await.map_err(map_diesel_error)
+    }
+
+    /// Migrates once per process before the first use, so sending before `start` works.
+    async fn ensure_migrated(&self) -> Result<()> {
+        self.migrated
+            .get_or_try_init(|| async { self.migrate().await.map(|_| ()) })
+            .await?;
+        Ok(())
     }
 
     /// Hands expired leases back to the queue, at most once a second per process.
@@ -454,12 +464,13 @@ impl JobQueue for PgQueue {
     }
 
     async fn prepare(&self) -> Result<()> {
-        self.migrate().await?;
+        self.ensure_migrated().await?;
         self.start_listener();
         Ok(())
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        self.ensure_migrated().await?;
         let mut conn = self.db.get().await?;
         in_transaction(&mut conn, move |conn| Box::pin(enqueue_on(conn, jobs))).await
     }
