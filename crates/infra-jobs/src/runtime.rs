@@ -84,7 +84,7 @@ struct Inner {
     registry: RwLock<Arc<FunctionRegistry>>,
     delivery: Delivery,
     limits: EventLimits,
-    state: Option<AppState>,
+    state: std::sync::OnceLock<AppState>,
     settings: WorkerSettings,
     worker_id: String,
     counters: Mutex<HashMap<String, RunCounters>>,
@@ -172,7 +172,7 @@ impl JobsRuntime {
                 registry: RwLock::new(Arc::new(FunctionRegistry::new())),
                 delivery,
                 limits,
-                state: None,
+                state: std::sync::OnceLock::new(),
                 worker_id: format!(
                     "{}-{}-{:08x}",
                     hostname(),
@@ -194,16 +194,12 @@ impl JobsRuntime {
         runtime
     }
 
-    /// Hands `state` to every handler ([`JobContext::state`]); call before sharing the
-    /// runtime (it is set on this handle only when no clone exists yet).
-    pub fn with_state<T: std::any::Any + Send + Sync>(mut self, state: T) -> Result<Self> {
-        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Conflict,
-                "set the app state before cloning the runtime",
-            )
-        })?;
-        inner.state = Some(Arc::new(state));
+    /// Hands `state` to every handler ([`JobContext::state`]); it can be set once.
+    pub fn with_state<T: std::any::Any + Send + Sync>(self, state: T) -> Result<Self> {
+        self.inner
+            .state
+            .set(Arc::new(state))
+            .map_err(|_| Error::new(ErrorKind::Conflict, "the app state is already set"))?;
         Ok(self)
     }
 
@@ -280,7 +276,7 @@ impl JobsRuntime {
             max_attempts,
         )
         .with_cancellation(self.inner.shutdown.child_token())
-        .with_state(self.inner.state.clone());
+        .with_state(self.app_state());
         let span = tracing::info_span!("job", function = function_id, run_id, attempt);
         let outcome = function.run(event, ctx).instrument(span).await;
         self.count(function_id, &outcome, false);
@@ -469,7 +465,7 @@ impl JobsRuntime {
     }
 
     pub(crate) fn app_state(&self) -> Option<AppState> {
-        self.inner.state.clone()
+        self.inner.state.get().cloned()
     }
 
     pub(crate) fn count(&self, function_id: &str, outcome: &Outcome, dead: bool) {

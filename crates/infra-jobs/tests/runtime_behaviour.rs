@@ -108,7 +108,10 @@ async fn concurrency_limits_are_never_exceeded(queue: Arc<dyn JobQueue>) {
     rt.send_many(events).await.unwrap();
     wait_until("30 runs", || gauge.lock().unwrap().done == 30).await;
     let max = gauge.lock().unwrap().max.clone();
-    let s = Gauge { max, ..Default::default() };
+    let s = Gauge {
+        max,
+        ..Default::default()
+    };
     assert!(s.max["*"] <= 3, "global limit 3, saw {}", s.max["*"]);
     assert!(
         s.max["a"] <= 2 && s.max["b"] <= 2,
