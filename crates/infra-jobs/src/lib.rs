@@ -2,6 +2,8 @@
 
 mod config;
 mod event_id;
+#[cfg(feature = "serve")]
+mod ingest;
 #[cfg(feature = "inngest")]
 mod inngest;
 mod local;
@@ -9,6 +11,10 @@ mod service;
 mod signing;
 
 pub use config::{InngestConfig, JobsConfig};
+#[cfg(feature = "serve")]
+pub use ingest::{
+    DEFAULT_INGEST_MAX_BODY, INGEST_KEYS_VAR, INGEST_MAX_BODY_VAR, IngestConfig, ingest_router,
+};
 #[cfg(feature = "inngest")]
 pub use inngest::InngestClient;
 pub use local::LocalEventBus;
