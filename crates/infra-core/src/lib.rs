@@ -50,7 +50,7 @@ pub use realtime::{
 };
 pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
 pub use secret::{Secret, redact_url};
-pub use signature::{hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
+pub use signature::{constant_time_eq, hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
 pub use typed_event::{TypedEvent, TypedEventSender};
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).

@@ -7,6 +7,8 @@ mod cron;
 mod event_id;
 mod event_key;
 mod function;
+#[cfg(feature = "serve")]
+mod ingest;
 #[cfg(feature = "inngest")]
 mod inngest;
 mod local;
@@ -31,6 +33,10 @@ pub use function::{
     Idempotency, Trigger,
 };
 pub use infra_core::{EventLimits, TypedEvent, TypedEventSender};
+#[cfg(feature = "serve")]
+pub use ingest::{
+    DEFAULT_INGEST_MAX_BODY, INGEST_KEYS_VAR, INGEST_MAX_BODY_VAR, IngestConfig, ingest_router,
+};
 #[cfg(feature = "inngest")]
 pub use inngest::InngestClient;
 pub use local::LocalEventBus;
