@@ -9,6 +9,7 @@ mod error;
 mod event;
 mod event_limits;
 mod health;
+mod http_status;
 mod job_queue;
 mod rate_limit;
 mod realtime;
@@ -41,6 +42,7 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventSender};
 pub use event_limits::EventLimits;
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
+pub use http_status::{http_status_error, parse_retry_after};
 pub use job_queue::{
     ClaimedJob, DeadLetter, Enqueued, FunctionQueueStats, JobId, JobQueue, NewJob, Settlement,
 };

@@ -13,7 +13,7 @@ use infra_core::{Env, Error, HealthCheck, Probe, Result, format_duration};
 
 use crate::checkout::{ConnectionManager, Pool};
 use crate::config::DbConfig;
-use crate::error::{map_diesel_error, map_pool_error};
+use crate::error::{map_connection_error, map_diesel_error, map_pool_error};
 use crate::replicas::Replicas;
 use crate::tls::{SslMode, connect_tls, connector};
 
@@ -132,6 +132,20 @@ impl Database {
     pub async fn get(&self) -> Result<PooledConnection> {
         self.start_idle_reaper();
         self.inner.pool.get().await.map_err(map_pool_error)
+    }
+
+    /// A connection of its own to the primary, outside the pool, with the pool's TLS, connect
+    /// timeout and statement timeout: for sessions that hold a connection for long, such as
+    /// `LISTEN`, which would otherwise pin one of the pool's slots.
+    pub async fn dedicated_connection(&self) -> Result<AsyncPgConnection> {
+        let config = &self.inner.config;
+        establish(
+            config.url.expose().clone(),
+            config.connect_timeout,
+            config.statement_timeout,
+        )
+        .await
+        .map_err(map_connection_error)
     }
 
     /// Closes connections idle longer than `idle_timeout`. Started on first use, because

@@ -17,7 +17,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, sql_query};
-use diesel_async::pooled_connection::deadpool::Object;
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures::StreamExt;
 use infra_core::{
@@ -238,11 +237,10 @@ impl PgQueue {
     }
 }
 
-/// Holds a dedicated connection (taken out of the pool) on `LISTEN infra_jobs` and wakes
-/// idle workers on every notification.
+/// Holds a dedicated connection (outside the pool) on `LISTEN infra_jobs` and wakes idle
+/// workers on every notification.
 async fn listen(db: &Database, wake: &Notify) -> Result<()> {
-    let pooled = db.get().await?;
-    let mut conn = Object::take(pooled);
+    let mut conn = db.dedicated_connection().await?;
     sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut conn)
         .await
