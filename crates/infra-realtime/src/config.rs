@@ -88,7 +88,7 @@ impl fmt::Debug for PusherConfig {
 // Built once at start-up and matched by value; boxing would only add noise for callers.
 #[allow(clippy::large_enum_variant)]
 pub enum RealtimeConfig {
-    /// The in-process hub (no Pusher variables set).
+    /// No Pusher variables set: the embedded Pusher-protocol server (feature `server`).
     Local,
     /// The Pusher Channels HTTP API.
     Pusher(PusherConfig),
@@ -97,8 +97,8 @@ pub enum RealtimeConfig {
 const CREDENTIALS: [&str; 3] = ["PUSHER_APP_ID", "PUSHER_KEY", "PUSHER_SECRET"];
 
 impl RealtimeConfig {
-    /// Pusher when `PUSHER_APP_ID`, `PUSHER_KEY` and `PUSHER_SECRET` are set; the local hub
-    /// when none is; an error naming the missing one when only some are.
+    /// Pusher when `PUSHER_APP_ID`, `PUSHER_KEY` and `PUSHER_SECRET` are set; the embedded
+    /// server when none is; an error naming the missing one when only some are.
     pub fn from_env(env: &Env) -> Result<Self> {
         let set: Vec<bool> = CREDENTIALS.iter().map(|n| env.is_set(n)).collect();
         if set.iter().all(|s| !s) {

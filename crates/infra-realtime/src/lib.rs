@@ -7,10 +7,12 @@ mod credentials;
 pub mod encryption;
 mod http_api;
 mod limits;
-mod local;
 #[cfg(feature = "pusher")]
 mod pusher_client;
 mod retry;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 mod service;
 pub mod signature;
 pub mod webhook;
@@ -25,7 +27,6 @@ pub use http_api::{
     PresenceUsers, TriggerOptions, TriggerReply, check_user_id, info_param,
 };
 pub use limits::{MAX_BATCH_EVENTS, MAX_CHANNELS_PER_TRIGGER, MAX_DATA_BYTES};
-pub use local::{LocalRealtime, RealtimeMessage};
 #[cfg(feature = "pusher")]
 pub use pusher_client::PusherClient;
 pub use retry::RetryPolicy;

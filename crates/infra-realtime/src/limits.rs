@@ -1,4 +1,6 @@
 //! Limits of Pusher's HTTP API, enforced before anything is sent.
+// Without a backend feature only the constants are used.
+#![cfg_attr(not(any(feature = "pusher", feature = "server")), allow(dead_code))]
 
 use infra_core::{BatchEvent, ChannelName, Error, Result};
 

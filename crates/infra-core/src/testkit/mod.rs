@@ -16,6 +16,7 @@
 pub mod cache;
 pub mod jobs;
 pub mod rate_limit;
+pub mod realtime;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
