@@ -139,8 +139,12 @@ pub(crate) fn scrub_breadcrumb(crumb: &mut sentry::Breadcrumb) {
 }
 
 /// The sentry `ClientOptions` for `config`: DSN, release, environment, sample rates,
-/// `send_default_pii` off and the scrubbers installed as `before_send`/`before_breadcrumb`.
-/// Use it to initialise Sentry yourself (then [`Monitoring::attach`](crate::Monitoring::attach)).
+/// `send_default_pii` off, the scrubbers installed as `before_send`/`before_breadcrumb`, and
+/// the default integrations (panics, contexts, backtraces) already in `integrations` with
+/// `default_integrations` off, so `sentry::init` and `sentry::Client::from` both end with each
+/// integration once. Use it to initialise Sentry yourself (then
+/// [`Monitoring::attach`](crate::Monitoring::attach)); rates outside 0.0–1.0 are a `Config`
+/// error naming their variable.
 pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions> {
     let Some(dsn) = &config.dsn else {
         return Err(Error::config("SENTRY_DSN", "is not set"));
