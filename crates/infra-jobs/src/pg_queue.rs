@@ -423,12 +423,14 @@ async fn enqueue_on(
             maxes.push(job.max_attempts as i32);
             ckeys.push(job.concurrency_key.as_deref());
         }
+        // The wake-up rides in the same statement: one round trip for a plain send.
         let mut ids: Vec<IdRow> = sql_query(
-            "INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key) \
-             SELECT f, e::jsonb, p, r, m, c \
-             FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[]) \
-                  WITH ORDINALITY AS u(f, e, p, r, m, c, n) \
-             ORDER BY n RETURNING id",
+            "WITH ins AS (INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key) \
+               SELECT f, e::jsonb, p, r, m, c \
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[]) \
+                    WITH ORDINALITY AS u(f, e, p, r, m, c, n) \
+               ORDER BY n RETURNING id) \
+             SELECT ins.id FROM ins CROSS JOIN (SELECT pg_notify('infra_jobs', '')) AS wake",
         )
         .bind::<Array<Text>, _>(&fns)
         .bind::<Array<Text>, _>(&events)
@@ -443,10 +445,8 @@ async fn enqueue_on(
             results[i] = Some(Enqueued::Added(row.id));
         }
     }
-    if results
-        .iter()
-        .any(|r| matches!(r, Some(Enqueued::Added(_) | Enqueued::Debounced(_))))
-    {
+    let debounced = jobs.iter().any(|j| j.debounce_key.is_some());
+    if debounced && plain.is_empty() {
         sql_query(format!("SELECT pg_notify('{CHANNEL}', '')"))
             .execute(conn)
             .await?;
@@ -472,6 +472,13 @@ impl JobQueue for PgQueue {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         self.ensure_migrated().await?;
         let mut conn = self.db.get().await?;
+        if jobs
+            .iter()
+            .all(|j| j.idempotency_key.is_none() && j.debounce_key.is_none())
+        {
+            // One statement, atomic on its own: no BEGIN/COMMIT round trips.
+            return enqueue_on(&mut conn, jobs).await.map_err(map_diesel_error);
+        }
         in_transaction(&mut conn, move |conn| Box::pin(enqueue_on(conn, jobs))).await
     }
 

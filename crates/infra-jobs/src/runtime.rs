@@ -284,12 +284,13 @@ impl JobsRuntime {
     }
 
     /// The jobs `events` become: one per triggered function.
-    fn plan(&self, events: &[Event], now: i64) -> Vec<NewJob> {
+    /// `caller_ids[i]` says whether event `i` came with its own id (which then deduplicates).
+    fn plan(&self, events: &[Event], caller_ids: &[bool], now: i64) -> Vec<NewJob> {
         let registry = self.functions();
         let mut jobs = Vec::new();
-        for event in events {
+        for (event, &dedup) in events.iter().zip(caller_ids) {
             for function in registry.triggered_by(&event.name) {
-                jobs.push(plan_job(function, event.clone(), now));
+                jobs.push(plan_job(function, event.clone(), now, dedup));
             }
         }
         jobs
@@ -315,9 +316,10 @@ impl JobsRuntime {
         }
         self.inner.limits.validate(&event)?;
         let now = now_ms();
+        let caller_id = event.id.is_some();
         let id = event.id.get_or_insert_with(new_event_id).clone();
         event.ts.get_or_insert(now);
-        let jobs = self.plan(std::slice::from_ref(&event), now);
+        let jobs = self.plan(std::slice::from_ref(&event), &[caller_id], now);
         if !jobs.is_empty() {
             crate::PgQueue::enqueue_on(conn, jobs).await?;
         }
@@ -527,8 +529,9 @@ impl JobsRuntime {
     }
 }
 
-/// The job `function` runs for `event`.
-pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
+/// The job `function` runs for `event`; `dedup_by_id` when the sender chose the event id
+/// (a generated id is unique anyway, so it costs no idempotency record).
+pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id: bool) -> NewJob {
     let options = function.options();
     let ts = event.ts.unwrap_or(now);
     let mut run_at = ts.max(now);
@@ -539,7 +542,7 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
         if let Some(key) = idem.key.evaluate(&job.event) {
             job = job.with_idempotency(key, idem.window);
         }
-    } else if let Some(id) = job.event.id.clone() {
+    } else if let Some(id) = job.event.id.clone().filter(|_| dedup_by_id) {
         // Inngest's rule: an event id deduplicates for 24 hours.
         job = job.with_idempotency(format!("event:{id}"), Duration::from_secs(24 * 3600));
     }
@@ -597,6 +600,7 @@ impl EventSender for JobsRuntime {
             return sender.send_many(events).await;
         }
         let now = now_ms();
+        let caller_ids: Vec<bool> = events.iter().map(|e| e.id.is_some()).collect();
         for event in &mut events {
             event.id.get_or_insert_with(new_event_id);
             event.ts.get_or_insert(now);
@@ -605,7 +609,7 @@ impl EventSender for JobsRuntime {
             .iter()
             .map(|e| e.id.clone().unwrap_or_default())
             .collect();
-        let jobs = self.plan(&events, now);
+        let jobs = self.plan(&events, &caller_ids, now);
         if !jobs.is_empty() {
             self.require_queue()?.enqueue(jobs).await?;
         }

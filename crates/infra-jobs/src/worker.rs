@@ -231,6 +231,7 @@ pub(crate) async fn cron_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>) {
                         function,
                         cron_event(function, schedule.expression(), at),
                         now,
+                        true,
                     ));
                     let following = schedule.next_after(at.max(now)).unwrap_or(i64::MAX);
                     next.insert(key, following);
