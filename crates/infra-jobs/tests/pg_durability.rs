@@ -198,3 +198,35 @@ async fn send_in_transaction_is_an_outbox() {
     assert_eq!(count(&db, "SELECT count(*) AS n FROM infra_jobs").await, 0);
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_an_idle_worker_long_before_its_poll() {
+    let test_db = support::TestDb::create("notify").await;
+    let db = test_db.database();
+    // A one-minute poll: a run within the 20 s deadline can only come from LISTEN/NOTIFY.
+    let rt = JobsRuntime::with_settings(
+        Arc::new(PgQueue::new(db.clone())),
+        Default::default(),
+        WorkerSettings::default().with_poll_interval(Duration::from_secs(60)),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.register(
+        Function::builder("woken")
+            .on_event("t/wake")
+            .raw_handler(move |_, _| {
+                let _ = tx.send(());
+                std::future::ready(Outcome::success())
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    rt.start().await.unwrap();
+    // Let the worker find the queue empty and go to sleep on the notification.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rt.send(Event::new("t/wake", json!({}))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("woken by NOTIFY, not by the 60 s poll")
+        .unwrap();
+    rt.shutdown().await;
+}
