@@ -17,6 +17,10 @@ mod outcome;
 mod registry;
 mod runtime;
 mod seed_events;
+#[cfg(feature = "serve")]
+mod serve;
+#[cfg(feature = "serve")]
+mod serve_config;
 mod service;
 mod signing;
 mod worker;
@@ -47,6 +51,10 @@ pub use runtime::{
 pub use seed_events::{
     CalendarSyncRequested, EmailSendRequested, schedule_calendar_sync, send_email,
 };
+#[cfg(feature = "serve")]
+pub use serve::{REQ_VERSION, SDK_HEADER_VALUE, serve_router};
+#[cfg(feature = "serve")]
+pub use serve_config::{DEFAULT_SERVE_PATH, INNGEST_CLOUD_API, ServeConfig, ServeMode};
 pub use service::Jobs;
 pub use signing::{
     SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR,
