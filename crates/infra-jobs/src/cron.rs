@@ -50,11 +50,12 @@ impl CronSchedule {
 
     /// The first fire time strictly after `after_ms` (milliseconds since the Unix epoch).
     pub fn next_after(&self, after_ms: i64) -> Option<i64> {
-        let after = Utc.timestamp_millis_opt(after_ms).single()?;
+        // Whole seconds: a schedule fires on the second, whatever the caller's milliseconds.
+        let after = Utc.timestamp_opt(after_ms.div_euclid(1000), 0).single()?;
         self.cron
             .find_next_occurrence(&after, false)
             .ok()
-            .map(|t| t.timestamp_millis())
+            .map(|t| t.timestamp() * 1000)
     }
 }
 

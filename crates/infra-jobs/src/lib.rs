@@ -14,6 +14,8 @@ mod inngest;
 mod local;
 mod memory_queue;
 mod outcome;
+#[cfg(feature = "postgres")]
+mod pg_queue;
 mod registry;
 mod runtime;
 mod seed_events;
@@ -44,6 +46,8 @@ pub use inngest::InngestClient;
 pub use local::LocalEventBus;
 pub use memory_queue::MemoryQueue;
 pub use outcome::Outcome;
+#[cfg(feature = "postgres")]
+pub use pg_queue::PgQueue;
 pub use registry::FunctionRegistry;
 pub use runtime::{
     FunctionStats, JobsRuntime, JobsStats, PROBE_EVENT_NAME, PROBE_FUNCTION_ID, RunCounters,

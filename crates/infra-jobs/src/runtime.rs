@@ -84,7 +84,7 @@ struct Inner {
     registry: RwLock<Arc<FunctionRegistry>>,
     delivery: Delivery,
     limits: EventLimits,
-    state: Option<AppState>,
+    state: std::sync::OnceLock<AppState>,
     settings: WorkerSettings,
     worker_id: String,
     counters: Mutex<HashMap<String, RunCounters>>,
@@ -172,7 +172,7 @@ impl JobsRuntime {
                 registry: RwLock::new(Arc::new(FunctionRegistry::new())),
                 delivery,
                 limits,
-                state: None,
+                state: std::sync::OnceLock::new(),
                 worker_id: format!(
                     "{}-{}-{:08x}",
                     hostname(),
@@ -194,16 +194,12 @@ impl JobsRuntime {
         runtime
     }
 
-    /// Hands `state` to every handler ([`JobContext::state`]); call before sharing the
-    /// runtime (it is set on this handle only when no clone exists yet).
-    pub fn with_state<T: std::any::Any + Send + Sync>(mut self, state: T) -> Result<Self> {
-        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| {
-            Error::new(
-                ErrorKind::Conflict,
-                "set the app state before cloning the runtime",
-            )
-        })?;
-        inner.state = Some(Arc::new(state));
+    /// Hands `state` to every handler ([`JobContext::state`]); it can be set once.
+    pub fn with_state<T: std::any::Any + Send + Sync>(self, state: T) -> Result<Self> {
+        self.inner
+            .state
+            .set(Arc::new(state))
+            .map_err(|_| Error::new(ErrorKind::Conflict, "the app state is already set"))?;
         Ok(self)
     }
 
@@ -280,7 +276,7 @@ impl JobsRuntime {
             max_attempts,
         )
         .with_cancellation(self.inner.shutdown.child_token())
-        .with_state(self.inner.state.clone());
+        .with_state(self.app_state());
         let span = tracing::info_span!("job", function = function_id, run_id, attempt);
         let outcome = function.run(event, ctx).instrument(span).await;
         self.count(function_id, &outcome, false);
@@ -288,15 +284,46 @@ impl JobsRuntime {
     }
 
     /// The jobs `events` become: one per triggered function.
-    fn plan(&self, events: &[Event], now: i64) -> Vec<NewJob> {
+    /// `caller_ids[i]` says whether event `i` came with its own id (which then deduplicates).
+    fn plan(&self, events: &[Event], caller_ids: &[bool], now: i64) -> Vec<NewJob> {
         let registry = self.functions();
         let mut jobs = Vec::new();
-        for event in events {
+        for (event, &dedup) in events.iter().zip(caller_ids) {
             for function in registry.triggered_by(&event.name) {
-                jobs.push(plan_job(function, event.clone(), now));
+                jobs.push(plan_job(function, event.clone(), now, dedup));
             }
         }
         jobs
+    }
+
+    /// Sends `event` inside the caller's own diesel-async transaction on the PostgreSQL
+    /// queue's database: the jobs exist if and only if the transaction commits (an outbox),
+    /// and workers wake when it does.
+    #[cfg(feature = "postgres")]
+    pub async fn send_in_transaction(
+        &self,
+        conn: &mut diesel_async::AsyncPgConnection,
+        mut event: Event,
+    ) -> Result<String> {
+        if self.backend() != "postgres" {
+            return Err(Error::new(
+                ErrorKind::Backend,
+                format!(
+                    "send_in_transaction needs the postgres backend, this runtime uses `{}`",
+                    self.backend()
+                ),
+            ));
+        }
+        self.inner.limits.validate(&event)?;
+        let now = now_ms();
+        let caller_id = event.id.is_some();
+        let id = event.id.get_or_insert_with(new_event_id).clone();
+        event.ts.get_or_insert(now);
+        let jobs = self.plan(std::slice::from_ref(&event), &[caller_id], now);
+        if !jobs.is_empty() {
+            crate::PgQueue::enqueue_on(conn, jobs).await?;
+        }
+        Ok(id)
     }
 
     /// Queue state and counters per registered function.
@@ -440,7 +467,7 @@ impl JobsRuntime {
     }
 
     pub(crate) fn app_state(&self) -> Option<AppState> {
-        self.inner.state.clone()
+        self.inner.state.get().cloned()
     }
 
     pub(crate) fn count(&self, function_id: &str, outcome: &Outcome, dead: bool) {
@@ -502,8 +529,9 @@ impl JobsRuntime {
     }
 }
 
-/// The job `function` runs for `event`.
-pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
+/// The job `function` runs for `event`; `dedup_by_id` when the sender chose the event id
+/// (a generated id is unique anyway, so it costs no idempotency record).
+pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id: bool) -> NewJob {
     let options = function.options();
     let ts = event.ts.unwrap_or(now);
     let mut run_at = ts.max(now);
@@ -514,7 +542,7 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
         if let Some(key) = idem.key.evaluate(&job.event) {
             job = job.with_idempotency(key, idem.window);
         }
-    } else if let Some(id) = job.event.id.clone() {
+    } else if let Some(id) = job.event.id.clone().filter(|_| dedup_by_id) {
         // Inngest's rule: an event id deduplicates for 24 hours.
         job = job.with_idempotency(format!("event:{id}"), Duration::from_secs(24 * 3600));
     }
@@ -572,6 +600,7 @@ impl EventSender for JobsRuntime {
             return sender.send_many(events).await;
         }
         let now = now_ms();
+        let caller_ids: Vec<bool> = events.iter().map(|e| e.id.is_some()).collect();
         for event in &mut events {
             event.id.get_or_insert_with(new_event_id);
             event.ts.get_or_insert(now);
@@ -580,7 +609,7 @@ impl EventSender for JobsRuntime {
             .iter()
             .map(|e| e.id.clone().unwrap_or_default())
             .collect();
-        let jobs = self.plan(&events, now);
+        let jobs = self.plan(&events, &caller_ids, now);
         if !jobs.is_empty() {
             self.require_queue()?.enqueue(jobs).await?;
         }

@@ -21,18 +21,32 @@ impl Jobs {
     pub fn from_env(env: &Env) -> Result<Self> {
         let limits = EventLimits::from_env(env)?;
         let settings = WorkerSettings::from_env(env)?;
-        Jobs::from_config(JobsConfig::from_env(env)?, limits, settings)
+        Jobs::from_config(JobsConfig::from_env(env)?, env, limits, settings)
     }
 
-    /// Builds the backend `config` names.
+    /// Builds the backend `config` names (PostgreSQL reads its pool settings from `env`).
     pub fn from_config(
         config: JobsConfig,
+        env: &Env,
         limits: EventLimits,
         settings: WorkerSettings,
     ) -> Result<Self> {
+        let _ = env;
         let runtime = match config {
-            JobsConfig::Local => {
+            JobsConfig::Memory => {
                 JobsRuntime::with_settings(Arc::new(MemoryQueue::new()), limits, settings)
+            }
+            #[cfg(feature = "postgres")]
+            JobsConfig::Postgres => {
+                let db = infra_db::Database::from_env(env)?;
+                JobsRuntime::with_settings(Arc::new(crate::PgQueue::new(db)), limits, settings)
+            }
+            #[cfg(not(feature = "postgres"))]
+            JobsConfig::Postgres => {
+                return Err(infra_core::Error::config(
+                    "INFRA_JOBS_BACKEND",
+                    "is `postgres` but infra-jobs was built without its `postgres` feature",
+                ));
             }
             #[cfg(feature = "inngest")]
             JobsConfig::Inngest(config) => {

@@ -14,6 +14,7 @@
 //! shared server, and every case deletes what it wrote.
 
 pub mod cache;
+pub mod jobs;
 pub mod rate_limit;
 
 use std::sync::atomic::{AtomicU64, Ordering};
