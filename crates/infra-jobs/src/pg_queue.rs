@@ -69,8 +69,8 @@ impl Drop for PgQueue {
     }
 }
 
-/// A connection taken out of the pool and kept by one worker loop; dropped after an error
-/// and re-opened on next use.
+/// A connection of its own (outside the pool) kept by one worker loop; dropped after an
+/// error and re-opened on next use.
 #[derive(Default)]
 struct HeldConnection {
     slot: tokio::sync::Mutex<Option<AsyncPgConnection>>,
@@ -82,7 +82,7 @@ impl HeldConnection {
     async fn lock(&self, db: &Database) -> Result<HeldGuard<'_>> {
         let mut slot = self.slot.lock().await;
         if slot.is_none() {
-            *slot = Some(Object::take(db.get().await?));
+            *slot = Some(db.dedicated_connection().await?);
         }
         Ok(HeldGuard(slot))
     }

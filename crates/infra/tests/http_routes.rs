@@ -64,7 +64,8 @@ async fn unhealthy_service_turns_readiness_into_503() {
     let app = router(&[
         ("REDIS_URL", "redis://127.0.0.1:1"),
         ("INFRA_HEALTH_TIMEOUT", "2s"),
-    ]).await;
+    ])
+    .await;
     let response = get(&app, "/api/health/ready", None).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json(response).await;
