@@ -7,8 +7,16 @@
 //! a clone of one slot's connection. A slot whose connection fails (I/O error, dropped,
 //! timeout) is emptied: the connection goes back to the pool, whose check on the next lease
 //! replaces it if it is broken. That is how the same `RedisCache` recovers after an outage.
+//!
+//! Few slots, not one per pooled connection: a multiplexed connection writes every request
+//! queued on it in one `write` and reads every reply that has arrived in one `read`, so the
+//! more concurrent commands share a connection, the fewer system calls each costs. Spreading
+//! 64 concurrent tasks over 64 connections left about one command in flight per connection
+//! and cost three times the client CPU per command of sharing one (see `docs/cache.md`). One
+//! slot per CPU (at most the pool size) keeps that batching and lets the connections' I/O
+//! tasks run on every core; the rest of the pool stays free for `RedisCache::pool()` users.
 
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deadpool_redis::{Connection, Pool, PoolError};
@@ -22,7 +30,9 @@ pub(crate) struct Leases {
 
 #[derive(Default)]
 struct Slot {
-    conn: Mutex<Option<Connection>>,
+    /// Read on every command, written only when the slot is filled or emptied: a read lock
+    /// never makes the worker threads wait on each other.
+    conn: RwLock<Option<Connection>>,
     /// One task at a time fills an empty slot: leased connections never go back to the pool,
     /// so two tasks filling one slot could leave a third waiting on an exhausted pool.
     filling: tokio::sync::Mutex<()>,
@@ -31,7 +41,7 @@ struct Slot {
 impl Slot {
     fn current(&self) -> Option<MultiplexedConnection> {
         self.conn
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|c| (**c).clone())
@@ -45,9 +55,10 @@ pub(crate) struct Lease {
 }
 
 impl Leases {
-    /// One slot per connection the pool may open.
+    /// One slot per CPU, at most one per connection the pool may open.
     pub(crate) fn new(pool: Pool) -> Self {
-        let slots = (0..pool.status().max_size.max(1))
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slots = (0..pool.status().max_size.min(cpus).max(1))
             .map(|_| Slot::default())
             .collect();
         Leases {
@@ -65,7 +76,7 @@ impl Leases {
     pub(crate) fn leased(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| s.conn.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+            .filter(|s| s.conn.read().unwrap_or_else(|e| e.into_inner()).is_some())
             .count()
     }
 
@@ -82,7 +93,7 @@ impl Leases {
         }
         let fresh = self.pool.get().await?;
         let conn = (*fresh).clone();
-        *this.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+        *this.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
         Ok(Lease { conn, slot })
     }
 
@@ -90,7 +101,7 @@ impl Leases {
     pub(crate) fn discard(&self, slot: usize) {
         let taken = self.slots[slot]
             .conn
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         drop(taken);
