@@ -119,12 +119,13 @@ impl RedisCache {
     {
         let deadline = tokio::time::Instant::now() + self.config.command_timeout;
         let timed_out = || Error::timeout(&format!("redis {op}"), self.config.command_timeout);
-        // No timer is armed when a slot holds a connection: the lease is ready at once.
-        let Lease { mut conn, slot } =
-            match tokio::time::timeout_at(deadline, self.leases.get()).await {
+        let Lease { mut conn, slot } = match self.leases.ready() {
+            Ok(lease) => lease,
+            Err(empty) => match tokio::time::timeout_at(deadline, self.leases.fill(empty)).await {
                 Ok(lease) => lease.map_err(|e| map_pool_error(op, e))?,
                 Err(_) => return Err(timed_out()),
-            };
+            },
+        };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if remaining.is_zero() {
             return Err(timed_out());

@@ -16,6 +16,8 @@
 //! slot per CPU (at most the pool size) keeps that batching and lets the connections' I/O
 //! tasks run on every core; the rest of the pool stays free for `RedisCache::pool()` users.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -80,21 +82,37 @@ impl Leases {
             .count()
     }
 
-    /// A connection from the next slot, leasing one from the pool when the slot is empty.
-    pub(crate) async fn get(&self) -> Result<Lease, PoolError> {
+    /// The connection of the next slot, or `Err(slot)` when that slot is empty and must be
+    /// [`fill`](Leases::fill)ed first.
+    ///
+    /// Not `async`: the hot path holds no future of the pool's. Every call's future is boxed
+    /// (the object-safe traits), and boxing moves the whole state machine, so a pool checkout
+    /// future inlined here made every command copy a few kilobytes it almost never used.
+    pub(crate) fn ready(&self) -> Result<Lease, usize> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let this = &self.slots[slot];
-        if let Some(conn) = this.current() {
-            return Ok(Lease { conn, slot });
+        match self.slots[slot].current() {
+            Some(conn) => Ok(Lease { conn, slot }),
+            None => Err(slot),
         }
-        let _filling = this.filling.lock().await;
-        if let Some(conn) = this.current() {
-            return Ok(Lease { conn, slot });
-        }
-        let fresh = self.pool.get().await?;
-        let conn = (*fresh).clone();
-        *this.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-        Ok(Lease { conn, slot })
+    }
+
+    /// Leases a connection from the pool into the empty `slot` (rare: the first calls, and
+    /// after a failure), boxed so that its size stays out of the callers' futures.
+    pub(crate) fn fill(
+        &self,
+        slot: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Lease, PoolError>> + Send + '_>> {
+        Box::pin(async move {
+            let this = &self.slots[slot];
+            let _filling = this.filling.lock().await;
+            if let Some(conn) = this.current() {
+                return Ok(Lease { conn, slot });
+            }
+            let fresh = self.pool.get().await?;
+            let conn = (*fresh).clone();
+            *this.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+            Ok(Lease { conn, slot })
+        })
     }
 
     /// Gives the slot's connection back to the pool after it failed.
