@@ -564,13 +564,13 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id:
 }
 
 /// The built-in function the health probe runs: it completes the waiting probe. A probe job
-/// claimed by another process sharing the queue goes back at once (its attempts are plenty),
-/// so the probe proves this process's workers.
+/// that another process sharing the queue claims is sent again (a fresh job, woken by the
+/// same notification), until the process that waits for it runs it.
 fn probe_function(runtime: std::sync::Weak<Inner>) -> Function {
     Function::builder(PROBE_FUNCTION_ID)
         .name("infra-jobs health probe")
         .on_event(PROBE_EVENT_NAME)
-        .retries(1_000)
+        .retries(0)
         .priority(i32::MAX)
         .timeout(Duration::from_secs(5))
         .raw_handler(move |event: Event, _ctx| {
@@ -579,11 +579,16 @@ fn probe_function(runtime: std::sync::Weak<Inner>) -> Function {
                 let Some(inner) = runtime.upgrade() else {
                     return Outcome::success();
                 };
-                if event.data["worker"].as_str() != Some(inner.worker_id.as_str()) {
-                    return Outcome::retry_after("probe of another worker", Duration::ZERO);
+                let runtime = JobsRuntime { inner };
+                if event.data["worker"].as_str() != Some(runtime.worker_id()) {
+                    let again = Event::new(PROBE_EVENT_NAME, event.data.clone());
+                    return match runtime.send(again).await {
+                        Ok(_) => Outcome::success(),
+                        Err(e) => Outcome::fail(format!("cannot pass the probe on: {e}")),
+                    };
                 }
                 if let Some(nonce) = event.data["nonce"].as_str() {
-                    JobsRuntime { inner }.finish_probe(nonce);
+                    runtime.finish_probe(nonce);
                 }
                 Outcome::success()
             }
