@@ -7,6 +7,7 @@ mod cron;
 mod event_id;
 mod event_key;
 mod function;
+mod health_probe;
 #[cfg(feature = "inngest")]
 mod inngest;
 mod local;
@@ -18,6 +19,7 @@ mod registry;
 mod runtime;
 mod seed_events;
 mod service;
+mod stats;
 mod worker;
 mod worker_settings;
 
@@ -38,11 +40,10 @@ pub use outcome::Outcome;
 #[cfg(feature = "postgres")]
 pub use pg_queue::PgQueue;
 pub use registry::FunctionRegistry;
-pub use runtime::{
-    FunctionStats, JobsRuntime, JobsStats, PROBE_EVENT_NAME, PROBE_FUNCTION_ID, RunCounters,
-};
+pub use runtime::{JobsRuntime, PROBE_EVENT_NAME, PROBE_FUNCTION_ID};
 pub use seed_events::{
     CalendarSyncRequested, EmailSendRequested, schedule_calendar_sync, send_email,
 };
 pub use service::Jobs;
+pub use stats::{FunctionStats, JobsStats, RunCounters};
 pub use worker_settings::WorkerSettings;
