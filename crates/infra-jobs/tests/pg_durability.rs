@@ -294,3 +294,30 @@ async fn heartbeats_keep_a_long_run_from_being_taken_over() {
         rt.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probe_proves_this_process_even_when_others_share_the_queue() {
+    use infra_core::{HealthCheck, HealthStatus};
+    let test_db = support::TestDb::create("probe").await;
+    let db = test_db.database();
+    let workers: Vec<JobsRuntime> = (0..3).map(|_| runtime(&db, 8)).collect();
+    for rt in &workers {
+        rt.start().await.unwrap();
+    }
+    for round in 0..5 {
+        for rt in &workers {
+            let report = rt.check().await;
+            assert_eq!(
+                report.status,
+                HealthStatus::Healthy,
+                "round {round}: {}",
+                report.detail
+            );
+            assert!(report.detail.contains("probe job ran"), "{}", report.detail);
+        }
+    }
+    assert!(workers[0].dead_letters(None, 10).await.unwrap().is_empty());
+    for rt in &workers {
+        rt.shutdown().await;
+    }
+}
