@@ -21,7 +21,9 @@ pub fn run(args: &[String]) -> Result<bool> {
             match BENCHED.iter().find(|c| **c == full) {
                 Some(c) => vec![*c],
                 None => {
-                    anyhow::bail!("bench: no benchmarks in `{name}` (have: db, cache, jobs, monitoring)")
+                    anyhow::bail!(
+                        "bench: no benchmarks in `{name}` (have: db, cache, jobs, monitoring)"
+                    )
                 }
             }
         }
