@@ -7,6 +7,7 @@ mod cron;
 mod event_id;
 mod event_key;
 mod function;
+mod health_probe;
 #[cfg(feature = "serve")]
 mod ingest;
 #[cfg(feature = "inngest")]
@@ -25,6 +26,7 @@ mod serve;
 mod serve_config;
 mod service;
 mod signing;
+mod stats;
 mod worker;
 mod worker_settings;
 
@@ -49,9 +51,7 @@ pub use outcome::Outcome;
 #[cfg(feature = "postgres")]
 pub use pg_queue::PgQueue;
 pub use registry::FunctionRegistry;
-pub use runtime::{
-    FunctionStats, JobsRuntime, JobsStats, PROBE_EVENT_NAME, PROBE_FUNCTION_ID, RunCounters,
-};
+pub use runtime::{JobsRuntime, PROBE_EVENT_NAME, PROBE_FUNCTION_ID};
 pub use seed_events::{
     CalendarSyncRequested, EmailSendRequested, schedule_calendar_sync, send_email,
 };
@@ -64,4 +64,5 @@ pub use signing::{
     SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR,
     SignatureHeader, SigningKey, SigningKeys,
 };
+pub use stats::{FunctionStats, JobsStats, RunCounters};
 pub use worker_settings::WorkerSettings;

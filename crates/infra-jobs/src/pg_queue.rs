@@ -747,6 +747,19 @@ impl JobQueue for PgQueue {
 
     async fn stats(&self) -> Result<Vec<FunctionQueueStats>> {
         let mut conn = self.db.get().await?;
+        if self.migrated.get().is_none() {
+            // Before this process migrated: the tables may not exist yet, which is an empty
+            // queue rather than an error (a health check must not create them).
+            let exists: Vec<VersionRow> = sql_query(
+                "SELECT 'infra_jobs' AS version WHERE to_regclass('infra_jobs') IS NOT NULL",
+            )
+            .load(&mut conn)
+            .await
+            .map_err(map_diesel_error)?;
+            if exists.is_empty() {
+                return Ok(Vec::new());
+            }
+        }
         let rows: Vec<StatsRow> = sql_query(
             "SELECT function_id, \
                count(*) FILTER (WHERE dead_at IS NULL AND locked_by IS NULL AND run_at <= t.n) AS ready, \

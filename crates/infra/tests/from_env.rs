@@ -24,6 +24,8 @@ fn redis_url() -> String {
 #[tokio::test]
 async fn without_variables_every_service_uses_its_embedded_default() {
     let infra = Infra::from_env_with(&Env::empty()).unwrap();
+    // The app starts its job workers; the jobs probe then runs a real probe job.
+    infra.jobs().runtime().start().await.unwrap();
     let report = infra.test_all_connections().await;
     let names: Vec<&str> = report.services.iter().map(|r| r.service.as_str()).collect();
     assert_eq!(
@@ -36,7 +38,7 @@ async fn without_variables_every_service_uses_its_embedded_default() {
     );
     for (service, backend) in [
         ("cache", "memory"),
-        ("jobs", "local"),
+        ("jobs", "memory"),
         ("realtime", "local"),
         ("monitoring", "local"),
     ] {
