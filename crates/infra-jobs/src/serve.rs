@@ -219,7 +219,7 @@ impl Serve {
                         Trigger::Cron(schedule) => json!({"cron": schedule.expression()}),
                     })
                     .collect();
-                json!({
+                let mut function = json!({
                     "id": composite,
                     "name": f.name(),
                     "triggers": triggers,
@@ -229,7 +229,9 @@ impl Serve {
                         "runtime": {"type": "http", "url": step_url.as_str()},
                         "retries": {"attempts": f.options().max_attempts()},
                     }},
-                })
+                });
+                add_flow_control(&mut function, f);
+                function
             })
             .collect();
         json!({
@@ -241,6 +243,43 @@ impl Serve {
             "framework": FRAMEWORK,
             "functions": functions,
         })
+    }
+}
+
+/// The function's concurrency, idempotency and debounce options in the sync payload's terms
+/// (§4.3.2), so Inngest applies the limits our runtime would. Keys become CEL expressions.
+/// Inngest's idempotency window is its own (24 hours); priority has no static equivalent.
+fn add_flow_control(function: &mut Value, f: &Function) {
+    let options = f.options();
+    if !options.concurrency.is_empty() {
+        let limits: Vec<Value> = options
+            .concurrency
+            .iter()
+            .map(|c| match &c.key {
+                Some(key) => json!({"limit": c.limit, "key": key.to_expression()}),
+                None => json!({"limit": c.limit}),
+            })
+            .collect();
+        function["concurrency"] = Value::Array(limits);
+    }
+    if let Some(idempotency) = &options.idempotency {
+        function["idempotency"] = Value::String(idempotency.key.to_expression());
+    }
+    if let Some(debounce) = &options.debounce {
+        let mut value = json!({"period": time_string(debounce.period)});
+        if let Some(key) = &debounce.key {
+            value["key"] = Value::String(key.to_expression());
+        }
+        function["debounce"] = value;
+    }
+}
+
+/// A Time String (§1.3.2): whole seconds as `5s`, anything finer in milliseconds.
+fn time_string(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
     }
 }
 

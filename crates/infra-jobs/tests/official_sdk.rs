@@ -1,21 +1,29 @@
 //! Compatibility with the official `inngest` npm SDK: an app using it sends events into our
-//! runtime by pointing its event API base URL at our ingestion route, and our functions run.
+//! runtime by pointing its event API base URL at our ingestion route, and our functions run;
+//! call requests we sign pass the SDK's own verification, and its sync authorizes with the
+//! same hashed signing key ours does.
 //!
 //! Needs Node and `npm ci` in `tests/compat` (`cargo xtask ci` does it); fails, never skips,
 //! without.
 #![cfg(feature = "serve")]
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
-use std::time::Duration;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
 
 use infra_core::Event;
 use infra_jobs::{
     CalendarSyncRequested, Function, IngestConfig, JobContext, JobsRuntime, MemoryQueue, Outcome,
-    WorkerSettings, ingest_router,
+    SigningKey, WorkerSettings, ingest_router,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 fn compat_dir() -> PathBuf {
@@ -140,4 +148,122 @@ async fn events_sent_by_the_official_sdk_run_on_our_runtime() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(rx.try_recv().is_err());
     runtime.shutdown().await;
+}
+
+/// The SDK's serve process, killed (by its own handle) when the test ends.
+struct NodeServer(Child);
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a stand-in Inngest API received on `/fn/register`: (authorization, body).
+type Registered = Arc<Mutex<Vec<(String, Value)>>>;
+
+async fn record_register(
+    State(seen): State<Registered>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    seen.lock().unwrap().push((auth, body));
+    Json(json!({"ok": true, "modified": false}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdk_accepts_our_signatures_and_hashes_the_key_as_we_do() {
+    const KEY: &str = "signkey-test-12345678";
+    let seen = Registered::default();
+    let api = axum::Router::new()
+        .route("/fn/register", post(record_register))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+
+    let compat = compat_dir();
+    let (server, port) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .arg(compat.join("inngest_serve.js"))
+            .arg(KEY)
+            .arg(format!("http://{api_addr}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = serde_json::from_str::<Value>(&line)
+            .map(|v| v["port"].as_u64().unwrap_or(0))
+            .unwrap_or(0);
+        (NodeServer(child), port)
+    })
+    .await
+    .unwrap();
+    assert!(port > 0, "the SDK's server did not start");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    // Inngest's server sends canonical JSON (sorted keys, no spaces); the SDK signs the
+    // canonical form of what it parses, so on such bytes its check and ours agree.
+    let body = r#"{"ctx":{"attempt":0,"disable_immediate_execution":false,"run_id":"01HRUN","stack":{"current":0,"stack":[]},"use_api":false},"event":{"data":{"userId":"u1"},"id":"e1","name":"calendar/sync.requested","ts":1700000000000,"user":{}},"events":[{"data":{"userId":"u1"},"id":"e1","name":"calendar/sync.requested","ts":1700000000000,"user":{}}],"steps":{}}"#;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let key = SigningKey::new("INNGEST_SIGNING_KEY", KEY);
+    let call = |payload: String, signature: String| {
+        http.post(format!(
+            "{base}/?fnId=calendar-agent-sync-calendar&stepId=step"
+        ))
+        .header("content-type", "application/json")
+        .header("X-Inngest-Signature", signature)
+        .body(payload)
+        .send()
+    };
+    let response = call(body.to_owned(), key.header_value(body.as_bytes(), now))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply, json!({"synced": "u1"}));
+    // The same signature on a tampered body is refused by the SDK too.
+    let tampered = body.replace("\"u1\"", "\"u2\"");
+    let response = call(tampered, key.header_value(body.as_bytes(), now))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    // The SDK's own sync authorizes with the key hashed exactly as ours.
+    let response = http.put(format!("{base}/")).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (auth, payload) = &seen[0];
+    assert_eq!(*auth, format!("Bearer {}", key.hashed().unwrap().expose()));
+    assert_eq!(payload["appName"], "calendar-agent");
+    assert_eq!(
+        payload["functions"][0]["id"],
+        "calendar-agent-sync-calendar"
+    );
+    assert_eq!(
+        payload["functions"][0]["triggers"],
+        json!([{"event": "calendar/sync.requested"}])
+    );
+    let url = payload["functions"][0]["steps"]["step"]["runtime"]["url"]
+        .as_str()
+        .unwrap();
+    assert!(
+        url.contains("fnId=calendar-agent-sync-calendar") && url.contains("stepId=step"),
+        "{url}"
+    );
+    drop(server);
 }

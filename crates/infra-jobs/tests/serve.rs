@@ -103,6 +103,13 @@ fn runtime(runs: Arc<AtomicUsize>) -> JobsRuntime {
             Function::typed::<CalendarSyncRequested>("sync-calendar")
                 .name("Sync a calendar")
                 .retries(2)
+                .concurrency(20)
+                .concurrency_per_key(1, "event.data.userId")
+                .idempotency(
+                    ["event.data.userId", "event.data.calendarId"],
+                    Duration::from_secs(600),
+                )
+                .debounce(Duration::from_millis(1500), Some("event.data.calendarId"))
                 .handler(move |event: CalendarSyncRequested, ctx: JobContext| {
                     let runs = runs.clone();
                     async move {
@@ -302,6 +309,19 @@ async fn sync_registers_the_apps_functions_with_inngest() {
         format!("{url}?fnId=calendar-agent-sync-calendar&stepId=step")
     );
     assert_eq!(step["retries"]["attempts"], 3);
+    assert_eq!(
+        sync["concurrency"],
+        json!([{"limit": 20}, {"limit": 1, "key": "event.data.userId"}])
+    );
+    assert_eq!(
+        sync["idempotency"],
+        r#"event.data.userId + ":" + event.data.calendarId"#
+    );
+    assert_eq!(
+        sync["debounce"],
+        json!({"period": "1500ms", "key": "event.data.calendarId"})
+    );
+    assert!(functions[0].get("concurrency").is_none());
     assert_eq!(functions[2]["triggers"], json!([{"cron": "0 * * * *"}]));
 }
 
