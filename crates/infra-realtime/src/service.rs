@@ -13,6 +13,8 @@ pub struct RealtimeService {
     realtime: Arc<dyn Realtime>,
     health: Arc<dyn HealthCheck>,
     local: Option<Arc<LocalRealtime>>,
+    #[cfg(feature = "pusher")]
+    pusher: Option<Arc<crate::PusherClient>>,
     backend: &'static str,
 }
 
@@ -31,6 +33,8 @@ impl RealtimeService {
                     realtime: hub.clone(),
                     health: hub.clone(),
                     local: Some(hub),
+                    #[cfg(feature = "pusher")]
+                    pusher: None,
                     backend: "local",
                 })
             }
@@ -39,8 +43,9 @@ impl RealtimeService {
                 let client = Arc::new(crate::PusherClient::new(config)?);
                 Ok(RealtimeService {
                     realtime: client.clone(),
-                    health: client,
+                    health: client.clone(),
                     local: None,
+                    pusher: Some(client),
                     backend: "pusher",
                 })
             }
@@ -65,6 +70,13 @@ impl RealtimeService {
     /// The in-process hub, when that is the backend (to subscribe to channels).
     pub fn local_hub(&self) -> Option<Arc<LocalRealtime>> {
         self.local.clone()
+    }
+
+    /// The Pusher client, when that is the backend: channel queries, user termination,
+    /// trigger options, auth signing.
+    #[cfg(feature = "pusher")]
+    pub fn pusher(&self) -> Option<Arc<crate::PusherClient>> {
+        self.pusher.clone()
     }
 
     /// `local` or `pusher`.
