@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backoff;
 mod cache;
 mod duration;
 mod env;
@@ -12,6 +13,7 @@ mod rate_limit;
 mod realtime;
 mod reporter;
 mod secret;
+mod signature;
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -29,6 +31,7 @@ pub mod mock {
 }
 
 pub use async_trait::async_trait;
+pub use backoff::Backoff;
 pub use cache::{Cache, CacheExt, CacheLimits, decode_json, encode_json};
 pub use duration::{format_duration, parse_duration};
 pub use env::{Env, parse_url};
@@ -42,6 +45,7 @@ pub use realtime::{
 };
 pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
 pub use secret::{Secret, redact_url};
+pub use signature::{hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).
 pub(crate) fn serde_millis<S: serde::Serializer>(
