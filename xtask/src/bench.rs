@@ -5,7 +5,12 @@ use anyhow::Result;
 use xshell::{Shell, cmd};
 
 /// Crates with benchmarks.
-const BENCHED: [&str; 3] = ["infra-db", "infra-cache", "infra-monitoring"];
+const BENCHED: [&str; 4] = [
+    "infra-db",
+    "infra-cache",
+    "infra-monitoring",
+    "infra-realtime",
+];
 
 pub fn run(args: &[String]) -> Result<bool> {
     let sh = Shell::new()?;
@@ -21,7 +26,9 @@ pub fn run(args: &[String]) -> Result<bool> {
             match BENCHED.iter().find(|c| **c == full) {
                 Some(c) => vec![*c],
                 None => {
-                    anyhow::bail!("bench: no benchmarks in `{name}` (have: db, cache, monitoring)")
+                    anyhow::bail!(
+                        "bench: no benchmarks in `{name}` (have: db, cache, monitoring, realtime)"
+                    )
                 }
             }
         }
