@@ -5,7 +5,13 @@ use anyhow::Result;
 use xshell::{Shell, cmd};
 
 /// Crates with benchmarks.
-const BENCHED: [&str; 4] = ["infra-db", "infra-cache", "infra-jobs", "infra-monitoring"];
+const BENCHED: [&str; 5] = [
+    "infra-db",
+    "infra-cache",
+    "infra-jobs",
+    "infra-monitoring",
+    "infra-realtime",
+];
 
 pub fn run(args: &[String]) -> Result<bool> {
     let sh = Shell::new()?;
@@ -22,7 +28,7 @@ pub fn run(args: &[String]) -> Result<bool> {
                 Some(c) => vec![*c],
                 None => {
                     anyhow::bail!(
-                        "bench: no benchmarks in `{name}` (have: db, cache, jobs, monitoring)"
+                        "bench: no benchmarks in `{name}` (have: db, cache, jobs, monitoring, realtime)"
                     )
                 }
             }

@@ -74,3 +74,33 @@ async fn pusher_client_against_the_server_passes_the_realtime_suite() {
     run_all(Arc::new(client), Arc::new(WsSubscriber { addr })).await;
     drop(server);
 }
+
+#[tokio::test]
+async fn without_pusher_variables_trigger_reaches_websocket_subscribers() {
+    use infra_core::{Env, EventName};
+    use infra_realtime::RealtimeService;
+
+    let service = RealtimeService::from_env(&Env::empty()).unwrap();
+    assert_eq!(service.backend(), "local");
+    let server = service.server().expect("the embedded server").clone();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().merge(server.router());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let key = server.app().key.clone();
+    let mut client = Client::connect_with(addr, &key, 7).await;
+    client.subscribe("calendar").await;
+    service
+        .realtime()
+        .trigger(
+            &[ChannelName::new("calendar").unwrap()],
+            &EventName::new("meeting.moved").unwrap(),
+            &serde_json::json!({"id": 7}),
+        )
+        .await
+        .unwrap();
+    let got = client.recv_event("meeting.moved", Some("calendar")).await;
+    assert_eq!(got["data"], "{\"id\":7}");
+    assert_eq!(server.connection_count(), 1);
+}

@@ -3,6 +3,8 @@
 
 mod server_support;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::SinkExt;
@@ -458,29 +460,36 @@ async fn a_client_that_stops_reading_is_dropped_without_delaying_others() {
     reader.subscribe("firehose").await;
     let payload = json!("z".repeat(9 * 1024));
     let total = 2_000;
+    let seen = Arc::new(AtomicUsize::new(0));
+    let progress = seen.clone();
     let reading = tokio::spawn(async move {
-        let mut seen = 0;
-        while seen < total {
+        while progress.load(Ordering::SeqCst) < total {
             let frame = reader.recv().await;
             if frame["event"] == "tick" {
-                seen += 1;
+                progress.fetch_add(1, Ordering::SeqCst);
             }
         }
-        seen
     });
-    for _ in 0..total {
+    for sent in 0..total {
+        // The reader keeps up (never more than 8 behind); the stalled client reads nothing.
+        while sent >= seen.load(Ordering::SeqCst) + 8 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         server
             .trigger(&[ch("firehose")], &ev("tick"), &payload)
             .await
             .unwrap();
-        tokio::task::yield_now().await;
     }
-    // ~18 MB towards a client that reads nothing: its queue fills and it is closed.
-    eventually("stalled client dropped", || server.connection_count() == 1).await;
+    tokio::time::timeout(PATIENCE * 3, reading)
+        .await
+        .expect("the reader is never held up by the stalled client")
+        .unwrap();
     assert_eq!(
-        reading.await.unwrap(),
+        seen.load(Ordering::SeqCst),
         total,
         "the reading client got every event"
     );
+    // ~18 MB towards a client that reads nothing: its queue fills and it is closed.
+    eventually("stalled client dropped", || server.connection_count() == 1).await;
     drop(stalled);
 }

@@ -143,6 +143,22 @@ impl RealtimeServer {
     }
 }
 
+/// The handle publishes without a master key, so it cannot seal data for an encrypted
+/// channel; refusing keeps plain text off channels clients believe are end-to-end encrypted.
+/// (Events sealed by an SDK still pass through the HTTP API unchanged.)
+fn refuse_encrypted<'a>(mut channels: impl Iterator<Item = &'a ChannelName>) -> Result<()> {
+    match channels.find(|c| c.is_encrypted()) {
+        Some(encrypted) => Err(Error::invalid_input(
+            "channels",
+            format_args!(
+                "`{encrypted}` is an encrypted channel; the embedded server's handle does not \
+                 encrypt (trigger it through an SDK with the master key)"
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
 #[async_trait]
 impl Realtime for RealtimeServer {
     async fn trigger(
@@ -151,6 +167,7 @@ impl Realtime for RealtimeServer {
         event: &EventName,
         data: &serde_json::Value,
     ) -> Result<()> {
+        refuse_encrypted(channels.iter())?;
         let encoded = check_trigger(channels, data)?;
         for channel in channels {
             self.default_app()
@@ -160,6 +177,7 @@ impl Realtime for RealtimeServer {
     }
 
     async fn trigger_batch(&self, batch: &[BatchEvent]) -> Result<()> {
+        refuse_encrypted(batch.iter().map(|e| &e.channel))?;
         let encoded = check_batch(batch)?;
         for (event, data) in batch.iter().zip(encoded) {
             self.default_app()
