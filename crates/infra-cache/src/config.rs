@@ -7,7 +7,7 @@ use infra_core::{Env, Error, RateLimitDecision, Result, Secret, redact_url};
 
 /// Variables that may hold the cache's URL, in order of preference. `REDIS_URL` holds a
 /// `redis://`/`rediss://` URL; the seed's `UPSTASH_REDIS_REST_URL` holds either Upstash's
-/// `https://` REST endpoint (selecting [`UpstashRestCache`](crate::UpstashRestCache)) or a
+/// `https://` REST endpoint (selecting `UpstashRestCache`) or a
 /// Redis URL.
 pub const REDIS_URL_VARIABLES: [&str; 2] = ["REDIS_URL", UPSTASH_URL_VARIABLE];
 
@@ -174,7 +174,7 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// Settings of [`UpstashRestCache`](crate::UpstashRestCache): Upstash's REST endpoint and
+/// Settings of `UpstashRestCache`: Upstash's REST endpoint and
 /// token, and the settings it shares with Redis.
 #[derive(Clone)]
 #[non_exhaustive]
