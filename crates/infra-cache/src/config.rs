@@ -391,7 +391,8 @@ fn rest_url(variable: &str, raw: &str) -> Result<url::Url> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::config(variable, "has no host"));
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    let token_in_query = url.query_pairs().any(|(k, _)| k == "_token");
+    if !url.username().is_empty() || url.password().is_some() || token_in_query {
         return Err(Error::config(
             variable,
             "must not hold credentials; the token goes in UPSTASH_REDIS_REST_TOKEN",
@@ -571,6 +572,17 @@ mod tests {
                     (
                         "UPSTASH_REDIS_REST_URL",
                         "https://user:pw@eu1-fond-cat.upstash.io",
+                    ),
+                    ("UPSTASH_REDIS_REST_TOKEN", "t"),
+                ],
+                "UPSTASH_REDIS_REST_URL",
+                "credentials",
+            ),
+            (
+                vec![
+                    (
+                        "UPSTASH_REDIS_REST_URL",
+                        "https://eu1-fond-cat.upstash.io/?_token=pw@",
                     ),
                     ("UPSTASH_REDIS_REST_TOKEN", "t"),
                 ],
