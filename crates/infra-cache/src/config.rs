@@ -7,7 +7,7 @@ use infra_core::{Env, Error, RateLimitDecision, Result, Secret, redact_url};
 
 /// Variables that may hold the cache's URL, in order of preference. `REDIS_URL` holds a
 /// `redis://`/`rediss://` URL; the seed's `UPSTASH_REDIS_REST_URL` holds either Upstash's
-/// `https://` REST endpoint (selecting [`UpstashRestCache`](crate::UpstashRestCache)) or a
+/// `https://` REST endpoint (selecting `UpstashRestCache`) or a
 /// Redis URL.
 pub const REDIS_URL_VARIABLES: [&str; 2] = ["REDIS_URL", UPSTASH_URL_VARIABLE];
 
@@ -174,7 +174,7 @@ impl fmt::Debug for RedisConfig {
     }
 }
 
-/// Settings of [`UpstashRestCache`](crate::UpstashRestCache): Upstash's REST endpoint and
+/// Settings of `UpstashRestCache`: Upstash's REST endpoint and
 /// token, and the settings it shares with Redis.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -391,7 +391,8 @@ fn rest_url(variable: &str, raw: &str) -> Result<url::Url> {
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::config(variable, "has no host"));
     }
-    if !url.username().is_empty() || url.password().is_some() {
+    let token_in_query = url.query_pairs().any(|(k, _)| k == "_token");
+    if !url.username().is_empty() || url.password().is_some() || token_in_query {
         return Err(Error::config(
             variable,
             "must not hold credentials; the token goes in UPSTASH_REDIS_REST_TOKEN",
@@ -571,6 +572,17 @@ mod tests {
                     (
                         "UPSTASH_REDIS_REST_URL",
                         "https://user:pw@eu1-fond-cat.upstash.io",
+                    ),
+                    ("UPSTASH_REDIS_REST_TOKEN", "t"),
+                ],
+                "UPSTASH_REDIS_REST_URL",
+                "credentials",
+            ),
+            (
+                vec![
+                    (
+                        "UPSTASH_REDIS_REST_URL",
+                        "https://eu1-fond-cat.upstash.io/?_token=pw@",
                     ),
                     ("UPSTASH_REDIS_REST_TOKEN", "t"),
                 ],

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use infra_core::{Error, ErrorKind};
 
-/// A request that did not get an HTTP answer. reqwest's message may name the URL, which holds
-/// no secret (the token travels in a header).
+/// A request that did not get an HTTP answer. The URL is left out of the message: the
+/// endpoint is in the health report already, and nothing here may echo a credential.
 pub(crate) fn map_transport_error(op: &str, err: reqwest::Error, timeout: Duration) -> Error {
+    let err = err.without_url();
     if err.is_timeout() {
         return Error::timeout(&format!("upstash {op}"), timeout).with_source(err);
     }

@@ -243,3 +243,25 @@ async fn service_picks_upstash_for_the_rest_url() {
         "the decision was stored under the prefix; the probe key was not left"
     );
 }
+
+#[tokio::test]
+async fn a_stalled_endpoint_times_out_instead_of_hanging() {
+    // The kernel completes the TCP handshake into the backlog; nobody ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let config = UpstashConfig::new(&url, TOKEN)
+        .unwrap()
+        .with_command_timeout(Duration::from_millis(300));
+    let cache = UpstashRestCache::new(config, RateLimitAlgorithm::default()).unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(10), cache.get("k"))
+        .await
+        .expect("bounded by the command timeout, not hanging")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
+    assert!(err.to_string().contains("upstash GET"), "{err}");
+    let d = cache
+        .check_rate_limit("ip", 5, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(d.fallback && d.allowed, "fail-open by default");
+}
