@@ -8,6 +8,8 @@ mod config;
 mod memory;
 #[cfg(feature = "memory")]
 mod memory_limiter;
+#[cfg(any(feature = "redis", feature = "memory"))]
+mod probe;
 #[cfg(feature = "redis")]
 mod redis_cache;
 #[cfg(feature = "redis")]

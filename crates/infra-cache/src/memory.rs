@@ -274,6 +274,7 @@ impl HealthCheck for MemoryCache {
     }
 
     async fn probe(&self) -> Result<Probe> {
+        crate::probe::write_read_delete(self).await?;
         let (entries, bytes) = self.usage().await;
         Ok(Probe::healthy(format!(
             "{entries} keys, {bytes} of {} bytes used",

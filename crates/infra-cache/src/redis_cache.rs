@@ -394,6 +394,7 @@ impl HealthCheck for RedisCache {
     }
 
     async fn probe(&self) -> Result<Probe> {
+        crate::probe::write_read_delete(self).await?;
         let mut pipe = redis::pipe();
         pipe.cmd("PING")
             .ignore()

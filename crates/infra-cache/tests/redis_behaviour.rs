@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use infra_cache::{
     EarlyRefresh, FailurePolicy, RateLimitAlgorithm, RedisCache, RedisConfig, SingleFlight,
 };
-use infra_core::{Cache, CacheExt, CacheLimits, ErrorKind, RateLimiter};
+use infra_core::{Cache, CacheExt, CacheLimits, ErrorKind, HealthStatus, RateLimiter};
 
 #[tokio::test]
 async fn ttl_is_redis_own_pttl_and_keys_live_under_the_namespace() {
@@ -214,6 +214,11 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start(port: u16) -> OwnRedis {
+        OwnRedis::start_with(port, &[])
+    }
+
+    /// Starts with extra `redis-server` arguments.
+    fn start_with(port: u16, extra: &[&str]) -> OwnRedis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -225,6 +230,7 @@ impl OwnRedis {
                 "--appendonly",
                 "no",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -428,5 +434,43 @@ async fn each_decision_is_one_evalsha_and_nothing_else() {
         calls,
         vec![("evalsha".to_owned(), 20)],
         "one EVALSHA per decision, no PING or other command"
+    );
+}
+
+#[tokio::test]
+async fn health_probe_round_trip_leaves_nothing_behind() {
+    let cache = support::redis_cache("probe", RateLimitAlgorithm::default());
+    let report = infra_core::HealthCheck::check(&cache).await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{}", report.detail);
+    assert_eq!(
+        support::cleanup(&cache).await,
+        0,
+        "the probe deletes its key"
+    );
+}
+
+#[tokio::test]
+async fn a_redis_answering_ping_but_refusing_writes_is_unhealthy() {
+    // maxmemory of one byte with noeviction: PING and INFO still answer, every write is
+    // refused with OOM — what a full production Redis looks like.
+    let server = OwnRedis::start_with(
+        spare_port(),
+        &["--maxmemory", "1", "--maxmemory-policy", "noeviction"],
+    );
+    let cache = RedisCache::new(
+        RedisConfig::new(format!("redis://127.0.0.1:{}", server.port)),
+        RateLimitAlgorithm::default(),
+    )
+    .unwrap();
+    let mut conn = cache.pool().get().await.unwrap();
+    let pong: String = redis::cmd("PING").query_async(&mut *conn).await.unwrap();
+    assert_eq!(pong, "PONG", "a PING-only probe would call this healthy");
+    drop(conn);
+    let report = infra_core::HealthCheck::check(&cache).await;
+    assert_eq!(report.status, HealthStatus::Unhealthy, "{}", report.detail);
+    assert!(
+        report.detail.contains("health probe write failed") && report.detail.contains("OOM"),
+        "{}",
+        report.detail
     );
 }

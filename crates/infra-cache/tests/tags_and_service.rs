@@ -10,7 +10,7 @@ use infra_cache::{
     CacheService, MemoryCache, MemoryConfig, RateLimitAlgorithm, TAG_KEY_PREFIX, TaggedCache,
     TaggedCacheExt,
 };
-use infra_core::{CacheExt, Env, ErrorKind, HealthStatus};
+use infra_core::{CacheExt, CacheLimits, Env, ErrorKind, HealthCheck, HealthStatus};
 
 /// Every backend: invalidating a tag removes exactly the keys written with it.
 async fn tag_suite(cache: &dyn TaggedCache) {
@@ -203,5 +203,26 @@ async fn service_picks_redis_with_redis_url() {
     assert!(
         support::cleanup(&cleanup).await > 0,
         "the decision was stored under the prefix"
+    );
+}
+
+#[tokio::test]
+async fn memory_probe_writes_reads_and_deletes() {
+    let cache = MemoryCache::new(MemoryConfig::default());
+    let report = HealthCheck::check(&cache).await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{}", report.detail);
+    assert_eq!(cache.usage().await.0, 0, "the probe deletes its key");
+
+    // A store that cannot take the probe's write is reported, not assumed healthy.
+    let refusing = MemoryCache::new(MemoryConfig::default()).with_limits(CacheLimits {
+        max_key_bytes: 8,
+        ..CacheLimits::default()
+    });
+    let report = HealthCheck::check(&refusing).await;
+    assert_eq!(report.status, HealthStatus::Unhealthy);
+    assert!(
+        report.detail.contains("health probe write failed") && report.detail.contains("key"),
+        "{}",
+        report.detail
     );
 }

@@ -133,7 +133,7 @@ async fn rate_limit_suite_passes_on_reference_backend() {
 
 #[tokio::test]
 async fn the_seed_names_read_the_same() {
-    use infra_core::CacheExt;
+    use infra_core::{CacheExt, RateLimiterExt};
     let cache = MapCache::default();
     cache
         .set_cached(

@@ -1,37 +1,85 @@
-//! diesel, connection and pool failures mapped into `infra_core::Error`, in one place.
+//! diesel, connection and pool failures mapped into `infra_core::Error`, in one place, and the
+//! one rule deciding which PostgreSQL errors are worth retrying.
 
 use diesel::result::{ConnectionError, DatabaseErrorKind, Error as DieselError};
 use diesel_async::pooled_connection::PoolError as ManagerError;
 use diesel_async::pooled_connection::deadpool::PoolError;
 use infra_core::{Error, ErrorKind};
 
-/// SQLSTATEs worth retrying: serialization failure and deadlock.
-pub(crate) const RETRYABLE_SQLSTATES: [&str; 2] = ["40001", "40P01"];
+/// SQLSTATE `serialization_failure`: a serializable transaction lost a conflict.
+pub const SERIALIZATION_FAILURE: &str = "40001";
+/// SQLSTATE `deadlock_detected`: PostgreSQL aborted one transaction of a lock cycle.
+pub const DEADLOCK_DETECTED: &str = "40P01";
+
+/// The one retry rule: a transaction that failed with this SQLSTATE may succeed if re-run.
+/// Serialization failures (`40001`) and deadlocks (`40P01`) only; the decision is made on the
+/// code, never on message text. `map_diesel_error` and `Database::transaction` both ask here.
+///
+/// ```
+/// assert!(infra_db::is_retryable_sqlstate("40001"));
+/// assert!(infra_db::is_retryable_sqlstate("40P01"));
+/// assert!(!infra_db::is_retryable_sqlstate("23505"));
+/// ```
+pub fn is_retryable_sqlstate(sqlstate: &str) -> bool {
+    matches!(sqlstate, SERIALIZATION_FAILURE | DEADLOCK_DETECTED)
+}
+
+/// Whether a query error is a serialization failure or a deadlock: the transaction may
+/// succeed if re-run. [`is_retryable_sqlstate`] applied to [`sqlstate`].
+pub fn is_retryable_transaction_error(err: &DieselError) -> bool {
+    sqlstate(err).is_some_and(is_retryable_sqlstate)
+}
+
+/// The SQLSTATE of a query error, as far as the driver reports it.
+///
+/// diesel-async (0.9) turns PostgreSQL's error into one of diesel's `DatabaseErrorKind`s and
+/// keeps no code for the rest, so the codes come from those kinds. The deadlock is the one
+/// retryable code diesel has no kind for; it is recognised by PostgreSQL's primary message,
+/// `deadlock detected`, compared whole. Under a non-English `lc_messages` that message is
+/// translated, and a deadlock then surfaces as a non-retried `Backend` error — never the
+/// reverse (nothing else is mistaken for a deadlock).
+pub fn sqlstate(err: &DieselError) -> Option<&'static str> {
+    let DieselError::DatabaseError(kind, info) = err else {
+        return None;
+    };
+    match kind {
+        DatabaseErrorKind::UniqueViolation => Some("23505"),
+        DatabaseErrorKind::ForeignKeyViolation => Some("23503"),
+        DatabaseErrorKind::NotNullViolation => Some("23502"),
+        DatabaseErrorKind::CheckViolation => Some("23514"),
+        DatabaseErrorKind::RestrictViolation => Some("23001"),
+        DatabaseErrorKind::ExclusionViolation => Some("23P01"),
+        DatabaseErrorKind::ReadOnlyTransaction => Some("25006"),
+        DatabaseErrorKind::SerializationFailure => Some(SERIALIZATION_FAILURE),
+        DatabaseErrorKind::ClosedConnection => Some("08006"),
+        _ if info.message() == "deadlock detected" => Some(DEADLOCK_DETECTED),
+        _ => None,
+    }
+}
 
 /// Maps a query error.
 pub fn map_diesel_error(err: DieselError) -> Error {
     match &err {
         DieselError::NotFound => Error::new(ErrorKind::NotFound, "no row matched").with_source(err),
-        DieselError::DatabaseError(kind, info) => {
-            let (mapped, sqlstate) = match kind {
-                DatabaseErrorKind::UniqueViolation => (ErrorKind::Conflict, "23505"),
-                DatabaseErrorKind::ForeignKeyViolation => (ErrorKind::InvalidInput, "23503"),
-                DatabaseErrorKind::NotNullViolation => (ErrorKind::InvalidInput, "23502"),
-                DatabaseErrorKind::CheckViolation => (ErrorKind::InvalidInput, "23514"),
-                DatabaseErrorKind::SerializationFailure => (ErrorKind::Conflict, "40001"),
-                DatabaseErrorKind::ClosedConnection => (ErrorKind::Unavailable, "08006"),
-                _ => (ErrorKind::Backend, ""),
+        DieselError::DatabaseError(_, info) => {
+            let code = sqlstate(&err);
+            let mapped = match code {
+                Some("23505" | "23P01") => ErrorKind::Conflict,
+                Some("23503" | "23502" | "23514" | "23001") => ErrorKind::InvalidInput,
+                Some(SERIALIZATION_FAILURE | DEADLOCK_DETECTED) => ErrorKind::Conflict,
+                Some("08006") => ErrorKind::Unavailable,
+                _ => ErrorKind::Backend,
             };
             let mut message = format!("postgres: {}", info.message());
             if let Some(constraint) = info.constraint_name() {
                 message.push_str(&format!(" (constraint {constraint})"));
             }
             let mut e = Error::new(mapped, message);
-            if !sqlstate.is_empty() {
-                e = e.with_context("sqlstate", sqlstate);
-            }
-            if RETRYABLE_SQLSTATES.contains(&sqlstate) {
-                e = e.with_retryable(true);
+            if let Some(code) = code {
+                e = e.with_context("sqlstate", code);
+                if is_retryable_sqlstate(code) {
+                    e = e.with_retryable(true);
+                }
             }
             e.with_source(err)
         }
@@ -65,5 +113,69 @@ pub fn map_pool_error(err: PoolError) -> Error {
         PoolError::Backend(ManagerError::QueryError(e)) => map_diesel_error(e),
         PoolError::Closed => Error::unavailable("the PostgreSQL pool is closed"),
         other => Error::backend(format!("PostgreSQL pool: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn only_serialization_failures_and_deadlocks_retry() {
+        for code in ["40001", "40P01"] {
+            assert!(is_retryable_sqlstate(code), "{code}");
+        }
+        for code in [
+            "23505", "40002", "40003", "40000", "55P03", "57014", "08006", "", "40p01",
+        ] {
+            assert!(!is_retryable_sqlstate(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn retry_follows_the_sqlstate() {
+        let serialization = db_error(
+            DatabaseErrorKind::SerializationFailure,
+            "could not serialize access due to read/write dependencies among transactions",
+        );
+        assert!(is_retryable_transaction_error(&serialization));
+        let mapped = map_diesel_error(serialization);
+        assert_eq!(mapped.kind(), ErrorKind::Conflict);
+        assert_eq!(mapped.context("sqlstate"), Some("40001"));
+        assert!(mapped.is_retryable());
+
+        // diesel-async reports a deadlock as an unknown kind with PostgreSQL's fixed message.
+        let deadlock = db_error(DatabaseErrorKind::Unknown, "deadlock detected");
+        assert_eq!(sqlstate(&deadlock), Some("40P01"));
+        let mapped = map_diesel_error(deadlock);
+        assert_eq!(mapped.kind(), ErrorKind::Conflict);
+        assert_eq!(mapped.context("sqlstate"), Some("40P01"));
+        assert!(mapped.is_retryable());
+
+        // Messages that merely mention a deadlock or serialization carry no such code.
+        for message in [
+            "deadlock detected in trigger foo",
+            "could not serialize access",
+            "Deadlock Detected",
+        ] {
+            let err = db_error(DatabaseErrorKind::Unknown, message);
+            assert!(!is_retryable_transaction_error(&err), "{message}");
+            let mapped = map_diesel_error(err);
+            assert_eq!(mapped.kind(), ErrorKind::Backend, "{message}");
+            assert_eq!(mapped.context("sqlstate"), None, "{message}");
+            assert!(!mapped.is_retryable(), "{message}");
+        }
+
+        let unique = map_diesel_error(db_error(
+            DatabaseErrorKind::UniqueViolation,
+            "duplicate key value violates unique constraint \"users_email_key\"",
+        ));
+        assert_eq!(unique.kind(), ErrorKind::Conflict);
+        assert_eq!(unique.context("sqlstate"), Some("23505"));
+        assert!(!unique.is_retryable());
     }
 }

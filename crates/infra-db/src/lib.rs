@@ -21,14 +21,18 @@ pub use config::DbConfig;
 #[cfg(feature = "postgres")]
 pub use database::{Database, PooledConnection};
 #[cfg(feature = "postgres")]
-pub use error::{map_connection_error, map_diesel_error, map_pool_error};
+pub use error::{
+    DEADLOCK_DETECTED, SERIALIZATION_FAILURE, is_retryable_sqlstate,
+    is_retryable_transaction_error, map_connection_error, map_diesel_error, map_pool_error,
+    sqlstate,
+};
 #[cfg(feature = "postgres")]
 pub use migrations::{MIGRATIONS, MigrationStatus, migration_status, run_pending_migrations};
 pub use pagination::{Keyset, MAX_TAKE, Page};
 #[cfg(feature = "postgres")]
 pub use tls::SslMode;
 #[cfg(feature = "postgres")]
-pub use transaction::{Isolation, RetryPolicy, is_retryable_transaction_error};
+pub use transaction::{Isolation, RetryPolicy};
 
 #[cfg(feature = "postgres")]
 pub use diesel;

@@ -2,13 +2,13 @@
 
 use std::time::Duration;
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 use infra_core::{Error, Result};
 
 use crate::database::Database;
-use crate::error::map_diesel_error;
+use crate::error::{is_retryable_transaction_error, map_diesel_error};
 
 /// The isolation level of a transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -54,21 +54,13 @@ impl RetryPolicy {
     }
 }
 
-/// Serialization failure (40001) or deadlock (40P01): the transaction may succeed if re-run.
-pub fn is_retryable_transaction_error(err: &DieselError) -> bool {
-    match err {
-        DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _) => true,
-        // diesel has no kind for 40P01; PostgreSQL's message for it is fixed.
-        DieselError::DatabaseError(_, info) => info.message().starts_with("deadlock detected"),
-        _ => false,
-    }
-}
-
 impl Database {
     /// Runs `body` in a transaction on the primary and commits it. `body` runs inside the
     /// transaction and must not open one of its own. A serialization failure or
-    /// deadlock rolls back and re-runs `body` (up to `policy.max_attempts`, with jittered
-    /// back-off); any other error rolls back and returns at once.
+    /// deadlock ([`is_retryable_sqlstate`](crate::is_retryable_sqlstate)) rolls back and
+    /// re-runs `body` (up to `policy.max_attempts`, with jittered back-off); any other error
+    /// rolls back and returns at once. The error returned keeps the last attempt's kind and
+    /// `sqlstate` context and adds `attempts`.
     ///
     /// ```no_run
     /// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
@@ -113,23 +105,27 @@ impl Database {
                     tokio::time::sleep(policy.delay(attempt)).await;
                     attempt += 1;
                 }
-                Err(err) => {
-                    let retried = attempt > 1;
-                    let mapped = map_diesel_error(err);
-                    return Err(if retried {
-                        Error::new(
-                            mapped.kind(),
-                            format!("{} (after {attempt} attempts)", mapped.message()),
-                        )
-                        .with_context("attempts", attempt.to_string())
-                        .with_source(mapped)
-                    } else {
-                        mapped
-                    });
-                }
+                Err(err) => return Err(final_error(map_diesel_error(err), attempt)),
             }
         }
     }
+}
+
+/// The error a transaction returns: the mapped error of its last attempt (kind, SQLSTATE and
+/// every other context, retryable flag), with the number of attempts made as `attempts`
+/// context — and in the message when the body ran more than once.
+fn final_error(last: Error, attempts: u32) -> Error {
+    let message = if attempts > 1 {
+        format!("{} (after {attempts} attempts)", last.message())
+    } else {
+        last.message().to_owned()
+    };
+    let mut err = Error::new(last.kind(), message).with_retryable(last.is_retryable());
+    for (key, value) in last.context_pairs() {
+        err = err.with_context(key, value);
+    }
+    err.with_context("attempts", attempts.to_string())
+        .with_source(last)
 }
 
 /// One attempt: BEGIN with the isolation level, the body, COMMIT — or ROLLBACK on any error.

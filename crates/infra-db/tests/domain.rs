@@ -293,3 +293,149 @@ async fn reads_go_to_healthy_replicas_and_fall_back_to_the_primary() {
     primary.drop_now().await;
     replica.drop_now().await;
 }
+
+/// A rival that deadlocks with the transaction under test once per round: the body locks
+/// `user0` then `user1`, the rival `user1` then `user0`. The body starts waiting first, so its
+/// deadlock check fires first and PostgreSQL aborts it (SQLSTATE 40P01); the rival then gets
+/// its locks and commits.
+struct DeadlockRival {
+    /// The body says "I hold user0" (its attempt number).
+    body_has_first: tokio::sync::mpsc::UnboundedSender<usize>,
+    /// The rival says "I hold user1".
+    rival_has_second: Arc<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<()>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeadlockRival {
+    fn spawn(database: &Database, rounds: usize) -> DeadlockRival {
+        let (body_tx, mut body_rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+        let (rival_tx, rival_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let database = database.clone();
+        let task = tokio::spawn(async move {
+            for _ in 0..rounds {
+                body_rx.recv().await.expect("the body starts a round");
+                let mut conn = database.get().await.unwrap();
+                let mut watcher = database.get().await.unwrap();
+                diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+                lock_user(&mut conn, "user1@acme.test").await.unwrap();
+                rival_tx.send(()).unwrap();
+                // Wait until the body is blocked on user1, so its deadlock check runs first.
+                let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+                while lock_waiters(&mut watcher).await < 1 {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "the body never waited for user1"
+                    );
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                }
+                // Blocks on user0 until PostgreSQL aborts the body; then commits.
+                lock_user(&mut conn, "user0@acme.test").await.unwrap();
+                diesel::sql_query("COMMIT")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+            }
+        });
+        DeadlockRival {
+            body_has_first: body_tx,
+            rival_has_second: Arc::new(tokio::sync::Mutex::new(rival_rx)),
+            task,
+        }
+    }
+}
+
+async fn lock_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    email: &str,
+) -> diesel::QueryResult<usize> {
+    diesel::update(users::table.filter(users::email.eq(email.to_owned())))
+        .set(users::timezone.eq("Europe/Berlin"))
+        .execute(conn)
+        .await
+}
+
+/// Backends of this test's database blocked on a lock.
+async fn lock_waiters(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+        "count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
+    ))
+    .get_result(conn)
+    .await
+    .unwrap()
+}
+
+/// Runs the body of the deadlock tests: user0, then (while the rival holds it) user1.
+async fn run_deadlocking(
+    database: &Database,
+    rival: &DeadlockRival,
+    rounds: usize,
+    policy: RetryPolicy,
+    attempts: Arc<AtomicUsize>,
+) -> infra_core::Result<usize> {
+    let body_has_first = rival.body_has_first.clone();
+    let rival_has_second = rival.rival_has_second.clone();
+    database
+        .transaction(Isolation::ReadCommitted, policy, move |conn| {
+            let attempt = attempts.fetch_add(1, Ordering::SeqCst) + 1;
+            let body_has_first = body_has_first.clone();
+            let rival_has_second = rival_has_second.clone();
+            Box::pin(async move {
+                let mut n = lock_user(conn, "user0@acme.test").await?;
+                if attempt <= rounds {
+                    body_has_first.send(attempt).unwrap();
+                    rival_has_second.lock().await.recv().await.unwrap();
+                }
+                n += lock_user(conn, "user1@acme.test").await?;
+                Ok(n)
+            })
+        })
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadlock_is_retried_until_it_commits() {
+    let (db, database, _) = seeded("deadlock", 2).await;
+    let rival = DeadlockRival::spawn(&database, 1);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let updated = run_deadlocking(
+        &database,
+        &rival,
+        1,
+        RetryPolicy::default(),
+        attempts.clone(),
+    )
+    .await
+    .unwrap();
+    rival.task.await.unwrap();
+    assert_eq!(updated, 2);
+    assert_eq!(
+        AtomicUsize::load(&attempts, Ordering::SeqCst),
+        2,
+        "the deadlock aborted the first attempt and the second committed"
+    );
+    drop(database);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exhausted_deadlock_retries_return_the_sqlstate_and_the_attempts() {
+    let (db, database, _) = seeded("deadlock_exhausted", 2).await;
+    let rival = DeadlockRival::spawn(&database, 2);
+    let attempts = Arc::new(AtomicUsize::new(0));
+    let policy = RetryPolicy {
+        max_attempts: 2,
+        ..RetryPolicy::default()
+    };
+    let err = run_deadlocking(&database, &rival, 2, policy, attempts.clone())
+        .await
+        .unwrap_err();
+    rival.task.await.unwrap();
+    assert_eq!(AtomicUsize::load(&attempts, Ordering::SeqCst), 2);
+    assert_eq!(err.kind(), ErrorKind::Conflict);
+    assert_eq!(err.context("sqlstate"), Some("40P01"));
+    assert_eq!(err.context("attempts"), Some("2"));
+    assert!(err.is_retryable(), "a deadlock may succeed later: {err}");
+    assert!(err.to_string().contains("after 2 attempts"), "{err}");
+    drop(database);
+    db.drop_now().await;
+}

@@ -20,8 +20,11 @@ pub struct InngestConfig {
     /// Where events are sent: `INNGEST_EVENT_API_BASE_URL`, else `INNGEST_BASE_URL`, else the
     /// dev server when `INNGEST_DEV` is set, else Inngest Cloud.
     pub base_url: Url,
-    /// Deadline of one send (`INNGEST_TIMEOUT`, default 10s).
+    /// Deadline of one send, retries included (`INNGEST_TIMEOUT`, default 10s).
     pub timeout: Duration,
+    /// Most attempts of one send: 429, 5xx and transport failures are retried with jittered
+    /// exponential back-off while the deadline allows (default 5).
+    pub max_attempts: u32,
 }
 
 impl InngestConfig {
@@ -31,6 +34,7 @@ impl InngestConfig {
             event_key: Secret::new(event_key.into()),
             base_url,
             timeout: Duration::from_secs(10),
+            max_attempts: 5,
         }
     }
 }
@@ -41,6 +45,7 @@ impl fmt::Debug for InngestConfig {
             .field("event_key", &self.event_key)
             .field("base_url", &self.base_url.as_str())
             .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
             .finish()
     }
 }
@@ -95,6 +100,7 @@ impl JobsConfig {
             event_key,
             base_url,
             timeout,
+            max_attempts: 5,
         }))
     }
 }

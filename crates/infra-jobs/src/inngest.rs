@@ -1,13 +1,27 @@
 //! The Inngest Event API client.
+//!
+//! One send is one deadline (`INNGEST_TIMEOUT`): within it, 429s, 5xx replies and transport
+//! failures are retried with jittered exponential back-off (a 429's `Retry-After` is honoured
+//! when the deadline allows it), as Inngest's own SDKs do. Other 4xx replies are final and
+//! carry the server's `error` message.
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infra_core::{Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, redact_url};
+use infra_core::{
+    Backoff, Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, redact_url,
+};
 use serde::Deserialize;
+use tokio::time::Instant;
 
 use crate::config::InngestConfig;
 use crate::event_id::now_ms;
+
+/// The back-off between attempts of one send.
+const RETRY_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(100),
+    max: Duration::from_secs(2),
+};
 
 /// Sends events to Inngest Cloud or the Inngest dev server: `POST {base}/e/{event_key}`.
 #[derive(Debug, Clone)]
@@ -16,19 +30,28 @@ pub struct InngestClient {
     http: reqwest::Client,
 }
 
+/// The Event API's reply: `{"ids": [...], "status": 200, "error"?: "..."}`.
 #[derive(Debug, Deserialize)]
 struct SendReply {
     #[serde(default)]
     ids: Vec<String>,
     #[serde(default)]
+    status: Option<u16>,
+    #[serde(default)]
     error: Option<String>,
+}
+
+/// One attempt's failure and whether another attempt may succeed.
+struct Attempt {
+    error: Error,
+    retry: bool,
+    retry_after: Option<Duration>,
 }
 
 impl InngestClient {
     /// A client for `config`.
     pub fn new(config: InngestConfig) -> Result<Self> {
         let http = reqwest::Client::builder()
-            .timeout(config.timeout)
             .connect_timeout(config.timeout.min(Duration::from_secs(5)))
             .build()
             .map_err(|e| Error::backend("cannot build the HTTP client").with_source(e))?;
@@ -46,42 +69,103 @@ impl InngestClient {
         Ok(url)
     }
 
+    /// Posts `body`, retrying what may succeed later until the deadline or the attempt limit.
     async fn post(&self, body: &serde_json::Value) -> Result<SendReply> {
+        let endpoint = self.endpoint()?;
+        let deadline = Instant::now() + self.config.timeout;
+        let max_attempts = self.config.max_attempts.max(1);
+        let mut attempt = 1;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let failure = match self.attempt(&endpoint, body, remaining).await {
+                Ok(reply) => return Ok(reply),
+                Err(failure) => failure,
+            };
+            let wait = failure
+                .retry_after
+                .unwrap_or_else(|| RETRY_BACKOFF.delay(attempt));
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if !failure.retry || attempt >= max_attempts || wait >= remaining {
+                return Err(failure.error.with_context("attempts", attempt.to_string()));
+            }
+            tracing::debug!(attempt, error = %failure.error, ?wait, "retrying Inngest send");
+            tokio::time::sleep(wait).await;
+            attempt += 1;
+        }
+    }
+
+    async fn attempt(
+        &self,
+        endpoint: &url::Url,
+        body: &serde_json::Value,
+        remaining: Duration,
+    ) -> std::result::Result<SendReply, Attempt> {
+        if remaining.is_zero() {
+            return Err(Attempt {
+                error: Error::timeout("Inngest send", self.config.timeout),
+                retry: false,
+                retry_after: None,
+            });
+        }
+        let transport = |e: reqwest::Error| {
+            let error = self.transport_error(e);
+            Attempt {
+                retry: error.is_retryable(),
+                error,
+                retry_after: None,
+            }
+        };
         let response = self
             .http
-            .post(self.endpoint()?)
+            .post(endpoint.clone())
+            .timeout(remaining)
             .json(body)
             .send()
             .await
-            .map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let text = response.text().await.map_err(|e| self.transport_error(e))?;
+            .map_err(transport)?;
+        let http_status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let text = response.text().await.map_err(transport)?;
         let reply: Option<SendReply> = serde_json::from_str(&text).ok();
-        if status.is_success() {
-            return reply.ok_or_else(|| {
-                Error::new(
+        // The body's `status` is the Event API's verdict; it matches the HTTP status except
+        // behind proxies that flatten errors to 200.
+        let status = reply
+            .as_ref()
+            .and_then(|r| r.status)
+            .filter(|s| !(200..300).contains(s))
+            .unwrap_or(http_status);
+        if (200..300).contains(&status) {
+            return reply.ok_or_else(|| Attempt {
+                error: Error::new(
                     ErrorKind::Decode,
-                    format!("Inngest replied {status} with an unexpected body"),
-                )
+                    format!("Inngest replied {status} with a body that is not the Event API's"),
+                ),
+                retry: false,
+                retry_after: None,
             });
         }
         let reason = reply
             .and_then(|r| r.error)
             .unwrap_or_else(|| text.chars().take(200).collect());
-        let kind = match status.as_u16() {
-            400 | 413 | 422 => ErrorKind::InvalidInput,
-            401 | 403 => ErrorKind::Config,
-            404 => ErrorKind::NotFound,
-            429 => ErrorKind::RateLimited,
-            _ if status.is_server_error() => ErrorKind::Unavailable,
-            _ => ErrorKind::Backend,
-        };
-        let mut err = Error::new(kind, format!("Inngest replied {status}: {reason}"))
-            .with_context("status", status.as_str());
+        let kind = ErrorKind::from_http_status(status);
+        let mut error = Error::new(kind, format!("Inngest replied {status}: {}", reason.trim()))
+            .with_context("status", status.to_string());
         if kind == ErrorKind::Config {
-            err = err.with_context("variable", "INNGEST_EVENT_KEY");
+            error = error.with_context("variable", "INNGEST_EVENT_KEY");
         }
-        Err(err)
+        if let Some(after) = retry_after {
+            error = error.with_retry_after(after);
+        }
+        Err(Attempt {
+            error,
+            retry: status == 429 || (500..600).contains(&status),
+            retry_after: retry_after.filter(|_| status == 429 || status == 503),
+        })
     }
 
     /// Maps a reqwest failure without printing the URL, which holds the event key.
@@ -90,7 +174,7 @@ impl InngestClient {
         let err = err.without_url();
         if err.is_timeout() {
             Error::timeout(&format!("Inngest send to {host}"), self.config.timeout).with_source(err)
-        } else if err.is_connect() {
+        } else if err.is_connect() || err.is_request() {
             Error::unavailable(format!("cannot reach Inngest at {host}")).with_source(err)
         } else {
             Error::backend(format!("Inngest request to {host} failed")).with_source(err)

@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::routing::post;
 use infra_core::{ErrorKind, Event, EventSender, HealthCheck, HealthStatus};
 use infra_jobs::{InngestClient, InngestConfig};
@@ -98,13 +99,162 @@ async fn closed_port_is_unavailable_and_invalid_event_is_refused() {
     drop(listener);
     let base = url::Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
     let mut config = InngestConfig::new(base, "secret-key-xyz");
-    config.timeout = Duration::from_secs(2);
+    config.timeout = Duration::from_millis(800);
     let client = InngestClient::new(config).unwrap();
     let err = client.send(Event::new("x", json!({}))).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     assert!(err.is_retryable());
+    // Refused connections were retried before the deadline ended the send.
+    let attempts: u32 = err.context("attempts").unwrap().parse().unwrap();
+    assert!(attempts > 1, "{err:?}");
     assert!(!format!("{err:?}").contains("secret-key-xyz"), "{err:?}");
 
     let err = client.send(Event::new("", json!({}))).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+/// A scripted reply: status, JSON body, `Retry-After`.
+type Reply = (u16, Value, Option<&'static str>);
+
+/// A stand-in Event API that answers from a script, then 200; it counts the requests.
+#[derive(Clone, Default)]
+struct Script {
+    replies: Arc<Mutex<Vec<Reply>>>,
+    requests: Arc<Mutex<usize>>,
+}
+
+async fn scripted(
+    State(script): State<Script>,
+    Json(body): Json<Value>,
+) -> axum::response::Response {
+    *script.requests.lock().unwrap() += 1;
+    let next = {
+        let mut replies = script.replies.lock().unwrap();
+        (!replies.is_empty()).then(|| replies.remove(0))
+    };
+    match next {
+        Some((status, reply, retry_after)) => {
+            let mut response = (StatusCode::from_u16(status).unwrap(), Json(reply)).into_response();
+            if let Some(after) = retry_after {
+                response
+                    .headers_mut()
+                    .insert("retry-after", after.parse().unwrap());
+            }
+            response
+        }
+        None => {
+            let n = body.as_array().map(Vec::len).unwrap_or(1);
+            let ids: Vec<String> = (0..n).map(|i| format!("ok{i}")).collect();
+            Json(json!({"ids": ids, "status": 200})).into_response()
+        }
+    }
+}
+
+async fn scripted_server(replies: Vec<Reply>, timeout: Duration) -> (InngestClient, Script) {
+    let script = Script {
+        replies: Arc::new(Mutex::new(replies)),
+        requests: Arc::default(),
+    };
+    let app = axum::Router::new()
+        .route("/e/{key}", post(scripted))
+        .with_state(script.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let mut config = InngestConfig::new(url::Url::parse(&format!("http://{addr}")).unwrap(), "k");
+    config.timeout = timeout;
+    (InngestClient::new(config).unwrap(), script)
+}
+
+#[tokio::test]
+async fn server_errors_and_rate_limits_are_retried_until_success() {
+    let (client, script) = scripted_server(
+        vec![
+            (503, json!({"error": "overloaded", "status": 503}), None),
+            (429, json!({"error": "slow down", "status": 429}), Some("0")),
+            (500, json!({"error": "oops", "status": 500}), None),
+        ],
+        Duration::from_secs(20),
+    )
+    .await;
+    let id = client.send(Event::new("a/b", json!({}))).await.unwrap();
+    assert_eq!(id, "ok0");
+    assert_eq!(*script.requests.lock().unwrap(), 4);
+}
+
+#[tokio::test]
+async fn client_errors_are_final_and_carry_the_servers_message() {
+    let (client, script) = scripted_server(
+        vec![(
+            400,
+            json!({"error": "event name is reserved", "status": 400}),
+            None,
+        )],
+        Duration::from_secs(20),
+    )
+    .await;
+    let err = client
+        .send(Event::new("inngest/x", json!({})))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err:?}");
+    assert!(err.to_string().contains("event name is reserved"), "{err}");
+    assert_eq!(err.context("status"), Some("400"));
+    assert_eq!(err.context("attempts"), Some("1"));
+    assert_eq!(*script.requests.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn retries_stop_at_the_attempt_limit_with_the_last_error() {
+    let replies = (0..10)
+        .map(|_| (502, json!({"error": "bad gateway", "status": 502}), None))
+        .collect();
+    let (client, script) = scripted_server(replies, Duration::from_secs(30)).await;
+    let err = client.send(Event::new("a/b", json!({}))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("bad gateway"), "{err}");
+    assert_eq!(err.context("attempts"), Some("5"));
+    assert_eq!(*script.requests.lock().unwrap(), 5);
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_deadline_ends_the_send_as_rate_limited() {
+    let (client, script) = scripted_server(
+        vec![(
+            429,
+            json!({"error": "rate limited", "status": 429}),
+            Some("3600"),
+        )],
+        Duration::from_secs(5),
+    )
+    .await;
+    let err = client.send(Event::new("a/b", json!({}))).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::RateLimited);
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(3600)));
+    assert_eq!(*script.requests.lock().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn a_hung_server_is_a_timeout_within_the_deadline() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Accepts connections and never answers.
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let mut config = InngestConfig::new(url::Url::parse(&format!("http://{addr}")).unwrap(), "k");
+    config.timeout = Duration::from_millis(500);
+    let client = InngestClient::new(config).unwrap();
+    let err = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.send(Event::new("a", json!({}))),
+    )
+    .await
+    .expect("the client's own deadline ends the call")
+    .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
 }

@@ -1,7 +1,5 @@
 //! The Sentry backend: the `sentry` crate's client, scrubbed before anything is sent.
 
-use std::borrow::Cow;
-use std::sync::Arc;
 use std::time::Duration;
 
 use infra_core::{Breadcrumb, Context, DynError, Error, Level, Probe, Result, User};
@@ -148,23 +146,37 @@ pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions
         .expose()
         .parse()
         .map_err(|_| Error::config("SENTRY_DSN", "is not a DSN the Sentry client accepts"))?;
-    // apply_defaults adds the default integrations: panics, contexts, backtraces.
-    Ok(sentry::apply_defaults(sentry::ClientOptions {
-        dsn: Some(parsed),
-        release: Some(Cow::Owned(config.release.clone())),
-        environment: Some(Cow::Owned(config.environment.clone())),
-        sample_rate: config.sample_rate,
-        traces_sample_rate: config.traces_sample_rate,
-        debug: config.debug,
-        send_default_pii: false,
-        shutdown_timeout: SHUTDOWN_TIMEOUT,
-        before_send: Some(Arc::new(|event| Some(scrub_event(event)))),
-        before_breadcrumb: Some(Arc::new(|mut crumb| {
+    for (variable, rate) in [
+        ("SENTRY_SAMPLE_RATE", config.sample_rate),
+        ("SENTRY_TRACES_SAMPLE_RATE", config.traces_sample_rate),
+    ] {
+        // The sentry builders panic outside 0.0–1.0; a config built by hand gets an error.
+        if !(0.0..=1.0).contains(&rate) {
+            return Err(Error::config(
+                variable,
+                format_args!("must be between 0.0 and 1.0, got {rate}"),
+            ));
+        }
+    }
+    let mut options = sentry::ClientOptions::new()
+        .release(config.release.clone())
+        .environment(config.environment.clone())
+        .sample_rate(config.sample_rate)
+        .traces_sample_rate(config.traces_sample_rate)
+        .debug(config.debug)
+        .send_default_pii(false)
+        .shutdown_timeout(SHUTDOWN_TIMEOUT)
+        .before_send(|event| Some(scrub_event(event)))
+        .before_breadcrumb(|mut crumb| {
             scrub_breadcrumb(&mut crumb);
             Some(crumb)
-        })),
-        ..Default::default()
-    }))
+        });
+    options.dsn = Some(parsed);
+    let mut options = sentry::apply_defaults(options);
+    // apply_defaults has put the default integrations (panics, contexts, backtraces) into
+    // `integrations`; with the flag left on, `sentry::init` would add them a second time.
+    options.default_integrations = false;
+    Ok(options)
 }
 
 /// Puts the caller's context map on the event as the `context` context.

@@ -122,15 +122,11 @@ impl PusherClient {
             };
         }
         let reason: String = text.chars().take(200).collect();
-        let (kind, variable) = match status.as_u16() {
-            400 => (ErrorKind::InvalidInput, None),
-            401 => (ErrorKind::Config, Some("PUSHER_SECRET")),
-            403 => (ErrorKind::Config, Some("PUSHER_APP_ID")),
-            404 => (ErrorKind::NotFound, None),
-            413 => (ErrorKind::InvalidInput, None),
-            429 => (ErrorKind::RateLimited, None),
-            _ if status.is_server_error() => (ErrorKind::Unavailable, None),
-            _ => (ErrorKind::Backend, None),
+        let kind = ErrorKind::from_http_status(status.as_u16());
+        let variable = match status.as_u16() {
+            401 => Some("PUSHER_SECRET"),
+            403 => Some("PUSHER_APP_ID"),
+            _ => None,
         };
         let mut err = Error::new(kind, format!("Pusher replied {status}: {}", reason.trim()))
             .with_context("status", status.as_str());
