@@ -55,6 +55,23 @@ pub fn run(args: &[String]) -> Result<bool> {
         cmd!(sh, "cargo check --quiet -p infra --features full").run()?;
         Ok(())
     })?;
+    step("tests without default features", || {
+        // What a user on `default-features = false` compiles: its unit tests and doctests.
+        // Lib and doc tests only, to keep CI lean; the full suite runs below.
+        for krate in CRATES.into_iter().chain(["infra"]) {
+            cmd!(
+                sh,
+                "cargo test --quiet -p {krate} --no-default-features --lib"
+            )
+            .run()?;
+            cmd!(
+                sh,
+                "cargo test --quiet -p {krate} --no-default-features --doc"
+            )
+            .run()?;
+        }
+        Ok(())
+    })?;
     step("official clients", || install_compat_clients(&sh))?;
     step("tests", || {
         Ok(cmd!(sh, "cargo test --workspace --all-features").run()?)

@@ -30,6 +30,7 @@ impl Default for EarlyRefresh {
 /// missing at once.
 ///
 /// ```
+/// # #[cfg(feature = "memory")] { // the example uses the memory backend
 /// use std::sync::Arc;
 /// use std::time::Duration;
 /// use infra_cache::{MemoryCache, SingleFlight};
@@ -42,6 +43,7 @@ impl Default for EarlyRefresh {
 ///     .unwrap();
 /// assert_eq!(tz, "UTC");
 /// # });
+/// # }
 /// ```
 pub struct SingleFlight {
     cache: Arc<dyn Cache>,

@@ -19,6 +19,7 @@ pub const MAX_TAG_BYTES: usize = 256;
 /// (or with other tags) is still removed by its earlier tags, never left stale.
 ///
 /// ```
+/// # #[cfg(feature = "memory")] { // the example uses the memory backend
 /// use std::time::Duration;
 /// use infra_cache::{MemoryCache, TaggedCache};
 /// use infra_core::Cache;
@@ -32,6 +33,7 @@ pub const MAX_TAG_BYTES: usize = 256;
 /// assert_eq!(cache.invalidate_tag("user:42").await.unwrap(), 2);
 /// assert!(!cache.exists("dashboard:42").await.unwrap());
 /// # });
+/// # }
 /// ```
 #[async_trait]
 pub trait TaggedCache: Cache {

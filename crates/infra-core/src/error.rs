@@ -62,6 +62,7 @@ impl ErrorKind {
             401 | 403 => ErrorKind::Config,
             404 => ErrorKind::NotFound,
             408 => ErrorKind::Timeout,
+            409 => ErrorKind::Conflict,
             429 => ErrorKind::RateLimited,
             500..=599 => ErrorKind::Unavailable,
             _ => ErrorKind::Backend,

@@ -7,12 +7,16 @@ mod duration;
 mod env;
 mod error;
 mod event;
+mod event_limits;
 mod health;
+mod http_status;
+mod job_queue;
 mod rate_limit;
 mod realtime;
 mod reporter;
 mod secret;
 mod signature;
+mod typed_event;
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -36,14 +40,20 @@ pub use duration::{format_duration, parse_duration};
 pub use env::{Env, parse_url};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventSender};
+pub use event_limits::EventLimits;
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
+pub use http_status::{http_status_error, parse_retry_after};
+pub use job_queue::{
+    ClaimedJob, DeadLetter, Enqueued, FunctionQueueStats, JobId, JobQueue, NewJob, Settlement,
+};
 pub use rate_limit::{RateLimitDecision, RateLimiter, RateLimiterExt, check_rate_limit_args};
 pub use realtime::{
     BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,
 };
 pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
 pub use secret::{Secret, redact_url};
-pub use signature::{hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
+pub use signature::{constant_time_eq, hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
+pub use typed_event::{TypedEvent, TypedEventSender};
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).
 pub(crate) fn serde_millis<S: serde::Serializer>(

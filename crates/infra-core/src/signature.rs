@@ -42,6 +42,22 @@ pub fn verify_hmac_sha256_hex(key: &Secret<String>, message: &[u8], signature_he
     mac(key, message).verify_slice(&signature).is_ok()
 }
 
+/// Whether two secrets are equal, in time that depends only on their lengths: for API keys
+/// and tokens compared against a request's.
+///
+/// ```
+/// use infra_core::constant_time_eq;
+/// assert!(constant_time_eq(b"key-1", b"key-1"));
+/// assert!(!constant_time_eq(b"key-1", b"key-2"));
+/// assert!(!constant_time_eq(b"key-1", b"key-10"));
+/// ```
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

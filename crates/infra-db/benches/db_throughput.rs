@@ -1,20 +1,28 @@
-//! `Database` against raw diesel-async with an identical pool, side by side in one run.
+//! `Database` against the strongest raw use of the same client, side by side in one run.
+//!
+//! The baseline is what a hand-written service would do to go fast: one dedicated
+//! tokio-postgres connection per task, the statement prepared once. Ours is what users of
+//! `infra-db` write: a connection from `Database::get()` (the pool, its checkout check) and a
+//! typed diesel query, whose prepared statement diesel-async caches per connection. When
+//! `pgbench` is installed its `-M prepared` rate for the same statement is printed as well:
+//! the C client, i.e. what the server manages on this machine.
 //!
 //! `cargo bench -p infra-db` (or `cargo xtask bench db`). Needs PostgreSQL on `DATABASE_URL`
 //! (default 127.0.0.1:5432); creates and drops its own database.
 
-use std::time::Instant;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
-use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use infra_db::schema::{users, workspaces};
 use infra_db::{Database, DbConfig, run_pending_migrations};
 
 const TASKS: usize = 32;
-const OPS_PER_TASK: usize = 300;
+const OPS_PER_TASK: usize = 400;
+/// Each side runs this many times, alternating, so drift in the machine's load (other builds
+/// share it) hits both sides alike.
 const ROUNDS: usize = 7;
 
 fn url_for(database: &str) -> String {
@@ -25,57 +33,176 @@ fn url_for(database: &str) -> String {
     url.to_string()
 }
 
-async fn throughput<F, Fut>(op: F) -> f64
+/// What one side did in one round: its rate, every operation's latency, and the CPU time this
+/// process (the client) spent per operation.
+struct Round {
+    rate: f64,
+    latencies: Vec<Duration>,
+    cpu_per_op: Duration,
+}
+
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux; zero
+/// elsewhere). The throughput of a machine shared with other work drifts; the client's CPU per
+/// query does not, so it shows where our layers cost more than the baseline's.
+fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name (which is in parentheses): utime is the 14th field of the
+    // line, stime the 15th, both in clock ticks (100 per second on Linux).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
+/// Runs `OPS_PER_TASK` operations on each of `TASKS` tasks; task `t` gets `state[t]`.
+async fn round<S, F, Fut>(state: &[S], op: F) -> Round
 where
-    F: Fn() -> Fut + Clone + Send + 'static,
+    S: Clone + Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     let started = Instant::now();
-    let tasks: Vec<_> = (0..TASKS)
-        .map(|_| {
+    let cpu = process_cpu();
+    let tasks: Vec<_> = state
+        .iter()
+        .cloned()
+        .map(|s| {
             let op = op.clone();
             tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(OPS_PER_TASK);
                 for _ in 0..OPS_PER_TASK {
-                    op().await;
+                    let t = Instant::now();
+                    op(s.clone()).await;
+                    latencies.push(t.elapsed());
                 }
+                latencies
             })
         })
         .collect();
+    let mut latencies = Vec::with_capacity(TASKS * OPS_PER_TASK);
     for t in tasks {
-        t.await.unwrap();
+        latencies.extend(t.await.unwrap());
     }
-    (TASKS * OPS_PER_TASK) as f64 / started.elapsed().as_secs_f64()
+    let ops = latencies.len() as u32;
+    Round {
+        rate: latencies.len() as f64 / started.elapsed().as_secs_f64(),
+        cpu_per_op: (process_cpu() - cpu) / ops,
+        latencies,
+    }
 }
 
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    xs[xs.len() / 2]
+/// Median, lowest and highest rate of the rounds; p50 and p99 latency over all of them.
+struct Summary {
+    median: f64,
+    low: f64,
+    high: f64,
+    p50: Duration,
+    p99: Duration,
+    cpu_per_op: Duration,
 }
 
-fn row(name: &str, ours: f64, raw: f64) {
+fn summarise(rounds: Vec<Round>) -> Summary {
+    let mut rates: Vec<f64> = rounds.iter().map(|r| r.rate).collect();
+    let cpu_per_op = rounds.iter().map(|r| r.cpu_per_op).sum::<Duration>() / rounds.len() as u32;
+    rates.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let mut all: Vec<Duration> = rounds.into_iter().flat_map(|r| r.latencies).collect();
+    all.sort_unstable();
+    let at = |q: f64| all[((all.len() - 1) as f64 * q).round() as usize];
+    Summary {
+        median: rates[rates.len() / 2],
+        low: rates[0],
+        high: rates[rates.len() - 1],
+        p50: at(0.50),
+        p99: at(0.99),
+        cpu_per_op,
+    }
+}
+
+fn line(label: &str, s: &Summary) {
     println!(
-        "{name:<34} ours {ours:>9.0}/s   raw diesel-async {raw:>9.0}/s   ratio {:.3}",
-        ours / raw
-    );
+        "  {label:<52} {:>6.0}/s (rounds {:.0}–{:.0})  p50 {:>6.1} µs  p99 {:>7.1} µs  client CPU {:.1} µs/query",
+        s.median,
+        s.low,
+        s.high,
+        s.p50.as_secs_f64() * 1e6,
+        s.p99.as_secs_f64() * 1e6,
+        s.cpu_per_op.as_secs_f64() * 1e6,
+    )
 }
 
-async fn compare<A, AF, B, BF>(name: &str, ours: A, raw: B)
+/// Alternates the sides `ROUNDS` times and prints the baseline first, then ours and the ratio.
+#[allow(clippy::too_many_arguments)]
+async fn compare<S, F, Fut, R, G, Gut>(
+    name: &str,
+    baseline_label: &str,
+    baseline_state: &[R],
+    baseline: G,
+    ours_label: &str,
+    ours_state: &[S],
+    ours: F,
+) -> f64
 where
-    A: Fn() -> AF + Clone + Send + 'static,
-    AF: std::future::Future<Output = ()> + Send,
-    B: Fn() -> BF + Clone + Send + 'static,
-    BF: std::future::Future<Output = ()> + Send,
+    S: Clone + Send + 'static,
+    F: Fn(S) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+    R: Clone + Send + 'static,
+    G: Fn(R) -> Gut + Clone + Send + 'static,
+    Gut: std::future::Future<Output = ()> + Send,
 {
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        // Alternate, so drift in the machine's load hits both sides alike.
-        a.push(throughput(ours.clone()).await);
-        b.push(throughput(raw.clone()).await);
+        b.push(round(baseline_state, baseline.clone()).await);
+        a.push(round(ours_state, ours.clone()).await);
     }
-    row(name, median(a), median(b));
+    let (ours, raw) = (summarise(a), summarise(b));
+    println!("{name}");
+    line(baseline_label, &raw);
+    line(ours_label, &ours);
+    let ratio = ours.median / raw.median;
+    println!("  ratio ours / baseline: {ratio:.3}\n");
+    ratio
 }
 
-/// 20 users of a workspace after an id, through the `(workspace_id, id)` index.
+/// `pgbench -M prepared` running `sql` on `TASKS` clients for a few seconds: its rate and mean
+/// latency, or `None` when pgbench is not installed (it ships in Debian's `postgresql-<v>`
+/// package, not in `postgresql-client`).
+fn pgbench(url: &str, sql: &str) -> Option<(f64, f64)> {
+    let script = std::env::temp_dir().join(format!("infra-bench-{}.sql", std::process::id()));
+    std::fs::write(&script, format!("{sql};\n")).ok()?;
+    let clients = TASKS.to_string();
+    let out = Command::new("pgbench")
+        .args([
+            "-n", "-M", "prepared", "-c", &clients, "-j", "2", "-T", "5", "-f",
+        ])
+        .arg(&script)
+        .arg(url)
+        .output();
+    let _ = std::fs::remove_file(&script);
+    let out = out.ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "pgbench failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let after = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+    };
+    Some((after("tps = ")?, after("latency average = ")?))
+}
+
+/// The 20 users of a workspace after an id, through the `(workspace_id, id)` index.
 async fn lookup(conn: &mut AsyncPgConnection, workspace: i64) -> Vec<(i64, String)> {
     users::table
         .filter(users::workspace_id.eq(workspace))
@@ -86,6 +213,26 @@ async fn lookup(conn: &mut AsyncPgConnection, workspace: i64) -> Vec<(i64, Strin
         .load(conn)
         .await
         .unwrap()
+}
+
+const LOOKUP_SQL: &str =
+    "SELECT id, email FROM users WHERE workspace_id = $1 AND id > 5000 ORDER BY id LIMIT 20";
+
+/// One dedicated tokio-postgres connection per task, each with `sql` prepared once.
+async fn dedicated(
+    url: &str,
+    sql: &str,
+) -> Vec<std::sync::Arc<(tokio_postgres::Client, tokio_postgres::Statement)>> {
+    let mut out = Vec::new();
+    for _ in 0..TASKS {
+        let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        let statement = client.prepare(sql).await.unwrap();
+        out.push(std::sync::Arc::new((client, statement)));
+    }
+    out
 }
 
 async fn run() {
@@ -102,11 +249,6 @@ async fn run() {
     let mut config = DbConfig::new(&url).unwrap();
     config.pool_size = TASKS;
     let db = Database::new(config).unwrap();
-    let raw: Pool<AsyncPgConnection> =
-        Pool::builder(AsyncDieselConnectionManager::<AsyncPgConnection>::new(&url))
-            .max_size(TASKS)
-            .build()
-            .unwrap();
 
     run_pending_migrations(&db).await.unwrap();
     let workspace: i64 = {
@@ -139,54 +281,62 @@ async fn run() {
         w
     };
 
-    println!("infra-db benchmarks ({TASKS} tasks, median of {ROUNDS} rounds; ratio = ours / raw)");
-    let (d, r) = (db.clone(), raw.clone());
+    println!(
+        "infra-db benchmarks: {TASKS} tasks x {OPS_PER_TASK} queries, {ROUNDS} alternating rounds; \
+         rate = median round (range), latency over all rounds"
+    );
+    let ours_state = vec![db.clone(); TASKS];
+
+    let select_one = dedicated(&url, "SELECT 1").await;
     compare(
         "pooled SELECT 1",
-        move || {
-            let d = d.clone();
-            async move {
-                let mut conn = d.get().await.unwrap();
-                let _: i32 = diesel::select(diesel::dsl::sql::<Integer>("1"))
-                    .get_result(&mut conn)
-                    .await
-                    .unwrap();
-            }
+        "tokio-postgres, dedicated connection per task, prepared",
+        &select_one,
+        |c| async move {
+            let row = c.0.query_one(&c.1, &[]).await.unwrap();
+            assert_eq!(row.get::<_, i32>(0), 1);
         },
-        move || {
-            let r = r.clone();
-            async move {
-                let mut conn = r.get().await.unwrap();
-                let _: i32 = diesel::select(diesel::dsl::sql::<Integer>("1"))
-                    .get_result(&mut conn)
-                    .await
-                    .unwrap();
-            }
+        "Database::get() + select(1.into_sql::<Integer>())",
+        &ours_state,
+        |d: Database| async move {
+            let mut conn = d.get().await.unwrap();
+            let one: i32 = diesel::select(1.into_sql::<Integer>())
+                .get_result(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(one, 1);
         },
     )
     .await;
+    drop(select_one);
+    match pgbench(&url, "SELECT 1") {
+        Some((tps, latency_ms)) => println!(
+            "  pgbench -M prepared -c {TASKS} -j 2 -T 5, SELECT 1 (the server's limit): {tps:.0}/s, mean latency {:.1} µs\n",
+            latency_ms * 1000.0
+        ),
+        None => println!("  pgbench row skipped (pgbench not installed or failed)\n"),
+    }
 
-    let (d, r) = (db.clone(), raw.clone());
+    let lookups = dedicated(&url, LOOKUP_SQL).await;
     compare(
         "20-row indexed users lookup",
-        move || {
-            let d = d.clone();
-            async move {
-                let mut conn = d.read().await.unwrap();
-                assert_eq!(lookup(&mut conn, workspace).await.len(), 20);
-            }
+        "tokio-postgres, dedicated connection per task, prepared",
+        &lookups,
+        move |c| async move {
+            let rows = c.0.query(&c.1, &[&workspace]).await.unwrap();
+            assert_eq!(rows.len(), 20);
         },
-        move || {
-            let r = r.clone();
-            async move {
-                let mut conn = r.get().await.unwrap();
-                assert_eq!(lookup(&mut conn, workspace).await.len(), 20);
-            }
+        "Database::read() + typed diesel query",
+        &ours_state,
+        move |d: Database| async move {
+            let mut conn = d.read().await.unwrap();
+            assert_eq!(lookup(&mut conn, workspace).await.len(), 20);
         },
     )
     .await;
+    drop(lookups);
 
-    drop((db, raw));
+    drop((db, ours_state));
     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
         .execute(&mut admin)
         .await

@@ -24,6 +24,10 @@ pub struct DbConfig {
     pub statement_timeout: Duration,
     /// `DATABASE_IDLE_TIMEOUT`: connections unused this long are closed (default 10m).
     pub idle_timeout: Duration,
+    /// `DATABASE_VERIFY_AFTER_IDLE`: a checkout verifies a connection with `SELECT 1` only when
+    /// it was last checked out this long ago or more (default 500ms; `0` verifies every
+    /// checkout). Connections whose socket is closed are dropped on checkout either way.
+    pub verify_after_idle: Duration,
 }
 
 impl DbConfig {
@@ -38,12 +42,13 @@ impl DbConfig {
             connect_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(600),
+            verify_after_idle: Duration::from_millis(500),
         })
     }
 
     /// Reads `DATABASE_URL` (required), `DATABASE_REPLICA_URLS`, `DATABASE_POOL_SIZE`,
     /// `DATABASE_ACQUIRE_TIMEOUT`, `DATABASE_CONNECT_TIMEOUT`, `DATABASE_STATEMENT_TIMEOUT`,
-    /// `DATABASE_IDLE_TIMEOUT`.
+    /// `DATABASE_IDLE_TIMEOUT`, `DATABASE_VERIFY_AFTER_IDLE`.
     pub fn from_env(env: &Env) -> Result<Self> {
         let mut config = DbConfig::new(&env.required("DATABASE_URL")?)?;
         for replica in env.list("DATABASE_REPLICA_URLS") {
@@ -70,6 +75,9 @@ impl DbConfig {
         }
         if let Some(t) = env.duration("DATABASE_STATEMENT_TIMEOUT")? {
             config.statement_timeout = t;
+        }
+        if let Some(t) = env.duration("DATABASE_VERIFY_AFTER_IDLE")? {
+            config.verify_after_idle = t;
         }
         Ok(config)
     }
@@ -117,6 +125,7 @@ impl fmt::Debug for DbConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("statement_timeout", &self.statement_timeout)
             .field("idle_timeout", &self.idle_timeout)
+            .field("verify_after_idle", &self.verify_after_idle)
             .finish()
     }
 }
@@ -154,11 +163,13 @@ mod tests {
             ),
             ("DATABASE_POOL_SIZE", "4"),
             ("DATABASE_STATEMENT_TIMEOUT", "2s"),
+            ("DATABASE_VERIFY_AFTER_IDLE", "0"),
         ]);
         let cfg = DbConfig::from_env(&env).unwrap();
         assert_eq!(cfg.replica_urls.len(), 2);
         assert_eq!(cfg.pool_size, 4);
         assert_eq!(cfg.statement_timeout, Duration::from_secs(2));
+        assert_eq!(cfg.verify_after_idle, Duration::ZERO);
         assert!(!format!("{cfg:?}").contains("s3cret"));
         let err = DbConfig::from_env(&Env::from_pairs([
             ("DATABASE_URL", "postgres://h/db"),

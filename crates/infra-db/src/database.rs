@@ -6,25 +6,28 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::ConnectionError;
 use diesel::sql_types::{Integer, Text};
-use diesel_async::pooled_connection::deadpool::{Object, Pool};
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::FutureExt;
 use infra_core::{Env, Error, HealthCheck, Probe, Result, format_duration};
 
+use crate::checkout::{ConnectionManager, Pool};
 use crate::config::DbConfig;
-use crate::error::{map_diesel_error, map_pool_error};
+use crate::error::{map_connection_error, map_diesel_error, map_pool_error};
 use crate::replicas::Replicas;
 use crate::tls::{SslMode, connect_tls, connector};
 
 /// A connection borrowed from the pool; returned when dropped.
-pub type PooledConnection = Object<AsyncPgConnection>;
+pub type PooledConnection = deadpool::managed::Object<ConnectionManager>;
 
 /// A pooled PostgreSQL database, cheap to clone and share (the seed's Prisma singleton,
 /// without a hidden global: build it once, clone it into handlers).
 ///
-/// Building never connects; connections open on first use and are checked on every checkout
-/// (deadpool's recycle), so connections the server killed are replaced transparently.
+/// Building never connects; connections open on first use. A checkout drops connections whose
+/// socket is closed (the server killed them, an I/O error) and verifies with `SELECT 1` those
+/// unused for `verify_after_idle` (500 ms), so connections the server killed are replaced
+/// transparently while a busy pool pays no extra round trip (see `docs/db.md`). The pool hands
+/// out the most recently used connection first, so the idle ones age and get verified or closed.
 ///
 /// ```no_run
 /// # async fn demo() -> infra_core::Result<()> {
@@ -40,7 +43,7 @@ pub struct Database {
 }
 
 struct Inner {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pool,
     replicas: Replicas,
     config: DbConfig,
     reaper: std::sync::OnceLock<()>,
@@ -81,16 +84,22 @@ pub(crate) async fn establish(
 }
 
 /// A pool over `url` with `config`'s sizes and timeouts.
-pub(crate) fn build_pool(url: &str, config: &DbConfig) -> Result<Pool<AsyncPgConnection>> {
+pub(crate) fn build_pool(url: &str, config: &DbConfig) -> Result<Pool> {
     let (connect_timeout, statement_timeout) = (config.connect_timeout, config.statement_timeout);
     let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
     manager_config.custom_setup = Box::new(move |url: &str| {
         establish(url.to_owned(), connect_timeout, statement_timeout).boxed()
     });
-    let manager =
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config);
+    let manager = ConnectionManager::new(
+        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config),
+        config.verify_after_idle,
+    );
     Pool::builder(manager)
         .max_size(config.pool_size)
+        // Most recently used first: under light load the spare connections sit idle, so they
+        // are verified (or closed by the idle timeout) instead of each staying just fresh
+        // enough to skip the check.
+        .queue_mode(deadpool::managed::QueueMode::Lifo)
         .runtime(deadpool::Runtime::Tokio1)
         .wait_timeout(Some(config.acquire_timeout))
         .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
@@ -125,6 +134,20 @@ impl Database {
         self.inner.pool.get().await.map_err(map_pool_error)
     }
 
+    /// A connection of its own to the primary, outside the pool, with the pool's TLS, connect
+    /// timeout and statement timeout: for sessions that hold a connection for long, such as
+    /// `LISTEN`, which would otherwise pin one of the pool's slots.
+    pub async fn dedicated_connection(&self) -> Result<AsyncPgConnection> {
+        let config = &self.inner.config;
+        establish(
+            config.url.expose().clone(),
+            config.connect_timeout,
+            config.statement_timeout,
+        )
+        .await
+        .map_err(map_connection_error)
+    }
+
     /// Closes connections idle longer than `idle_timeout`. Started on first use, because
     /// building a `Database` needs no runtime; it stops when the last clone is dropped.
     pub(crate) fn start_idle_reaper(&self) {
@@ -149,7 +172,7 @@ impl Database {
     }
 
     /// The primary's pool.
-    pub fn pool(&self) -> &Pool<AsyncPgConnection> {
+    pub fn pool(&self) -> &Pool {
         &self.inner.pool
     }
 

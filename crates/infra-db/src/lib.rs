@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "postgres")]
+mod checkout;
 mod config;
 #[cfg(feature = "postgres")]
 mod database;
@@ -17,6 +19,8 @@ mod tls;
 #[cfg(feature = "postgres")]
 mod transaction;
 
+#[cfg(feature = "postgres")]
+pub use checkout::{ConnectionManager, Pool};
 pub use config::DbConfig;
 #[cfg(feature = "postgres")]
 pub use database::{Database, PooledConnection};

@@ -4,10 +4,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::deadpool::Pool;
 use infra_core::{Result, redact_url};
 
+use crate::checkout::Pool;
 use crate::config::DbConfig;
 use crate::database::{Database, PooledConnection, build_pool};
 
@@ -15,7 +14,7 @@ use crate::database::{Database, PooledConnection, build_pool};
 const COOL_DOWN: Duration = Duration::from_secs(10);
 
 struct Replica {
-    pool: Pool<AsyncPgConnection>,
+    pool: Pool,
     label: String,
     down_until: Mutex<Option<Instant>>,
 }

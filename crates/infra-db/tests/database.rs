@@ -63,6 +63,95 @@ async fn connections_killed_server_side_are_replaced() {
     db.drop_now().await;
 }
 
+/// Terminates every backend connected to `db` from outside its pool and waits (up to 5 s)
+/// until they are gone; returns how many there were.
+async fn kill_all_and_wait(db: &TestDb) -> usize {
+    use diesel_async::AsyncConnection;
+    let mut admin = diesel_async::AsyncPgConnection::establish(&support::url_for("postgres"))
+        .await
+        .unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid, 5000) AS killed FROM pg_stat_activity WHERE datname = '{}'",
+        db.name
+    ))
+    .load::<Killed>(&mut admin)
+    .await
+    .unwrap()
+    .into_iter()
+    .filter(|k| k.killed)
+    .count()
+}
+
+async fn select_one(conn: &mut infra_db::PooledConnection) -> i32 {
+    diesel::select(diesel::dsl::sql::<Integer>("1"))
+        .get_result(conn)
+        .await
+        .map_err(map_diesel_error)
+        .expect("a handed-out connection answers")
+}
+
+/// Within the verify window no `SELECT 1` runs on checkout: what keeps a connection the server
+/// closed from being handed out is the local check (tokio-postgres saw the socket close).
+/// The window is an hour here, so only that check can save this test.
+#[tokio::test]
+async fn closed_connections_are_dropped_on_checkout_without_a_round_trip() {
+    let db = TestDb::create("closed").await;
+    let mut config = DbConfig::new(&db.url).unwrap();
+    config.verify_after_idle = Duration::from_secs(3600);
+    let database = Database::new(config).unwrap();
+    let warm: Vec<_> = futures::future::join_all((0..4).map(|_| database.get())).await;
+    assert!(warm.iter().all(|c| c.is_ok()));
+    drop(warm);
+    assert_eq!(kill_all_and_wait(&db).await, 4);
+    // The server's FATAL and the end of stream are on the sockets now; give the client's
+    // connection tasks a moment to read them (a deadline, not a measurement).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut conns: Vec<_> = futures::future::join_all((0..4).map(|_| database.get()))
+        .await
+        .into_iter()
+        .map(|c| c.expect("a fresh connection replaces the closed one"))
+        .collect();
+    for conn in &mut conns {
+        assert_eq!(select_one(conn).await, 1);
+    }
+    drop(conns);
+    drop(database);
+    db.drop_now().await;
+}
+
+/// A zero window verifies every checkout with `SELECT 1`, as before the window existed: a
+/// connection killed an instant before its checkout is caught even when the client has not
+/// read the server's goodbye yet.
+#[tokio::test]
+async fn zero_window_verifies_every_checkout() {
+    let db = TestDb::create("verify").await;
+    let mut config = DbConfig::new(&db.url).unwrap();
+    config.verify_after_idle = Duration::ZERO;
+    let database = Database::new(config).unwrap();
+    let warm: Vec<_> = futures::future::join_all((0..3).map(|_| database.get())).await;
+    drop(warm);
+    let mut admin = database.get().await.unwrap();
+    diesel::sql_query(format!(
+        "SELECT pg_terminate_backend(pid) AS killed FROM pg_stat_activity WHERE datname = '{}' AND pid <> pg_backend_pid()",
+        db.name
+    ))
+    .load::<Killed>(&mut admin)
+    .await
+    .unwrap();
+    drop(admin);
+    let mut conns: Vec<_> = futures::future::join_all((0..3).map(|_| database.get()))
+        .await
+        .into_iter()
+        .map(|c| c.expect("verified or fresh"))
+        .collect();
+    for conn in &mut conns {
+        assert_eq!(select_one(conn).await, 1);
+    }
+    drop(conns);
+    drop(database);
+    db.drop_now().await;
+}
+
 #[derive(diesel::QueryableByName)]
 struct Killed {
     #[diesel(sql_type = diesel::sql_types::Bool)]

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use infra_core::{Env, Result, Secret, parse_url};
+use infra_core::{Env, Error, Result, Secret, parse_url};
 use url::Url;
 
 /// Inngest Cloud's event API.
@@ -50,21 +50,66 @@ impl fmt::Debug for InngestConfig {
     }
 }
 
-/// The events backend picked from the environment.
+/// The jobs backend picked from the environment.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum JobsConfig {
-    /// In-process delivery (no variables set).
-    Local,
-    /// The Inngest Event API.
+    /// The in-process queue ([`crate::MemoryQueue`]).
+    Memory,
+    /// The durable PostgreSQL queue ([`crate::PgQueue`], feature `postgres`) on
+    /// `DATABASE_URL`.
+    Postgres,
+    /// The Inngest Event API; Inngest runs the functions through the serve handler.
     Inngest(InngestConfig),
 }
 
 impl JobsConfig {
-    /// Inngest when `INNGEST_EVENT_KEY` or `INNGEST_DEV` is set, otherwise local.
+    /// `INFRA_JOBS_BACKEND` = `inngest` | `postgres` | `memory` when set. Unset: Inngest when
+    /// `INNGEST_EVENT_KEY` or `INNGEST_DEV` is set, else PostgreSQL when `DATABASE_URL` is set
+    /// and the `postgres` feature is on, else memory.
     ///
     /// `INNGEST_DEV` is `1`/`true` (dev server at its default address) or the dev server's URL.
     pub fn from_env(env: &Env) -> Result<Self> {
+        let inngest = JobsConfig::inngest_from_env(env)?;
+        match env.get("INFRA_JOBS_BACKEND").as_deref().map(str::trim) {
+            None | Some("") => Ok(match inngest {
+                Some(config) => JobsConfig::Inngest(config),
+                None if cfg!(feature = "postgres") && env.is_set("DATABASE_URL") => {
+                    JobsConfig::Postgres
+                }
+                None => JobsConfig::Memory,
+            }),
+            Some("memory") => Ok(JobsConfig::Memory),
+            Some("postgres") => {
+                if !cfg!(feature = "postgres") {
+                    return Err(Error::config(
+                        "INFRA_JOBS_BACKEND",
+                        "is `postgres` but infra-jobs was built without its `postgres` feature",
+                    ));
+                }
+                if !env.is_set("DATABASE_URL") {
+                    return Err(Error::config(
+                        "DATABASE_URL",
+                        "must be set when INFRA_JOBS_BACKEND is `postgres`",
+                    ));
+                }
+                Ok(JobsConfig::Postgres)
+            }
+            Some("inngest") => inngest.map(JobsConfig::Inngest).ok_or_else(|| {
+                Error::config(
+                    "INNGEST_EVENT_KEY",
+                    "must be set (or INNGEST_DEV) when INFRA_JOBS_BACKEND is `inngest`",
+                )
+            }),
+            Some(other) => Err(Error::config(
+                "INFRA_JOBS_BACKEND",
+                format_args!("must be `inngest`, `postgres` or `memory`, got `{other}`"),
+            )),
+        }
+    }
+
+    /// The Inngest settings, when `INNGEST_EVENT_KEY` or `INNGEST_DEV` is set.
+    fn inngest_from_env(env: &Env) -> Result<Option<InngestConfig>> {
         let dev = match env.get("INNGEST_DEV") {
             None => None,
             Some(v) if v.starts_with("http://") || v.starts_with("https://") => {
@@ -77,7 +122,7 @@ impl JobsConfig {
         };
         let key = env.optional_secret("INNGEST_EVENT_KEY");
         if key.is_none() && dev.is_none() {
-            return Ok(JobsConfig::Local);
+            return Ok(None);
         }
         let base_url = match env.url("INNGEST_EVENT_API_BASE_URL")? {
             Some(url) => url,
@@ -96,7 +141,7 @@ impl JobsConfig {
         let timeout = env
             .duration("INNGEST_TIMEOUT")?
             .unwrap_or(Duration::from_secs(10));
-        Ok(JobsConfig::Inngest(InngestConfig {
+        Ok(Some(InngestConfig {
             event_key,
             base_url,
             timeout,
@@ -112,7 +157,38 @@ mod tests {
     #[test]
     fn local_without_variables() {
         let cfg = JobsConfig::from_env(&Env::empty()).unwrap();
-        assert!(matches!(cfg, JobsConfig::Local));
+        assert!(matches!(cfg, JobsConfig::Memory));
+    }
+
+    #[test]
+    fn backend_variable_and_default_rule() {
+        let db = ("DATABASE_URL", "postgres://localhost/app");
+        let cfg = JobsConfig::from_env(&Env::from_pairs([db])).unwrap();
+        if cfg!(feature = "postgres") {
+            assert!(matches!(cfg, JobsConfig::Postgres));
+        } else {
+            assert!(matches!(cfg, JobsConfig::Memory));
+        }
+        let cfg = JobsConfig::from_env(&Env::from_pairs([db, ("INNGEST_DEV", "1")])).unwrap();
+        assert!(matches!(cfg, JobsConfig::Inngest(_)));
+        let cfg = JobsConfig::from_env(&Env::from_pairs([
+            db,
+            ("INNGEST_DEV", "1"),
+            ("INFRA_JOBS_BACKEND", "memory"),
+        ]))
+        .unwrap();
+        assert!(matches!(cfg, JobsConfig::Memory));
+        let err =
+            JobsConfig::from_env(&Env::from_pairs([("INFRA_JOBS_BACKEND", "redis")])).unwrap_err();
+        assert_eq!(err.variable(), Some("INFRA_JOBS_BACKEND"));
+        let err = JobsConfig::from_env(&Env::from_pairs([("INFRA_JOBS_BACKEND", "inngest")]))
+            .unwrap_err();
+        assert_eq!(err.variable(), Some("INNGEST_EVENT_KEY"));
+        if cfg!(feature = "postgres") {
+            let err = JobsConfig::from_env(&Env::from_pairs([("INFRA_JOBS_BACKEND", "postgres")]))
+                .unwrap_err();
+            assert_eq!(err.variable(), Some("DATABASE_URL"));
+        }
     }
 
     #[test]

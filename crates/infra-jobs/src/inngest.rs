@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infra_core::{
-    Backoff, Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, redact_url,
+    Backoff, Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, http_status_error,
+    parse_retry_after, redact_url,
 };
 use serde::Deserialize;
 use tokio::time::Instant;
@@ -128,8 +129,7 @@ impl InngestClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+            .and_then(parse_retry_after);
         let text = response.text().await.map_err(transport)?;
         let reply: Option<SendReply> = serde_json::from_str(&text).ok();
         // The body's `status` is the Event API's verdict; it matches the HTTP status except
@@ -152,14 +152,9 @@ impl InngestClient {
         let reason = reply
             .and_then(|r| r.error)
             .unwrap_or_else(|| text.chars().take(200).collect());
-        let kind = ErrorKind::from_http_status(status);
-        let mut error = Error::new(kind, format!("Inngest replied {status}: {}", reason.trim()))
-            .with_context("status", status.to_string());
-        if kind == ErrorKind::Config {
+        let mut error = http_status_error("Inngest", status, &reason, retry_after);
+        if error.kind() == ErrorKind::Config {
             error = error.with_context("variable", "INNGEST_EVENT_KEY");
-        }
-        if let Some(after) = retry_after {
-            error = error.with_retry_after(after);
         }
         Err(Attempt {
             error,

@@ -1,19 +1,59 @@
 #![doc = include_str!("../README.md")]
 
+mod concurrency;
 mod config;
+mod context;
+mod cron;
 mod event_id;
+mod event_key;
+mod function;
+#[cfg(feature = "serve")]
+mod ingest;
 #[cfg(feature = "inngest")]
 mod inngest;
 mod local;
+mod memory_queue;
+mod outcome;
+#[cfg(feature = "postgres")]
+mod pg_queue;
+mod registry;
+mod runtime;
+mod seed_events;
 mod service;
 mod signing;
+mod worker;
+mod worker_settings;
 
 pub use config::{InngestConfig, JobsConfig};
+pub use context::{AppState, JobContext};
+pub use cron::CronSchedule;
+pub use event_key::EventKey;
+pub use function::{
+    Backoff, CRON_EVENT_NAME, Concurrency, Debounce, Function, FunctionBuilder, FunctionOptions,
+    Idempotency, Trigger,
+};
+pub use infra_core::{EventLimits, TypedEvent, TypedEventSender};
+#[cfg(feature = "serve")]
+pub use ingest::{
+    DEFAULT_INGEST_MAX_BODY, INGEST_KEYS_VAR, INGEST_MAX_BODY_VAR, IngestConfig, ingest_router,
+};
 #[cfg(feature = "inngest")]
 pub use inngest::InngestClient;
 pub use local::LocalEventBus;
+pub use memory_queue::MemoryQueue;
+pub use outcome::Outcome;
+#[cfg(feature = "postgres")]
+pub use pg_queue::PgQueue;
+pub use registry::FunctionRegistry;
+pub use runtime::{
+    FunctionStats, JobsRuntime, JobsStats, PROBE_EVENT_NAME, PROBE_FUNCTION_ID, RunCounters,
+};
+pub use seed_events::{
+    CalendarSyncRequested, EmailSendRequested, schedule_calendar_sync, send_email,
+};
 pub use service::Jobs;
 pub use signing::{
     SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR,
     SignatureHeader, SigningKey, SigningKeys,
 };
+pub use worker_settings::WorkerSettings;

@@ -1,74 +1,86 @@
-//! The events backend chosen from the environment.
+//! The jobs backend chosen from the environment.
 
 use std::sync::Arc;
 
-use infra_core::{Env, EventSender, HealthCheck, Result};
+use infra_core::{Env, EventLimits, EventSender, HealthCheck, Result};
 
 use crate::config::JobsConfig;
-use crate::local::LocalEventBus;
+use crate::memory_queue::MemoryQueue;
+use crate::runtime::JobsRuntime;
+use crate::worker_settings::WorkerSettings;
 
-/// The event sender and its health check, as picked by [`JobsConfig::from_env`].
-#[derive(Clone)]
+/// The jobs runtime over the backend [`JobsConfig::from_env`] picks. Register the app's
+/// functions on [`Jobs::runtime`], then [`JobsRuntime::start`] it.
+#[derive(Clone, Debug)]
 pub struct Jobs {
-    events: Arc<dyn EventSender>,
-    health: Arc<dyn HealthCheck>,
-    local: Option<Arc<LocalEventBus>>,
-    backend: &'static str,
+    runtime: JobsRuntime,
 }
 
 impl Jobs {
-    /// Inngest when configured, else the in-process bus.
+    /// The backend the environment names (see [`JobsConfig::from_env`]).
     pub fn from_env(env: &Env) -> Result<Self> {
-        Jobs::from_config(JobsConfig::from_env(env)?)
+        let limits = EventLimits::from_env(env)?;
+        let settings = WorkerSettings::from_env(env)?;
+        Jobs::from_config(JobsConfig::from_env(env)?, env, limits, settings)
     }
 
-    /// Builds the backend `config` names.
-    pub fn from_config(config: JobsConfig) -> Result<Self> {
-        match config {
-            JobsConfig::Local => {
-                let bus = Arc::new(LocalEventBus::default());
-                Ok(Jobs {
-                    events: bus.clone(),
-                    health: bus.clone(),
-                    local: Some(bus),
-                    backend: "local",
-                })
+    /// Builds the backend `config` names (PostgreSQL reads its pool settings from `env`).
+    pub fn from_config(
+        config: JobsConfig,
+        env: &Env,
+        limits: EventLimits,
+        settings: WorkerSettings,
+    ) -> Result<Self> {
+        let _ = env;
+        let runtime = match config {
+            JobsConfig::Memory => {
+                JobsRuntime::with_settings(Arc::new(MemoryQueue::new()), limits, settings)
+            }
+            #[cfg(feature = "postgres")]
+            JobsConfig::Postgres => {
+                let db = infra_db::Database::from_env(env)?;
+                JobsRuntime::with_settings(Arc::new(crate::PgQueue::new(db)), limits, settings)
+            }
+            #[cfg(not(feature = "postgres"))]
+            JobsConfig::Postgres => {
+                return Err(infra_core::Error::config(
+                    "INFRA_JOBS_BACKEND",
+                    "is `postgres` but infra-jobs was built without its `postgres` feature",
+                ));
             }
             #[cfg(feature = "inngest")]
             JobsConfig::Inngest(config) => {
                 let client = Arc::new(crate::InngestClient::new(config)?);
-                Ok(Jobs {
-                    events: client.clone(),
-                    health: client,
-                    local: None,
-                    backend: "inngest",
-                })
+                JobsRuntime::forwarding(client.clone(), client, "inngest", limits)
             }
             #[cfg(not(feature = "inngest"))]
-            JobsConfig::Inngest(_) => Err(infra_core::Error::config(
-                "INNGEST_EVENT_KEY",
-                "is set but infra-jobs was built without its `inngest` feature",
-            )),
-        }
+            JobsConfig::Inngest(_) => {
+                return Err(infra_core::Error::config(
+                    "INNGEST_EVENT_KEY",
+                    "is set but infra-jobs was built without its `inngest` feature",
+                ));
+            }
+        };
+        Ok(Jobs { runtime })
+    }
+
+    /// The runtime: register functions, start workers, stats, dead letters.
+    pub fn runtime(&self) -> &JobsRuntime {
+        &self.runtime
     }
 
     /// Where events go.
     pub fn events(&self) -> Arc<dyn EventSender> {
-        self.events.clone()
+        Arc::new(self.runtime.clone())
     }
 
     /// The backend's health check.
     pub fn health(&self) -> Arc<dyn HealthCheck> {
-        self.health.clone()
+        Arc::new(self.runtime.clone())
     }
 
-    /// The in-process bus, when that is the backend (to subscribe to events).
-    pub fn local_bus(&self) -> Option<Arc<LocalEventBus>> {
-        self.local.clone()
-    }
-
-    /// `local` or `inngest`.
+    /// `memory`, `postgres` or `inngest`.
     pub fn backend(&self) -> &'static str {
-        self.backend
+        self.runtime.backend()
     }
 }

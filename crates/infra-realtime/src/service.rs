@@ -5,42 +5,54 @@ use std::sync::Arc;
 use infra_core::{Env, HealthCheck, Realtime, Result};
 
 use crate::config::RealtimeConfig;
-use crate::local::LocalRealtime;
 
 /// The realtime backend and its health check, as picked by [`RealtimeConfig::from_env`].
 #[derive(Clone)]
 pub struct RealtimeService {
     realtime: Arc<dyn Realtime>,
     health: Arc<dyn HealthCheck>,
-    local: Option<Arc<LocalRealtime>>,
+    #[cfg(feature = "server")]
+    server: Option<crate::server::RealtimeServer>,
     backend: &'static str,
 }
 
 impl RealtimeService {
-    /// Pusher when configured, else the in-process hub.
+    /// Pusher when configured, else the embedded Pusher-protocol server (its apps from
+    /// `INFRA_REALTIME_APPS_FILE` when set).
     pub fn from_env(env: &Env) -> Result<Self> {
-        RealtimeService::from_config(RealtimeConfig::from_env(env)?)
+        let config = RealtimeConfig::from_env(env)?;
+        #[cfg(feature = "server")]
+        if let RealtimeConfig::Local = config {
+            let server_config = crate::server::ServerConfig::from_env(env)?
+                .unwrap_or_else(crate::server::ServerConfig::embedded_default);
+            return Ok(RealtimeService::embedded(
+                crate::server::RealtimeServer::new(server_config)?,
+            ));
+        }
+        RealtimeService::from_config(config)
     }
 
     /// Builds the backend `config` names.
     pub fn from_config(config: RealtimeConfig) -> Result<Self> {
         match config {
-            RealtimeConfig::Local => {
-                let hub = Arc::new(LocalRealtime::default());
-                Ok(RealtimeService {
-                    realtime: hub.clone(),
-                    health: hub.clone(),
-                    local: Some(hub),
-                    backend: "local",
-                })
-            }
+            #[cfg(feature = "server")]
+            RealtimeConfig::Local => Ok(RealtimeService::embedded(
+                crate::server::RealtimeServer::new(crate::server::ServerConfig::embedded_default())?,
+            )),
+            #[cfg(not(feature = "server"))]
+            RealtimeConfig::Local => Err(infra_core::Error::config(
+                "PUSHER_APP_ID",
+                "is not set and infra-realtime was built without its `server` feature \
+                 (the embedded default)",
+            )),
             #[cfg(feature = "pusher")]
             RealtimeConfig::Pusher(config) => {
                 let client = Arc::new(crate::PusherClient::new(config)?);
                 Ok(RealtimeService {
                     realtime: client.clone(),
                     health: client,
-                    local: None,
+                    #[cfg(feature = "server")]
+                    server: None,
                     backend: "pusher",
                 })
             }
@@ -49,6 +61,17 @@ impl RealtimeService {
                 "PUSHER_APP_ID",
                 "is set but infra-realtime was built without its `pusher` feature",
             )),
+        }
+    }
+
+    /// The embedded server as the backend.
+    #[cfg(feature = "server")]
+    pub fn embedded(server: crate::server::RealtimeServer) -> Self {
+        RealtimeService {
+            realtime: Arc::new(server.clone()),
+            health: Arc::new(server.clone()),
+            server: Some(server),
+            backend: "local",
         }
     }
 
@@ -62,12 +85,14 @@ impl RealtimeService {
         self.health.clone()
     }
 
-    /// The in-process hub, when that is the backend (to subscribe to channels).
-    pub fn local_hub(&self) -> Option<Arc<LocalRealtime>> {
-        self.local.clone()
+    /// The embedded server, when that is the backend: mount its
+    /// [`router`](crate::server::RealtimeServer::router) on the app's axum server.
+    #[cfg(feature = "server")]
+    pub fn server(&self) -> Option<&crate::server::RealtimeServer> {
+        self.server.as_ref()
     }
 
-    /// `local` or `pusher`.
+    /// `local` (the embedded server) or `pusher`.
     pub fn backend(&self) -> &'static str {
         self.backend
     }

@@ -7,9 +7,10 @@ use std::collections::BTreeMap;
 
 use infra_core::{ChannelName, Error, Result, Secret};
 use md5::{Digest, Md5};
-use serde::Serialize;
 
-/// Hex HMAC-SHA256 of `message` with `secret`.
+pub use crate::auth_payload::{ChannelAuth, UserAuth};
+
+/// Hex HMAC-SHA256 of `message` with `secret` (infra-core's, shared with Inngest's signing).
 pub fn hmac_hex(secret: &Secret<String>, message: &[u8]) -> String {
     infra_core::hmac_sha256_hex(secret, message)
 }
@@ -120,25 +121,6 @@ pub fn verify_request(
     Ok(())
 }
 
-/// The reply to a channel authorization request, as pusher-js expects it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ChannelAuth {
-    /// `key:signature`.
-    pub auth: String,
-    /// The signed presence data, exactly as signed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub channel_data: Option<String>,
-}
-
-/// The reply to a user sign-in request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct UserAuth {
-    /// `key:signature`.
-    pub auth: String,
-    /// The signed user data, exactly as signed.
-    pub user_data: String,
-}
-
 /// Checks a socket id: `^\d+\.\d+$`.
 pub fn check_socket_id(socket_id: &str) -> Result<()> {
     let valid = socket_id.split_once('.').is_some_and(|(a, b)| {
@@ -200,6 +182,7 @@ pub fn authorize_channel(
         } else {
             None
         },
+        shared_secret: None,
     })
 }
 

@@ -104,13 +104,13 @@ impl Infra {
         &self.jobs
     }
 
-    /// Where realtime events are triggered (Pusher or in-process).
+    /// Where realtime events are triggered (Pusher, or the embedded Pusher-protocol server).
     #[cfg(feature = "realtime")]
     pub fn realtime(&self) -> Arc<dyn infra_core::Realtime> {
         self.realtime.realtime()
     }
 
-    /// The realtime service, for backend-specific access such as the local hub.
+    /// The realtime service, for backend-specific access such as the embedded server's router.
     #[cfg(feature = "realtime")]
     pub fn realtime_service(&self) -> &infra_realtime::RealtimeService {
         &self.realtime

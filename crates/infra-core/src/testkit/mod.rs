@@ -14,7 +14,9 @@
 //! shared server, and every case deletes what it wrote.
 
 pub mod cache;
+pub mod jobs;
 pub mod rate_limit;
+pub mod realtime;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -1,0 +1,85 @@
+//! The pool's connection manager: when a pooled connection may be handed out without a
+//! round trip.
+//!
+//! diesel-async's `Verified` recycling runs `SELECT 1` on every checkout, which halves the rate
+//! of short queries (two round trips instead of one). A connection that was checked out a
+//! moment ago and came back healthy is almost certainly still alive, so, as HikariCP does with
+//! its alive-bypass window, only connections unused for longer than `verify_after_idle` pay
+//! for the round trip. Every checkout still makes the local checks, which cost nothing:
+//!
+//! - the client has noticed the socket closed: tokio-postgres stops a connection on any I/O
+//!   error, on end of stream, and on the server's `FATAL` (what `pg_terminate_backend`, a
+//!   restart or a failover sends), which marks it closed;
+//! - the connection was returned inside a transaction diesel could not roll back.
+//!
+//! Either makes the connection broken: it is dropped, never handed out, and the pool opens a
+//! new one. What the window gives up: a connection the server killed within the window, before
+//! the client has read the server's goodbye, can be handed out; its first query then fails
+//! with `Unavailable` (retryable) and the connection is dropped when it is returned. Setting
+//! the window to zero verifies every checkout again.
+
+use std::time::Duration;
+
+use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
+use diesel_async::AsyncPgConnection;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, PoolError, PoolableConnection,
+};
+
+/// The pool of a [`Database`](crate::Database) (primary or replica).
+pub type Pool = deadpool::managed::Pool<ConnectionManager>;
+
+/// Opens connections through diesel-async and verifies only those idle past the window.
+pub struct ConnectionManager {
+    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+    verify_after_idle: Duration,
+}
+
+impl ConnectionManager {
+    /// Connections unused for `verify_after_idle` or longer are checked with `SELECT 1`
+    /// (diesel-async's `Verified` recycling, which `inner` must use) before they are handed out.
+    pub(crate) fn new(
+        inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+        verify_after_idle: Duration,
+    ) -> Self {
+        ConnectionManager {
+            inner,
+            verify_after_idle,
+        }
+    }
+}
+
+impl std::fmt::Debug for ConnectionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConnectionManager")
+            .field("verify_after_idle", &self.verify_after_idle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Manager for ConnectionManager {
+    type Type = AsyncPgConnection;
+    type Error = PoolError;
+
+    async fn create(&self) -> Result<AsyncPgConnection, PoolError> {
+        self.inner.create().await
+    }
+
+    async fn recycle(
+        &self,
+        conn: &mut AsyncPgConnection,
+        metrics: &Metrics,
+    ) -> RecycleResult<PoolError> {
+        // `is_broken`: the socket is closed (I/O error, end of stream, the server's FATAL) or
+        // a transaction was left open.
+        if conn.is_broken() {
+            return Err(RecycleError::Message("broken connection".into()));
+        }
+        // `last_used` counts from the last checkout, so a connection held for long is verified
+        // on its next checkout too: the window only ever errs towards checking.
+        if metrics.last_used() < self.verify_after_idle {
+            return Ok(());
+        }
+        self.inner.recycle(conn, metrics).await
+    }
+}

@@ -1,0 +1,52 @@
+//! In-process concurrency limits per function, global and per key.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use infra_core::Event;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::function::Function;
+
+/// One semaphore per (function, limit, key value), made on first use.
+#[derive(Default)]
+pub(crate) struct ConcurrencyLimiter {
+    semaphores: Mutex<HashMap<(String, usize, String), Arc<Semaphore>>>,
+}
+
+impl ConcurrencyLimiter {
+    /// Waits until every limit of `function` admits a run on `event`; the permits free the
+    /// slots when dropped.
+    pub(crate) async fn acquire(
+        &self,
+        function: &Function,
+        event: &Event,
+    ) -> Vec<OwnedSemaphorePermit> {
+        let mut permits = Vec::new();
+        for (index, limit) in function.options().concurrency.iter().enumerate() {
+            let key = match &limit.key {
+                None => String::new(),
+                // No key value: this limit does not apply to the event.
+                Some(k) => match k.evaluate(event) {
+                    Some(v) => v,
+                    None => continue,
+                },
+            };
+            let semaphore = {
+                let mut map = self.semaphores.lock().unwrap_or_else(|e| e.into_inner());
+                if map.len() > 10_000 {
+                    // Drop idle keys' semaphores (all permits free, nobody else holds one).
+                    map.retain(|_, s| Arc::strong_count(s) > 1);
+                }
+                map.entry((function.id().to_owned(), index, key))
+                    .or_insert_with(|| Arc::new(Semaphore::new(limit.limit as usize)))
+                    .clone()
+            };
+            // Never closed, so acquiring only fails if the semaphore were closed.
+            if let Ok(p) = semaphore.acquire_owned().await {
+                permits.push(p);
+            }
+        }
+        permits
+    }
+}

@@ -1,0 +1,501 @@
+//! Functions: an id, triggers, options and a handler.
+
+use std::fmt;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use infra_core::{Error, Event, Result, TypedEvent, format_duration};
+
+use crate::context::JobContext;
+use crate::cron::CronSchedule;
+use crate::event_key::EventKey;
+use crate::outcome::Outcome;
+
+/// What starts a function.
+#[derive(Debug, Clone)]
+pub enum Trigger {
+    /// Every event with this name.
+    Event(String),
+    /// A cron schedule (UTC); the function receives an `inngest/scheduled.timer` event.
+    Cron(CronSchedule),
+}
+
+/// The name of the event a cron trigger delivers, as Inngest names it.
+pub const CRON_EVENT_NAME: &str = "inngest/scheduled.timer";
+
+/// Exponential backoff between attempts, with jitter.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The delay after the first failed attempt.
+    pub base: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// The fraction of the delay drawn at random (0 = none, 1 = anywhere from 0 to the delay).
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(10 * 60),
+            jitter: 0.5,
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before the attempt after `failed_attempt` (from 1): `base · 2^(n-1)`,
+    /// capped at `max`, minus up to `jitter` of it at random.
+    pub fn delay(&self, failed_attempt: u32) -> Duration {
+        let exp = failed_attempt.saturating_sub(1).min(30);
+        let full = self.base.saturating_mul(1u32 << exp).min(self.max);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        if jitter == 0.0 {
+            return full;
+        }
+        let cut = full.mul_f64(jitter * rand::random::<f64>());
+        full - cut
+    }
+}
+
+/// At most `limit` runs at once, in all or per key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Concurrency {
+    /// Runs at once.
+    pub limit: u32,
+    /// Counted per value of this key (such as `event.data.userId`), else over all runs.
+    pub key: Option<EventKey>,
+}
+
+/// Duplicate events (same key) inside `window` run once.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Idempotency {
+    /// The key computed from the event.
+    pub key: EventKey,
+    /// How long a key suppresses duplicates.
+    pub window: Duration,
+}
+
+/// Waits `period` after the last event (per key) before running, with that last event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Debounce {
+    /// The quiet period.
+    pub period: Duration,
+    /// Debounced per value of this key, else over all events.
+    pub key: Option<EventKey>,
+}
+
+/// How a function runs.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct FunctionOptions {
+    /// Retries after the first attempt (default 3, so 4 attempts).
+    pub retries: u32,
+    /// Delay between attempts.
+    pub backoff: Backoff,
+    /// Deadline of one attempt (default 5 minutes); passing it is a retryable failure.
+    pub timeout: Duration,
+    /// Higher runs first among ready runs (default 0).
+    pub priority: i32,
+    /// Concurrency limits, all of which apply (such as 20 in all and 1 per user).
+    pub concurrency: Vec<Concurrency>,
+    /// Deduplication of events.
+    pub idempotency: Option<Idempotency>,
+    /// Debounce.
+    pub debounce: Option<Debounce>,
+}
+
+impl Default for FunctionOptions {
+    fn default() -> Self {
+        FunctionOptions {
+            retries: 3,
+            backoff: Backoff::default(),
+            timeout: Duration::from_secs(5 * 60),
+            priority: 0,
+            concurrency: Vec::new(),
+            idempotency: None,
+            debounce: None,
+        }
+    }
+}
+
+impl FunctionOptions {
+    /// Attempts in all: `retries + 1`.
+    pub fn max_attempts(&self) -> u32 {
+        self.retries.saturating_add(1)
+    }
+}
+
+/// A handler with its event decoded: takes the raw event and the context.
+type DynHandler = Arc<dyn Fn(Event, JobContext) -> BoxFuture<'static, Outcome> + Send + Sync>;
+
+/// A registered background function.
+#[derive(Clone)]
+pub struct Function {
+    id: String,
+    name: String,
+    triggers: Vec<Trigger>,
+    options: FunctionOptions,
+    handler: DynHandler,
+}
+
+impl fmt::Debug for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Function")
+            .field("id", &self.id)
+            .field("triggers", &self.triggers)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Function {
+    /// A function receiving untyped [`Event`]s (finish with
+    /// [`FunctionBuilder::raw_handler`]); add triggers with [`FunctionBuilder::on_event`] /
+    /// [`FunctionBuilder::on_cron`].
+    pub fn builder(id: impl Into<String>) -> FunctionBuilder<Event> {
+        FunctionBuilder::new(id.into(), Vec::new())
+    }
+
+    /// A function triggered by `E`'s events and receiving them as `E`.
+    pub fn typed<E: TypedEvent>(id: impl Into<String>) -> FunctionBuilder<E> {
+        FunctionBuilder::new(id.into(), vec![Trigger::Event(E::NAME.to_owned())])
+    }
+
+    /// The id (a slug such as `sync-calendar`).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The display name (the id unless set).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// What starts it.
+    pub fn triggers(&self) -> &[Trigger] {
+        &self.triggers
+    }
+
+    /// How it runs.
+    pub fn options(&self) -> &FunctionOptions {
+        &self.options
+    }
+
+    /// Whether an event named `name` triggers it.
+    pub fn is_triggered_by(&self, name: &str) -> bool {
+        self.triggers
+            .iter()
+            .any(|t| matches!(t, Trigger::Event(n) if n == name))
+    }
+
+    /// Runs one attempt: the handler under the timeout, a panic caught as a retryable
+    /// failure. On timeout the context's token is cancelled.
+    pub async fn run(&self, event: Event, ctx: JobContext) -> Outcome {
+        let cancel = ctx.cancellation().clone();
+        let attempt = AssertUnwindSafe((self.handler)(event, ctx)).catch_unwind();
+        match tokio::time::timeout(self.options.timeout, attempt).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(panic)) => {
+                let message = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                Outcome::retry(format!("handler panicked: {message}"))
+            }
+            Err(_) => {
+                cancel.cancel();
+                Outcome::retry(format!(
+                    "timed out after {}",
+                    format_duration(self.options.timeout)
+                ))
+            }
+        }
+    }
+}
+
+/// Builds a [`Function`]; `E` is the event type its handler receives.
+pub struct FunctionBuilder<E> {
+    id: String,
+    name: Option<String>,
+    triggers: Vec<Trigger>,
+    options: FunctionOptions,
+    errors: Vec<Error>,
+    _event: PhantomData<fn(E)>,
+}
+
+impl<E> FunctionBuilder<E> {
+    fn new(id: String, triggers: Vec<Trigger>) -> Self {
+        FunctionBuilder {
+            id,
+            name: None,
+            triggers,
+            options: FunctionOptions::default(),
+            errors: Vec::new(),
+            _event: PhantomData,
+        }
+    }
+
+    /// Sets the display name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Also runs on a cron schedule (five fields, or six with seconds first; UTC).
+    pub fn on_cron(mut self, expression: &str) -> Self {
+        match CronSchedule::parse(expression) {
+            Ok(schedule) => self.triggers.push(Trigger::Cron(schedule)),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Retries after the first attempt.
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.options.retries = retries;
+        self
+    }
+
+    /// The backoff between attempts.
+    pub fn backoff(mut self, backoff: Backoff) -> Self {
+        self.options.backoff = backoff;
+        self
+    }
+
+    /// The deadline of one attempt.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.options.timeout = timeout;
+        self
+    }
+
+    /// The priority (higher first).
+    pub fn priority(mut self, priority: i32) -> Self {
+        self.options.priority = priority;
+        self
+    }
+
+    /// At most `limit` runs at once over all events.
+    pub fn concurrency(mut self, limit: u32) -> Self {
+        self.options
+            .concurrency
+            .push(Concurrency { limit, key: None });
+        self
+    }
+
+    /// At most `limit` runs at once per value of the field `key_path`
+    /// (such as `event.data.userId`).
+    pub fn concurrency_per_key(mut self, limit: u32, key_path: &str) -> Self {
+        match EventKey::field(key_path) {
+            Ok(key) => self.options.concurrency.push(Concurrency {
+                limit,
+                key: Some(key),
+            }),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Events with the same values of `key_paths` inside `window` run once.
+    pub fn idempotency<'a>(
+        mut self,
+        key_paths: impl IntoIterator<Item = &'a str>,
+        window: Duration,
+    ) -> Self {
+        match EventKey::fields(key_paths) {
+            Ok(key) => self.options.idempotency = Some(Idempotency { key, window }),
+            Err(e) => self.errors.push(e),
+        }
+        self
+    }
+
+    /// Runs `period` after the last event (per value of `key_path`, if given).
+    pub fn debounce(mut self, period: Duration, key_path: Option<&str>) -> Self {
+        let key = match key_path.map(EventKey::field).transpose() {
+            Ok(key) => key,
+            Err(e) => {
+                self.errors.push(e);
+                return self;
+            }
+        };
+        self.options.debounce = Some(Debounce { period, key });
+        self
+    }
+
+    fn finish(mut self, handler: DynHandler) -> Result<Function> {
+        if let Some(err) = self.errors.into_iter().next() {
+            return Err(err.with_context("function", self.id));
+        }
+        check_id(&self.id)?;
+        if self.triggers.is_empty() {
+            return Err(Error::invalid_input(
+                "triggers",
+                format!("function `{}` needs an event or a cron trigger", self.id),
+            ));
+        }
+        for c in &self.options.concurrency {
+            if c.limit == 0 {
+                return Err(Error::invalid_input(
+                    "concurrency",
+                    format!("limit of function `{}` must be at least 1", self.id),
+                ));
+            }
+        }
+        if self.options.timeout.is_zero() {
+            return Err(Error::invalid_input(
+                "timeout",
+                format!("of function `{}` must be above zero", self.id),
+            ));
+        }
+        self.options.backoff.jitter = self.options.backoff.jitter.clamp(0.0, 1.0);
+        Ok(Function {
+            name: self.name.unwrap_or_else(|| self.id.clone()),
+            id: self.id,
+            triggers: self.triggers,
+            options: self.options,
+            handler,
+        })
+    }
+}
+
+impl FunctionBuilder<Event> {
+    /// Also runs on every event named `name`.
+    pub fn on_event(mut self, name: impl Into<String>) -> Self {
+        self.triggers.push(Trigger::Event(name.into()));
+        self
+    }
+
+    /// Finishes with a handler receiving the raw event.
+    pub fn raw_handler<F, Fut, O>(self, handler: F) -> Result<Function>
+    where
+        F: Fn(Event, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: Into<Outcome>,
+    {
+        self.finish(Arc::new(move |event, ctx| {
+            let run = handler(event, ctx);
+            async move { run.await.into() }.boxed()
+        }))
+    }
+}
+
+impl<E: TypedEvent> FunctionBuilder<E> {
+    /// Finishes with a handler receiving `E`; an event that does not decode as `E` fails
+    /// for good (retrying cannot fix it).
+    pub fn handler<F, Fut, O>(self, handler: F) -> Result<Function>
+    where
+        F: Fn(E, JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = O> + Send + 'static,
+        O: Into<Outcome>,
+    {
+        let handler = Arc::new(handler);
+        self.finish(Arc::new(move |event, ctx| {
+            let handler = handler.clone();
+            async move {
+                match E::from_event(&event) {
+                    Ok(typed) => handler(typed, ctx).await.into(),
+                    Err(e) => Outcome::fail(e.to_string()),
+                }
+            }
+            .boxed()
+        }))
+    }
+}
+
+/// Function ids are slugs: they appear in URLs, SQL rows and Inngest's function ids.
+fn check_id(id: &str) -> Result<()> {
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/' | ':'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid_input(
+            "id",
+            format!("`{id}` must be 1 to 128 characters of letters, digits and `-_./:`"),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn backoff_grows_caps_and_jitters_down() {
+        let b = Backoff {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+            jitter: 0.0,
+        };
+        assert_eq!(b.delay(1), Duration::from_millis(100));
+        assert_eq!(b.delay(3), Duration::from_millis(400));
+        assert_eq!(b.delay(10), Duration::from_secs(1));
+        let j = Backoff { jitter: 0.5, ..b };
+        for _ in 0..100 {
+            let d = j.delay(2);
+            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
+        }
+    }
+
+    #[test]
+    fn builder_refuses_bad_definitions() {
+        let err = Function::builder("no-trigger")
+            .raw_handler(|_, _| async {})
+            .unwrap_err();
+        assert_eq!(err.field(), Some("triggers"));
+        let err = Function::builder("bad cron")
+            .on_event("a")
+            .raw_handler(|_, _| async {})
+            .unwrap_err();
+        assert_eq!(err.field(), Some("id"));
+        let err = Function::builder("f")
+            .on_cron("not a cron")
+            .raw_handler(|_, _| async {})
+            .unwrap_err();
+        assert_eq!(err.field(), Some("cron"));
+        let err = Function::builder("f")
+            .on_event("a")
+            .concurrency(0)
+            .raw_handler(|_, _| async {})
+            .unwrap_err();
+        assert_eq!(err.field(), Some("concurrency"));
+    }
+
+    #[tokio::test]
+    async fn run_applies_timeout_and_catches_panics() {
+        let slow = Function::builder("slow")
+            .on_event("a")
+            .timeout(Duration::from_millis(20))
+            .raw_handler(|_, ctx: JobContext| async move {
+                ctx.cancelled().await;
+                Outcome::success()
+            })
+            .unwrap();
+        let ctx = JobContext::new("slow", "r1", Arc::new(Event::new("a", json!({}))), 1, 1);
+        let out = slow.run(Event::new("a", json!({})), ctx.clone()).await;
+        assert!(matches!(out, Outcome::Retry { ref error, .. } if error.contains("timed out")));
+        assert!(ctx.is_cancelled());
+
+        let panics = Function::builder("panics")
+            .on_event("a")
+            .raw_handler(|_, _| async {
+                let boom: Option<Outcome> = std::hint::black_box(None);
+                boom.unwrap_or_else(|| panic!("boom"))
+            })
+            .unwrap();
+        let ctx = JobContext::new("panics", "r2", Arc::new(Event::new("a", json!({}))), 1, 1);
+        let out: Outcome = panics.run(Event::new("a", json!({})), ctx).await;
+        assert!(matches!(out, Outcome::Retry { ref error, .. } if error.contains("boom")));
+    }
+}

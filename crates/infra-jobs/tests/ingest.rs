@@ -1,0 +1,164 @@
+//! The Inngest-compatible ingestion route in front of an event sender (here the in-process
+//! bus, a real backend): replies, status codes, and nothing enqueued from a rejected request.
+#![cfg(feature = "serve")]
+
+use std::sync::Arc;
+
+use infra_core::{Env, ErrorKind, Event};
+use infra_jobs::{IngestConfig, LocalEventBus, ingest_router};
+use serde_json::{Value, json};
+use tokio::sync::broadcast::Receiver;
+
+async fn serve(config: IngestConfig) -> (String, Receiver<Event>) {
+    let bus = Arc::new(LocalEventBus::default());
+    let rx = bus.subscribe();
+    let app = ingest_router(bus, config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (format!("http://{addr}"), rx)
+}
+
+async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn accepts_one_event_or_a_batch_and_replies_like_inngest() {
+    let (base, mut rx) = serve(IngestConfig::new(["key-a", "key-b"])).await;
+    let (status, reply) = post(
+        &format!("{base}/e/key-a"),
+        r#"{"name":"calendar/sync.requested","data":{"userId":"u1"},"id":"dedup-1","v":"1"}"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply, json!({"ids": ["dedup-1"], "status": 200}));
+    let event = rx.recv().await.unwrap();
+    assert_eq!(event.name, "calendar/sync.requested");
+    assert_eq!(event.data["userId"], "u1");
+
+    let batch = json!([
+        {"name": "email/send.requested", "data": {"to": "a@example.com"}},
+        {"name": "user/signup", "data": {}, "user": {"id": "u2"}, "ts": 1_700_000_000_000i64},
+    ]);
+    let (status, reply) = post(&format!("{base}/e/key-b"), batch.to_string()).await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(reply["status"], 200);
+    assert_eq!(reply["ids"].as_array().unwrap().len(), 2);
+    assert_eq!(rx.recv().await.unwrap().name, "email/send.requested");
+    let second = rx.recv().await.unwrap();
+    assert_eq!(second.user, Some(json!({"id": "u2"})));
+    assert_eq!(second.ts, Some(1_700_000_000_000));
+}
+
+#[tokio::test]
+async fn an_unknown_key_is_401_and_enqueues_nothing() {
+    let (base, mut rx) = serve(IngestConfig::new(["key-a"])).await;
+    for key in ["key-b", "key-", "key-aa", "KEY-A"] {
+        let (status, reply) = post(&format!("{base}/e/{key}"), r#"{"name":"a/b","data":{}}"#).await;
+        assert_eq!(status, 401, "{key}");
+        assert_eq!(reply["status"], 401);
+        assert!(reply["error"].as_str().unwrap().contains("key"), "{reply}");
+    }
+    assert!(rx.try_recv().is_err());
+}
+
+#[tokio::test]
+async fn bad_json_and_invalid_events_are_400_with_the_reason() {
+    let (base, mut rx) = serve(IngestConfig::new(["k"])).await;
+    let url = format!("{base}/e/k");
+    let cases = [
+        (r#"{"name": "a/b", "data": {"#, "not JSON"),
+        ("42", "event object or an array"),
+        (r#"{"data": {}}"#, "not an event"),
+        (r#"{"name": "  ", "data": {}}"#, "`name` must not be empty"),
+        (
+            r#"{"name": "a/b", "data": [1, 2]}"#,
+            "`data` must be a JSON object",
+        ),
+        // A valid event first, an invalid one second: the whole request is refused.
+        (
+            r#"[{"name": "a/ok", "data": {}}, {"name": "", "data": {}}]"#,
+            "event 1: `name` must not be empty",
+        ),
+        (
+            r#"[{"name": "a/ok", "data": {}}, "text"]"#,
+            "event 1: an event must be",
+        ),
+    ];
+    for (body, reason) in cases {
+        let (status, reply) = post(&url, body).await;
+        assert_eq!(status, 400, "{body}: {reply}");
+        assert_eq!(reply["status"], 400);
+        let error = reply["error"].as_str().unwrap();
+        assert!(error.contains(reason), "{body}: {error}");
+    }
+    assert!(
+        rx.try_recv().is_err(),
+        "nothing of a rejected request is enqueued"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_body_is_413_and_enqueues_nothing() {
+    let mut config = IngestConfig::new(["k"]);
+    config.max_body_bytes = 4096;
+    let (base, mut rx) = serve(config).await;
+    let big = json!([
+        {"name": "a/ok", "data": {}},
+        {"name": "a/big", "data": {"blob": "x".repeat(8192)}},
+    ]);
+    let (status, reply) = post(&format!("{base}/e/k"), big.to_string()).await;
+    assert_eq!(status, 413, "{reply}");
+    assert_eq!(reply["status"], 413);
+    assert!(reply["error"].as_str().unwrap().contains("4096"), "{reply}");
+    assert!(rx.try_recv().is_err());
+    // Just under the limit is fine.
+    let (status, _) = post(
+        &format!("{base}/e/k"),
+        json!({"name": "a/ok", "data": {"blob": "x".repeat(3000)}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_empty_batch_is_accepted_and_sends_nothing() {
+    let (base, mut rx) = serve(IngestConfig::new(["k"])).await;
+    let (status, reply) = post(&format!("{base}/e/k"), "[]").await;
+    assert_eq!((status, reply), (200, json!({"ids": [], "status": 200})));
+    assert!(rx.try_recv().is_err());
+}
+
+#[test]
+fn keys_come_from_the_environment_and_never_print() {
+    let err = IngestConfig::from_env(&Env::empty()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Config);
+    assert_eq!(err.variable(), Some("INFRA_JOBS_INGEST_KEYS"));
+    let err =
+        IngestConfig::from_env(&Env::from_pairs([("INFRA_JOBS_INGEST_KEYS", " , ")])).unwrap_err();
+    assert_eq!(err.variable(), Some("INFRA_JOBS_INGEST_KEYS"));
+    let config = IngestConfig::from_env(&Env::from_pairs([
+        ("INFRA_JOBS_INGEST_KEYS", "sekrit-one, sekrit-two"),
+        ("INFRA_JOBS_INGEST_MAX_BODY_BYTES", "2048"),
+    ]))
+    .unwrap();
+    assert_eq!(config.max_body_bytes, 2048);
+    let printed = format!("{config:?}");
+    assert!(printed.contains("2 key(s)"), "{printed}");
+    assert!(!printed.contains("sekrit"), "{printed}");
+    let err = IngestConfig::from_env(&Env::from_pairs([
+        ("INFRA_JOBS_INGEST_KEYS", "k"),
+        ("INFRA_JOBS_INGEST_MAX_BODY_BYTES", "lots"),
+    ]))
+    .unwrap_err();
+    assert_eq!(err.variable(), Some("INFRA_JOBS_INGEST_MAX_BODY_BYTES"));
+}

@@ -1,0 +1,200 @@
+//! PostgreSQL durability: the outbox (`send_in_transaction`) and a worker killed with SIGKILL
+//! in the middle of 2,000 jobs, whose jobs another worker finishes.
+
+mod support;
+
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use diesel::sql_types::BigInt;
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use infra_core::{Event, EventSender};
+use infra_db::{Database, DbConfig};
+use infra_jobs::{Function, JobContext, JobsRuntime, Outcome, PgQueue, WorkerSettings};
+use serde_json::json;
+
+const CHILD_ENV: &str = "INFRA_JOBS_TEST_CHILD_DB";
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn count(db: &Database, sql: &str) -> i64 {
+    let mut conn = db.get().await.unwrap();
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
+}
+
+fn runtime(db: &Database, concurrency: usize) -> JobsRuntime {
+    JobsRuntime::with_settings(
+        Arc::new(PgQueue::new(db.clone())),
+        Default::default(),
+        WorkerSettings::default()
+            .with_concurrency(concurrency)
+            .with_lease(Duration::from_secs(1))
+            .with_poll_interval(Duration::from_millis(100)),
+    )
+    .with_state(db.clone())
+    .unwrap()
+}
+
+/// The function both workers run: records its effect once per idempotency key.
+fn effect_function() -> Function {
+    Function::builder("record-effect")
+        .on_event("t/effect")
+        .idempotency(["event.data.key"], Duration::from_secs(3600))
+        .raw_handler(|event: Event, ctx: JobContext| async move {
+            let db = ctx.state::<Database>().expect("app state").clone();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let mut conn = db.get().await?;
+            let key = event.data["key"].as_str().unwrap_or_default().to_owned();
+            diesel::sql_query("INSERT INTO effects (key) VALUES ($1) ON CONFLICT DO NOTHING")
+                .bind::<diesel::sql_types::Text, _>(key)
+                .execute(&mut conn)
+                .await
+                .map_err(infra_db::map_diesel_error)?;
+            Ok::<_, infra_core::Error>(())
+        })
+        .unwrap()
+}
+
+/// Not a test on its own: the worker process `a_killed_worker_loses_no_job` starts and kills.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "runs only as the child process of a_killed_worker_loses_no_job"]
+async fn child_worker_process() {
+    let url = std::env::var(CHILD_ENV).expect("started by the parent test");
+    let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+    let rt = runtime(&db, 4);
+    rt.register(effect_function()).unwrap();
+    rt.start().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_worker_loses_no_job() {
+    let test_db = support::TestDb::create("sigkill").await;
+    let db = test_db.database();
+    let sender = runtime(&db, 1);
+    sender.register(effect_function()).unwrap();
+    sender.queue().unwrap().prepare().await.unwrap();
+    db.get()
+        .await
+        .unwrap()
+        .batch_execute("CREATE TABLE effects (key text PRIMARY KEY)")
+        .await
+        .unwrap();
+    // Every event twice: the idempotency key keeps one job each.
+    for round in 0..2 {
+        for chunk in (0..2000).collect::<Vec<_>>().chunks(500) {
+            let events = chunk
+                .iter()
+                .map(|i| {
+                    Event::new(
+                        "t/effect",
+                        json!({ "key": format!("k{i}"), "round": round }),
+                    )
+                })
+                .collect();
+            sender.send_many(events).await.unwrap();
+        }
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) AS n FROM infra_jobs").await,
+        2000
+    );
+
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "child_worker_process",
+            "--nocapture",
+        ])
+        .env(CHILD_ENV, &test_db.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while count(&db, "SELECT count(*) AS n FROM effects").await < 200 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the child never worked"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL: no cleanup, leases left behind
+    child.wait().unwrap();
+    let left = count(&db, "SELECT count(*) AS n FROM infra_jobs").await;
+    assert!(left > 0, "killed in the middle, with jobs left");
+    let leased = count(
+        &db,
+        "SELECT count(*) AS n FROM infra_jobs WHERE locked_by IS NOT NULL",
+    )
+    .await;
+
+    let rescuer = runtime(&db, 8);
+    rescuer.register(effect_function()).unwrap();
+    rescuer.start().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while count(&db, "SELECT count(*) AS n FROM infra_jobs").await > 0 {
+        assert!(tokio::time::Instant::now() < deadline, "jobs left behind");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    rescuer.shutdown().await;
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM effects").await, 2000);
+    eprintln!("killed with {left} jobs left, {leased} of them leased by the dead worker");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_in_transaction_is_an_outbox() {
+    let test_db = support::TestDb::create("outbox").await;
+    let db = test_db.database();
+    let rt = runtime(&db, 2);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    rt.register(
+        Function::builder("outboxed")
+            .on_event("t/outbox")
+            .raw_handler(move |event: Event, _| {
+                log.lock().unwrap().push(event.data["n"].as_i64().unwrap());
+                std::future::ready(Outcome::success())
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    rt.start().await.unwrap();
+    let mut conn = db.get().await.unwrap();
+    conn.batch_execute("BEGIN").await.unwrap();
+    rt.send_in_transaction(&mut conn, Event::new("t/outbox", json!({ "n": 1 })))
+        .await
+        .unwrap();
+    conn.batch_execute("ROLLBACK").await.unwrap();
+    conn.batch_execute("BEGIN").await.unwrap();
+    rt.send_in_transaction(&mut conn, Event::new("t/outbox", json!({ "n": 2 })))
+        .await
+        .unwrap();
+    conn.batch_execute("COMMIT").await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while seen.lock().unwrap().is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "committed job never ran"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        *seen.lock().unwrap(),
+        vec![2],
+        "the rolled-back job does not exist"
+    );
+    assert_eq!(count(&db, "SELECT count(*) AS n FROM infra_jobs").await, 0);
+    rt.shutdown().await;
+}

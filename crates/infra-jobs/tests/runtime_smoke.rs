@@ -1,0 +1,175 @@
+//! The runtime's public API on the in-process queue: typed functions run, outcomes settle.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use infra_core::{Event, EventSender, HealthCheck, HealthStatus, TypedEventSender};
+use infra_jobs::{
+    Backoff, CalendarSyncRequested, Function, JobContext, JobsRuntime, MemoryQueue, Outcome,
+    WorkerSettings, schedule_calendar_sync,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+
+fn runtime() -> JobsRuntime {
+    JobsRuntime::with_settings(
+        Arc::new(MemoryQueue::new()),
+        Default::default(),
+        WorkerSettings::default().with_poll_interval(Duration::from_millis(50)),
+    )
+}
+
+#[tokio::test]
+async fn typed_function_receives_the_seed_event() {
+    let runtime = runtime();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    runtime
+        .register(
+            Function::typed::<CalendarSyncRequested>("sync-calendar")
+                .handler(move |event: CalendarSyncRequested, ctx: JobContext| {
+                    let tx = tx.clone();
+                    async move {
+                        tx.send((event, ctx.attempt())).unwrap();
+                        Outcome::success()
+                    }
+                })
+                .unwrap(),
+        )
+        .unwrap();
+    runtime.start().await.unwrap();
+    schedule_calendar_sync(&runtime, "u1", "c1", "w1")
+        .await
+        .unwrap();
+    let (event, attempt) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(event.user_id, "u1");
+    assert_eq!(event.calendar_id, "c1");
+    assert_eq!(event.workspace_id, "w1");
+    assert_eq!(attempt, 1);
+    runtime.send_typed(&event).await.unwrap();
+    assert!(rx.recv().await.is_some());
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn invoke_runs_one_attempt_and_reports_the_outcome() {
+    let runtime = runtime();
+    runtime
+        .register(
+            Function::builder("flaky")
+                .on_event("a/b")
+                .raw_handler(|event: Event, ctx: JobContext| async move {
+                    if ctx.attempt() < 2 {
+                        Outcome::retry(format!("attempt {}", ctx.attempt()))
+                    } else {
+                        Outcome::Success(event.data)
+                    }
+                })
+                .unwrap(),
+        )
+        .unwrap();
+    let out = runtime
+        .invoke("flaky", Event::new("a/b", json!({ "x": 1 })), 1, "run-1")
+        .await
+        .unwrap();
+    assert_eq!(out, Outcome::retry("attempt 1"));
+    let out = runtime
+        .invoke("flaky", Event::new("a/b", json!({ "x": 1 })), 2, "run-1")
+        .await
+        .unwrap();
+    assert_eq!(out, Outcome::Success(json!({ "x": 1 })));
+    let err = runtime
+        .invoke("missing", Event::new("a/b", json!({})), 1, "r")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), infra_core::ErrorKind::NotFound);
+}
+
+#[tokio::test]
+async fn retries_then_dead_letter_then_replay() {
+    let runtime = runtime();
+    let calls = Arc::new(AtomicU32::new(0));
+    let seen = calls.clone();
+    runtime
+        .register(
+            Function::builder("always-fails")
+                .on_event("x/fail")
+                .retries(2)
+                .backoff(Backoff {
+                    base: Duration::from_millis(10),
+                    max: Duration::from_millis(50),
+                    jitter: 0.5,
+                })
+                .raw_handler(move |_, _| {
+                    seen.fetch_add(1, Ordering::SeqCst);
+                    async { Outcome::retry("nope") }
+                })
+                .unwrap(),
+        )
+        .unwrap();
+    runtime.start().await.unwrap();
+    runtime
+        .send(Event::new("x/fail", json!({ "n": 1 })))
+        .await
+        .unwrap();
+    let dead = wait_for(|| async {
+        let d = runtime
+            .dead_letters(Some("always-fails"), 10)
+            .await
+            .unwrap();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].error, "nope");
+    let stats = runtime.stats().await.unwrap();
+    let f = stats.function("always-fails").unwrap();
+    assert_eq!(f.queue.dead, 1);
+    assert_eq!(f.runs.attempts, 3);
+    assert_eq!(f.runs.dead_lettered, 1);
+
+    runtime.replay(dead[0].id).await.unwrap();
+    wait_for(|| async { (calls.load(Ordering::SeqCst) == 6).then_some(()) }).await;
+    let report = runtime.check().await;
+    assert_eq!(report.status, HealthStatus::Degraded, "{}", report.detail);
+    runtime.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_probe_runs_a_job() {
+    let runtime = runtime();
+    let report = runtime.check().await;
+    assert_eq!(
+        report.status,
+        HealthStatus::Unhealthy,
+        "no workers, no proof"
+    );
+    assert!(report.detail.contains("start"), "{}", report.detail);
+    runtime.start().await.unwrap();
+    let report = runtime.check().await;
+    assert_eq!(report.status, HealthStatus::Healthy, "{}", report.detail);
+    assert!(report.detail.contains("probe job ran"));
+    runtime.shutdown().await;
+}
+
+async fn wait_for<T, F, Fut>(mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met in time"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,95 @@
+//! The standalone Pusher-protocol server: WebSocket and HTTP API on `INFRA_REALTIME_ADDR`
+//! (default `127.0.0.1:6001`), apps from `PUSHER_APP_ID` / `PUSHER_KEY` / `PUSHER_SECRET` or
+//! `INFRA_REALTIME_APPS_FILE`. SIGTERM or Ctrl-C closes every connection with a close frame
+//! (4200, reconnect) before the process exits.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use infra_core::{Env, Error};
+use infra_realtime::server::{RealtimeServer, ServerConfig};
+
+const DEFAULT_ADDR: &str = "127.0.0.1:6001";
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt().with_target(false).init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the async runtime");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(Env::process())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(env: Env) -> Result<(), Error> {
+    let config = ServerConfig::from_env(&env)?.ok_or_else(|| {
+        Error::config(
+            "PUSHER_APP_ID",
+            "is not set (nor INFRA_REALTIME_APPS_FILE): the server needs an app",
+        )
+    })?;
+    let raw_addr = env.optional("INFRA_REALTIME_ADDR");
+    let addr: SocketAddr = raw_addr
+        .as_deref()
+        .unwrap_or(DEFAULT_ADDR)
+        .parse()
+        .map_err(|_| {
+            Error::config(
+                "INFRA_REALTIME_ADDR",
+                "must be `host:port`, e.g. 127.0.0.1:6001",
+            )
+        })?;
+    let apps: Vec<String> = config.apps.iter().map(|a| a.id.clone()).collect();
+    let server = RealtimeServer::new(config)?;
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        Error::config(
+            "INFRA_REALTIME_ADDR",
+            format_args!("cannot listen on {addr}: {e}"),
+        )
+    })?;
+    let local = listener.local_addr().unwrap_or(addr);
+    tracing::info!(address = %local, apps = ?apps, "infra-realtime-server listening on {local}");
+    let stopping = server.clone();
+    axum::serve(listener, server.router())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down: closing connections");
+            let left = stopping.shutdown(Duration::from_secs(5)).await;
+            if left > 0 {
+                tracing::warn!(left, "connections still open at exit");
+            }
+        })
+        .await
+        .map_err(|e| Error::backend("the server stopped").with_source(e))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,191 @@
+//! The in-process handle: the router to mount, `Realtime` without HTTP, counts and shutdown.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use axum::Router;
+use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::response::Response;
+use axum::routing::{get, post};
+use infra_core::{BatchEvent, ChannelName, Error, EventName, HealthCheck, Probe, Realtime, Result};
+use serde::Deserialize;
+
+use super::app::{AppConfig, ServerConfig};
+use super::connection;
+use super::http_api;
+use super::hub::{AppHub, Hub, StateCounts};
+use super::protocol::CloseCode;
+use crate::limits::{check_batch, check_trigger};
+
+/// Bytes tungstenite reads at a time; small, because an idle connection keeps this buffer.
+const READ_BUFFER_BYTES: usize = 4096;
+
+/// A Pusher-protocol server living in this process.
+///
+/// Mount [`RealtimeServer::router`] on the app's axum server (or run the
+/// `infra-realtime-server` binary); trigger through the [`Realtime`] trait, which publishes
+/// straight to the connected sockets of the first app, without HTTP.
+#[derive(Clone)]
+pub struct RealtimeServer {
+    hub: Arc<Hub>,
+}
+
+impl std::fmt::Debug for RealtimeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RealtimeServer")
+            .field("apps", &self.hub.apps().len())
+            .field("connections", &self.connection_count())
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct ConnectParams {
+    protocol: Option<String>,
+}
+
+async fn upgrade(
+    State(hub): State<Arc<Hub>>,
+    Path(key): Path<String>,
+    Query(params): Query<ConnectParams>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // tungstenite refuses frames beyond this itself; the connection checks the app's own,
+    // smaller limit and answers with the protocol's error.
+    let max_message = hub.by_key(&key).map_or(64 * 1024, |app| {
+        4 * app.config.limits.max_payload_bytes + 64 * 1024
+    });
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| connection::serve(hub, key, params.protocol, socket))
+}
+
+impl RealtimeServer {
+    /// A server for `config`, which must name at least one app.
+    pub fn new(config: ServerConfig) -> Result<Self> {
+        if config.apps.is_empty() {
+            return Err(Error::config(
+                "INFRA_REALTIME_APPS_FILE",
+                "the realtime server needs at least one app",
+            ));
+        }
+        Ok(RealtimeServer {
+            hub: Arc::new(Hub::new(config)),
+        })
+    }
+
+    /// The WebSocket endpoint `/app/{key}` and the HTTP API `/apps/{id}/…`.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/app/{key}", get(upgrade))
+            .route("/apps/{app_id}/events", post(http_api::events))
+            .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
+            .route("/apps/{app_id}/channels", get(http_api::channels))
+            .route("/apps/{app_id}/channels/{channel}", get(http_api::channel))
+            .route(
+                "/apps/{app_id}/channels/{channel}/users",
+                get(http_api::users),
+            )
+            .route(
+                "/apps/{app_id}/users/{user_id}/terminate_connections",
+                post(http_api::terminate_connections),
+            )
+            .with_state(self.hub.clone())
+    }
+
+    /// The app `Realtime` triggers on: the first one configured.
+    pub fn app(&self) -> &AppConfig {
+        &self.default_app().config
+    }
+
+    fn default_app(&self) -> &Arc<AppHub> {
+        &self.hub.apps()[0]
+    }
+
+    /// Open connections over all apps.
+    pub fn connection_count(&self) -> usize {
+        self.state_counts().sockets
+    }
+
+    /// Occupied channels of the first app, sorted.
+    pub fn channels(&self) -> Vec<String> {
+        self.default_app().channels("").into_keys().collect()
+    }
+
+    /// What the server holds over all apps (sockets, channels, presence members, users).
+    pub fn state_counts(&self) -> StateCounts {
+        self.hub
+            .apps()
+            .iter()
+            .map(|app| app.counts())
+            .fold(StateCounts::default(), |a, b| StateCounts {
+                sockets: a.sockets + b.sockets,
+                channels: a.channels + b.channels,
+                members: a.members + b.members,
+                users: a.users + b.users,
+            })
+    }
+
+    /// Closes every connection with 4200 (reconnect now) and waits up to `deadline` for them
+    /// to be gone; returns how many were still open.
+    pub async fn shutdown(&self, deadline: Duration) -> usize {
+        for app in self.hub.apps() {
+            app.close_all(CloseCode::GoingAway);
+        }
+        let until = tokio::time::Instant::now() + deadline;
+        while self.connection_count() > 0 && tokio::time::Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.connection_count()
+    }
+}
+
+#[async_trait]
+impl Realtime for RealtimeServer {
+    async fn trigger(
+        &self,
+        channels: &[ChannelName],
+        event: &EventName,
+        data: &serde_json::Value,
+    ) -> Result<()> {
+        let encoded = check_trigger(channels, data)?;
+        for channel in channels {
+            self.default_app()
+                .publish(channel.as_str(), event.as_str(), &encoded, None);
+        }
+        Ok(())
+    }
+
+    async fn trigger_batch(&self, batch: &[BatchEvent]) -> Result<()> {
+        let encoded = check_batch(batch)?;
+        for (event, data) in batch.iter().zip(encoded) {
+            self.default_app()
+                .publish(event.channel.as_str(), event.name.as_str(), &data, None);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl HealthCheck for RealtimeServer {
+    fn service(&self) -> &str {
+        "realtime"
+    }
+    /// `local`, like every service's embedded default.
+    fn backend(&self) -> &str {
+        "local"
+    }
+    /// Takes each app's lock and counts its state: proves the hub is not wedged.
+    async fn probe(&self) -> Result<Probe> {
+        let counts = self.state_counts();
+        Ok(Probe::healthy(format!(
+            "embedded Pusher server: {} app(s), {} connection(s), {} occupied channel(s)",
+            self.hub.apps().len(),
+            counts.sockets,
+            counts.channels
+        )))
+    }
+}
