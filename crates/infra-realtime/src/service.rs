@@ -13,6 +13,7 @@ pub struct RealtimeService {
     health: Arc<dyn HealthCheck>,
     #[cfg(feature = "server")]
     server: Option<crate::server::RealtimeServer>,
+    credentials: crate::AppCredentials,
     backend: &'static str,
 }
 
@@ -47,12 +48,14 @@ impl RealtimeService {
             )),
             #[cfg(feature = "pusher")]
             RealtimeConfig::Pusher(config) => {
+                let credentials = crate::AppCredentials::from(&config);
                 let client = Arc::new(crate::PusherClient::new(config)?);
                 Ok(RealtimeService {
                     realtime: client.clone(),
                     health: client,
                     #[cfg(feature = "server")]
                     server: None,
+                    credentials,
                     backend: "pusher",
                 })
             }
@@ -67,7 +70,11 @@ impl RealtimeService {
     /// The embedded server as the backend.
     #[cfg(feature = "server")]
     pub fn embedded(server: crate::server::RealtimeServer) -> Self {
+        let app = server.app();
+        let credentials =
+            crate::AppCredentials::new(app.id.clone(), app.key.clone(), app.secret.expose().clone());
         RealtimeService {
+            credentials,
             realtime: Arc::new(server.clone()),
             health: Arc::new(server.clone()),
             server: Some(server),
@@ -90,6 +97,12 @@ impl RealtimeService {
     #[cfg(feature = "server")]
     pub fn server(&self) -> Option<&crate::server::RealtimeServer> {
         self.server.as_ref()
+    }
+
+    /// The app's credentials (Pusher's, or the embedded server's first app): what the auth
+    /// endpoint signs channel authorizations with, and the key pusher-js connects with.
+    pub fn credentials(&self) -> &crate::AppCredentials {
+        &self.credentials
     }
 
     /// `local` (the embedded server) or `pusher`.

@@ -120,11 +120,10 @@ async fn pusher_js() -> Response {
 
 async fn demo_config(State(state): State<AppState>) -> Json<serde_json::Value> {
     let service = state.infra.realtime_service();
-    let credentials = service.credentials();
     Json(json!({
         "users": state.users.iter().map(|u| json!({ "id": u.id, "email": u.email })).collect::<Vec<_>>(),
         "pusher": {
-            "key": credentials.as_ref().map(|c| c.key.clone()),
+            "key": service.credentials().key,
             "backend": service.backend(),
         },
         "events": {
