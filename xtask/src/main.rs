@@ -53,7 +53,7 @@ usage: cargo xtask <task>
 tasks:
   verify [--json]     probe every configured service (loads .env if present)
   ci                  fmt, clippy, docs, feature matrix, services, tests
-  bench [crate]       run the benchmarks (all, or one crate: db, cache, monitoring)
+  bench [crate]       run the benchmarks (all, or one crate: db, cache, jobs, realtime, monitoring)
   migrate [--status]  apply pending database migrations, or list applied/pending
   faults [scenario] [--record]
                       kill services under load; report what was lost and the recovery

@@ -19,6 +19,10 @@ mod pg_queue;
 mod registry;
 mod runtime;
 mod seed_events;
+#[cfg(feature = "serve")]
+mod serve;
+#[cfg(feature = "serve")]
+mod serve_config;
 mod service;
 mod signing;
 mod worker;
@@ -51,6 +55,10 @@ pub use runtime::{
 pub use seed_events::{
     CalendarSyncRequested, EmailSendRequested, schedule_calendar_sync, send_email,
 };
+#[cfg(feature = "serve")]
+pub use serve::{REQ_VERSION, SDK_HEADER_VALUE, serve_router};
+#[cfg(feature = "serve")]
+pub use serve_config::{DEFAULT_SERVE_PATH, INNGEST_CLOUD_API, ServeConfig, ServeMode};
 pub use service::Jobs;
 pub use signing::{
     SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR,

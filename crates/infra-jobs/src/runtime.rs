@@ -284,12 +284,13 @@ impl JobsRuntime {
     }
 
     /// The jobs `events` become: one per triggered function.
-    fn plan(&self, events: &[Event], now: i64) -> Vec<NewJob> {
+    /// `caller_ids[i]` says whether event `i` came with its own id (which then deduplicates).
+    fn plan(&self, events: &[Event], caller_ids: &[bool], now: i64) -> Vec<NewJob> {
         let registry = self.functions();
         let mut jobs = Vec::new();
-        for event in events {
+        for (event, &dedup) in events.iter().zip(caller_ids) {
             for function in registry.triggered_by(&event.name) {
-                jobs.push(plan_job(function, event.clone(), now));
+                jobs.push(plan_job(function, event.clone(), now, dedup));
             }
         }
         jobs
@@ -315,9 +316,10 @@ impl JobsRuntime {
         }
         self.inner.limits.validate(&event)?;
         let now = now_ms();
+        let caller_id = event.id.is_some();
         let id = event.id.get_or_insert_with(new_event_id).clone();
         event.ts.get_or_insert(now);
-        let jobs = self.plan(std::slice::from_ref(&event), now);
+        let jobs = self.plan(std::slice::from_ref(&event), &[caller_id], now);
         if !jobs.is_empty() {
             crate::PgQueue::enqueue_on(conn, jobs).await?;
         }
@@ -527,8 +529,9 @@ impl JobsRuntime {
     }
 }
 
-/// The job `function` runs for `event`.
-pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
+/// The job `function` runs for `event`; `dedup_by_id` when the sender chose the event id
+/// (a generated id is unique anyway, so it costs no idempotency record).
+pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id: bool) -> NewJob {
     let options = function.options();
     let ts = event.ts.unwrap_or(now);
     let mut run_at = ts.max(now);
@@ -539,7 +542,7 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
         if let Some(key) = idem.key.evaluate(&job.event) {
             job = job.with_idempotency(key, idem.window);
         }
-    } else if let Some(id) = job.event.id.clone() {
+    } else if let Some(id) = job.event.id.clone().filter(|_| dedup_by_id) {
         // Inngest's rule: an event id deduplicates for 24 hours.
         job = job.with_idempotency(format!("event:{id}"), Duration::from_secs(24 * 3600));
     }
@@ -560,19 +563,26 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
     job
 }
 
-/// The built-in function the health probe runs: it completes the waiting probe.
+/// The built-in function the health probe runs: it completes the waiting probe. A probe job
+/// claimed by another process sharing the queue goes back at once (its attempts are plenty),
+/// so the probe proves this process's workers.
 fn probe_function(runtime: std::sync::Weak<Inner>) -> Function {
     Function::builder(PROBE_FUNCTION_ID)
         .name("infra-jobs health probe")
         .on_event(PROBE_EVENT_NAME)
-        .retries(0)
+        .retries(1_000)
         .priority(i32::MAX)
+        .timeout(Duration::from_secs(5))
         .raw_handler(move |event: Event, _ctx| {
             let runtime = runtime.clone();
             async move {
-                if let (Some(inner), Some(nonce)) =
-                    (runtime.upgrade(), event.data["nonce"].as_str())
-                {
+                let Some(inner) = runtime.upgrade() else {
+                    return Outcome::success();
+                };
+                if event.data["worker"].as_str() != Some(inner.worker_id.as_str()) {
+                    return Outcome::retry_after("probe of another worker", Duration::ZERO);
+                }
+                if let Some(nonce) = event.data["nonce"].as_str() {
                     JobsRuntime { inner }.finish_probe(nonce);
                 }
                 Outcome::success()
@@ -597,6 +607,7 @@ impl EventSender for JobsRuntime {
             return sender.send_many(events).await;
         }
         let now = now_ms();
+        let caller_ids: Vec<bool> = events.iter().map(|e| e.id.is_some()).collect();
         for event in &mut events {
             event.id.get_or_insert_with(new_event_id);
             event.ts.get_or_insert(now);
@@ -605,7 +616,7 @@ impl EventSender for JobsRuntime {
             .iter()
             .map(|e| e.id.clone().unwrap_or_default())
             .collect();
-        let jobs = self.plan(&events, now);
+        let jobs = self.plan(&events, &caller_ids, now);
         if !jobs.is_empty() {
             self.require_queue()?.enqueue(jobs).await?;
         }
@@ -633,11 +644,18 @@ impl HealthCheck for JobsRuntime {
             .started
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .is_some();
-        if !running || self.inner.shutdown.is_cancelled() {
-            return Err(Error::unavailable(
-                "no workers run in this process: call JobsRuntime::start",
-            ));
+            .is_some()
+            && !self.inner.shutdown.is_cancelled();
+        if !running {
+            // No worker here to run a probe job: prove the queue answers instead. On
+            // PostgreSQL other processes may be the workers; in memory nothing will run.
+            let totals = self.totals().await?;
+            let detail = format!("workers not started in this process; {totals}");
+            return Ok(if self.backend() == "memory" {
+                Probe::degraded(detail)
+            } else {
+                Probe::healthy(detail)
+            });
         }
         let nonce = new_event_id();
         let (tx, rx) = oneshot::channel();
@@ -663,25 +681,63 @@ impl HealthCheck for JobsRuntime {
         }
         let _ = rx.await;
         let took = started.elapsed();
-        let stats = self.stats().await?;
-        let (mut ready, mut scheduled, mut running, mut dead, mut oldest) = (0, 0, 0, 0, 0u64);
-        for f in &stats.functions {
-            ready += f.queue.ready;
-            scheduled += f.queue.scheduled;
-            running += f.queue.running;
-            dead += f.queue.dead;
-            oldest = oldest.max(f.queue.oldest_ready_age_ms.unwrap_or(0));
-        }
+        let totals = self.totals().await?;
         let detail = format!(
-            "probe job ran in {}; ready {ready}, scheduled {scheduled}, running {running}, dead {dead}, oldest ready {}",
-            infra_core::format_duration(took),
-            infra_core::format_duration(Duration::from_millis(oldest)),
+            "probe job ran in {}; {totals}",
+            infra_core::format_duration(took)
         );
+        let dead = totals.dead;
         if dead > 0 {
             Ok(Probe::degraded(detail))
         } else {
             Ok(Probe::healthy(detail))
         }
+    }
+}
+
+/// Queue totals over every function, for the health detail.
+struct Totals {
+    ready: u64,
+    scheduled: u64,
+    running: u64,
+    dead: u64,
+    oldest_ready_ms: u64,
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ready {}, scheduled {}, running {}, dead {}, oldest ready {}",
+            self.ready,
+            self.scheduled,
+            self.running,
+            self.dead,
+            infra_core::format_duration(Duration::from_millis(self.oldest_ready_ms))
+        )
+    }
+}
+
+impl JobsRuntime {
+    async fn totals(&self) -> Result<Totals> {
+        let stats = self.stats().await?;
+        let mut t = Totals {
+            ready: 0,
+            scheduled: 0,
+            running: 0,
+            dead: 0,
+            oldest_ready_ms: 0,
+        };
+        for f in &stats.functions {
+            t.ready += f.queue.ready;
+            t.scheduled += f.queue.scheduled;
+            t.running += f.queue.running;
+            t.dead += f.queue.dead;
+            t.oldest_ready_ms = t
+                .oldest_ready_ms
+                .max(f.queue.oldest_ready_age_ms.unwrap_or(0));
+        }
+        Ok(t)
     }
 }
 

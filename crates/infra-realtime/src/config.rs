@@ -120,7 +120,19 @@ impl RealtimeConfig {
         let tls = env.bool("PUSHER_USE_TLS")?.unwrap_or(true);
         let scheme = if tls { "https" } else { "http" };
         let host = match env.get("PUSHER_HOST") {
-            Some(host) => host,
+            // A bare host only: with a scheme, credentials or a path in it the URL built below
+            // still parses, but names another host (`https://x` would call the host `https`).
+            Some(host) => match url::Host::parse(host.trim()) {
+                Ok(_) => host.trim().to_owned(),
+                Err(e) => {
+                    return Err(Error::config(
+                        "PUSHER_HOST",
+                        format_args!(
+                            "must be a host name such as `soketi.internal`, without scheme, port                              or path (see PUSHER_USE_TLS and PUSHER_PORT): {e}"
+                        ),
+                    ));
+                }
+            },
             None => {
                 let cluster = env.get("PUSHER_CLUSTER").unwrap_or_else(|| "mt1".into());
                 if !cluster

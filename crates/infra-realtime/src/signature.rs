@@ -239,7 +239,8 @@ pub fn verify_webhook(
 
 #[cfg(test)]
 mod tests {
-    //! Vectors from the Pusher protocol (recomputed independently, see shared/protocols.md).
+    //! Vectors from the Pusher protocol, recomputed independently; their sources are listed in
+    //! `docs/protocols.md`.
     use super::*;
 
     const KEY: &str = "278d425bdf160c739803";

@@ -20,6 +20,7 @@ use crate::connections::ConnectionReport;
 /// ```no_run
 /// # async fn demo() -> infra::Result<()> {
 /// let infra = infra::Infra::from_env()?;
+/// infra.start().await?; // the jobs runtime's workers
 /// let report = infra.test_all_connections().await;
 /// println!("{}", serde_json::to_string_pretty(&report).unwrap());
 /// # Ok(()) }
@@ -80,6 +81,22 @@ impl Infra {
                 None
             },
         })
+    }
+
+    /// Starts what runs in the background: the jobs runtime's workers (on the memory or
+    /// PostgreSQL queue; nothing to start when Inngest runs the functions). Register the
+    /// app's functions first (`infra.jobs().runtime().register(…)`); until this is called the
+    /// jobs health check reports that no worker runs. Idempotent.
+    pub async fn start(&self) -> Result<()> {
+        #[cfg(feature = "jobs")]
+        self.jobs.runtime().start().await?;
+        Ok(())
+    }
+
+    /// Stops the background work [`start`](Infra::start) began, letting running jobs finish.
+    pub async fn shutdown(&self) {
+        #[cfg(feature = "jobs")]
+        self.jobs.runtime().shutdown().await;
     }
 
     /// The database, when `DATABASE_URL` is set.
