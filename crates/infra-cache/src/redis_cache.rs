@@ -12,14 +12,12 @@ use infra_core::{
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
 
-use crate::config::{FailurePolicy, RateLimitAlgorithm, RedisConfig};
+use crate::config::{RateLimitAlgorithm, RedisConfig};
+use crate::key_space::{SCAN_COUNT, glob_escape, rate_limit_key};
 use crate::redis_error::{map_pool_error, map_redis_error};
 use crate::redis_pool::{Lease, Leases};
 use crate::redis_scripts;
 use crate::tags::{TaggedCache, check_tag, tag_key};
-
-/// How many keys one `SCAN` step asks for while deleting by prefix.
-const SCAN_COUNT: usize = 1000;
 
 /// A cache and rate limiter on Redis.
 ///
@@ -41,8 +39,9 @@ pub struct RedisCache {
 impl RedisCache {
     /// Builds the pool (no connection is opened until the first call).
     pub fn new(config: RedisConfig, algorithm: RateLimitAlgorithm) -> Result<Self> {
-        let manager = Manager::new(config.url.expose().as_str())
-            .map_err(|_| Error::config("REDIS_URL", "is not a valid Redis connection URL"))?;
+        let manager = Manager::new(config.url.expose().as_str()).map_err(|_| {
+            Error::config(config.url_variable, "is not a valid Redis connection URL")
+        })?;
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -51,18 +50,14 @@ impl RedisCache {
             .recycle_timeout(Some(config.command_timeout))
             .build()
             .map_err(|e| Error::backend(format!("cannot build the Redis pool: {e}")))?;
-        let script = Script::new(&match algorithm {
-            RateLimitAlgorithm::FixedWindow => redis_scripts::fixed_window(),
-            RateLimitAlgorithm::SlidingWindow => redis_scripts::sliding_window(),
-            RateLimitAlgorithm::TokenBucket => redis_scripts::token_bucket(),
-        });
+        let script = Script::new(&redis_scripts::rate_limit(algorithm));
         Ok(RedisCache {
             leases: Leases::new(pool),
             config,
             limits: CacheLimits::default(),
             algorithm,
             script,
-            set_tagged: Script::new(redis_scripts::SET_TAGGED),
+            set_tagged: Script::new(&redis_scripts::set_tagged()),
             take_tag: Script::new(redis_scripts::TAKE_TAG),
         })
     }
@@ -115,7 +110,7 @@ impl RedisCache {
         let timed_out = || Error::timeout(&format!("redis {op}"), self.config.command_timeout);
         let Lease { conn, slot } = match tokio::time::timeout_at(deadline, self.leases.get()).await
         {
-            Ok(lease) => lease.map_err(|e| map_pool_error(op, e))?,
+            Ok(lease) => lease.map_err(|e| map_pool_error(op, self.config.url_variable, e))?,
             Err(_) => return Err(timed_out()),
         };
         match tokio::time::timeout_at(deadline, f(conn)).await {
@@ -124,7 +119,7 @@ impl RedisCache {
                 if connection_failed(&err) {
                     self.leases.discard(slot);
                 }
-                Err(map_redis_error(op, err))
+                Err(map_redis_error(op, self.config.url_variable, err))
             }
             Err(_) => {
                 // A stalled connection: let the pool's check decide whether it lives on.
@@ -150,9 +145,11 @@ impl RedisCache {
     ) -> Result<RateLimitDecision> {
         check_rate_limit_args(key, limit, window)?;
         let window_ms = (window.as_millis() as u64).max(1);
-        let base = self.key(&format!(
-            "rl:{}:{limit}:{window_ms}:{key}",
-            self.algorithm.as_str()
+        let base = self.key(&rate_limit_key(
+            self.algorithm.as_str(),
+            limit,
+            window_ms,
+            key,
         ));
         let mut invocation = self.script.prepare_invoke();
         invocation.key(base).arg(limit).arg(window_ms);
@@ -185,19 +182,6 @@ fn one<A: redis::ToRedisArgs>(name: &str, arg: A) -> redis::Cmd {
     let mut cmd = redis::cmd(name);
     cmd.arg(arg);
     cmd
-}
-
-/// `*`, `?`, `[`, `]` and `\` are glob syntax in `SCAN MATCH`; a prefix holding them must match
-/// literally.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 4);
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[async_trait]
@@ -364,19 +348,12 @@ impl TaggedCache for RedisCache {
 #[async_trait]
 impl RateLimiter for RedisCache {
     /// One `EVALSHA` round trip per decision. When Redis can't be reached, the configured
-    /// [`FailurePolicy`] decides and the decision says `fallback: true`.
+    /// [`FailurePolicy`](crate::FailurePolicy) decides and the decision says `fallback: true`.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
         match self.rate_limit(key, limit, window).await {
             Err(err) if matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) => {
                 tracing::warn!(error = %err, policy = ?self.config.failure_policy, "rate limiter falling back");
-                let allowed = self.config.failure_policy == FailurePolicy::Open;
-                Ok(RateLimitDecision {
-                    allowed,
-                    limit,
-                    remaining: if allowed { limit } else { 0 },
-                    reset_after: window,
-                    fallback: true,
-                })
+                Ok(self.config.failure_policy.decide(limit, window))
             }
             other => other,
         }
@@ -424,16 +401,5 @@ impl HealthCheck for RedisCache {
             self.leases.leased(),
             status.max_size,
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_escape;
-
-    #[test]
-    fn glob_characters_match_literally() {
-        assert_eq!(glob_escape("user:[1]*?\\"), "user:\\[1\\]\\*\\?\\\\");
-        assert_eq!(glob_escape("plain:"), "plain:");
     }
 }

@@ -105,13 +105,13 @@ impl Infra {
         self.database.as_ref()
     }
 
-    /// The cache (Redis or memory).
+    /// The cache (Redis, Upstash REST or memory).
     #[cfg(feature = "cache")]
     pub fn cache(&self) -> Arc<dyn infra_core::Cache> {
         self.cache.cache()
     }
 
-    /// The rate limiter (Redis or memory).
+    /// The rate limiter (Redis, Upstash REST or memory).
     #[cfg(feature = "cache")]
     pub fn rate_limiter(&self) -> Arc<dyn infra_core::RateLimiter> {
         self.cache.rate_limiter()
