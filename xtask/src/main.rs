@@ -10,6 +10,7 @@ mod bench;
 mod ci;
 mod faults;
 mod migrate;
+mod realtime_probe;
 mod services;
 mod verify;
 

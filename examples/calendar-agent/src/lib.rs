@@ -45,14 +45,16 @@ pub async fn start(
         tracing::info!(version, "applied migration");
     }
     let users = demo_data::ensure_demo_users(&db).await?;
-    let runtime = infra.jobs().runtime();
-    runtime.register(sync::sync_function(sync::SyncDeps {
-        db: db.clone(),
-        realtime: infra.realtime(),
-        provider,
-        monitoring: infra.monitoring().clone(),
-    })?)?;
-    runtime.start().await?;
+    infra
+        .jobs()
+        .runtime()
+        .register(sync::sync_function(sync::SyncDeps {
+            db: db.clone(),
+            realtime: infra.realtime(),
+            provider,
+            monitoring: infra.monitoring().clone(),
+        })?)?;
+    infra.start().await?;
     Ok(app::router(app::AppState {
         infra,
         db,
