@@ -82,19 +82,27 @@ pub fn run(args: &[String]) -> Result<bool> {
 }
 
 /// The protocol compatibility tests drive official SDKs (npm packages pinned by each
-/// `tests/compat/package-lock.json`); install them so those tests run, never skip.
+/// `tests/compat/package-lock.json`), and the example's page serves pusher-js from
+/// `examples/*/web`; install them so those tests run, never skip.
 fn install_compat_clients(sh: &Shell) -> Result<()> {
-    let crates = crate::project_root().join("crates");
-    for entry in std::fs::read_dir(&crates)? {
-        let compat = entry?.path().join("tests/compat");
-        if compat.join("package-lock.json").exists() {
-            let _dir = sh.push_dir(&compat);
+    let root = crate::project_root();
+    // The compatibility tests' official SDKs, and the example app's browser dependencies.
+    let mut dirs = Vec::new();
+    for (parent, child) in [("crates", "tests/compat"), ("examples", "web")] {
+        for entry in std::fs::read_dir(root.join(parent))? {
+            dirs.push(entry?.path().join(child));
+        }
+    }
+    dirs.sort();
+    for dir in dirs {
+        if dir.join("package-lock.json").exists() {
+            let _dir = sh.push_dir(&dir);
             cmd!(sh, "npm ci --no-audit --no-fund --loglevel=error")
                 .run()
                 .map_err(|e| {
                     anyhow::anyhow!(
                         "npm ci in {} failed (are node and npm installed?): {e}",
-                        compat.display()
+                        dir.display()
                     )
                 })?;
         }

@@ -4,10 +4,13 @@
 //! - `ci`: everything CI checks — fmt, clippy, docs, the feature matrix, services, tests
 //! - `bench [crate]`: the benchmarks, each printing our side, the baseline and the ratio
 //! - `migrate [--status]`: apply pending database migrations, or list them
+//! - `faults [scenario…] [--record]`: break services under load, report losses and recovery
 
 mod bench;
 mod ci;
+mod faults;
 mod migrate;
+mod realtime_probe;
 mod services;
 mod verify;
 
@@ -25,6 +28,7 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
         "migrate" => migrate::run(rest),
+        "faults" => faults::run(rest),
         "help" | "--help" | "-h" => {
             println!("{}", USAGE);
             Ok(true)
@@ -50,8 +54,11 @@ usage: cargo xtask <task>
 tasks:
   verify [--json]     probe every configured service (loads .env if present)
   ci                  fmt, clippy, docs, feature matrix, services, tests
-  bench [crate]       run the benchmarks (all, or one crate: db, cache, jobs, monitoring, realtime)
-  migrate [--status]  apply pending database migrations, or list applied/pending";
+  bench [crate]       run the benchmarks (all, or one crate: db, cache, jobs, realtime, monitoring)
+  migrate [--status]  apply pending database migrations, or list applied/pending
+  faults [scenario] [--record]
+                      kill services under load; report what was lost and the recovery
+                      time (--record updates docs/reliability.md)";
 
 /// The workspace root, from this crate's manifest directory.
 fn project_root() -> PathBuf {
@@ -68,5 +75,22 @@ fn load_dotenv() -> anyhow::Result<()> {
         dotenvy::from_path(&path)
             .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
     }
+    Ok(())
+}
+
+/// Replaces the text between `<!-- {marker} -->` and `<!-- /{marker} -->` in the workspace
+/// file `path` with `body`: the latest figures live in the docs, written by the task that
+/// measured them.
+fn record_in_doc(path: &str, marker: &str, body: &str) -> anyhow::Result<()> {
+    let path = project_root().join(path);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}", path.display()))?;
+    let (open, close) = (format!("<!-- {marker} -->"), format!("<!-- /{marker} -->"));
+    let (Some(start), Some(end)) = (text.find(&open), text.find(&close)) else {
+        anyhow::bail!("{} has no {open} … {close} markers", path.display());
+    };
+    let head = &text[..start + open.len()];
+    let tail = &text[end..];
+    std::fs::write(&path, format!("{head}\n{body}{tail}"))?;
     Ok(())
 }

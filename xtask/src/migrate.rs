@@ -1,8 +1,9 @@
-//! `cargo xtask migrate [--status]`: the embedded diesel migrations.
+//! `cargo xtask migrate [--status]`: the calendar agent's migrations and the job queue's.
 
 use anyhow::{Context, Result};
 use infra::Env;
 use infra::db::{Database, migration_status, run_pending_migrations};
+use infra::jobs::PgQueue;
 
 pub fn run(args: &[String]) -> Result<bool> {
     let status_only = args.iter().any(|a| a == "--status");
@@ -14,22 +15,27 @@ pub fn run(args: &[String]) -> Result<bool> {
         Database::from_env(&Env::process()).context("DATABASE_URL must point at PostgreSQL")?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        let app = calendar_agent::MIGRATIONS;
         if status_only {
-            for m in migration_status(&db).await? {
+            for m in migration_status(&db, app).await? {
                 println!(
-                    "{} {}",
+                    "app       {} {}",
                     if m.applied { "applied" } else { "pending" },
                     m.version
                 );
             }
-        } else {
-            let applied = run_pending_migrations(&db).await?;
-            if applied.is_empty() {
-                println!("no pending migrations");
-            }
-            for version in applied {
-                println!("applied {version}");
-            }
+            return Ok(true);
+        }
+        let applied = run_pending_migrations(&db, app).await?;
+        for version in &applied {
+            println!("app       applied {version}");
+        }
+        let queue = PgQueue::new(db.clone()).migrate().await?;
+        for version in &queue {
+            println!("job queue applied {version}");
+        }
+        if applied.is_empty() && queue.is_empty() {
+            println!("no pending migrations");
         }
         Ok(true)
     })

@@ -15,6 +15,20 @@ pub fn run(args: &[String]) -> Result<bool> {
         // The jobs probe is run by a worker: start them, as an app does.
         let started = infra.start().await;
         let mut report = infra.test_all_connections().await;
+        // The embedded realtime server proves itself to a real WebSocket subscriber.
+        if let Some(realtime) =
+            crate::realtime_probe::probe(&infra, infra.health_deadline()).await
+        {
+            if let Some(slot) = report.services.iter_mut().find(|r| r.service == "realtime") {
+                *slot = realtime;
+            }
+        }
+        // The database reports its schema too: the app's migrations and whether they ran.
+        if let Some(db) = infra.database() {
+            if let Some(slot) = report.services.iter_mut().find(|r| r.service == "database") {
+                annotate_migrations(slot, db).await;
+            }
+        }
         if let Err(err) = started {
             if let Some(jobs) = report.services.iter_mut().find(|r| r.service == "jobs") {
                 jobs.status = infra::HealthStatus::Unhealthy;
@@ -30,6 +44,30 @@ pub fn run(args: &[String]) -> Result<bool> {
         print_table(&report);
     }
     Ok(report.all_ok())
+}
+
+async fn annotate_migrations(report: &mut infra::HealthReport, db: &infra::db::Database) {
+    if report.status != HealthStatus::Healthy {
+        return;
+    }
+    match infra::db::migration_status(db, calendar_agent::MIGRATIONS).await {
+        Ok(all) => {
+            let applied = all.iter().filter(|m| m.applied).count();
+            report.detail = format!(
+                "{}; {applied} of {} app migrations applied",
+                report.detail,
+                all.len()
+            );
+            if applied < all.len() {
+                // Usable, but the app's tables are behind: `cargo xtask migrate`.
+                report.status = HealthStatus::Degraded;
+            }
+        }
+        Err(err) => {
+            report.status = HealthStatus::Unhealthy;
+            report.detail = format!("{}; migration status failed: {err}", report.detail);
+        }
+    }
 }
 
 fn print_table(report: &infra::ConnectionReport) {

@@ -16,8 +16,15 @@ use std::time::{Duration, Instant};
 use diesel::prelude::*;
 use diesel::sql_types::Integer;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use infra_db::schema::{users, workspaces};
+#[path = "../tests/support/schema.rs"]
+mod schema;
+
+use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
+use schema::{users, workspaces};
 use infra_db::{Database, DbConfig, run_pending_migrations};
+
+/// The tests' fixture schema (a users table to look rows up in).
+const FIXTURE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/fixtures/migrations");
 
 const TASKS: usize = 32;
 const OPS_PER_TASK: usize = 400;
@@ -250,7 +257,7 @@ async fn run() {
     config.pool_size = TASKS;
     let db = Database::new(config).unwrap();
 
-    run_pending_migrations(&db).await.unwrap();
+    run_pending_migrations(&db, FIXTURE_MIGRATIONS).await.unwrap();
     let workspace: i64 = {
         let mut conn = db.get().await.unwrap();
         let w: i64 = diesel::insert_into(workspaces::table)

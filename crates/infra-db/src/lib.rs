@@ -13,8 +13,6 @@ mod pagination;
 #[cfg(feature = "postgres")]
 mod replicas;
 #[cfg(feature = "postgres")]
-pub mod schema;
-#[cfg(feature = "postgres")]
 mod tls;
 #[cfg(feature = "postgres")]
 mod transaction;
@@ -31,7 +29,7 @@ pub use error::{
     sqlstate,
 };
 #[cfg(feature = "postgres")]
-pub use migrations::{MIGRATIONS, MigrationStatus, migration_status, run_pending_migrations};
+pub use migrations::{MigrationStatus, migration_status, run_pending_migrations};
 pub use pagination::{Keyset, MAX_TAKE, Page};
 #[cfg(feature = "postgres")]
 pub use tls::SslMode;
@@ -42,3 +40,5 @@ pub use transaction::{Isolation, RetryPolicy};
 pub use diesel;
 #[cfg(feature = "postgres")]
 pub use diesel_async;
+#[cfg(feature = "postgres")]
+pub use diesel_migrations;

@@ -1,15 +1,16 @@
-//! The embedded migrations, run through diesel's harness on a blocking task.
+//! Running the migrations an app hands over, through diesel's harness on a blocking task.
+//!
+//! The library owns no schema: an app embeds its own folder with
+//! `diesel_migrations::embed_migrations!("migrations")` and passes the result here (and so
+//! does any other crate with tables of its own).
 
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
-use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use infra_core::{Error, Result};
 
 use crate::database::{Database, establish};
 use crate::error::map_connection_error;
-
-/// The migrations compiled into this crate (`crates/infra-db/migrations`).
-pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// One migration and whether the database has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,11 +46,26 @@ where
     .map_err(|e| Error::backend(format!("migration task failed: {e}")))?
 }
 
-/// Applies every pending migration in order; returns the versions applied.
-pub async fn run_pending_migrations(db: &Database) -> Result<Vec<String>> {
-    with_harness(db, |harness| {
+/// Applies every pending migration of `migrations` in order; returns the versions applied.
+///
+/// ```no_run
+/// use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
+///
+/// const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+///
+/// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
+/// for version in infra_db::run_pending_migrations(&db, MIGRATIONS).await? {
+///     println!("applied {version}");
+/// }
+/// # Ok(()) }
+/// ```
+pub async fn run_pending_migrations(
+    db: &Database,
+    migrations: EmbeddedMigrations,
+) -> Result<Vec<String>> {
+    with_harness(db, move |harness| {
         Ok(harness
-            .run_pending_migrations(MIGRATIONS)?
+            .run_pending_migrations(migrations)?
             .into_iter()
             .map(|v| v.to_string())
             .collect())
@@ -57,15 +73,18 @@ pub async fn run_pending_migrations(db: &Database) -> Result<Vec<String>> {
     .await
 }
 
-/// Every embedded migration with whether it is applied.
-pub async fn migration_status(db: &Database) -> Result<Vec<MigrationStatus>> {
-    with_harness(db, |harness| {
+/// Every migration of `migrations` with whether it is applied.
+pub async fn migration_status(
+    db: &Database,
+    migrations: EmbeddedMigrations,
+) -> Result<Vec<MigrationStatus>> {
+    with_harness(db, move |harness| {
         let applied: Vec<String> = harness
             .applied_migrations()?
             .into_iter()
             .map(|v| v.to_string())
             .collect();
-        let all = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&MIGRATIONS)?;
+        let all = diesel::migration::MigrationSource::<diesel::pg::Pg>::migrations(&migrations)?;
         Ok(all
             .iter()
             .map(|m| {

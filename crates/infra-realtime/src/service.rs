@@ -15,6 +15,7 @@ pub struct RealtimeService {
     server: Option<crate::server::RealtimeServer>,
     #[cfg(feature = "pusher")]
     pusher: Option<Arc<crate::PusherClient>>,
+    credentials: crate::AppCredentials,
     backend: &'static str,
 }
 
@@ -49,6 +50,7 @@ impl RealtimeService {
             )),
             #[cfg(feature = "pusher")]
             RealtimeConfig::Pusher(config) => {
+                let credentials = crate::AppCredentials::from(&config);
                 let client = Arc::new(crate::PusherClient::new(config)?);
                 Ok(RealtimeService {
                     realtime: client.clone(),
@@ -56,6 +58,7 @@ impl RealtimeService {
                     #[cfg(feature = "server")]
                     server: None,
                     pusher: Some(client),
+                    credentials,
                     backend: "pusher",
                 })
             }
@@ -70,7 +73,11 @@ impl RealtimeService {
     /// The embedded server as the backend.
     #[cfg(feature = "server")]
     pub fn embedded(server: crate::server::RealtimeServer) -> Self {
+        let app = server.app();
+        let credentials =
+            crate::AppCredentials::new(app.id.clone(), app.key.clone(), app.secret.expose().clone());
         RealtimeService {
+            credentials,
             realtime: Arc::new(server.clone()),
             health: Arc::new(server.clone()),
             server: Some(server),
@@ -102,6 +109,12 @@ impl RealtimeService {
     #[cfg(feature = "pusher")]
     pub fn pusher(&self) -> Option<Arc<crate::PusherClient>> {
         self.pusher.clone()
+    }
+
+    /// The app's credentials (Pusher's, or the embedded server's first app): what the auth
+    /// endpoint signs channel authorizations with, and the key pusher-js connects with.
+    pub fn credentials(&self) -> &crate::AppCredentials {
+        &self.credentials
     }
 
     /// `local` (the embedded server) or `pusher`.

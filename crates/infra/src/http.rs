@@ -8,6 +8,12 @@
 //! | `GET /api/health` | [`liveness_routes`] | 200 while the process serves; touches no backend |
 //! | `GET /api/health/ready` | [`readiness_routes`] | one report per service; 503 when a configured one is unhealthy |
 //! | `GET /api/test-infrastructure` | [`admin_routes`] | the full [`Infra::test_all_connections`] report, behind `INFRA_ADMIN_TOKEN` |
+//! | `POST /api/pusher/auth`, `POST /api/pusher/user-auth` | [`InfraRoutes::authorizer`] | channel authorization and sign-in with the app's `Authorizer` (feature `realtime`) |
+//! | `/app/{key}`, `/apps/{id}/…` | the embedded realtime server | pusher-js and the Pusher HTTP API on the app's own port, when realtime runs embedded |
+//! | `POST /e/{event_key}` | `infra_jobs::ingest_router` | Inngest-compatible ingestion into the jobs runtime, when `INFRA_JOBS_INGEST_KEYS` is set |
+//!
+//! Around them, [`InfraRoutes`] puts the Sentry request layers (a hub per request, 5xx
+//! captured; on by default with `monitoring`) and, when asked, a rate limit on the API routes.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,7 +37,7 @@ pub const READINESS_PATH: &str = "/api/health/ready";
 pub const TEST_INFRASTRUCTURE_PATH: &str = "/api/test-infrastructure";
 
 impl Infra {
-    /// Every route of this module, built from this `Infra` (and its `INFRA_ADMIN_TOKEN`).
+    /// Every route of this module with the defaults: `self.routes().build()`.
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
@@ -43,9 +49,115 @@ impl Infra {
     /// # Ok(()) }
     /// ```
     pub fn router(self: &Arc<Self>) -> Router {
-        liveness_routes()
-            .merge(readiness_routes(Arc::clone(self)))
-            .merge(admin_routes(Arc::clone(self), self.admin_token().cloned()))
+        self.routes().build()
+    }
+
+    /// A builder of the router, to add the app's realtime authorizer, a rate limit, or to
+    /// leave out the Sentry request layers.
+    pub fn routes(self: &Arc<Self>) -> InfraRoutes {
+        InfraRoutes {
+            infra: Arc::clone(self),
+            #[cfg(feature = "realtime")]
+            authorizer: None,
+            #[cfg(feature = "cache")]
+            rate_limit: None,
+            #[cfg(feature = "monitoring")]
+            monitoring_layers: true,
+        }
+    }
+}
+
+/// Builds the umbrella's router: [`Infra::routes`], then options, then [`InfraRoutes::build`].
+///
+/// ```no_run
+/// # async fn demo(authorizer: std::sync::Arc<dyn infra::realtime::Authorizer>) -> infra::Result<()> {
+/// use std::time::Duration;
+/// let infra = std::sync::Arc::new(infra::Infra::from_env()?);
+/// let app: axum::Router = infra
+///     .routes()
+///     .authorizer(authorizer)                    // POST /api/pusher/auth, /api/pusher/user-auth
+///     .rate_limit(120, Duration::from_secs(60))  // per client IP, on the API routes
+///     .build();
+/// # Ok(()) }
+/// ```
+pub struct InfraRoutes {
+    infra: Arc<Infra>,
+    #[cfg(feature = "realtime")]
+    authorizer: Option<Arc<dyn infra_realtime::Authorizer>>,
+    #[cfg(feature = "cache")]
+    rate_limit: Option<(u64, std::time::Duration)>,
+    #[cfg(feature = "monitoring")]
+    monitoring_layers: bool,
+}
+
+impl InfraRoutes {
+    /// Serves the Pusher auth endpoints, asking `authorizer` who may join which channel and
+    /// signing with the realtime backend's app credentials (Pusher's or the embedded
+    /// server's).
+    #[cfg(feature = "realtime")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "realtime")))]
+    pub fn authorizer(mut self, authorizer: Arc<dyn infra_realtime::Authorizer>) -> Self {
+        self.authorizer = Some(authorizer);
+        self
+    }
+
+    /// At most `limit` requests per `window` and client IP on the API routes (auth,
+    /// ingestion), through the cache's rate limiter; health routes and the realtime server
+    /// are left out. Serve with `into_make_service_with_connect_info::<SocketAddr>()` so the
+    /// client's address is known.
+    #[cfg(feature = "cache")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
+    pub fn rate_limit(mut self, limit: u64, window: std::time::Duration) -> Self {
+        self.rate_limit = Some((limit, window));
+        self
+    }
+
+    /// Leaves out the Sentry request layers (on by default).
+    #[cfg(feature = "monitoring")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "monitoring")))]
+    pub fn without_monitoring_layers(mut self) -> Self {
+        self.monitoring_layers = false;
+        self
+    }
+
+    /// The router.
+    pub fn build(self) -> Router {
+        let infra = &self.infra;
+        // Routes a client calls with a payload: what the rate limit guards.
+        #[allow(unused_mut)] // empty without realtime and jobs
+        let mut api = Router::new();
+        #[cfg(feature = "realtime")]
+        if let Some(authorizer) = self.authorizer.clone() {
+            let credentials = infra.realtime_service().credentials().clone();
+            api = api.merge(infra_realtime::auth_router(credentials, authorizer));
+        }
+        #[cfg(feature = "jobs")]
+        if let Some(ingest) = infra.ingest_config() {
+            api = api.merge(infra_jobs::ingest_router(infra.events(), ingest.clone()));
+        }
+        #[cfg(feature = "cache")]
+        if let Some((limit, window)) = self.rate_limit {
+            api = api.layer(infra_cache::tower_layer::RateLimitLayer::new(
+                infra.rate_limiter(),
+                limit,
+                window,
+            ));
+        }
+        #[allow(unused_mut)]
+        let mut router = liveness_routes()
+            .merge(readiness_routes(Arc::clone(infra)))
+            .merge(admin_routes(Arc::clone(infra), infra.admin_token().cloned()))
+            .merge(api);
+        #[cfg(feature = "realtime")]
+        if let Some(server) = infra.realtime_service().server() {
+            router = router.merge(server.router());
+        }
+        #[cfg(feature = "monitoring")]
+        if self.monitoring_layers {
+            let (hub, http, server_errors) = infra_monitoring::request_layers();
+            router = router.layer(server_errors).layer(http).layer(hub);
+        }
+        router
     }
 }
 

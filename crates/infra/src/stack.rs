@@ -39,6 +39,8 @@ pub struct Infra {
     monitoring: infra_monitoring::Monitoring,
     health_deadline: Duration,
     admin_token: Option<Secret<String>>,
+    #[cfg(all(feature = "jobs", feature = "http"))]
+    ingest: Option<infra_jobs::IngestConfig>,
 }
 
 impl Infra {
@@ -72,6 +74,12 @@ impl Infra {
             monitoring: infra_monitoring::Monitoring::from_env(env)?,
             health_deadline,
             admin_token: env.optional_secret("INFRA_ADMIN_TOKEN"),
+            #[cfg(all(feature = "jobs", feature = "http"))]
+            ingest: if env.is_set(infra_jobs::INGEST_KEYS_VAR) {
+                Some(infra_jobs::IngestConfig::from_env(env)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -155,6 +163,12 @@ impl Infra {
     /// that route answers 404.
     pub fn admin_token(&self) -> Option<&Secret<String>> {
         self.admin_token.as_ref()
+    }
+
+    /// The ingestion route's settings, when `INFRA_JOBS_INGEST_KEYS` is set.
+    #[cfg(all(feature = "jobs", feature = "http"))]
+    pub fn ingest_config(&self) -> Option<&infra_jobs::IngestConfig> {
+        self.ingest.as_ref()
     }
 
     /// Every service's health check, in report order; `None` for a service that is built in

@@ -4,7 +4,14 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use infra_db::{Database, DbConfig};
+
+pub mod schema;
+
+/// The fixture schema the tests migrate to: workspaces, users, calendars, events — tables
+/// shaped like an app's, so migrations, transactions and pagination meet real constraints.
+pub const FIXTURE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/fixtures/migrations");
 
 /// The server the tests use: `DATABASE_URL`'s, else the local one.
 pub fn base_url() -> url::Url {

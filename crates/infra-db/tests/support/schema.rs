@@ -1,4 +1,4 @@
-//! Diesel's view of the tables the embedded migrations create.
+//! Diesel's view of the test fixture's tables (`tests/fixtures/migrations`).
 #![allow(missing_docs)] // generated-style table definitions
 
 diesel::table! {

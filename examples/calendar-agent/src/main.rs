@@ -1,0 +1,41 @@
+//! `cargo run -p calendar-agent`: the app on `INFRA_EXAMPLE_ADDR` (default 127.0.0.1:3000).
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use calendar_agent::provider::FakeProvider;
+use infra::Infra;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    dotenvy::dotenv().ok();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    match serve().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("calendar-agent: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve() -> Result<(), Box<dyn std::error::Error>> {
+    let infra = Arc::new(Infra::from_env()?);
+    let app = calendar_agent::start(infra.clone(), Arc::new(FakeProvider::default())).await?;
+    let addr = std::env::var("INFRA_EXAMPLE_ADDR")
+        .unwrap_or_else(|_| calendar_agent::DEFAULT_ADDR.to_owned());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    println!("calendar agent on http://{}/", listener.local_addr()?);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    infra.jobs().runtime().shutdown().await;
+    Ok(())
+}

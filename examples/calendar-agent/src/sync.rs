@@ -1,0 +1,130 @@
+//! Calendar sync as a background function: `calendar/sync.requested` (sent by
+//! `POST /api/calendars/{id}/sync` through `schedule_calendar_sync`) runs
+//! [`sync_function`], which reads the provider's events, writes them in one transaction and
+//! tells the user's private channel how it went.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use diesel_async::RunQueryDsl;
+use infra::db::{Database, Isolation, RetryPolicy};
+use infra::jobs::{CalendarSyncRequested, Function, JobContext, Outcome};
+use infra::monitoring::Monitoring;
+use infra::realtime::RealtimeNotify;
+use infra::{Error, ErrorKind, Realtime, Result};
+
+use crate::provider::CalendarProvider;
+use crate::schema::calendar_events;
+
+/// The function's id (stable: it names rows in the queue and Inngest's function).
+pub const SYNC_FUNCTION_ID: &str = "sync-calendar";
+
+/// What the sync needs.
+#[derive(Clone)]
+pub struct SyncDeps {
+    /// Where events are written.
+    pub db: Database,
+    /// Where progress is announced.
+    pub realtime: Arc<dyn Realtime>,
+    /// Where events come from.
+    pub provider: Arc<dyn CalendarProvider>,
+    /// Where failures are reported.
+    pub monitoring: Monitoring,
+}
+
+/// The background function: one sync per user at a time, two retries with backoff, a
+/// minute per attempt.
+pub fn sync_function(deps: SyncDeps) -> Result<Function> {
+    let deps = Arc::new(deps);
+    Function::typed::<CalendarSyncRequested>(SYNC_FUNCTION_ID)
+        .name("Sync a calendar")
+        .retries(2)
+        .timeout(Duration::from_secs(60))
+        .concurrency_per_key(1, "event.data.userId")
+        .handler(move |event: CalendarSyncRequested, ctx: JobContext| {
+            let deps = deps.clone();
+            async move { run(&deps, &event, &ctx).await }
+        })
+}
+
+async fn run(deps: &SyncDeps, event: &CalendarSyncRequested, ctx: &JobContext) -> Outcome {
+    match sync(deps, event).await {
+        Ok(count) => {
+            // The sync is done even if this announcement fails; don't redo it for that.
+            if let Err(err) = deps
+                .realtime
+                .notify_calendar_sync_completed(&event.user_id, &event.calendar_id, count)
+                .await
+            {
+                tracing::warn!(error = %err, "could not announce a completed sync");
+            }
+            Outcome::success()
+        }
+        Err(err) => {
+            let last = ctx.attempt() >= ctx.max_attempts() || !err.is_retryable();
+            if last {
+                deps.monitoring.tracking().job_error(
+                    SYNC_FUNCTION_ID,
+                    ctx.event().name.as_str(),
+                    ctx.attempt(),
+                    &err,
+                );
+                let _ = deps
+                    .realtime
+                    .notify_calendar_sync_failed(&event.user_id, &event.calendar_id, err.message())
+                    .await;
+            }
+            Outcome::from(err)
+        }
+    }
+}
+
+/// Upserts every event the provider lists, in one transaction; returns how many.
+async fn sync(deps: &SyncDeps, event: &CalendarSyncRequested) -> Result<u64> {
+    let calendar_id: i64 = event.calendar_id.parse().map_err(|_| {
+        Error::invalid_input("calendarId", "must be a calendar's numeric id")
+    })?;
+    let events = deps.provider.list_events(calendar_id).await?;
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                calendar_events::calendar_id.eq(calendar_id),
+                calendar_events::external_id.eq(Some(e.external_id.clone())),
+                calendar_events::title.eq(e.title.clone()),
+                calendar_events::starts_at.eq(e.starts_at),
+                calendar_events::ends_at.eq(e.ends_at),
+            )
+        })
+        .collect();
+    let rows = Arc::new(rows);
+    let written = deps
+        .db
+        .transaction(Isolation::ReadCommitted, RetryPolicy::default(), move |conn| {
+            let rows = rows.clone();
+            Box::pin(async move {
+                diesel::insert_into(calendar_events::table)
+                    .values(&*rows)
+                    .on_conflict((calendar_events::calendar_id, calendar_events::external_id))
+                    .filter_target(calendar_events::external_id.is_not_null())
+                    .do_update()
+                    .set((
+                        calendar_events::title.eq(excluded(calendar_events::title)),
+                        calendar_events::starts_at.eq(excluded(calendar_events::starts_at)),
+                        calendar_events::ends_at.eq(excluded(calendar_events::ends_at)),
+                    ))
+                    .execute(conn)
+                    .await
+            })
+        })
+        .await?;
+    if written != events.len() {
+        return Err(Error::new(
+            ErrorKind::Backend,
+            format!("wrote {written} of {} events", events.len()),
+        ));
+    }
+    Ok(written as u64)
+}
