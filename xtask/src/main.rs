@@ -50,7 +50,7 @@ usage: cargo xtask <task>
 tasks:
   verify [--json]     probe every configured service (loads .env if present)
   ci                  fmt, clippy, docs, feature matrix, services, tests
-  bench [crate]       run the benchmarks (all, or one crate: db, cache, monitoring)
+  bench [crate]       run the benchmarks (all, or one crate: db, cache, jobs, monitoring)
   migrate [--status]  apply pending database migrations, or list applied/pending";
 
 /// The workspace root, from this crate's manifest directory.

@@ -11,7 +11,19 @@ pub fn run(args: &[String]) -> Result<bool> {
     crate::load_dotenv()?;
     let infra = Infra::from_env()?;
     let runtime = tokio::runtime::Runtime::new()?;
-    let report = runtime.block_on(infra.test_all_connections());
+    let report = runtime.block_on(async {
+        // The jobs probe is run by a worker: start them, as an app does.
+        let started = infra.start().await;
+        let mut report = infra.test_all_connections().await;
+        if let Err(err) = started {
+            if let Some(jobs) = report.services.iter_mut().find(|r| r.service == "jobs") {
+                jobs.status = infra::HealthStatus::Unhealthy;
+                jobs.detail = format!("the runtime did not start: {err}");
+            }
+        }
+        infra.shutdown().await;
+        report
+    });
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {

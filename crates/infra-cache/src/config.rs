@@ -3,11 +3,19 @@
 use std::fmt;
 use std::time::Duration;
 
-use infra_core::{Env, Error, Result, Secret, redact_url};
+use infra_core::{Env, Error, RateLimitDecision, Result, Secret, redact_url};
 
-/// Variables that may hold the Redis URL, in order of preference. The Upstash names are the
-/// seed's; they are accepted when they hold a `redis://`/`rediss://` URL.
-pub const REDIS_URL_VARIABLES: [&str; 2] = ["REDIS_URL", "UPSTASH_REDIS_REST_URL"];
+/// Variables that may hold the cache's URL, in order of preference. `REDIS_URL` holds a
+/// `redis://`/`rediss://` URL; the seed's `UPSTASH_REDIS_REST_URL` holds either Upstash's
+/// `https://` REST endpoint (selecting [`UpstashRestCache`](crate::UpstashRestCache)) or a
+/// Redis URL.
+pub const REDIS_URL_VARIABLES: [&str; 2] = ["REDIS_URL", UPSTASH_URL_VARIABLE];
+
+/// The seed's name of Upstash's REST endpoint.
+pub const UPSTASH_URL_VARIABLE: &str = "UPSTASH_REDIS_REST_URL";
+
+/// The seed's name of Upstash's REST token (and, with a Redis URL there, the password).
+pub const UPSTASH_TOKEN_VARIABLE: &str = "UPSTASH_REDIS_REST_TOKEN";
 
 /// Which counting algorithm a rate limiter uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -67,12 +75,40 @@ pub enum FailurePolicy {
     Closed,
 }
 
+impl FailurePolicy {
+    /// The decision this policy makes for a call the backend could not count.
+    pub fn decide(self, limit: u64, window: Duration) -> RateLimitDecision {
+        let allowed = self == FailurePolicy::Open;
+        RateLimitDecision {
+            allowed,
+            limit,
+            remaining: if allowed { limit } else { 0 },
+            reset_after: window,
+            fallback: true,
+        }
+    }
+
+    fn parse(variable: &str, raw: &str) -> Result<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "open" | "fail_open" | "fail-open" => Ok(FailurePolicy::Open),
+            "closed" | "fail_closed" | "fail-closed" => Ok(FailurePolicy::Closed),
+            _ => Err(Error::config(
+                variable,
+                format_args!("must be open or closed, got `{raw}`"),
+            )),
+        }
+    }
+}
+
 /// Settings of [`RedisCache`](crate::RedisCache).
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL (may hold a password).
     pub url: Secret<String>,
+    /// The variable the URL came from (`REDIS_URL` or `UPSTASH_REDIS_REST_URL`), named by
+    /// errors about it.
+    pub url_variable: &'static str,
     /// Prepended to every key (`REDIS_KEY_PREFIX`), so several apps can share one Redis.
     pub key_prefix: String,
     /// Most connections in the pool (`REDIS_POOL_SIZE`, default 16).
@@ -90,6 +126,7 @@ impl RedisConfig {
     pub fn new(url: impl Into<String>) -> Self {
         RedisConfig {
             url: Secret::new(url.into()),
+            url_variable: "REDIS_URL",
             key_prefix: String::new(),
             pool_size: 16,
             command_timeout: Duration::from_secs(1),
@@ -127,8 +164,85 @@ impl fmt::Debug for RedisConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisConfig")
             .field("url", &redact_url(self.url.expose()))
+            .field("url_variable", &self.url_variable)
             .field("key_prefix", &self.key_prefix)
             .field("pool_size", &self.pool_size)
+            .field("command_timeout", &self.command_timeout)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("failure_policy", &self.failure_policy)
+            .finish()
+    }
+}
+
+/// Settings of [`UpstashRestCache`](crate::UpstashRestCache): Upstash's REST endpoint and
+/// token, and the settings it shares with Redis.
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct UpstashConfig {
+    /// The REST endpoint: `https://…upstash.io` (`http://` only for a local stand-in).
+    pub url: url::Url,
+    /// The variable the URL came from, named by errors about it.
+    pub url_variable: &'static str,
+    /// The REST token, sent as `Authorization: Bearer …`.
+    pub token: Secret<String>,
+    /// The variable the token came from, named when Upstash refuses it.
+    pub token_variable: &'static str,
+    /// Prepended to every key (`REDIS_KEY_PREFIX`).
+    pub key_prefix: String,
+    /// Deadline of every request (`REDIS_COMMAND_TIMEOUT`, default 1s).
+    pub command_timeout: Duration,
+    /// Deadline of opening a connection (`REDIS_CONNECT_TIMEOUT`, default 2s).
+    pub connect_timeout: Duration,
+    /// What the rate limiter answers during an outage (`INFRA_RATE_LIMIT_FAILURE_POLICY`).
+    pub failure_policy: FailurePolicy,
+}
+
+impl UpstashConfig {
+    /// Defaults for `url` and `token`; refuses a URL that is not `https://` or `http://`.
+    pub fn new(url: &str, token: impl Into<String>) -> Result<Self> {
+        let url = rest_url(UPSTASH_URL_VARIABLE, url)?;
+        let token = token.into();
+        if token.trim().is_empty() {
+            return Err(Error::config(UPSTASH_TOKEN_VARIABLE, "must not be empty"));
+        }
+        Ok(UpstashConfig {
+            url,
+            url_variable: UPSTASH_URL_VARIABLE,
+            token: Secret::new(token),
+            token_variable: UPSTASH_TOKEN_VARIABLE,
+            key_prefix: String::new(),
+            command_timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(2),
+            failure_policy: FailurePolicy::Open,
+        })
+    }
+
+    /// Sets the key prefix.
+    pub fn with_key_prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.key_prefix = prefix.into();
+        self
+    }
+
+    /// Sets the request timeout.
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        self.command_timeout = timeout;
+        self
+    }
+
+    /// Sets the failure policy.
+    pub fn with_failure_policy(mut self, policy: FailurePolicy) -> Self {
+        self.failure_policy = policy;
+        self
+    }
+}
+
+impl fmt::Debug for UpstashConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UpstashConfig")
+            .field("url", &redact_url(self.url.as_str()))
+            .field("url_variable", &self.url_variable)
+            .field("token", &self.token)
+            .field("key_prefix", &self.key_prefix)
             .field("command_timeout", &self.command_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("failure_policy", &self.failure_policy)
@@ -156,8 +270,10 @@ impl Default for MemoryConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum CacheBackendConfig {
-    /// Redis, when a Redis URL is set.
+    /// Redis, when a `redis://`/`rediss://` URL is set.
     Redis(RedisConfig),
+    /// Upstash's REST API, when `UPSTASH_REDIS_REST_URL` is an `https://` URL.
+    Upstash(UpstashConfig),
     /// In memory otherwise.
     Memory(MemoryConfig),
 }
@@ -166,24 +282,25 @@ pub enum CacheBackendConfig {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct CacheConfig {
-    /// Redis or memory.
+    /// Redis, Upstash REST or memory.
     pub backend: CacheBackendConfig,
     /// The rate limiter's algorithm (`INFRA_RATE_LIMIT_ALGORITHM`, default sliding window).
     pub algorithm: RateLimitAlgorithm,
 }
 
 impl CacheConfig {
-    /// Reads `REDIS_URL` (or `UPSTASH_REDIS_REST_URL` holding a Redis URL, with
-    /// `UPSTASH_REDIS_REST_TOKEN` as its password), `REDIS_KEY_PREFIX`, `REDIS_POOL_SIZE`,
-    /// `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT`, `INFRA_CACHE_MAX_BYTES`,
-    /// `INFRA_RATE_LIMIT_ALGORITHM`, `INFRA_RATE_LIMIT_FAILURE_POLICY`.
+    /// Reads `REDIS_URL`, or else `UPSTASH_REDIS_REST_URL` (an `https://` REST endpoint with
+    /// `UPSTASH_REDIS_REST_TOKEN`, or a Redis URL whose password the token supplies),
+    /// `REDIS_KEY_PREFIX`, `REDIS_POOL_SIZE`, `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT`,
+    /// `INFRA_CACHE_MAX_BYTES`, `INFRA_RATE_LIMIT_ALGORITHM`, `INFRA_RATE_LIMIT_FAILURE_POLICY`.
+    /// Errors about the URL name the variable it came from.
     pub fn from_env(env: &Env) -> Result<Self> {
         let algorithm = match env.get("INFRA_RATE_LIMIT_ALGORITHM") {
             Some(raw) => RateLimitAlgorithm::parse("INFRA_RATE_LIMIT_ALGORITHM", &raw)?,
             None => RateLimitAlgorithm::default(),
         };
         let backend = match env.first_of(&REDIS_URL_VARIABLES) {
-            Some((variable, raw)) => CacheBackendConfig::Redis(redis_config(env, variable, &raw)?),
+            Some((variable, raw)) => remote_config(env, variable, &raw)?,
             None => {
                 let mut memory = MemoryConfig::default();
                 if let Some(max) = env.integer::<u64>("INFRA_CACHE_MAX_BYTES")? {
@@ -202,30 +319,118 @@ impl CacheConfig {
     }
 }
 
-fn redis_config(env: &Env, variable: &str, raw: &str) -> Result<RedisConfig> {
-    let mut url = infra_core::parse_url(variable, raw)?;
+/// Settings both remote backends read.
+struct Shared {
+    key_prefix: String,
+    command_timeout: Duration,
+    connect_timeout: Option<Duration>,
+    failure_policy: FailurePolicy,
+}
+
+impl Shared {
+    fn from_env(env: &Env) -> Result<Self> {
+        let command_timeout = match env.duration("REDIS_COMMAND_TIMEOUT")? {
+            Some(t) if t.is_zero() => {
+                return Err(Error::config(
+                    "REDIS_COMMAND_TIMEOUT",
+                    "must be greater than zero",
+                ));
+            }
+            Some(t) => t,
+            None => Duration::from_secs(1),
+        };
+        let failure_policy = match env.get("INFRA_RATE_LIMIT_FAILURE_POLICY") {
+            Some(raw) => FailurePolicy::parse("INFRA_RATE_LIMIT_FAILURE_POLICY", &raw)?,
+            None => FailurePolicy::default(),
+        };
+        Ok(Shared {
+            key_prefix: env.get("REDIS_KEY_PREFIX").unwrap_or_default(),
+            command_timeout,
+            connect_timeout: env.duration("REDIS_CONNECT_TIMEOUT")?,
+            failure_policy,
+        })
+    }
+}
+
+/// Redis or Upstash REST, by the URL's scheme; `variable` is where the URL came from.
+fn remote_config(env: &Env, variable: &'static str, raw: &str) -> Result<CacheBackendConfig> {
+    let url = infra_core::parse_url(variable, raw)?;
     match url.scheme() {
-        "redis" | "rediss" => {}
-        "https" | "http" if variable.starts_with("UPSTASH") => {
-            return Err(Error::config(
-                variable,
-                "holds Upstash's REST endpoint, which is not supported; set REDIS_URL to the \
-                 database's rediss:// URL (Upstash console → Connect → Redis)",
-            ));
-        }
-        other => {
-            return Err(Error::config(
-                variable,
-                format_args!("must be a redis:// or rediss:// URL, not {other}://"),
-            ));
-        }
+        "redis" | "rediss" => Ok(CacheBackendConfig::Redis(redis_config(env, variable, url)?)),
+        "https" | "http" if variable == UPSTASH_URL_VARIABLE => Ok(CacheBackendConfig::Upstash(
+            upstash_config(env, variable, raw)?,
+        )),
+        "https" | "http" => Err(Error::config(
+            variable,
+            "must be a redis:// or rediss:// URL; an Upstash REST endpoint (https://) goes in \
+             UPSTASH_REDIS_REST_URL, with UPSTASH_REDIS_REST_TOKEN",
+        )),
+        other => Err(Error::config(
+            variable,
+            format_args!(
+                "must be a redis:// or rediss:// URL{}, not {other}://",
+                if variable == UPSTASH_URL_VARIABLE {
+                    " or Upstash's https:// REST endpoint"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
+}
+
+/// Checks a REST endpoint URL: `https://` (or `http://`), a host, no credentials in it.
+fn rest_url(variable: &str, raw: &str) -> Result<url::Url> {
+    let url = infra_core::parse_url(variable, raw)?;
+    if !matches!(url.scheme(), "https" | "http") {
+        return Err(Error::config(
+            variable,
+            format_args!("must be an https:// URL, not {}://", url.scheme()),
+        ));
     }
     if url.host_str().is_none_or(str::is_empty) {
         return Err(Error::config(variable, "has no host"));
     }
-    let token = env.get("UPSTASH_REDIS_REST_TOKEN");
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(Error::config(
+            variable,
+            "must not hold credentials; the token goes in UPSTASH_REDIS_REST_TOKEN",
+        ));
+    }
+    Ok(url)
+}
+
+fn upstash_config(env: &Env, variable: &'static str, raw: &str) -> Result<UpstashConfig> {
+    let url = rest_url(variable, raw)?;
+    let Some(token) = env
+        .get(UPSTASH_TOKEN_VARIABLE)
+        .filter(|t| !t.trim().is_empty())
+    else {
+        return Err(Error::config(
+            UPSTASH_TOKEN_VARIABLE,
+            format_args!("must be set when {variable} is Upstash's REST endpoint"),
+        ));
+    };
+    let shared = Shared::from_env(env)?;
+    Ok(UpstashConfig {
+        url,
+        url_variable: variable,
+        token: Secret::new(token),
+        token_variable: UPSTASH_TOKEN_VARIABLE,
+        key_prefix: shared.key_prefix,
+        command_timeout: shared.command_timeout,
+        connect_timeout: shared.connect_timeout.unwrap_or(Duration::from_secs(2)),
+        failure_policy: shared.failure_policy,
+    })
+}
+
+fn redis_config(env: &Env, variable: &'static str, mut url: url::Url) -> Result<RedisConfig> {
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(Error::config(variable, "has no host"));
+    }
+    let token = env.get(UPSTASH_TOKEN_VARIABLE);
     if let Some(token) =
-        token.filter(|_| variable.starts_with("UPSTASH") && url.password().is_none())
+        token.filter(|_| variable == UPSTASH_URL_VARIABLE && url.password().is_none())
     {
         let user = if url.username().is_empty() {
             "default".to_owned()
@@ -236,37 +441,20 @@ fn redis_config(env: &Env, variable: &str, raw: &str) -> Result<RedisConfig> {
         let _ = url.set_password(Some(&token));
     }
     let mut config = RedisConfig::new(url.to_string());
-    config.key_prefix = env.get("REDIS_KEY_PREFIX").unwrap_or_default();
+    config.url_variable = variable;
     if let Some(size) = env.integer::<usize>("REDIS_POOL_SIZE")? {
         if size == 0 {
             return Err(Error::config("REDIS_POOL_SIZE", "must be at least 1"));
         }
         config.pool_size = size;
     }
-    if let Some(t) = env.duration("REDIS_COMMAND_TIMEOUT")? {
-        if t.is_zero() {
-            return Err(Error::config(
-                "REDIS_COMMAND_TIMEOUT",
-                "must be greater than zero",
-            ));
-        }
-        config.command_timeout = t;
-    }
-    if let Some(t) = env.duration("REDIS_CONNECT_TIMEOUT")? {
+    let shared = Shared::from_env(env)?;
+    config.key_prefix = shared.key_prefix;
+    config.command_timeout = shared.command_timeout;
+    if let Some(t) = shared.connect_timeout {
         config.connect_timeout = t;
     }
-    if let Some(raw) = env.get("INFRA_RATE_LIMIT_FAILURE_POLICY") {
-        config.failure_policy = match raw.trim().to_ascii_lowercase().as_str() {
-            "open" | "fail_open" | "fail-open" => FailurePolicy::Open,
-            "closed" | "fail_closed" | "fail-closed" => FailurePolicy::Closed,
-            _ => {
-                return Err(Error::config(
-                    "INFRA_RATE_LIMIT_FAILURE_POLICY",
-                    format_args!("must be open or closed, got `{raw}`"),
-                ));
-            }
-        };
-    }
+    config.failure_policy = shared.failure_policy;
     Ok(config)
 }
 
@@ -319,10 +507,88 @@ mod tests {
             "rediss://default:tok@eu1-fond-cat.upstash.io:6379"
         );
 
-        let env = Env::from_pairs([("UPSTASH_REDIS_REST_URL", "https://eu1-fond-cat.upstash.io")]);
-        let err = CacheConfig::from_env(&env).unwrap_err();
-        assert_eq!(err.variable(), Some("UPSTASH_REDIS_REST_URL"));
-        assert!(err.to_string().contains("set REDIS_URL"), "{err}");
+        assert_eq!(redis.url_variable, "UPSTASH_REDIS_REST_URL");
+    }
+
+    #[test]
+    fn upstash_rest_endpoint_selects_the_rest_backend() {
+        let env = Env::from_pairs([
+            ("UPSTASH_REDIS_REST_URL", "https://eu1-fond-cat.upstash.io"),
+            ("UPSTASH_REDIS_REST_TOKEN", "AX1-secret-token"),
+            ("REDIS_KEY_PREFIX", "app:"),
+            ("REDIS_COMMAND_TIMEOUT", "300ms"),
+            ("INFRA_RATE_LIMIT_FAILURE_POLICY", "closed"),
+        ]);
+        let CacheBackendConfig::Upstash(upstash) = CacheConfig::from_env(&env).unwrap().backend
+        else {
+            panic!("upstash")
+        };
+        assert_eq!(upstash.url.as_str(), "https://eu1-fond-cat.upstash.io/");
+        assert_eq!(upstash.token.expose(), "AX1-secret-token");
+        assert_eq!(upstash.key_prefix, "app:");
+        assert_eq!(upstash.command_timeout, Duration::from_millis(300));
+        assert_eq!(upstash.failure_policy, FailurePolicy::Closed);
+        let printed = format!("{upstash:?}");
+        assert!(!printed.contains("AX1-secret-token"), "{printed}");
+
+        // A local stand-in speaks plain HTTP.
+        let env = Env::from_pairs([
+            ("UPSTASH_REDIS_REST_URL", "http://127.0.0.1:8079"),
+            ("UPSTASH_REDIS_REST_TOKEN", "t"),
+        ]);
+        let backend = CacheConfig::from_env(&env).unwrap().backend;
+        assert!(matches!(backend, CacheBackendConfig::Upstash(_)));
+
+        // REDIS_URL wins over the Upstash name.
+        let env = Env::from_pairs([
+            ("REDIS_URL", "redis://127.0.0.1:6379"),
+            ("UPSTASH_REDIS_REST_URL", "https://eu1-fond-cat.upstash.io"),
+        ]);
+        let backend = CacheConfig::from_env(&env).unwrap().backend;
+        assert!(matches!(backend, CacheBackendConfig::Redis(_)));
+    }
+
+    #[test]
+    fn url_errors_name_the_variable_the_url_came_from() {
+        for (pairs, variable, says) in [
+            (
+                vec![("UPSTASH_REDIS_REST_URL", "https://eu1-fond-cat.upstash.io")],
+                "UPSTASH_REDIS_REST_TOKEN",
+                "must be set",
+            ),
+            (
+                vec![("UPSTASH_REDIS_REST_URL", "ftp://eu1-fond-cat.upstash.io")],
+                "UPSTASH_REDIS_REST_URL",
+                "https://",
+            ),
+            (
+                vec![("UPSTASH_REDIS_REST_URL", "not a url")],
+                "UPSTASH_REDIS_REST_URL",
+                "",
+            ),
+            (
+                vec![
+                    (
+                        "UPSTASH_REDIS_REST_URL",
+                        "https://user:pw@eu1-fond-cat.upstash.io",
+                    ),
+                    ("UPSTASH_REDIS_REST_TOKEN", "t"),
+                ],
+                "UPSTASH_REDIS_REST_URL",
+                "credentials",
+            ),
+            (
+                vec![("REDIS_URL", "https://eu1-fond-cat.upstash.io")],
+                "REDIS_URL",
+                "UPSTASH_REDIS_REST_URL",
+            ),
+            (vec![("REDIS_URL", "ftp://cache")], "REDIS_URL", "redis://"),
+        ] {
+            let err = CacheConfig::from_env(&Env::from_pairs(pairs.clone())).unwrap_err();
+            assert_eq!(err.variable(), Some(variable), "{pairs:?}: {err}");
+            assert!(err.to_string().contains(says), "{err}");
+            assert!(!err.to_string().contains("pw@"), "{err}");
+        }
     }
 
     #[test]

@@ -4,11 +4,13 @@
 #[cfg(any(feature = "memory", test))]
 mod algorithm;
 mod config;
+#[cfg(any(feature = "redis", feature = "upstash"))]
+mod key_space;
 #[cfg(feature = "memory")]
 mod memory;
 #[cfg(feature = "memory")]
 mod memory_limiter;
-#[cfg(any(feature = "redis", feature = "memory"))]
+#[cfg(any(feature = "redis", feature = "memory", feature = "upstash"))]
 mod probe;
 #[cfg(feature = "redis")]
 mod redis_cache;
@@ -16,7 +18,7 @@ mod redis_cache;
 mod redis_error;
 #[cfg(feature = "redis")]
 mod redis_pool;
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "upstash"))]
 pub mod redis_scripts;
 mod service;
 mod single_flight;
@@ -24,10 +26,16 @@ mod tags;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower_layer;
+#[cfg(feature = "upstash")]
+mod upstash_cache;
+#[cfg(feature = "upstash")]
+mod upstash_error;
+#[cfg(feature = "upstash")]
+mod upstash_protocol;
 
 pub use config::{
     CacheBackendConfig, CacheConfig, FailurePolicy, MemoryConfig, REDIS_URL_VARIABLES,
-    RateLimitAlgorithm, RedisConfig,
+    RateLimitAlgorithm, RedisConfig, UPSTASH_TOKEN_VARIABLE, UPSTASH_URL_VARIABLE, UpstashConfig,
 };
 #[cfg(feature = "memory")]
 pub use memory::MemoryCache;
@@ -36,6 +44,9 @@ pub use redis_cache::RedisCache;
 pub use service::CacheService;
 pub use single_flight::{EarlyRefresh, SingleFlight};
 pub use tags::{MAX_TAG_BYTES, TAG_KEY_PREFIX, TaggedCache, TaggedCacheExt};
+#[cfg(feature = "upstash")]
+#[cfg_attr(docsrs, doc(cfg(feature = "upstash")))]
+pub use upstash_cache::UpstashRestCache;
 
 #[cfg(feature = "redis")]
 pub use deadpool_redis;
@@ -43,3 +54,5 @@ pub use deadpool_redis;
 pub use moka;
 #[cfg(feature = "redis")]
 pub use redis;
+#[cfg(feature = "upstash")]
+pub use reqwest;

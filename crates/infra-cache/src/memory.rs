@@ -116,6 +116,14 @@ impl MemoryCache {
         (self.entries.entry_count(), self.entries.weighted_size())
     }
 
+    /// The value under `key`, or `None` when absent or expired: [`Cache::get`] without the
+    /// boxed future of the object-safe trait. Code holding a concrete `MemoryCache` calls this
+    /// one (`cache.get(key).await`); through `dyn Cache` the trait forwards here.
+    pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        self.limits.check_key(key)?;
+        Ok(self.live(key).map(|e| e.value.to_vec()))
+    }
+
     /// moka itself refuses to return an entry past its per-entry expiry, so a read needs no
     /// clock of its own.
     fn live(&self, key: &str) -> Option<Entry> {
@@ -126,8 +134,7 @@ impl MemoryCache {
 #[async_trait]
 impl Cache for MemoryCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        self.limits.check_key(key)?;
-        Ok(self.live(key).map(|e| e.value.to_vec()))
+        MemoryCache::get(self, key).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {

@@ -12,14 +12,12 @@ use infra_core::{
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
 
-use crate::config::{FailurePolicy, RateLimitAlgorithm, RedisConfig};
+use crate::config::{RateLimitAlgorithm, RedisConfig};
+use crate::key_space::{SCAN_COUNT, glob_escape, rate_limit_key};
 use crate::redis_error::{map_pool_error, map_redis_error};
 use crate::redis_pool::{Lease, Leases};
 use crate::redis_scripts;
 use crate::tags::{TaggedCache, check_tag, tag_key};
-
-/// How many keys one `SCAN` step asks for while deleting by prefix.
-const SCAN_COUNT: usize = 1000;
 
 /// A cache and rate limiter on Redis.
 ///
@@ -41,8 +39,9 @@ pub struct RedisCache {
 impl RedisCache {
     /// Builds the pool (no connection is opened until the first call).
     pub fn new(config: RedisConfig, algorithm: RateLimitAlgorithm) -> Result<Self> {
-        let manager = Manager::new(config.url.expose().as_str())
-            .map_err(|_| Error::config("REDIS_URL", "is not a valid Redis connection URL"))?;
+        let manager = Manager::new(config.url.expose().as_str()).map_err(|_| {
+            Error::config(config.url_variable, "is not a valid Redis connection URL")
+        })?;
         let pool = Pool::builder(manager)
             .max_size(config.pool_size)
             .runtime(Runtime::Tokio1)
@@ -51,18 +50,14 @@ impl RedisCache {
             .recycle_timeout(Some(config.command_timeout))
             .build()
             .map_err(|e| Error::backend(format!("cannot build the Redis pool: {e}")))?;
-        let script = Script::new(&match algorithm {
-            RateLimitAlgorithm::FixedWindow => redis_scripts::fixed_window(),
-            RateLimitAlgorithm::SlidingWindow => redis_scripts::sliding_window(),
-            RateLimitAlgorithm::TokenBucket => redis_scripts::token_bucket(),
-        });
+        let script = Script::new(&redis_scripts::rate_limit(algorithm));
         Ok(RedisCache {
             leases: Leases::new(pool),
             config,
             limits: CacheLimits::default(),
             algorithm,
             script,
-            set_tagged: Script::new(redis_scripts::SET_TAGGED),
+            set_tagged: Script::new(&redis_scripts::set_tagged()),
             take_tag: Script::new(redis_scripts::TAKE_TAG),
         })
     }
@@ -106,30 +101,43 @@ impl RedisCache {
     }
 
     /// Runs `f` on a pooled connection within the command timeout, pool wait included.
+    ///
+    /// The deadline of the reply is the connection's own response timeout, set on this call's
+    /// clone of it to what remains of the deadline: redis-rs already runs a timer per request
+    /// (500 ms by default), so a second timer of ours around it would double that cost on
+    /// every command. `f` gets the deadline too: a call needing more than one round trip sets
+    /// the timeout again before each (see [`RedisCache::eval`]).
     async fn with_conn<T, F, Fut>(&self, op: &str, f: F) -> Result<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
+        F: FnOnce(MultiplexedConnection, tokio::time::Instant) -> Fut,
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let deadline = tokio::time::Instant::now() + self.config.command_timeout;
         let timed_out = || Error::timeout(&format!("redis {op}"), self.config.command_timeout);
-        let Lease { conn, slot } = match tokio::time::timeout_at(deadline, self.leases.get()).await
-        {
-            Ok(lease) => lease.map_err(|e| map_pool_error(op, e))?,
-            Err(_) => return Err(timed_out()),
+        let Lease { mut conn, slot } = match self.leases.ready() {
+            Ok(lease) => lease,
+            Err(empty) => match tokio::time::timeout_at(deadline, self.leases.fill(empty)).await {
+                Ok(lease) => lease.map_err(|e| map_pool_error(op, self.config.url_variable, e))?,
+                Err(_) => return Err(timed_out()),
+            },
         };
-        match tokio::time::timeout_at(deadline, f(conn)).await {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => {
-                if connection_failed(&err) {
-                    self.leases.discard(slot);
-                }
-                Err(map_redis_error(op, err))
-            }
-            Err(_) => {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if remaining.is_zero() {
+            return Err(timed_out());
+        }
+        conn.set_response_timeout(remaining);
+        match f(conn, deadline).await {
+            Ok(value) => Ok(value),
+            Err(err) if err.is_timeout() => {
                 // A stalled connection: let the pool's check decide whether it lives on.
                 self.leases.discard(slot);
                 Err(timed_out())
+            }
+            Err(err) => {
+                if connection_failed(&err) {
+                    self.leases.discard(slot);
+                }
+                Err(map_redis_error(op, self.config.url_variable, err))
             }
         }
     }
@@ -137,8 +145,44 @@ impl RedisCache {
     async fn query<T: FromRedisValue + Send>(&self, op: &str, cmd: redis::Cmd) -> Result<T> {
         self.with_conn(
             op,
-            |mut conn| async move { cmd.query_async(&mut conn).await },
+            |mut conn, _| async move { cmd.query_async(&mut conn).await },
         )
+        .await
+    }
+
+    /// Runs a Lua script: `EVALSHA`, and when Redis lost the script (`NOSCRIPT`: a restart, a
+    /// failover, `SCRIPT FLUSH`) `SCRIPT LOAD` and `EVALSHA` again — each request bounded by
+    /// what remains of the call's deadline, so the whole call still ends by it.
+    async fn eval<T: FromRedisValue + Send>(
+        &self,
+        op: &str,
+        script: &Script,
+        keys: &[&[u8]],
+        args: &[&[u8]],
+    ) -> Result<T> {
+        let mut evalsha = redis::cmd("EVALSHA");
+        evalsha.arg(script.get_hash()).arg(keys.len());
+        for key in keys {
+            evalsha.arg(*key);
+        }
+        for arg in args {
+            evalsha.arg(*arg);
+        }
+        self.with_conn(op, |mut conn, deadline| async move {
+            match evalsha.query_async(&mut conn).await {
+                Err(err)
+                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    let remaining =
+                        || deadline.saturating_duration_since(tokio::time::Instant::now());
+                    conn.set_response_timeout(remaining());
+                    script.load_async(&mut conn).await?;
+                    conn.set_response_timeout(remaining());
+                    evalsha.query_async(&mut conn).await
+                }
+                other => other,
+            }
+        })
         .await
     }
 
@@ -150,16 +194,20 @@ impl RedisCache {
     ) -> Result<RateLimitDecision> {
         check_rate_limit_args(key, limit, window)?;
         let window_ms = (window.as_millis() as u64).max(1);
-        let base = self.key(&format!(
-            "rl:{}:{limit}:{window_ms}:{key}",
-            self.algorithm.as_str()
+        let base = self.key(&rate_limit_key(
+            self.algorithm.as_str(),
+            limit,
+            window_ms,
+            key,
         ));
-        let mut invocation = self.script.prepare_invoke();
-        invocation.key(base).arg(limit).arg(window_ms);
+        let (limit_arg, window_arg) = (limit.to_string(), window_ms.to_string());
         let (allowed, remaining, reset_ms): (i64, i64, i64) = self
-            .with_conn("EVALSHA", |mut conn| async move {
-                invocation.invoke_async(&mut conn).await
-            })
+            .eval(
+                "EVALSHA",
+                &self.script,
+                &[base.as_bytes()],
+                &[limit_arg.as_bytes(), window_arg.as_bytes()],
+            )
             .await?;
         Ok(RateLimitDecision {
             allowed: allowed == 1,
@@ -185,19 +233,6 @@ fn one<A: redis::ToRedisArgs>(name: &str, arg: A) -> redis::Cmd {
     let mut cmd = redis::cmd(name);
     cmd.arg(arg);
     cmd
-}
-
-/// `*`, `?`, `[`, `]` and `\` are glob syntax in `SCAN MATCH`; a prefix holding them must match
-/// literally.
-fn glob_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 4);
-    for c in text.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[async_trait]
@@ -269,7 +304,7 @@ impl Cache for RedisCache {
         if entries.is_empty() {
             return Ok(());
         }
-        self.with_conn("MULTI SET", |mut conn| async move {
+        self.with_conn("MULTI SET", |mut conn, _| async move {
             pipe.query_async::<()>(&mut conn).await
         })
         .await
@@ -312,16 +347,19 @@ impl TaggedCache for RedisCache {
         let full = self.checked_key(key)?;
         self.limits.check_value(key, value)?;
         self.limits.check_ttl(ttl)?;
-        let mut invocation = self.set_tagged.prepare_invoke();
-        invocation.key(full);
+        let mut keys = vec![full];
         for tag in tags {
             check_tag(tag)?;
-            invocation.key(self.key(&tag_key(tag)));
+            keys.push(self.key(&tag_key(tag)));
         }
-        invocation.arg(value).arg(ttl.as_millis() as u64);
-        self.with_conn("EVALSHA set_tagged", |mut conn| async move {
-            invocation.invoke_async::<i64>(&mut conn).await
-        })
+        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
+        let ttl_ms = (ttl.as_millis() as u64).to_string();
+        self.eval::<i64>(
+            "EVALSHA set_tagged",
+            &self.set_tagged,
+            &keys,
+            &[value, ttl_ms.as_bytes()],
+        )
         .await
         .map(drop)
     }
@@ -330,12 +368,13 @@ impl TaggedCache for RedisCache {
         check_tag(tag)?;
         let set = self.key(&tag_key(tag));
         let taken = format!("{set}:invalidating:{:016x}", rand::random::<u64>());
-        let mut invocation = self.take_tag.prepare_invoke();
-        invocation.key(&set).key(&taken);
         let existed: i64 = self
-            .with_conn("EVALSHA take_tag", |mut conn| async move {
-                invocation.invoke_async(&mut conn).await
-            })
+            .eval(
+                "EVALSHA take_tag",
+                &self.take_tag,
+                &[set.as_bytes(), taken.as_bytes()],
+                &[],
+            )
             .await?;
         if existed == 0 {
             return Ok(0);
@@ -364,19 +403,12 @@ impl TaggedCache for RedisCache {
 #[async_trait]
 impl RateLimiter for RedisCache {
     /// One `EVALSHA` round trip per decision. When Redis can't be reached, the configured
-    /// [`FailurePolicy`] decides and the decision says `fallback: true`.
+    /// [`FailurePolicy`](crate::FailurePolicy) decides and the decision says `fallback: true`.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
         match self.rate_limit(key, limit, window).await {
             Err(err) if matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) => {
                 tracing::warn!(error = %err, policy = ?self.config.failure_policy, "rate limiter falling back");
-                let allowed = self.config.failure_policy == FailurePolicy::Open;
-                Ok(RateLimitDecision {
-                    allowed,
-                    limit,
-                    remaining: if allowed { limit } else { 0 },
-                    reset_after: window,
-                    fallback: true,
-                })
+                Ok(self.config.failure_policy.decide(limit, window))
             }
             other => other,
         }
@@ -404,7 +436,7 @@ impl HealthCheck for RedisCache {
             .arg("memory")
             .cmd("DBSIZE");
         let (server, memory, keys): (String, String, u64) = self
-            .with_conn("PING", |mut conn| async move {
+            .with_conn("PING", |mut conn, _| async move {
                 pipe.query_async(&mut conn).await
             })
             .await?;
@@ -424,16 +456,5 @@ impl HealthCheck for RedisCache {
             self.leases.leased(),
             status.max_size,
         )))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_escape;
-
-    #[test]
-    fn glob_characters_match_literally() {
-        assert_eq!(glob_escape("user:[1]*?\\"), "user:\\[1\\]\\*\\?\\\\");
-        assert_eq!(glob_escape("plain:"), "plain:");
     }
 }

@@ -4,14 +4,15 @@ use deadpool_redis::PoolError;
 use infra_core::{Error, ErrorKind};
 use redis::RedisError;
 
-/// Maps a client error; `op` names the command for the message.
-pub(crate) fn map_redis_error(op: &str, err: RedisError) -> Error {
+/// Maps a client error; `op` names the command for the message, `url_variable` the variable
+/// the URL came from (named when Redis refuses the credentials in it).
+pub(crate) fn map_redis_error(op: &str, url_variable: &str, err: RedisError) -> Error {
     let kind = if err.is_timeout() {
         ErrorKind::Timeout
     } else if err.is_connection_refusal() || err.is_io_error() || err.is_connection_dropped() {
         ErrorKind::Unavailable
     } else if err.kind() == redis::ErrorKind::AuthenticationFailed {
-        return Error::config("REDIS_URL", "was refused by Redis (authentication failed)")
+        return Error::config(url_variable, "was refused by Redis (authentication failed)")
             .with_source(err);
     } else {
         ErrorKind::Backend
@@ -24,9 +25,9 @@ pub(crate) fn map_redis_error(op: &str, err: RedisError) -> Error {
 }
 
 /// Maps a failure to get a pooled connection.
-pub(crate) fn map_pool_error(op: &str, err: PoolError) -> Error {
+pub(crate) fn map_pool_error(op: &str, url_variable: &str, err: PoolError) -> Error {
     match err {
-        PoolError::Backend(err) => map_redis_error(op, err),
+        PoolError::Backend(err) => map_redis_error(op, url_variable, err),
         PoolError::Timeout(which) => Error::new(
             ErrorKind::Timeout,
             format!("redis {op}: timed out getting a connection ({which:?})"),

@@ -7,8 +7,18 @@
 //! a clone of one slot's connection. A slot whose connection fails (I/O error, dropped,
 //! timeout) is emptied: the connection goes back to the pool, whose check on the next lease
 //! replaces it if it is broken. That is how the same `RedisCache` recovers after an outage.
+//!
+//! Few slots, not one per pooled connection: a multiplexed connection writes every request
+//! queued on it in one `write` and reads every reply that has arrived in one `read`, so the
+//! more concurrent commands share a connection, the fewer system calls each costs. Spreading
+//! 64 concurrent tasks over 64 connections left about one command in flight per connection
+//! and cost three times the client CPU per command of sharing one (see `docs/cache.md`). One
+//! slot per CPU (at most the pool size) keeps that batching and lets the connections' I/O
+//! tasks run on every core; the rest of the pool stays free for `RedisCache::pool()` users.
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deadpool_redis::{Connection, Pool, PoolError};
@@ -22,7 +32,9 @@ pub(crate) struct Leases {
 
 #[derive(Default)]
 struct Slot {
-    conn: Mutex<Option<Connection>>,
+    /// Read on every command, written only when the slot is filled or emptied: a read lock
+    /// never makes the worker threads wait on each other.
+    conn: RwLock<Option<Connection>>,
     /// One task at a time fills an empty slot: leased connections never go back to the pool,
     /// so two tasks filling one slot could leave a third waiting on an exhausted pool.
     filling: tokio::sync::Mutex<()>,
@@ -31,7 +43,7 @@ struct Slot {
 impl Slot {
     fn current(&self) -> Option<MultiplexedConnection> {
         self.conn
-            .lock()
+            .read()
             .unwrap_or_else(|e| e.into_inner())
             .as_ref()
             .map(|c| (**c).clone())
@@ -45,9 +57,10 @@ pub(crate) struct Lease {
 }
 
 impl Leases {
-    /// One slot per connection the pool may open.
+    /// One slot per CPU, at most one per connection the pool may open.
     pub(crate) fn new(pool: Pool) -> Self {
-        let slots = (0..pool.status().max_size.max(1))
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slots = (0..pool.status().max_size.min(cpus).max(1))
             .map(|_| Slot::default())
             .collect();
         Leases {
@@ -65,32 +78,48 @@ impl Leases {
     pub(crate) fn leased(&self) -> usize {
         self.slots
             .iter()
-            .filter(|s| s.conn.lock().unwrap_or_else(|e| e.into_inner()).is_some())
+            .filter(|s| s.conn.read().unwrap_or_else(|e| e.into_inner()).is_some())
             .count()
     }
 
-    /// A connection from the next slot, leasing one from the pool when the slot is empty.
-    pub(crate) async fn get(&self) -> Result<Lease, PoolError> {
+    /// The connection of the next slot, or `Err(slot)` when that slot is empty and must be
+    /// [`fill`](Leases::fill)ed first.
+    ///
+    /// Not `async`: the hot path holds no future of the pool's. Every call's future is boxed
+    /// (the object-safe traits), and boxing moves the whole state machine, so a pool checkout
+    /// future inlined here made every command copy a few kilobytes it almost never used.
+    pub(crate) fn ready(&self) -> Result<Lease, usize> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
-        let this = &self.slots[slot];
-        if let Some(conn) = this.current() {
-            return Ok(Lease { conn, slot });
+        match self.slots[slot].current() {
+            Some(conn) => Ok(Lease { conn, slot }),
+            None => Err(slot),
         }
-        let _filling = this.filling.lock().await;
-        if let Some(conn) = this.current() {
-            return Ok(Lease { conn, slot });
-        }
-        let fresh = self.pool.get().await?;
-        let conn = (*fresh).clone();
-        *this.conn.lock().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
-        Ok(Lease { conn, slot })
+    }
+
+    /// Leases a connection from the pool into the empty `slot` (rare: the first calls, and
+    /// after a failure), boxed so that its size stays out of the callers' futures.
+    pub(crate) fn fill(
+        &self,
+        slot: usize,
+    ) -> Pin<Box<dyn Future<Output = Result<Lease, PoolError>> + Send + '_>> {
+        Box::pin(async move {
+            let this = &self.slots[slot];
+            let _filling = this.filling.lock().await;
+            if let Some(conn) = this.current() {
+                return Ok(Lease { conn, slot });
+            }
+            let fresh = self.pool.get().await?;
+            let conn = (*fresh).clone();
+            *this.conn.write().unwrap_or_else(|e| e.into_inner()) = Some(fresh);
+            Ok(Lease { conn, slot })
+        })
     }
 
     /// Gives the slot's connection back to the pool after it failed.
     pub(crate) fn discard(&self, slot: usize) {
         let taken = self.slots[slot]
             .conn
-            .lock()
+            .write()
             .unwrap_or_else(|e| e.into_inner())
             .take();
         drop(taken);

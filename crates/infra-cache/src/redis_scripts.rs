@@ -6,6 +6,17 @@
 //! windows derive per-window keys from `KEYS[1]`, which is fine on a single Redis and on
 //! Upstash, not on Redis Cluster.
 
+use crate::config::RateLimitAlgorithm;
+
+/// The script of `algorithm`.
+pub fn rate_limit(algorithm: RateLimitAlgorithm) -> String {
+    match algorithm {
+        RateLimitAlgorithm::FixedWindow => fixed_window(),
+        RateLimitAlgorithm::SlidingWindow => sliding_window(),
+        RateLimitAlgorithm::TokenBucket => token_bucket(),
+    }
+}
+
 const CLOCK: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -94,9 +105,42 @@ return {1, math.floor((window - ahead) / interval), ahead}
 /// Writes `KEYS[1]` = `ARGV[1]` for `ARGV[2]` ms and adds it to the tag sets `KEYS[2..]`,
 /// extending a set's expiry to the key's when shorter (a fresh set has none: `PTTL` -1).
 /// One script so the key is never written untagged, and one round trip.
-pub(crate) const SET_TAGGED: &str = r"
+pub(crate) fn set_tagged() -> String {
+    format!("local value = ARGV[1]\n{SET_TAGGED}")
+}
+
+/// [`set_tagged`] with `ARGV[1]` in hex (see [`UNHEX`]).
+#[cfg_attr(not(feature = "upstash"), allow(dead_code))]
+pub(crate) fn set_tagged_hex() -> String {
+    format!("{UNHEX}local value = unhex(ARGV[1])\n{SET_TAGGED}")
+}
+
+/// Stores every `KEYS[i]` = hex-decoded `ARGV[i + 1]` for `ARGV[1]` ms, atomically.
+#[cfg_attr(not(feature = "upstash"), allow(dead_code))]
+pub(crate) fn set_many_hex() -> String {
+    format!(
+        "{UNHEX}{}",
+        r"
+for i = 1, #KEYS do
+  redis.call('SET', KEYS[i], unhex(ARGV[i + 1]), 'PX', ARGV[1])
+end
+return #KEYS
+"
+    )
+}
+
+/// Upstash's REST API carries arguments as JSON strings, which cannot hold bytes that are not
+/// UTF-8; such values travel in hex and these scripts turn them back into bytes inside Redis.
+const UNHEX: &str = r"
+local function unhex(h)
+  return (string.gsub(h, '..', function(c) return string.char(tonumber(c, 16)) end))
+end
+";
+
+/// The body of [`set_tagged`]; `value` is the bytes to store.
+const SET_TAGGED: &str = r"
 local ttl = tonumber(ARGV[2])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+redis.call('SET', KEYS[1], value, 'PX', ttl)
 for i = 2, #KEYS do
   redis.call('SADD', KEYS[i], KEYS[1])
   if redis.call('PTTL', KEYS[i]) < ttl then redis.call('PEXPIRE', KEYS[i], ttl) end

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use infra_core::{Cache, Env, HealthCheck, RateLimiter, Result};
 
-#[cfg(any(feature = "redis", feature = "memory"))]
+#[cfg(any(feature = "redis", feature = "memory", feature = "upstash"))]
 use crate::config::CacheBackendConfig;
 use crate::config::CacheConfig;
 use crate::tags::TaggedCache;
@@ -20,24 +20,26 @@ pub struct CacheService {
 }
 
 impl CacheService {
-    /// Redis when `REDIS_URL` (or an Upstash Redis URL) is set, otherwise in memory. Builds
-    /// without connecting.
+    /// Redis when `REDIS_URL` (or `UPSTASH_REDIS_REST_URL` holding a `redis://`/`rediss://`
+    /// URL) is set, Upstash's REST API when `UPSTASH_REDIS_REST_URL` is its `https://`
+    /// endpoint, otherwise in memory (see [`CacheConfig::from_env`]). Builds without
+    /// connecting.
     pub fn from_env(env: &Env) -> Result<Self> {
         CacheService::from_config(CacheConfig::from_env(env)?)
     }
 
     /// Builds the backend `config` names.
     pub fn from_config(config: CacheConfig) -> Result<Self> {
-        #[cfg(not(any(feature = "redis", feature = "memory")))]
+        #[cfg(not(any(feature = "redis", feature = "memory", feature = "upstash")))]
         {
             let _ = config;
             Err(infra_core::Error::new(
                 infra_core::ErrorKind::Config,
-                "infra-cache was built with no backend feature enabled: enable `redis` and/or \
-                 `memory`",
+                "infra-cache was built with no backend feature enabled: enable `redis`, \
+                 `upstash` and/or `memory`",
             ))
         }
-        #[cfg(any(feature = "redis", feature = "memory"))]
+        #[cfg(any(feature = "redis", feature = "memory", feature = "upstash"))]
         match config.backend {
             #[cfg(feature = "redis")]
             CacheBackendConfig::Redis(redis) => {
@@ -48,6 +50,17 @@ impl CacheService {
                     rate_limiter: cache.clone(),
                     health: cache,
                     backend: "redis",
+                })
+            }
+            #[cfg(feature = "upstash")]
+            CacheBackendConfig::Upstash(upstash) => {
+                let cache = Arc::new(crate::UpstashRestCache::new(upstash, config.algorithm)?);
+                Ok(CacheService {
+                    cache: cache.clone(),
+                    tagged: cache.clone(),
+                    rate_limiter: cache.clone(),
+                    health: cache,
+                    backend: "upstash",
                 })
             }
             #[cfg(feature = "memory")]
@@ -62,9 +75,15 @@ impl CacheService {
                 })
             }
             #[cfg(not(feature = "redis"))]
-            CacheBackendConfig::Redis(_) => Err(infra_core::Error::config(
-                "REDIS_URL",
-                "is set but infra-cache was built without its `redis` feature",
+            CacheBackendConfig::Redis(redis) => Err(infra_core::Error::config(
+                redis.url_variable,
+                "holds a Redis URL but infra-cache was built without its `redis` feature",
+            )),
+            #[cfg(not(feature = "upstash"))]
+            CacheBackendConfig::Upstash(upstash) => Err(infra_core::Error::config(
+                upstash.url_variable,
+                "holds Upstash's REST endpoint but infra-cache was built without its `upstash` \
+                 feature",
             )),
             #[cfg(not(feature = "memory"))]
             CacheBackendConfig::Memory(_) => Err(infra_core::Error::config(
@@ -95,7 +114,7 @@ impl CacheService {
         self.health.clone()
     }
 
-    /// `redis` or `memory`.
+    /// `redis`, `upstash` or `memory`.
     pub fn backend(&self) -> &'static str {
         self.backend
     }
@@ -103,7 +122,7 @@ impl CacheService {
 
 #[cfg(test)]
 mod tests {
-    #[cfg(not(any(feature = "redis", feature = "memory")))]
+    #[cfg(not(any(feature = "redis", feature = "memory", feature = "upstash")))]
     #[test]
     fn without_a_backend_feature_from_env_says_so() {
         let err = match super::CacheService::from_env(&infra_core::Env::empty()) {
@@ -123,5 +142,19 @@ mod tests {
             Err(err) => err,
         };
         assert_eq!(err.variable(), Some("REDIS_URL"));
+    }
+
+    #[cfg(all(feature = "memory", not(feature = "upstash")))]
+    #[test]
+    fn upstash_url_without_the_upstash_feature_names_the_variable() {
+        let env = infra_core::Env::from_pairs([
+            ("UPSTASH_REDIS_REST_URL", "https://eu1-fond-cat.upstash.io"),
+            ("UPSTASH_REDIS_REST_TOKEN", "t"),
+        ]);
+        let err = match super::CacheService::from_env(&env) {
+            Ok(_) => panic!("upstash is not compiled in"),
+            Err(err) => err,
+        };
+        assert_eq!(err.variable(), Some("UPSTASH_REDIS_REST_URL"));
     }
 }

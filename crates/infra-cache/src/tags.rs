@@ -66,7 +66,10 @@ pub trait TaggedCacheExt: TaggedCache {
 impl<C: TaggedCache + ?Sized> TaggedCacheExt for C {}
 
 /// Refuses empty tags and tags over [`MAX_TAG_BYTES`].
-#[cfg_attr(not(any(feature = "redis", feature = "memory")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "redis", feature = "memory", feature = "upstash")),
+    allow(dead_code)
+)]
 pub(crate) fn check_tag(tag: &str) -> Result<()> {
     if tag.is_empty() {
         return Err(Error::invalid_input("tag", "must not be empty"));
@@ -81,7 +84,7 @@ pub(crate) fn check_tag(tag: &str) -> Result<()> {
 }
 
 /// The cache key holding the set of keys tagged `tag` (before any namespace prefix).
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "upstash"))]
 pub(crate) fn tag_key(tag: &str) -> String {
     format!("{TAG_KEY_PREFIX}{tag}")
 }

@@ -164,7 +164,12 @@ async fn ingest(
             if status.is_server_error() {
                 tracing::warn!(error = %err, "ingestion could not enqueue events");
             }
-            reply_error(status, err.message().to_owned())
+            // The runtime names the bad event of a batch by its index.
+            let reason = match err.context("index") {
+                Some(index) => format!("event {index}: {}", err.message()),
+                None => err.message().to_owned(),
+            };
+            reply_error(status, reason)
         }
     }
 }

@@ -7,6 +7,7 @@ mod cron;
 mod event_id;
 mod event_key;
 mod function;
+mod health_probe;
 #[cfg(feature = "serve")]
 mod ingest;
 #[cfg(feature = "inngest")]
@@ -19,8 +20,13 @@ mod pg_queue;
 mod registry;
 mod runtime;
 mod seed_events;
+#[cfg(feature = "serve")]
+mod serve;
+#[cfg(feature = "serve")]
+mod serve_config;
 mod service;
 mod signing;
+mod stats;
 mod worker;
 mod worker_settings;
 
@@ -45,15 +51,18 @@ pub use outcome::Outcome;
 #[cfg(feature = "postgres")]
 pub use pg_queue::PgQueue;
 pub use registry::FunctionRegistry;
-pub use runtime::{
-    FunctionStats, JobsRuntime, JobsStats, PROBE_EVENT_NAME, PROBE_FUNCTION_ID, RunCounters,
-};
+pub use runtime::{JobsRuntime, PROBE_EVENT_NAME, PROBE_FUNCTION_ID};
 pub use seed_events::{
     CalendarSyncRequested, EmailSendRequested, schedule_calendar_sync, send_email,
 };
+#[cfg(feature = "serve")]
+pub use serve::{REQ_VERSION, SDK_HEADER_VALUE, serve_router};
+#[cfg(feature = "serve")]
+pub use serve_config::{DEFAULT_SERVE_PATH, INNGEST_CLOUD_API, ServeConfig, ServeMode};
 pub use service::Jobs;
 pub use signing::{
     SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR,
     SignatureHeader, SigningKey, SigningKeys,
 };
+pub use stats::{FunctionStats, JobsStats, RunCounters};
 pub use worker_settings::WorkerSettings;

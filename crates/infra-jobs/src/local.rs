@@ -1,4 +1,7 @@
-//! In-process event delivery: the embedded default when Inngest is not configured.
+//! In-process event broadcast, for code that wants to observe events as they are sent.
+//!
+//! It runs no functions: the embedded default backend is now [`crate::MemoryQueue`] under
+//! [`crate::JobsRuntime`]. The bus stays for listeners written against it.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

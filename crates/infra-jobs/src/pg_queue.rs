@@ -43,6 +43,10 @@ pub struct PgQueue {
     wake: Arc<Notify>,
     last_sweep_ms: AtomicI64,
     migrated: tokio::sync::OnceCell<()>,
+    /// Claims run on a connection of their own, as do settlements and heartbeats: the hot
+    /// loop never waits for the pool or its checkout checks.
+    claim_conn: HeldConnection,
+    settle_conn: HeldConnection,
     listener: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -62,6 +66,39 @@ impl Drop for PgQueue {
         {
             task.abort();
         }
+    }
+}
+
+/// A connection of its own (outside the pool) kept by one worker loop; dropped after an
+/// error and re-opened on next use.
+#[derive(Default)]
+struct HeldConnection {
+    slot: tokio::sync::Mutex<Option<AsyncPgConnection>>,
+}
+
+struct HeldGuard<'a>(tokio::sync::MutexGuard<'a, Option<AsyncPgConnection>>);
+
+impl HeldConnection {
+    async fn lock(&self, db: &Database) -> Result<HeldGuard<'_>> {
+        let mut slot = self.slot.lock().await;
+        if slot.is_none() {
+            *slot = Some(db.dedicated_connection().await?);
+        }
+        Ok(HeldGuard(slot))
+    }
+}
+
+impl HeldGuard<'_> {
+    fn conn(&mut self) -> &mut AsyncPgConnection {
+        self.0.as_mut().expect("opened by lock")
+    }
+
+    /// Keeps the connection unless `result` failed (it may be broken or mid-transaction).
+    fn keep_if_ok<T>(mut self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            *self.0 = None;
+        }
+        result
     }
 }
 
@@ -165,6 +202,8 @@ impl PgQueue {
             wake: Arc::new(Notify::new()),
             last_sweep_ms: AtomicI64::new(0),
             migrated: tokio::sync::OnceCell::new(),
+            claim_conn: HeldConnection::default(),
+            settle_conn: HeldConnection::default(),
             listener: std::sync::Mutex::new(None),
         }
     }
@@ -421,12 +460,14 @@ async fn enqueue_on(
             maxes.push(job.max_attempts as i32);
             ckeys.push(job.concurrency_key.as_deref());
         }
+        // The wake-up rides in the same statement: one round trip for a plain send.
         let mut ids: Vec<IdRow> = sql_query(
-            "INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key) \
-             SELECT f, e::jsonb, p, r, m, c \
-             FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[]) \
-                  WITH ORDINALITY AS u(f, e, p, r, m, c, n) \
-             ORDER BY n RETURNING id",
+            "WITH ins AS (INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key) \
+               SELECT f, e::jsonb, p, r, m, c \
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[]) \
+                    WITH ORDINALITY AS u(f, e, p, r, m, c, n) \
+               ORDER BY n RETURNING id) \
+             SELECT ins.id FROM ins CROSS JOIN (SELECT pg_notify('infra_jobs', '')) AS wake",
         )
         .bind::<Array<Text>, _>(&fns)
         .bind::<Array<Text>, _>(&events)
@@ -441,10 +482,8 @@ async fn enqueue_on(
             results[i] = Some(Enqueued::Added(row.id));
         }
     }
-    if results
-        .iter()
-        .any(|r| matches!(r, Some(Enqueued::Added(_) | Enqueued::Debounced(_))))
-    {
+    let debounced = jobs.iter().any(|j| j.debounce_key.is_some());
+    if debounced && plain.is_empty() {
         sql_query(format!("SELECT pg_notify('{CHANNEL}', '')"))
             .execute(conn)
             .await?;
@@ -455,27 +494,15 @@ async fn enqueue_on(
         .collect())
 }
 
-#[async_trait]
-impl JobQueue for PgQueue {
-    fn backend(&self) -> &'static str {
-        "postgres"
-    }
-
-    async fn prepare(&self) -> Result<()> {
-        self.ensure_migrated().await?;
-        self.start_listener();
-        Ok(())
-    }
-
-    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        self.ensure_migrated().await?;
-        let mut conn = self.db.get().await?;
-        in_transaction(&mut conn, move |conn| Box::pin(enqueue_on(conn, jobs))).await
-    }
-
-    async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
-        let mut conn = self.db.get().await?;
-        self.sweep_expired_leases(&mut conn).await?;
+impl PgQueue {
+    async fn claim_on(
+        &self,
+        conn: &mut AsyncPgConnection,
+        worker: &str,
+        limit: usize,
+        lease: Duration,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.sweep_expired_leases(conn).await?;
         let rows: Vec<ClaimRow> = sql_query(
             "UPDATE infra_jobs j \
              SET locked_by = $2, locked_until = infra_jobs_now_ms() + $3, attempts = j.attempts + 1 \
@@ -490,7 +517,7 @@ impl JobQueue for PgQueue {
         .bind::<BigInt, _>(limit as i64)
         .bind::<Text, _>(worker)
         .bind::<BigInt, _>(lease.as_millis() as i64)
-        .load(&mut conn)
+        .load(conn)
         .await
         .map_err(map_diesel_error)?;
         let mut jobs = Vec::with_capacity(rows.len());
@@ -515,100 +542,150 @@ impl JobQueue for PgQueue {
         });
         Ok(jobs)
     }
+}
 
-    async fn heartbeat(&self, worker: &str, ids: &[JobId], lease: Duration) -> Result<()> {
-        let mut conn = self.db.get().await?;
-        sql_query(
-            "UPDATE infra_jobs SET locked_until = infra_jobs_now_ms() + $3 \
+async fn heartbeat_on(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    ids: &[JobId],
+    lease: Duration,
+) -> Result<()> {
+    sql_query(
+        "UPDATE infra_jobs SET locked_until = infra_jobs_now_ms() + $3 \
              WHERE id = ANY($1) AND locked_by = $2",
-        )
-        .bind::<Array<BigInt>, _>(ids)
-        .bind::<Text, _>(worker)
-        .bind::<BigInt, _>(lease.as_millis() as i64)
-        .execute(&mut conn)
-        .await
-        .map_err(map_diesel_error)?;
-        Ok(())
-    }
+    )
+    .bind::<Array<BigInt>, _>(ids)
+    .bind::<Text, _>(worker)
+    .bind::<BigInt, _>(lease.as_millis() as i64)
+    .execute(conn)
+    .await
+    .map_err(map_diesel_error)?;
+    Ok(())
+}
 
-    async fn settle(&self, worker: &str, settled: Vec<(JobId, Settlement)>) -> Result<()> {
-        let mut done = Vec::new();
-        let (mut retry_ids, mut retry_at, mut retry_err) = (Vec::new(), Vec::new(), Vec::new());
-        let (mut rel_ids, mut rel_at) = (Vec::new(), Vec::new());
-        let (mut dead_ids, mut dead_err) = (Vec::new(), Vec::new());
-        for (id, s) in settled {
-            match s {
-                Settlement::Completed => done.push(id),
-                Settlement::Retry { run_at_ms, error } => {
-                    retry_ids.push(id);
-                    retry_at.push(run_at_ms);
-                    retry_err.push(error);
-                }
-                Settlement::Release { run_at_ms } => {
-                    rel_ids.push(id);
-                    rel_at.push(run_at_ms);
-                }
-                Settlement::Dead { error } => {
-                    dead_ids.push(id);
-                    dead_err.push(error);
-                }
+async fn settle_on(
+    conn: &mut AsyncPgConnection,
+    worker: &str,
+    settled: Vec<(JobId, Settlement)>,
+) -> Result<()> {
+    let mut done = Vec::new();
+    let (mut retry_ids, mut retry_at, mut retry_err) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut rel_ids, mut rel_at) = (Vec::new(), Vec::new());
+    let (mut dead_ids, mut dead_err) = (Vec::new(), Vec::new());
+    for (id, s) in settled {
+        match s {
+            Settlement::Completed => done.push(id),
+            Settlement::Retry { run_at_ms, error } => {
+                retry_ids.push(id);
+                retry_at.push(run_at_ms);
+                retry_err.push(error);
+            }
+            Settlement::Release { run_at_ms } => {
+                rel_ids.push(id);
+                rel_at.push(run_at_ms);
+            }
+            Settlement::Dead { error } => {
+                dead_ids.push(id);
+                dead_err.push(error);
             }
         }
-        let mut conn = self.db.get().await?;
-        if !done.is_empty() {
-            sql_query("DELETE FROM infra_jobs WHERE id = ANY($1) AND locked_by = $2")
-                .bind::<Array<BigInt>, _>(&done)
-                .bind::<Text, _>(worker)
-                .execute(&mut conn)
-                .await
-                .map_err(map_diesel_error)?;
-        }
-        if !retry_ids.is_empty() {
-            sql_query(
-                "UPDATE infra_jobs j SET run_at = u.r, last_error = u.e, locked_by = NULL, \
+    }
+    if !done.is_empty() {
+        sql_query("DELETE FROM infra_jobs WHERE id = ANY($1) AND locked_by = $2")
+            .bind::<Array<BigInt>, _>(&done)
+            .bind::<Text, _>(worker)
+            .execute(conn)
+            .await
+            .map_err(map_diesel_error)?;
+    }
+    if !retry_ids.is_empty() {
+        sql_query(
+            "UPDATE infra_jobs j SET run_at = u.r, last_error = u.e, locked_by = NULL, \
                  locked_until = NULL, debounce_key = NULL \
                  FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(i, r, e) \
                  WHERE j.id = u.i AND j.locked_by = $4",
-            )
-            .bind::<Array<BigInt>, _>(&retry_ids)
-            .bind::<Array<BigInt>, _>(&retry_at)
-            .bind::<Array<Text>, _>(&retry_err)
-            .bind::<Text, _>(worker)
-            .execute(&mut conn)
-            .await
-            .map_err(map_diesel_error)?;
-        }
-        if !rel_ids.is_empty() {
-            sql_query(
-                "UPDATE infra_jobs j SET run_at = u.r, attempts = greatest(j.attempts - 1, 0), \
+        )
+        .bind::<Array<BigInt>, _>(&retry_ids)
+        .bind::<Array<BigInt>, _>(&retry_at)
+        .bind::<Array<Text>, _>(&retry_err)
+        .bind::<Text, _>(worker)
+        .execute(conn)
+        .await
+        .map_err(map_diesel_error)?;
+    }
+    if !rel_ids.is_empty() {
+        sql_query(
+            "UPDATE infra_jobs j SET run_at = u.r, attempts = greatest(j.attempts - 1, 0), \
                  locked_by = NULL, locked_until = NULL, debounce_key = NULL \
                  FROM unnest($1::bigint[], $2::bigint[]) AS u(i, r) \
                  WHERE j.id = u.i AND j.locked_by = $3",
-            )
-            .bind::<Array<BigInt>, _>(&rel_ids)
-            .bind::<Array<BigInt>, _>(&rel_at)
-            .bind::<Text, _>(worker)
-            .execute(&mut conn)
-            .await
-            .map_err(map_diesel_error)?;
-        }
-        if !dead_ids.is_empty() {
-            sql_query(
-                "UPDATE infra_jobs j SET dead_at = infra_jobs_now_ms(), last_error = u.e, \
+        )
+        .bind::<Array<BigInt>, _>(&rel_ids)
+        .bind::<Array<BigInt>, _>(&rel_at)
+        .bind::<Text, _>(worker)
+        .execute(conn)
+        .await
+        .map_err(map_diesel_error)?;
+    }
+    if !dead_ids.is_empty() {
+        sql_query(
+            "UPDATE infra_jobs j SET dead_at = infra_jobs_now_ms(), last_error = u.e, \
                  locked_by = NULL, locked_until = NULL, debounce_key = NULL \
                  FROM unnest($1::bigint[], $2::text[]) AS u(i, e) \
                  WHERE j.id = u.i AND j.locked_by = $3",
-            )
-            .bind::<Array<BigInt>, _>(&dead_ids)
-            .bind::<Array<Text>, _>(&dead_err)
-            .bind::<Text, _>(worker)
-            .execute(&mut conn)
-            .await
-            .map_err(map_diesel_error)?;
-        }
+        )
+        .bind::<Array<BigInt>, _>(&dead_ids)
+        .bind::<Array<Text>, _>(&dead_err)
+        .bind::<Text, _>(worker)
+        .execute(conn)
+        .await
+        .map_err(map_diesel_error)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl JobQueue for PgQueue {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn prepare(&self) -> Result<()> {
+        self.ensure_migrated().await?;
+        self.start_listener();
         Ok(())
     }
 
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        self.ensure_migrated().await?;
+        let mut conn = self.db.get().await?;
+        if jobs
+            .iter()
+            .all(|j| j.idempotency_key.is_none() && j.debounce_key.is_none())
+        {
+            // One statement, atomic on its own: no BEGIN/COMMIT round trips.
+            return enqueue_on(&mut conn, jobs).await.map_err(map_diesel_error);
+        }
+        in_transaction(&mut conn, move |conn| Box::pin(enqueue_on(conn, jobs))).await
+    }
+
+    async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
+        let mut held = self.claim_conn.lock(&self.db).await?;
+        let result = self.claim_on(held.conn(), worker, limit, lease).await;
+        held.keep_if_ok(result)
+    }
+
+    async fn heartbeat(&self, worker: &str, ids: &[JobId], lease: Duration) -> Result<()> {
+        let mut held = self.settle_conn.lock(&self.db).await?;
+        let result = heartbeat_on(held.conn(), worker, ids, lease).await;
+        held.keep_if_ok(result)
+    }
+
+    async fn settle(&self, worker: &str, settled: Vec<(JobId, Settlement)>) -> Result<()> {
+        let mut held = self.settle_conn.lock(&self.db).await?;
+        let result = settle_on(held.conn(), worker, settled).await;
+        held.keep_if_ok(result)
+    }
     async fn wait_for_work(&self, max_wait: Duration) {
         let _ = tokio::time::timeout(max_wait, self.wake.notified()).await;
     }
@@ -668,6 +745,19 @@ impl JobQueue for PgQueue {
 
     async fn stats(&self) -> Result<Vec<FunctionQueueStats>> {
         let mut conn = self.db.get().await?;
+        if self.migrated.get().is_none() {
+            // Before this process migrated: the tables may not exist yet, which is an empty
+            // queue rather than an error (a health check must not create them).
+            let exists: Vec<VersionRow> = sql_query(
+                "SELECT 'infra_jobs' AS version WHERE to_regclass('infra_jobs') IS NOT NULL",
+            )
+            .load(&mut conn)
+            .await
+            .map_err(map_diesel_error)?;
+            if exists.is_empty() {
+                return Ok(Vec::new());
+            }
+        }
         let rows: Vec<StatsRow> = sql_query(
             "SELECT function_id, \
                count(*) FILTER (WHERE dead_at IS NULL AND locked_by IS NULL AND run_at <= t.n) AS ready, \

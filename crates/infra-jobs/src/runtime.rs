@@ -2,14 +2,13 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use infra_core::{
     ClaimedJob, DeadLetter, Error, ErrorKind, Event, EventLimits, EventSender, FunctionQueueStats,
-    HealthCheck, JobId, JobQueue, NewJob, Probe, Result, Settlement,
+    HealthCheck, JobId, JobQueue, NewJob, Result, Settlement,
 };
-use serde::Serialize;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
@@ -18,18 +17,16 @@ use crate::concurrency::ConcurrencyLimiter;
 use crate::context::{AppState, JobContext};
 use crate::event_id::{new_event_id, now_ms};
 use crate::function::{CRON_EVENT_NAME, Function, Trigger};
+use crate::health_probe::probe_function;
+pub use crate::health_probe::{PROBE_EVENT_NAME, PROBE_FUNCTION_ID};
 use crate::outcome::Outcome;
 use crate::registry::FunctionRegistry;
+use crate::stats::{FunctionStats, JobsStats, RunCounters};
 use crate::worker_settings::WorkerSettings;
-
-/// The id of the built-in function the health probe runs.
-pub const PROBE_FUNCTION_ID: &str = "infra-jobs.health-probe";
-/// The event the health probe sends.
-pub const PROBE_EVENT_NAME: &str = "infra-jobs/health.probe";
 
 /// Where sent events go.
 #[derive(Clone)]
-enum Delivery {
+pub(crate) enum Delivery {
     /// Into a queue this runtime's workers (and others sharing it) run.
     Queue(Arc<dyn JobQueue>),
     /// To another system that runs the functions (Inngest, which calls back through the
@@ -41,58 +38,19 @@ enum Delivery {
     },
 }
 
-/// Counters of one function since this runtime started.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct RunCounters {
-    /// Attempts started.
-    pub attempts: u64,
-    /// Attempts that succeeded.
-    pub successes: u64,
-    /// Attempts that failed (retried or not).
-    pub failures: u64,
-    /// Runs that became dead letters.
-    pub dead_lettered: u64,
-}
-
-/// One function's queue state and counters.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FunctionStats {
-    /// The queue's view (waiting, scheduled, running, dead, oldest waiting age).
-    #[serde(flatten)]
-    pub queue: FunctionQueueStats,
-    /// This process's counters.
-    pub runs: RunCounters,
-}
-
-/// What [`JobsRuntime::stats`] reports.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobsStats {
-    /// `memory`, `postgres` or `inngest`.
-    pub backend: &'static str,
-    /// Per function, by id.
-    pub functions: Vec<FunctionStats>,
-}
-
-impl JobsStats {
-    /// The stats of one function.
-    pub fn function(&self, id: &str) -> Option<&FunctionStats> {
-        self.functions.iter().find(|f| f.queue.function_id == id)
-    }
-}
-
-struct Inner {
-    registry: RwLock<Arc<FunctionRegistry>>,
-    delivery: Delivery,
-    limits: EventLimits,
-    state: std::sync::OnceLock<AppState>,
-    settings: WorkerSettings,
-    worker_id: String,
-    counters: Mutex<HashMap<String, RunCounters>>,
-    limiter: ConcurrencyLimiter,
-    shutdown: CancellationToken,
-    started: Mutex<Option<Vec<tokio::task::JoinHandle<()>>>>,
-    probes: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    in_flight: Mutex<HashSet<JobId>>,
+pub(crate) struct Inner {
+    pub(crate) registry: RwLock<Arc<FunctionRegistry>>,
+    pub(crate) delivery: Delivery,
+    pub(crate) limits: EventLimits,
+    pub(crate) state: std::sync::OnceLock<AppState>,
+    pub(crate) settings: WorkerSettings,
+    pub(crate) worker_id: String,
+    pub(crate) counters: Mutex<HashMap<String, RunCounters>>,
+    pub(crate) limiter: ConcurrencyLimiter,
+    pub(crate) shutdown: CancellationToken,
+    pub(crate) started: Mutex<Option<Vec<tokio::task::JoinHandle<()>>>>,
+    pub(crate) probes: Mutex<HashMap<String, oneshot::Sender<()>>>,
+    pub(crate) in_flight: Mutex<HashSet<JobId>>,
 }
 
 /// Runs the app's functions: send events into it ([`EventSender`]), register functions,
@@ -116,7 +74,7 @@ struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct JobsRuntime {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for JobsRuntime {
@@ -284,12 +242,13 @@ impl JobsRuntime {
     }
 
     /// The jobs `events` become: one per triggered function.
-    fn plan(&self, events: &[Event], now: i64) -> Vec<NewJob> {
+    /// `caller_ids[i]` says whether event `i` came with its own id (which then deduplicates).
+    fn plan(&self, events: &[Event], caller_ids: &[bool], now: i64) -> Vec<NewJob> {
         let registry = self.functions();
         let mut jobs = Vec::new();
-        for event in events {
+        for (event, &dedup) in events.iter().zip(caller_ids) {
             for function in registry.triggered_by(&event.name) {
-                jobs.push(plan_job(function, event.clone(), now));
+                jobs.push(plan_job(function, event.clone(), now, dedup));
             }
         }
         jobs
@@ -315,9 +274,10 @@ impl JobsRuntime {
         }
         self.inner.limits.validate(&event)?;
         let now = now_ms();
+        let caller_id = event.id.is_some();
         let id = event.id.get_or_insert_with(new_event_id).clone();
         event.ts.get_or_insert(now);
-        let jobs = self.plan(std::slice::from_ref(&event), now);
+        let jobs = self.plan(std::slice::from_ref(&event), &[caller_id], now);
         if !jobs.is_empty() {
             crate::PgQueue::enqueue_on(conn, jobs).await?;
         }
@@ -513,22 +473,11 @@ impl JobsRuntime {
             },
         }
     }
-
-    fn finish_probe(&self, nonce: &str) {
-        if let Some(tx) = self
-            .inner
-            .probes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(nonce)
-        {
-            let _ = tx.send(());
-        }
-    }
 }
 
-/// The job `function` runs for `event`.
-pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
+/// The job `function` runs for `event`; `dedup_by_id` when the sender chose the event id
+/// (a generated id is unique anyway, so it costs no idempotency record).
+pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id: bool) -> NewJob {
     let options = function.options();
     let ts = event.ts.unwrap_or(now);
     let mut run_at = ts.max(now);
@@ -539,7 +488,7 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
         if let Some(key) = idem.key.evaluate(&job.event) {
             job = job.with_idempotency(key, idem.window);
         }
-    } else if let Some(id) = job.event.id.clone() {
+    } else if let Some(id) = job.event.id.clone().filter(|_| dedup_by_id) {
         // Inngest's rule: an event id deduplicates for 24 hours.
         job = job.with_idempotency(format!("event:{id}"), Duration::from_secs(24 * 3600));
     }
@@ -560,27 +509,6 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64) -> NewJob {
     job
 }
 
-/// The built-in function the health probe runs: it completes the waiting probe.
-fn probe_function(runtime: std::sync::Weak<Inner>) -> Function {
-    Function::builder(PROBE_FUNCTION_ID)
-        .name("infra-jobs health probe")
-        .on_event(PROBE_EVENT_NAME)
-        .retries(0)
-        .priority(i32::MAX)
-        .raw_handler(move |event: Event, _ctx| {
-            let runtime = runtime.clone();
-            async move {
-                if let (Some(inner), Some(nonce)) =
-                    (runtime.upgrade(), event.data["nonce"].as_str())
-                {
-                    JobsRuntime { inner }.finish_probe(nonce);
-                }
-                Outcome::success()
-            }
-        })
-        .expect("probe function definition is valid")
-}
-
 #[async_trait]
 impl EventSender for JobsRuntime {
     async fn send(&self, event: Event) -> Result<String> {
@@ -597,6 +525,7 @@ impl EventSender for JobsRuntime {
             return sender.send_many(events).await;
         }
         let now = now_ms();
+        let caller_ids: Vec<bool> = events.iter().map(|e| e.id.is_some()).collect();
         for event in &mut events {
             event.id.get_or_insert_with(new_event_id);
             event.ts.get_or_insert(now);
@@ -605,83 +534,11 @@ impl EventSender for JobsRuntime {
             .iter()
             .map(|e| e.id.clone().unwrap_or_default())
             .collect();
-        let jobs = self.plan(&events, now);
+        let jobs = self.plan(&events, &caller_ids, now);
         if !jobs.is_empty() {
             self.require_queue()?.enqueue(jobs).await?;
         }
         Ok(ids)
-    }
-}
-
-#[async_trait]
-impl HealthCheck for JobsRuntime {
-    fn service(&self) -> &str {
-        "jobs"
-    }
-    fn backend(&self) -> &str {
-        JobsRuntime::backend(self)
-    }
-    /// Memory and PostgreSQL: sends a probe event and waits for the built-in probe function
-    /// to run it (so the queue, a worker and the dispatch path all work). Inngest: checks
-    /// the key without creating events.
-    async fn probe(&self) -> Result<Probe> {
-        if let Delivery::Forward { health, .. } = &self.inner.delivery {
-            return health.probe().await;
-        }
-        let running = self
-            .inner
-            .started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some();
-        if !running || self.inner.shutdown.is_cancelled() {
-            return Err(Error::unavailable(
-                "no workers run in this process: call JobsRuntime::start",
-            ));
-        }
-        let nonce = new_event_id();
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .probes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(nonce.clone(), tx);
-        let started = Instant::now();
-        let sent = self
-            .send(Event::new(
-                PROBE_EVENT_NAME,
-                serde_json::json!({ "nonce": nonce, "worker": self.inner.worker_id }),
-            ))
-            .await;
-        if let Err(e) = sent {
-            self.inner
-                .probes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&nonce);
-            return Err(e);
-        }
-        let _ = rx.await;
-        let took = started.elapsed();
-        let stats = self.stats().await?;
-        let (mut ready, mut scheduled, mut running, mut dead, mut oldest) = (0, 0, 0, 0, 0u64);
-        for f in &stats.functions {
-            ready += f.queue.ready;
-            scheduled += f.queue.scheduled;
-            running += f.queue.running;
-            dead += f.queue.dead;
-            oldest = oldest.max(f.queue.oldest_ready_age_ms.unwrap_or(0));
-        }
-        let detail = format!(
-            "probe job ran in {}; ready {ready}, scheduled {scheduled}, running {running}, dead {dead}, oldest ready {}",
-            infra_core::format_duration(took),
-            infra_core::format_duration(Duration::from_millis(oldest)),
-        );
-        if dead > 0 {
-            Ok(Probe::degraded(detail))
-        } else {
-            Ok(Probe::healthy(detail))
-        }
     }
 }
 

@@ -25,13 +25,13 @@ impl Jobs {
     }
 
     /// Builds the backend `config` names (PostgreSQL reads its pool settings from `env`).
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub fn from_config(
         config: JobsConfig,
         env: &Env,
         limits: EventLimits,
         settings: WorkerSettings,
     ) -> Result<Self> {
-        let _ = env;
         let runtime = match config {
             JobsConfig::Memory => {
                 JobsRuntime::with_settings(Arc::new(MemoryQueue::new()), limits, settings)

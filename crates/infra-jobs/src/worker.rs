@@ -19,6 +19,8 @@ pub(crate) async fn claim_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>, s
     let settings = runtime.settings().clone();
     let shutdown = runtime.shutdown_token().clone();
     let slots = slots(&settings);
+    let worthwhile = (settings.claim_batch.min(settings.concurrency) / 2).max(1);
+    let mut last_claim_full = false;
     loop {
         let first = tokio::select! {
             p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -31,13 +33,26 @@ pub(crate) async fn claim_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>, s
                 Err(_) => break,
             }
         }
+        if last_claim_full && permits.len() < worthwhile {
+            // A busy queue: give running jobs a moment to finish so one round trip claims a
+            // worthwhile batch instead of a trickle of one-job claims.
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            while permits.len() < settings.claim_batch {
+                match slots.clone().try_acquire_owned() {
+                    Ok(p) => permits.push(p),
+                    Err(_) => break,
+                }
+            }
+        }
         if shutdown.is_cancelled() {
             break;
         }
-        match queue
-            .claim(runtime.worker_id(), permits.len(), settings.lease)
-            .await
-        {
+        let asked = permits.len();
+        let claimed = queue
+            .claim(runtime.worker_id(), asked, settings.lease)
+            .await;
+        last_claim_full = matches!(&claimed, Ok(jobs) if jobs.len() == asked);
+        match claimed {
             Ok(jobs) if jobs.is_empty() => {
                 drop(permits);
                 tokio::select! {
@@ -231,6 +246,7 @@ pub(crate) async fn cron_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>) {
                         function,
                         cron_event(function, schedule.expression(), at),
                         now,
+                        true,
                     ));
                     let following = schedule.next_after(at.max(now)).unwrap_or(i64::MAX);
                     next.insert(key, following);

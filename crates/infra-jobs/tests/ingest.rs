@@ -4,8 +4,11 @@
 
 use std::sync::Arc;
 
-use infra_core::{Env, ErrorKind, Event};
-use infra_jobs::{IngestConfig, LocalEventBus, ingest_router};
+use infra_core::{Env, ErrorKind, Event, EventLimits};
+use infra_jobs::{
+    Function, IngestConfig, JobsRuntime, LocalEventBus, MemoryQueue, Outcome, WorkerSettings,
+    ingest_router,
+};
 use serde_json::{Value, json};
 use tokio::sync::broadcast::Receiver;
 
@@ -161,4 +164,72 @@ fn keys_come_from_the_environment_and_never_print() {
     ]))
     .unwrap_err();
     assert_eq!(err.variable(), Some("INFRA_JOBS_INGEST_MAX_BODY_BYTES"));
+}
+
+#[tokio::test]
+async fn the_runtimes_limits_refuse_a_request_whole() {
+    let runtime = JobsRuntime::with_settings(
+        Arc::new(MemoryQueue::new()),
+        EventLimits::default()
+            .with_max_event_bytes(200)
+            .with_max_batch(3),
+        WorkerSettings::default(),
+    );
+    runtime
+        .register(
+            Function::builder("record")
+                .on_event("a/ok")
+                .raw_handler(|_: Event, _| async { Outcome::success() })
+                .unwrap(),
+        )
+        .unwrap();
+    // Not started: enqueued jobs stay ready, so the queue shows what was enqueued.
+    let app = ingest_router(Arc::new(runtime.clone()), IngestConfig::new(["k"]));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let url = format!("http://{addr}/e/k");
+    let ready = || async {
+        runtime
+            .stats()
+            .await
+            .unwrap()
+            .function("record")
+            .map(|f| f.queue.ready)
+            .unwrap_or(0)
+    };
+
+    let oversized = json!([
+        {"name": "a/ok", "data": {}},
+        {"name": "a/ok", "data": {"blob": "x".repeat(400)}},
+    ]);
+    let (status, reply) = post(&url, oversized.to_string()).await;
+    assert_eq!(status, 400, "{reply}");
+    let error = reply["error"].as_str().unwrap();
+    assert!(error.starts_with("event 1: "), "{error}");
+    assert!(error.contains("200"), "names the limit: {error}");
+
+    let too_many = json!([
+        {"name": "a/ok", "data": {}}, {"name": "a/ok", "data": {}},
+        {"name": "a/ok", "data": {}}, {"name": "a/ok", "data": {}},
+    ]);
+    let (status, reply) = post(&url, too_many.to_string()).await;
+    assert_eq!(status, 400, "{reply}");
+    assert!(
+        reply["error"].as_str().unwrap().contains("limit of 3"),
+        "{reply}"
+    );
+    assert_eq!(
+        ready().await,
+        0,
+        "nothing of a rejected request is enqueued"
+    );
+
+    let (status, reply) = post(
+        &url,
+        r#"[{"name":"a/ok","data":{}},{"name":"a/ok","data":{}}]"#,
+    )
+    .await;
+    assert_eq!(status, 200, "{reply}");
+    assert_eq!(ready().await, 2);
 }

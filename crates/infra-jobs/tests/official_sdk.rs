@@ -1,16 +1,30 @@
 //! Compatibility with the official `inngest` npm SDK: an app using it sends events into our
-//! runtime by pointing its event API base URL at our ingestion route.
+//! runtime by pointing its event API base URL at our ingestion route, and our functions run;
+//! call requests we sign pass the SDK's own verification, and its sync authorizes with the
+//! same hashed signing key ours does.
 //!
 //! Needs Node and `npm ci` in `tests/compat` (`cargo xtask ci` does it); fails, never skips,
 //! without.
 #![cfg(feature = "serve")]
 
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::Command;
-use std::sync::Arc;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use infra_jobs::{IngestConfig, LocalEventBus, ingest_router};
-use serde_json::Value;
+use axum::Json;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::post;
+
+use infra_core::Event;
+use infra_jobs::{
+    CalendarSyncRequested, Function, IngestConfig, JobContext, JobsRuntime, MemoryQueue, Outcome,
+    SigningKey, WorkerSettings, ingest_router,
+};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 fn compat_dir() -> PathBuf {
     let compat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat");
@@ -43,11 +57,50 @@ async fn node(script: &'static str, args: Vec<String>) -> Value {
     serde_json::from_str(stdout.lines().last().unwrap_or_default()).unwrap()
 }
 
+/// What ran: (function, the event's id, a field of its data).
+type Ran = (&'static str, Option<String>, String);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_official_sdk_sends_events_through_the_ingestion_route() {
-    let bus = Arc::new(LocalEventBus::default());
-    let mut rx = bus.subscribe();
-    let app = ingest_router(bus, IngestConfig::new(["compat-key"]));
+async fn events_sent_by_the_official_sdk_run_on_our_runtime() {
+    let runtime = JobsRuntime::with_settings(
+        Arc::new(MemoryQueue::new()),
+        Default::default(),
+        WorkerSettings::default().with_poll_interval(Duration::from_millis(50)),
+    );
+    let (tx, mut rx) = mpsc::unbounded_channel::<Ran>();
+    let sync_tx = tx.clone();
+    runtime
+        .register(
+            Function::typed::<CalendarSyncRequested>("sync-calendar")
+                .handler(move |event: CalendarSyncRequested, ctx: JobContext| {
+                    let tx = sync_tx.clone();
+                    async move {
+                        let id = ctx.event().id.clone();
+                        tx.send(("sync-calendar", id, event.workspace_id)).unwrap();
+                        Outcome::success()
+                    }
+                })
+                .unwrap(),
+        )
+        .unwrap();
+    runtime
+        .register(
+            Function::builder("send-email")
+                .on_event("email/send.requested")
+                .raw_handler(move |event: Event, _ctx| {
+                    let tx = tx.clone();
+                    async move {
+                        let to = event.data["to"].as_str().unwrap_or_default().to_owned();
+                        tx.send(("send-email", event.id, to)).unwrap();
+                        Outcome::success()
+                    }
+                })
+                .unwrap(),
+        )
+        .unwrap();
+    runtime.start().await.unwrap();
+
+    let app = ingest_router(Arc::new(runtime.clone()), IngestConfig::new(["compat-key"]));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -61,25 +114,156 @@ async fn the_official_sdk_sends_events_through_the_ingestion_route() {
         ],
     )
     .await;
-
     assert_eq!(out["single"].as_array().unwrap().len(), 1, "{out}");
-    assert_eq!(out["batch"][1], "dedup-u2", "{out}");
+    assert_eq!(out["batch"].as_array().unwrap().len(), 2, "{out}");
     let wrong = out["wrongKeyError"]
         .as_str()
         .expect("a wrong key fails the send");
     assert!(wrong.contains("Event key not found"), "{wrong}");
 
-    let first = rx.recv().await.unwrap();
-    assert_eq!(first.name, "calendar/sync.requested");
-    assert_eq!(first.data["userId"], "u1");
-    assert_eq!(first.data["workspaceId"], "w1");
-    assert!(first.ts.unwrap() > 1_600_000_000_000);
-    assert_eq!(first.id.as_deref(), out["single"][0].as_str());
-    assert_eq!(rx.recv().await.unwrap().name, "email/send.requested");
-    let third = rx.recv().await.unwrap();
-    assert_eq!(third.id.as_deref(), Some("dedup-u2"));
-    assert!(
-        rx.try_recv().is_err(),
-        "the wrong key's event was not enqueued"
+    let mut ran = Vec::new();
+    while ran.len() < 3 {
+        let next = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+            .await
+            .expect("the functions run")
+            .unwrap();
+        ran.push(next);
+    }
+    ran.sort();
+    assert_eq!(ran[0].0, "send-email");
+    assert_eq!(ran[0].2, "a@example.com");
+    assert_eq!(
+        ran[1..]
+            .iter()
+            .map(|(f, _, ws)| (*f, ws.as_str()))
+            .collect::<Vec<_>>(),
+        [("sync-calendar", "w1"), ("sync-calendar", "w2")]
     );
+    assert!(
+        ran.iter()
+            .any(|(_, id, _)| id.as_deref() == Some("dedup-u2")),
+        "the SDK's event id reaches the function: {ran:?}"
+    );
+    // Nothing else ran: the wrong key's event was never enqueued.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(rx.try_recv().is_err());
+    runtime.shutdown().await;
+}
+
+/// The SDK's serve process, killed (by its own handle) when the test ends.
+struct NodeServer(Child);
+
+impl Drop for NodeServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// What a stand-in Inngest API received on `/fn/register`: (authorization, body).
+type Registered = Arc<Mutex<Vec<(String, Value)>>>;
+
+async fn record_register(
+    State(seen): State<Registered>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Json<Value> {
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    seen.lock().unwrap().push((auth, body));
+    Json(json!({"ok": true, "modified": false}))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_sdk_accepts_our_signatures_and_hashes_the_key_as_we_do() {
+    const KEY: &str = "signkey-test-12345678";
+    let seen = Registered::default();
+    let api = axum::Router::new()
+        .route("/fn/register", post(record_register))
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let api_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+
+    let compat = compat_dir();
+    let (server, port) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .arg(compat.join("inngest_serve.js"))
+            .arg(KEY)
+            .arg(format!("http://{api_addr}"))
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = serde_json::from_str::<Value>(&line)
+            .map(|v| v["port"].as_u64().unwrap_or(0))
+            .unwrap_or(0);
+        (NodeServer(child), port)
+    })
+    .await
+    .unwrap();
+    assert!(port > 0, "the SDK's server did not start");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+
+    // Inngest's server sends canonical JSON (sorted keys, no spaces); the SDK signs the
+    // canonical form of what it parses, so on such bytes its check and ours agree.
+    let body = r#"{"ctx":{"attempt":0,"disable_immediate_execution":false,"run_id":"01HRUN","stack":{"current":0,"stack":[]},"use_api":false},"event":{"data":{"userId":"u1"},"id":"e1","name":"calendar/sync.requested","ts":1700000000000,"user":{}},"events":[{"data":{"userId":"u1"},"id":"e1","name":"calendar/sync.requested","ts":1700000000000,"user":{}}],"steps":{}}"#;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let key = SigningKey::new("INNGEST_SIGNING_KEY", KEY);
+    let call = |payload: String, signature: String| {
+        http.post(format!(
+            "{base}/?fnId=calendar-agent-sync-calendar&stepId=step"
+        ))
+        .header("content-type", "application/json")
+        .header("X-Inngest-Signature", signature)
+        .body(payload)
+        .send()
+    };
+    let response = call(body.to_owned(), key.header_value(body.as_bytes(), now))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply, json!({"synced": "u1"}));
+    // The same signature on a tampered body is refused by the SDK too.
+    let tampered = body.replace("\"u1\"", "\"u2\"");
+    let response = call(tampered, key.header_value(body.as_bytes(), now))
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+
+    // The SDK's own sync authorizes with the key hashed exactly as ours.
+    let response = http.put(format!("{base}/")).send().await.unwrap();
+    assert!(response.status().is_success(), "{}", response.status());
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    let (auth, payload) = &seen[0];
+    assert_eq!(*auth, format!("Bearer {}", key.hashed().unwrap().expose()));
+    assert_eq!(payload["appName"], "calendar-agent");
+    assert_eq!(
+        payload["functions"][0]["id"],
+        "calendar-agent-sync-calendar"
+    );
+    assert_eq!(
+        payload["functions"][0]["triggers"],
+        json!([{"event": "calendar/sync.requested"}])
+    );
+    let url = payload["functions"][0]["steps"]["step"]["runtime"]["url"]
+        .as_str()
+        .unwrap();
+    assert!(
+        url.contains("fnId=calendar-agent-sync-calendar") && url.contains("stepId=step"),
+        "{url}"
+    );
+    drop(server);
 }

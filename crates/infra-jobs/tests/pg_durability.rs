@@ -198,3 +198,126 @@ async fn send_in_transaction_is_an_outbox() {
     assert_eq!(count(&db, "SELECT count(*) AS n FROM infra_jobs").await, 0);
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_wakes_an_idle_worker_long_before_its_poll() {
+    let test_db = support::TestDb::create("notify").await;
+    let db = test_db.database();
+    // A one-minute poll: a run within the 20 s deadline can only come from LISTEN/NOTIFY.
+    let rt = JobsRuntime::with_settings(
+        Arc::new(PgQueue::new(db.clone())),
+        Default::default(),
+        WorkerSettings::default().with_poll_interval(Duration::from_secs(60)),
+    );
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    rt.register(
+        Function::builder("woken")
+            .on_event("t/wake")
+            .raw_handler(move |_, _| {
+                let _ = tx.send(());
+                std::future::ready(Outcome::success())
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    rt.start().await.unwrap();
+    // Let the worker find the queue empty and go to sleep on the notification.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    rt.send(Event::new("t/wake", json!({}))).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(20), rx.recv())
+        .await
+        .expect("woken by NOTIFY, not by the 60 s poll")
+        .unwrap();
+    rt.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_keep_a_long_run_from_being_taken_over() {
+    let test_db = support::TestDb::create("heartbeat").await;
+    let db = test_db.database();
+    let runs = Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let workers: Vec<JobsRuntime> = (0..2)
+        .map(|_| {
+            let rt = JobsRuntime::with_settings(
+                Arc::new(PgQueue::new(db.clone())),
+                Default::default(),
+                WorkerSettings::default()
+                    .with_lease(Duration::from_millis(600))
+                    .with_poll_interval(Duration::from_millis(100)),
+            );
+            let runs = runs.clone();
+            rt.register(
+                Function::builder("slow")
+                    .on_event("t/slow")
+                    .raw_handler(move |_, _| {
+                        let runs = runs.clone();
+                        async move {
+                            runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            // Four leases long: only heartbeats keep the other worker off it.
+                            tokio::time::sleep(Duration::from_millis(2_400)).await;
+                            Outcome::success()
+                        }
+                    })
+                    .unwrap(),
+            )
+            .unwrap();
+            rt
+        })
+        .collect();
+    for rt in &workers {
+        rt.start().await.unwrap();
+    }
+    workers[0]
+        .send(Event::new("t/slow", json!({})))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let started =
+            std::sync::atomic::AtomicU32::load(&runs, std::sync::atomic::Ordering::SeqCst);
+        let left = count(&db, "SELECT count(*) AS n FROM infra_jobs").await;
+        if started > 0 && left == 0 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the run never finished"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        std::sync::atomic::AtomicU32::load(&runs, std::sync::atomic::Ordering::SeqCst),
+        1,
+        "run once, never taken over"
+    );
+    for rt in &workers {
+        rt.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probe_proves_this_process_even_when_others_share_the_queue() {
+    use infra_core::{HealthCheck, HealthStatus};
+    let test_db = support::TestDb::create("probe").await;
+    let db = test_db.database();
+    let workers: Vec<JobsRuntime> = (0..3).map(|_| runtime(&db, 8)).collect();
+    for rt in &workers {
+        rt.start().await.unwrap();
+    }
+    for round in 0..5 {
+        for rt in &workers {
+            let report = rt.check().await;
+            assert_eq!(
+                report.status,
+                HealthStatus::Healthy,
+                "round {round}: {}",
+                report.detail
+            );
+            assert!(report.detail.contains("probe job ran"), "{}", report.detail);
+        }
+    }
+    assert!(workers[0].dead_letters(None, 10).await.unwrap().is_empty());
+    for rt in &workers {
+        rt.shutdown().await;
+    }
+}

@@ -145,10 +145,10 @@ async fn health_probe_runs_a_job() {
     let report = runtime.check().await;
     assert_eq!(
         report.status,
-        HealthStatus::Unhealthy,
-        "no workers, no proof"
+        HealthStatus::Degraded,
+        "in memory without workers nothing runs"
     );
-    assert!(report.detail.contains("start"), "{}", report.detail);
+    assert!(report.detail.contains("not started"), "{}", report.detail);
     runtime.start().await.unwrap();
     let report = runtime.check().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{}", report.detail);
@@ -172,4 +172,50 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[tokio::test]
+async fn a_rejected_batch_enqueues_nothing() {
+    let limits = infra_core::EventLimits::default()
+        .with_max_event_bytes(1024)
+        .with_max_batch(3);
+    let runtime = JobsRuntime::with_settings(
+        Arc::new(MemoryQueue::new()),
+        limits,
+        WorkerSettings::default(),
+    );
+    runtime
+        .register(
+            Function::builder("counted")
+                .on_event("a/b")
+                .raw_handler(|_, _| async {})
+                .unwrap(),
+        )
+        .unwrap();
+    let ok = || Event::new("a/b", json!({ "small": true }));
+    let big = Event::new("a/b", json!({ "blob": "x".repeat(2048) }));
+    let err = runtime.send_many(vec![ok(), big]).await.unwrap_err();
+    assert_eq!(err.kind(), infra_core::ErrorKind::InvalidInput);
+    assert_eq!(err.field(), Some("data"));
+    assert_eq!(err.context("limit"), Some("1024"));
+    assert_eq!(err.context("index"), Some("1"));
+    let err = runtime
+        .send_many(vec![ok(), ok(), ok(), ok()])
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), Some("events"));
+    let err = runtime
+        .send_many(vec![ok(), Event::new("a/b", json!([1, 2]))])
+        .await
+        .unwrap_err();
+    assert_eq!(err.field(), Some("data"));
+    let stats = runtime.stats().await.unwrap();
+    assert_eq!(
+        stats.function("counted").unwrap().queue.ready,
+        0,
+        "nothing enqueued"
+    );
+    runtime.send_many(vec![ok(), ok()]).await.unwrap();
+    let stats = runtime.stats().await.unwrap();
+    assert_eq!(stats.function("counted").unwrap().queue.ready, 2);
 }

@@ -8,93 +8,112 @@ use infra_core::{Env, Error, Result, Secret};
 /// Variables that may hold the Sentry DSN; the second is the seed's Next.js name.
 pub const DSN_VARIABLES: [&str; 2] = ["SENTRY_DSN", "NEXT_PUBLIC_SENTRY_DSN"];
 
-/// A parsed Sentry DSN: `scheme://public_key@host[:port]/[path/]project_id`.
+/// The example in DSN errors: never the value that was refused, which holds the key.
+#[cfg(feature = "sentry")]
+const DSN_SHAPE: &str = "(expected https://<public key>@<host>/<project id>)";
+
+/// A Sentry DSN and the variable it came from.
+///
+/// With the `sentry` feature it is parsed by the `sentry` crate's own
+/// `sentry::types::Dsn` (which also derives the envelope URL and the auth header), so
+/// what we accept is exactly what the client accepts, plus one rule of Sentry's ingestion:
+/// the project id is a number. Without the feature nothing here can send to Sentry, so the
+/// value is only kept (and [`Monitoring::init`](crate::Monitoring::init) refuses it, naming
+/// the variable). `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
+    variable: &'static str,
     raw: Secret<String>,
-    /// `http` or `https`.
-    pub scheme: String,
-    /// Host and optional port.
-    pub host: String,
-    /// Path before the project id, with a trailing slash (usually empty).
-    pub path: String,
-    /// The project id.
-    pub project_id: String,
-    public_key: Secret<String>,
+    #[cfg(feature = "sentry")]
+    parsed: sentry::types::Dsn,
 }
 
 impl Dsn {
-    /// Parses a DSN read from `variable`; errors name the variable, never the key.
-    pub fn parse(variable: &str, raw: &str) -> Result<Self> {
-        let url = url::Url::parse(raw.trim())
-            .map_err(|e| Error::config(variable, format_args!("is not a valid DSN URL: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(Error::config(
-                variable,
-                "must be an http:// or https:// DSN",
-            ));
-        }
-        if url.username().is_empty() {
-            return Err(Error::config(
-                variable,
-                "has no public key (expected https://<key>@<host>/<project>)",
-            ));
-        }
-        let host = url
-            .host_str()
-            .filter(|h| !h.is_empty())
-            .ok_or_else(|| Error::config(variable, "has no host"))?;
-        let host = match url.port() {
-            Some(port) => format!("{host}:{port}"),
-            None => host.to_owned(),
-        };
-        let path = url.path().trim_start_matches('/');
-        let (prefix, project_id) = match path.rsplit_once('/') {
-            Some((prefix, id)) => (format!("{prefix}/"), id),
-            None => (String::new(), path),
-        };
-        if project_id.is_empty() || !project_id.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Error::config(
-                variable,
-                "must end with a numeric project id",
-            ));
-        }
+    /// Parses a DSN read from `variable` (`SENTRY_DSN` or `NEXT_PUBLIC_SENTRY_DSN`); errors
+    /// are `Config` errors naming the variable, never the key.
+    pub fn parse(variable: &'static str, raw: &str) -> Result<Self> {
+        let raw = raw.trim();
+        #[cfg(feature = "sentry")]
+        let parsed = parse_sentry_dsn(variable, raw)?;
         Ok(Dsn {
-            raw: Secret::new(raw.trim().to_owned()),
-            scheme: url.scheme().to_owned(),
-            host,
-            path: prefix,
-            project_id: project_id.to_owned(),
-            public_key: Secret::new(url.username().to_owned()),
+            variable,
+            raw: Secret::new(raw.to_owned()),
+            #[cfg(feature = "sentry")]
+            parsed,
         })
     }
 
-    /// The DSN as given.
+    /// The variable the DSN was read from, for error messages.
+    pub fn variable(&self) -> &'static str {
+        self.variable
+    }
+
+    /// The DSN as given (it holds the public key: never log it).
     pub fn expose(&self) -> &str {
         self.raw.expose()
     }
 
-    /// The public key.
-    pub fn public_key(&self) -> &Secret<String> {
-        &self.public_key
+    /// The `sentry` crate's DSN.
+    #[cfg(feature = "sentry")]
+    pub fn sentry_dsn(&self) -> &sentry::types::Dsn {
+        &self.parsed
     }
 
-    /// Where envelopes are posted: `{scheme}://{host}/{path}api/{project_id}/envelope/`.
-    pub fn envelope_url(&self) -> String {
-        format!(
-            "{}://{}/{}api/{}/envelope/",
-            self.scheme, self.host, self.path, self.project_id
-        )
+    /// Where envelopes are posted: `{scheme}://{host}[:port]{path}api/{project_id}/envelope/`.
+    #[cfg(feature = "sentry")]
+    pub fn envelope_url(&self) -> url::Url {
+        self.parsed.envelope_api_url()
     }
+
+    /// The project id.
+    #[cfg(feature = "sentry")]
+    pub fn project_id(&self) -> &str {
+        self.parsed.project_id().value()
+    }
+
+    /// The host the DSN points at.
+    #[cfg(feature = "sentry")]
+    pub fn host(&self) -> &str {
+        self.parsed.host()
+    }
+}
+
+/// The sentry parser's verdict, as a config error naming the variable and the rule.
+#[cfg(feature = "sentry")]
+fn parse_sentry_dsn(variable: &'static str, raw: &str) -> Result<sentry::types::Dsn> {
+    use sentry::types::ParseDsnError;
+    let parsed: sentry::types::Dsn = raw.parse().map_err(|e| {
+        let problem = match e {
+            ParseDsnError::InvalidUrl => "is not a valid DSN URL",
+            ParseDsnError::InvalidScheme => "must be an http:// or https:// DSN",
+            ParseDsnError::NoUsername => "has no public key",
+            ParseDsnError::NoProjectId | ParseDsnError::InvalidProjectId(_) => "has no project id",
+        };
+        Error::config(variable, format_args!("{problem} {DSN_SHAPE}"))
+    })?;
+    // The client would accept `/abc`, but Sentry's ingestion routes only numeric project ids:
+    // such a DSN could never deliver an event.
+    if !parsed
+        .project_id()
+        .value()
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+    {
+        return Err(Error::config(
+            variable,
+            format_args!("must end with a numeric project id {DSN_SHAPE}"),
+        ));
+    }
+    Ok(parsed)
 }
 
 impl fmt::Debug for Dsn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Dsn({}://***@{}/{}{})",
-            self.scheme, self.host, self.path, self.project_id
-        )
+        let mut out = f.debug_struct("Dsn");
+        out.field("variable", &self.variable);
+        #[cfg(feature = "sentry")]
+        out.field("envelope_url", &self.parsed.envelope_api_url().as_str());
+        out.finish_non_exhaustive()
     }
 }
 
@@ -185,22 +204,28 @@ impl MonitoringConfig {
 mod tests {
     use super::*;
 
+    #[cfg(feature = "sentry")]
     #[test]
     fn dsn_parts_and_envelope_url() {
         let dsn = Dsn::parse("SENTRY_DSN", "https://abc123@o1.ingest.sentry.io/4505").unwrap();
         assert_eq!(
-            dsn.envelope_url(),
+            dsn.envelope_url().as_str(),
             "https://o1.ingest.sentry.io/api/4505/envelope/"
         );
-        let dsn = Dsn::parse("SENTRY_DSN", "http://k@127.0.0.1:9000/sub/path/42").unwrap();
+        assert_eq!(dsn.project_id(), "4505");
+        let dsn = Dsn::parse("SENTRY_DSN", " http://k@127.0.0.1:9000/sub/path/42 ").unwrap();
         assert_eq!(
-            dsn.envelope_url(),
+            dsn.envelope_url().as_str(),
             "http://127.0.0.1:9000/sub/path/api/42/envelope/"
         );
-        assert_eq!(dsn.public_key().expose(), "k");
-        assert!(!format!("{dsn:?}").contains("k@"));
+        assert_eq!(dsn.sentry_dsn().public_key(), "k");
+        assert_eq!(dsn.variable(), "SENTRY_DSN");
+        let debug = format!("{dsn:?}");
+        assert!(!debug.contains("k@"), "{debug}");
+        assert!(debug.contains("SENTRY_DSN"), "{debug}");
     }
 
+    #[cfg(feature = "sentry")]
     #[test]
     fn malformed_dsn_names_the_variable_without_the_key() {
         for raw in [
@@ -211,9 +236,18 @@ mod tests {
             "https://secretkey@host/abc",
         ] {
             let err = Dsn::parse("NEXT_PUBLIC_SENTRY_DSN", raw).unwrap_err();
+            assert_eq!(err.kind(), infra_core::ErrorKind::Config, "{raw}");
             assert_eq!(err.variable(), Some("NEXT_PUBLIC_SENTRY_DSN"), "{raw}");
             assert!(!format!("{err} {err:?}").contains("secretkey"), "{err:?}");
         }
+    }
+
+    #[cfg(not(feature = "sentry"))]
+    #[test]
+    fn without_sentry_the_dsn_is_kept_and_hidden() {
+        let dsn = Dsn::parse("SENTRY_DSN", "https://secretkey@h.io/1").unwrap();
+        assert_eq!(dsn.variable(), "SENTRY_DSN");
+        assert!(!format!("{dsn:?}").contains("secretkey"));
     }
 
     #[test]
@@ -229,6 +263,6 @@ mod tests {
             "https://k@h.io/1",
         )]))
         .unwrap();
-        assert_eq!(cfg.dsn.unwrap().project_id, "1");
+        assert_eq!(cfg.dsn.unwrap().variable(), "NEXT_PUBLIC_SENTRY_DSN");
     }
 }

@@ -1,6 +1,9 @@
 #![doc = include_str!("../README.md")]
 
 mod config;
+#[cfg(feature = "sentry")]
+mod envelope_probe;
+mod error_tracking;
 mod local_sink;
 mod reporter;
 pub mod scrub;
@@ -13,13 +16,14 @@ mod tracing_layer;
 mod tracking;
 
 pub use config::{DSN_VARIABLES, Dsn, MonitoringConfig, SinkTarget};
+pub use error_tracking::ErrorTracking;
 pub use local_sink::LocalSink;
 pub use reporter::Monitoring;
 #[cfg(feature = "tower")]
 pub use tower_layer::{CaptureServerErrors, CaptureServerErrorsLayer, request_layers};
 #[cfg(feature = "tracing")]
 pub use tracing_layer::tracing_layer;
-pub use tracking::{ErrorTracking, Tracking};
+pub use tracking::{Tracking, error_type};
 
 #[cfg(feature = "sentry")]
 pub use sentry;

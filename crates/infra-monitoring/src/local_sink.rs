@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::config::{MonitoringConfig, SinkTarget};
 use crate::scrub::scrub_value;
-use crate::tracking::Tracking;
+use crate::tracking::{Tracking, error_type};
 
 /// Breadcrumbs kept for the next event, as Sentry's default.
 pub(crate) const MAX_BREADCRUMBS: usize = 100;
@@ -139,19 +139,5 @@ impl LocalSink {
 
     pub(crate) fn set_user(&self, user: Option<User>) {
         self.scope().user = user;
-    }
-}
-
-/// The error's type as Sentry shows it: the first word of its `Debug` output.
-pub(crate) fn error_type(error: &DynError) -> String {
-    let debug = format!("{error:?}");
-    let name: String = debug
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
-        .collect();
-    if name.is_empty() {
-        "Error".to_owned()
-    } else {
-        name
     }
 }

@@ -70,9 +70,9 @@ impl Monitoring {
                 &config,
             )?)),
             #[cfg(not(feature = "sentry"))]
-            Some(_) => {
+            Some(dsn) => {
                 return Err(Error::config(
-                    "SENTRY_DSN",
+                    dsn.variable(),
                     "is set but infra-monitoring was built without its `sentry` feature",
                 ));
             }
@@ -83,14 +83,17 @@ impl Monitoring {
         })
     }
 
-    /// Reports through a Sentry client the app initialised itself (for example with
-    /// [`sentry_options`](crate::sentry_options)), instead of installing one.
+    /// Reports through a Sentry client the app initialised itself (for example
+    /// `sentry::init(sentry_options(&config)?)`, see [`sentry_options`](crate::sentry_options)),
+    /// instead of installing one. Events go to whatever client the current hub has when they
+    /// are captured; the health check probes that client's DSN and is unhealthy when no
+    /// client is bound.
     #[cfg(feature = "sentry")]
     pub fn attach(config: MonitoringConfig) -> Result<Self> {
         Ok(Monitoring {
             backend: Backend::Sentry(Arc::new(crate::sentry_backend::SentryBackend::attach(
                 &config,
-            )?)),
+            ))),
             config: Arc::new(config),
         })
     }
@@ -191,5 +194,18 @@ impl HealthCheck for Monitoring {
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.probe().await,
         }
+    }
+}
+
+#[cfg(all(test, not(feature = "sentry")))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dsn_without_the_sentry_feature_names_its_variable() {
+        let env = Env::from_pairs([("NEXT_PUBLIC_SENTRY_DSN", "https://secretkey@h.io/1")]);
+        let err = Monitoring::from_env(&env).err().expect("refused");
+        assert_eq!(err.variable(), Some("NEXT_PUBLIC_SENTRY_DSN"));
+        assert!(!err.to_string().contains("secretkey"), "{err}");
     }
 }

@@ -5,7 +5,8 @@ use std::time::Duration;
 use infra_core::{Breadcrumb, Context, DynError, Error, Level, Probe, Result, User};
 use sentry::protocol::{Context as SentryContext, Event, Value};
 
-use crate::config::MonitoringConfig;
+use crate::config::{DSN_VARIABLES, MonitoringConfig};
+use crate::envelope_probe::EnvelopeProbe;
 use crate::scrub::{REDACTED, is_secret_key, scrub_text, scrub_value};
 use crate::tracking::Tracking;
 
@@ -15,8 +16,10 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
 pub(crate) struct SentryBackend {
     /// `None` when the app initialised Sentry itself and we only report through it.
     guard: Option<sentry::ClientInitGuard>,
-    envelope_url: String,
-    http: reqwest::Client,
+    /// Probes our own client's DSN; `None` when attached (the probe then asks the hub).
+    probe: Option<EnvelopeProbe>,
+    /// Names the variable in errors about the app's client when attached.
+    variable: &'static str,
 }
 
 fn level(level: Level) -> sentry::Level {
@@ -136,16 +139,16 @@ pub(crate) fn scrub_breadcrumb(crumb: &mut sentry::Breadcrumb) {
 }
 
 /// The sentry `ClientOptions` for `config`: DSN, release, environment, sample rates,
-/// `send_default_pii` off and the scrubbers installed as `before_send`/`before_breadcrumb`.
-/// Use it to initialise Sentry yourself (then [`Monitoring::attach`](crate::Monitoring::attach)).
+/// `send_default_pii` off, the scrubbers installed as `before_send`/`before_breadcrumb`, and
+/// the default integrations (panics, contexts, backtraces) already in `integrations` with
+/// `default_integrations` off, so `sentry::init` and `sentry::Client::from` both end with each
+/// integration once. Use it to initialise Sentry yourself (then
+/// [`Monitoring::attach`](crate::Monitoring::attach)); rates outside 0.0–1.0 are a `Config`
+/// error naming their variable.
 pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions> {
     let Some(dsn) = &config.dsn else {
         return Err(Error::config("SENTRY_DSN", "is not set"));
     };
-    let parsed: sentry::types::Dsn = dsn
-        .expose()
-        .parse()
-        .map_err(|_| Error::config("SENTRY_DSN", "is not a DSN the Sentry client accepts"))?;
     for (variable, rate) in [
         ("SENTRY_SAMPLE_RATE", config.sample_rate),
         ("SENTRY_TRACES_SAMPLE_RATE", config.traces_sample_rate),
@@ -171,7 +174,7 @@ pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions
             scrub_breadcrumb(&mut crumb);
             Some(crumb)
         });
-    options.dsn = Some(parsed);
+    options.dsn = Some(dsn.sentry_dsn().clone());
     let mut options = sentry::apply_defaults(options);
     // apply_defaults has put the default integrations (panics, contexts, backtraces) into
     // `integrations`; with the flag left on, `sentry::init` would add them a second time.
@@ -192,39 +195,29 @@ fn set_event_context(scope: &mut sentry::Scope, context: &Context) {
 impl SentryBackend {
     pub(crate) fn init(config: &MonitoringConfig) -> Result<Self> {
         let options = sentry_options(config)?;
-        let envelope_url = config
+        let dsn = config
             .dsn
             .as_ref()
-            .map(|d| d.envelope_url())
-            .unwrap_or_default();
+            .ok_or_else(|| Error::config("SENTRY_DSN", "is not set"))?;
+        let probe = EnvelopeProbe::new(dsn.sentry_dsn().clone(), dsn.variable())?;
         let guard = Some(sentry::init(options));
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::backend("cannot build the HTTP client").with_source(e))?;
         Ok(SentryBackend {
             guard,
-            envelope_url,
-            http,
+            probe: Some(probe),
+            variable: dsn.variable(),
         })
     }
 
     /// Reports through whatever client the current hub has (the app initialised Sentry).
-    pub(crate) fn attach(config: &MonitoringConfig) -> Result<Self> {
-        let envelope_url = config
-            .dsn
-            .as_ref()
-            .map(|d| d.envelope_url())
-            .unwrap_or_default();
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .map_err(|e| Error::backend("cannot build the HTTP client").with_source(e))?;
-        Ok(SentryBackend {
+    pub(crate) fn attach(config: &MonitoringConfig) -> Self {
+        SentryBackend {
             guard: None,
-            envelope_url,
-            http,
-        })
+            probe: None,
+            variable: config
+                .dsn
+                .as_ref()
+                .map_or(DSN_VARIABLES[0], |dsn| dsn.variable()),
+        }
     }
 
     pub(crate) fn flush(&self, timeout: Duration) -> bool {
@@ -298,35 +291,25 @@ impl SentryBackend {
         });
     }
 
-    /// The DSN parsed at start-up; the envelope endpoint must answer HTTP (any status: a GET
-    /// on it is not an envelope).
+    /// Our client's DSN, or when attached the DSN of the client the hub reports through:
+    /// its envelope endpoint must accept the key (see [`EnvelopeProbe`]).
     pub(crate) async fn probe(&self) -> Result<Probe> {
-        if self.envelope_url.is_empty() {
-            return Ok(Probe::healthy(
-                "reporting through the app's own Sentry client",
-            ));
+        if let Some(probe) = &self.probe {
+            return probe.run().await;
         }
-        let response = self
-            .http
-            .get(&self.envelope_url)
-            .send()
-            .await
-            .map_err(|e| {
-                let e = e.without_url();
-                if e.is_timeout() {
-                    Error::timeout("Sentry envelope endpoint", Duration::from_secs(5))
-                        .with_source(e)
-                } else {
-                    Error::unavailable("cannot reach the Sentry envelope endpoint").with_source(e)
-                }
-            })?;
-        let host = url::Url::parse(&self.envelope_url)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        Ok(Probe::healthy(format!(
-            "DSN parsed; envelope endpoint on {host} answered HTTP {}",
-            response.status().as_u16()
-        )))
+        let Some(client) = sentry::Hub::current().client() else {
+            return Err(Error::config(
+                self.variable,
+                "is not in use: Monitoring::attach found no Sentry client bound to the hub \
+                 (call sentry::init with sentry_options(&config) first); events are dropped",
+            ));
+        };
+        let Some(dsn) = client.dsn().cloned() else {
+            return Err(Error::config(
+                self.variable,
+                "is not in use: the app's Sentry client has no DSN; events are dropped",
+            ));
+        };
+        EnvelopeProbe::new(dsn, self.variable)?.run().await
     }
 }

@@ -1,12 +1,13 @@
-//! `ErrorTracking`: the seed's `ErrorTracking.apiError(route, error, status)` and its
-//! siblings, with consistent tags and fingerprints so Sentry groups them well.
+//! What both backends put on a captured error besides the error itself: tags, fingerprint,
+//! level, and the error's type name.
+//!
+//! A leaf: it imports nothing of this crate, so the local sink, the Sentry backend, the
+//! reporter and the [`ErrorTracking`](crate::ErrorTracking) helpers on top all depend on it
+//! and never on each other in a circle (as sentry-types sits below sentry-core's API).
 
 use std::collections::BTreeMap;
 
-use infra_core::{Context, DynError, Level};
-
-use crate::local_sink::error_type;
-use crate::reporter::Monitoring;
+use infra_core::{DynError, Level};
 
 /// Tags, fingerprint and level for one captured error.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,7 +31,9 @@ impl Default for Tracking {
 }
 
 impl Tracking {
-    fn new(area: &str, tags: &[(&str, &str)], fingerprint: &[&str]) -> Self {
+    /// An error in `area` (`api`, `database`, …): the `error.area` tag, `tags`, and the
+    /// fingerprint parts, at level error.
+    pub fn for_area(area: &str, tags: &[(&str, &str)], fingerprint: &[&str]) -> Self {
         let mut all = BTreeMap::new();
         all.insert("error.area".to_owned(), area.to_owned());
         for (k, v) in tags {
@@ -44,116 +47,47 @@ impl Tracking {
     }
 }
 
-/// Typed error tracking over a [`Monitoring`]: each helper tags the area it failed in and
-/// fingerprints by area, operation and error type, so one failing route or query is one
-/// issue in Sentry however its messages vary. High-cardinality values (keys, channels, ids)
-/// go to the event's context, not to tags.
-///
-/// ```
-/// use infra_core::Env;
-/// use infra_monitoring::Monitoring;
-///
-/// let log = std::env::temp_dir().join(format!("infra-tracking-doc-{}.jsonl", std::process::id()));
-/// let monitoring = Monitoring::from_env(&Env::from_pairs([("INFRA_MONITORING_LOG_FILE", log.to_str().unwrap())])).unwrap();
-/// let err = std::io::Error::other("upstream timed out");
-/// monitoring.tracking().api_error("/api/events/:id", &err, 502);
-/// let line = std::fs::read_to_string(&log).unwrap();
-/// assert!(line.contains("\"route\":\"/api/events/:id\""));
-/// # std::fs::remove_file(log).ok();
-/// ```
-#[derive(Clone)]
-pub struct ErrorTracking {
-    monitoring: Monitoring,
-}
-
-impl Monitoring {
-    /// The typed helpers.
-    pub fn tracking(&self) -> ErrorTracking {
-        ErrorTracking {
-            monitoring: self.clone(),
-        }
+/// The error's type as Sentry shows it: the first word of its `Debug` output.
+pub fn error_type(error: &DynError) -> String {
+    let debug = format!("{error:?}");
+    let name: String = debug
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+        .collect();
+    if name.is_empty() {
+        "Error".to_owned()
+    } else {
+        name
     }
 }
 
-impl ErrorTracking {
-    /// A failed API request: tags `route`, `status`; 5xx are errors, 4xx warnings.
-    pub fn api_error(&self, route: &str, error: &DynError, status: u16) -> Option<String> {
-        let status_text = status.to_string();
-        let class = format!("{}xx", status / 100);
-        let mut tracking = Tracking::new(
-            "api",
-            &[("route", route), ("http.status_code", &status_text)],
-            &["api", route, &class, &error_type(error)],
-        );
-        if status < 500 {
-            tracking.level = Level::Warning;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct QueryTimeout;
+
+    impl std::fmt::Display for QueryTimeout {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("query timed out")
         }
-        self.monitoring
-            .capture_tracked(error, &Context::new(), &tracking)
     }
 
-    /// A failed database operation (`find_user`, `insert_event`…).
-    pub fn database_error(&self, operation: &str, error: &DynError) -> Option<String> {
-        let tracking = Tracking::new(
-            "database",
-            &[("db.operation", operation)],
-            &["database", operation, &error_type(error)],
-        );
-        self.monitoring
-            .capture_tracked(error, &Context::new(), &tracking)
+    impl std::error::Error for QueryTimeout {}
+
+    #[test]
+    fn error_type_is_the_debug_name() {
+        assert_eq!(error_type(&QueryTimeout), "QueryTimeout");
+        assert_eq!(error_type(&std::io::Error::other("x")), "Custom");
     }
 
-    /// A failed cache operation; the key goes to the context.
-    pub fn cache_error(&self, operation: &str, key: &str, error: &DynError) -> Option<String> {
-        let tracking = Tracking::new(
-            "cache",
-            &[("cache.operation", operation)],
-            &["cache", operation, &error_type(error)],
-        );
-        let mut context = Context::new();
-        // Named so the scrubber, which hides anything called `key`, lets it through.
-        context.insert("cache.key".into(), key.into());
-        self.monitoring.capture_tracked(error, &context, &tracking)
-    }
-
-    /// A failed background function run; event and attempt go to tags and context.
-    pub fn job_error(
-        &self,
-        function: &str,
-        event: &str,
-        attempt: u32,
-        error: &DynError,
-    ) -> Option<String> {
-        let tracking = Tracking::new(
-            "job",
-            &[("job.function", function), ("job.event", event)],
-            &["job", function, &error_type(error)],
-        );
-        let mut context = Context::new();
-        context.insert("attempt".into(), attempt.into());
-        self.monitoring.capture_tracked(error, &context, &tracking)
-    }
-
-    /// A failed realtime trigger; the channel goes to the context.
-    pub fn realtime_error(&self, channel: &str, event: &str, error: &DynError) -> Option<String> {
-        let tracking = Tracking::new(
-            "realtime",
-            &[("realtime.event", event)],
-            &["realtime", event, &error_type(error)],
-        );
-        let mut context = Context::new();
-        context.insert("channel".into(), channel.into());
-        self.monitoring.capture_tracked(error, &context, &tracking)
-    }
-
-    /// A failed call to a third party (Google Calendar, OpenAI…).
-    pub fn external_service_error(&self, service: &str, error: &DynError) -> Option<String> {
-        let tracking = Tracking::new(
-            "external",
-            &[("external.service", service)],
-            &["external", service, &error_type(error)],
-        );
-        self.monitoring
-            .capture_tracked(error, &Context::new(), &tracking)
+    #[test]
+    fn for_area_tags_the_area() {
+        let t = Tracking::for_area("cache", &[("cache.operation", "get")], &["cache", "get"]);
+        assert_eq!(t.tags["error.area"], "cache");
+        assert_eq!(t.tags["cache.operation"], "get");
+        assert_eq!(t.fingerprint, ["cache", "get"]);
+        assert_eq!(t.level, Level::Error);
     }
 }

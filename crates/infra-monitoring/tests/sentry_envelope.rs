@@ -2,54 +2,14 @@
 //! ingestion endpoint; the test parses them and checks the event, with secrets scrubbed.
 #![cfg(feature = "sentry")]
 
-use std::sync::{Arc, Mutex};
+mod support;
+
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
-use axum::routing::post;
 use infra_core::{Breadcrumb, Context, Env, ErrorReporter, HealthCheck, HealthStatus, Level, User};
 use infra_monitoring::Monitoring;
 use serde_json::Value;
-
-type Received = Arc<Mutex<Vec<(String, String, Vec<u8>)>>>;
-
-async fn envelope(
-    State(received): State<Received>,
-    Path(project): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> StatusCode {
-    let auth = headers
-        .get("x-sentry-auth")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    received
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((project, auth, body.to_vec()));
-    StatusCode::OK
-}
-
-/// Splits an envelope into (item header, payload) pairs of JSON.
-fn items(body: &[u8]) -> Vec<(Value, Value)> {
-    let text = String::from_utf8_lossy(body);
-    let mut lines = text.lines();
-    let _header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
-    let mut out = Vec::new();
-    while let Some(item_header) = lines.next() {
-        if item_header.trim().is_empty() {
-            continue;
-        }
-        let header: Value = serde_json::from_str(item_header).unwrap();
-        let payload: Value =
-            serde_json::from_str(lines.next().unwrap_or("null")).unwrap_or(Value::Null);
-        out.push((header, payload));
-    }
-    out
-}
+use support::{EnvelopeReceiver, item_types, items};
 
 #[derive(Debug)]
 struct CalendarSyncError {
@@ -70,16 +30,9 @@ impl std::error::Error for CalendarSyncError {}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_reach_the_envelope_endpoint_with_context_and_without_secrets() {
-    let received: Received = Arc::default();
-    let app = axum::Router::new()
-        .route("/api/{project}/envelope/", post(envelope))
-        .with_state(received.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-
+    let receiver = EnvelopeReceiver::start().await;
     let env = Env::from_pairs([
-        ("SENTRY_DSN", format!("http://publickey123@{addr}/42")),
+        ("SENTRY_DSN", receiver.dsn("publickey123", 42)),
         ("SENTRY_ENVIRONMENT", "staging".into()),
         ("SENTRY_RELEASE", "calendar-agent@1.2.3".into()),
     ]);
@@ -110,9 +63,14 @@ async fn events_reach_the_envelope_endpoint_with_context_and_without_secrets() {
     let id = monitoring.capture_error(&err, &context).unwrap();
     assert!(monitoring.flush(Duration::from_secs(5)));
 
-    let received = received.lock().unwrap_or_else(|e| e.into_inner());
-    assert!(!received.is_empty(), "an envelope arrived");
-    let (project, auth, body) = &received[0];
+    let received = receiver.received();
+    // The health check's probe envelope carries no event.
+    assert_eq!(item_types(&received[0].body), ["client_report"]);
+    let envelope = received
+        .iter()
+        .find(|r| item_types(&r.body).iter().any(|t| t == "event"))
+        .expect("an envelope with the event arrived");
+    let (project, auth, body) = (&envelope.project, &envelope.auth, &envelope.body);
     assert_eq!(project, "42");
     assert!(auth.starts_with("Sentry "), "{auth}");
     assert!(
@@ -176,4 +134,21 @@ async fn events_reach_the_envelope_endpoint_with_context_and_without_secrets() {
     );
     assert_eq!(crumbs[1]["level"], "warning");
     assert_eq!(crumbs[1]["data"]["api_key"], "[redacted]");
+
+    // Each default integration once, as the SDK reports them (`sdk.integrations`).
+    let integrations: Vec<&str> = event["sdk"]["integrations"]
+        .as_array()
+        .expect("sdk.integrations")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    for expected in [
+        "attach-stacktrace",
+        "contexts",
+        "panic",
+        "process-stacktrace",
+    ] {
+        let count = integrations.iter().filter(|i| **i == expected).count();
+        assert_eq!(count, 1, "{expected} in {integrations:?}");
+    }
 }

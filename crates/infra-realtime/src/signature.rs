@@ -239,8 +239,16 @@ pub fn verify_webhook(
 
 #[cfg(test)]
 mod tests {
-    //! Vectors from the Pusher protocol, recomputed independently; their sources are listed in
-    //! `docs/protocols.md`.
+    //! The published vectors of Pusher's documentation, with its example app (id 3, key
+    //! `278d425bdf160c739803`, secret `7ad3773142a6692b25b8`):
+    //! - HTTP API signing: <https://pusher.com/docs/channels/library_auth_reference/rest-api/#worked-authentication-example>
+    //! - private, presence and user signatures:
+    //!   <https://pusher.com/docs/channels/library_auth_reference/auth-signatures/>
+    //! - webhooks: <https://pusher.com/docs/channels/server_api/webhooks/>
+    //!
+    //! The presence example printed in those docs does not match its own inputs; the value
+    //! here was recomputed from them (HMAC-SHA256) and agrees with the official Node SDK
+    //! (`tests/official_sdk.rs`).
     use super::*;
 
     const KEY: &str = "278d425bdf160c739803";

@@ -34,8 +34,9 @@ impl Infra {
     /// Every route of this module, built from this `Infra` (and its `INFRA_ADMIN_TOKEN`).
     ///
     /// ```no_run
-    /// # async fn demo() -> infra::Result<()> {
+    /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
     /// let infra = std::sync::Arc::new(infra::Infra::from_env()?);
+    /// infra.start().await?;
     /// let app: axum::Router = infra.router();
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     /// axum::serve(listener, app).await?;

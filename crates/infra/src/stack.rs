@@ -20,6 +20,7 @@ use crate::connections::ConnectionReport;
 /// ```no_run
 /// # async fn demo() -> infra::Result<()> {
 /// let infra = infra::Infra::from_env()?;
+/// infra.start().await?; // the jobs runtime's workers
 /// let report = infra.test_all_connections().await;
 /// println!("{}", serde_json::to_string_pretty(&report).unwrap());
 /// # Ok(()) }
@@ -74,19 +75,35 @@ impl Infra {
         })
     }
 
+    /// Starts what runs in the background: the jobs runtime's workers (on the memory or
+    /// PostgreSQL queue; nothing to start when Inngest runs the functions). Register the
+    /// app's functions first (`infra.jobs().runtime().register(…)`); until this is called the
+    /// jobs health check reports that no worker runs. Idempotent.
+    pub async fn start(&self) -> Result<()> {
+        #[cfg(feature = "jobs")]
+        self.jobs.runtime().start().await?;
+        Ok(())
+    }
+
+    /// Stops the background work [`start`](Infra::start) began, letting running jobs finish.
+    pub async fn shutdown(&self) {
+        #[cfg(feature = "jobs")]
+        self.jobs.runtime().shutdown().await;
+    }
+
     /// The database, when `DATABASE_URL` is set.
     #[cfg(feature = "db")]
     pub fn database(&self) -> Option<&infra_db::Database> {
         self.database.as_ref()
     }
 
-    /// The cache (Redis or memory).
+    /// The cache (Redis, Upstash REST or memory).
     #[cfg(feature = "cache")]
     pub fn cache(&self) -> Arc<dyn infra_core::Cache> {
         self.cache.cache()
     }
 
-    /// The rate limiter (Redis or memory).
+    /// The rate limiter (Redis, Upstash REST or memory).
     #[cfg(feature = "cache")]
     pub fn rate_limiter(&self) -> Arc<dyn infra_core::RateLimiter> {
         self.cache.rate_limiter()

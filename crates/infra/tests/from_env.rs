@@ -24,6 +24,7 @@ fn redis_url() -> String {
 #[tokio::test]
 async fn without_variables_every_service_uses_its_embedded_default() {
     let infra = Infra::from_env_with(&Env::empty()).unwrap();
+    infra.start().await.unwrap();
     let report = infra.test_all_connections().await;
     let names: Vec<&str> = report.services.iter().map(|r| r.service.as_str()).collect();
     assert_eq!(
@@ -36,7 +37,7 @@ async fn without_variables_every_service_uses_its_embedded_default() {
     );
     for (service, backend) in [
         ("cache", "memory"),
-        ("jobs", "local"),
+        ("jobs", "memory"),
         ("realtime", "local"),
         ("monitoring", "local"),
     ] {
@@ -54,6 +55,7 @@ async fn without_variables_every_service_uses_its_embedded_default() {
 async fn with_variables_the_real_services_are_used_and_answer() {
     let env = Env::from_pairs([("DATABASE_URL", database_url()), ("REDIS_URL", redis_url())]);
     let infra = Infra::from_env_with(&env).unwrap();
+    infra.start().await.unwrap();
     let report = infra.test_all_connections().await;
     let db = report.get("database").unwrap();
     assert_eq!(
@@ -69,7 +71,15 @@ async fn with_variables_the_real_services_are_used_and_answer() {
         "{}",
         cache.detail
     );
-    assert!(report.all_ok());
+    let jobs = report.get("jobs").unwrap();
+    assert_eq!(
+        (jobs.backend.as_str(), jobs.status),
+        ("postgres", HealthStatus::Healthy),
+        "{}",
+        jobs.detail
+    );
+    assert!(report.all_ok(), "{report:?}");
+    infra.shutdown().await;
     assert!(report.summary()["database"]);
     assert!(report.summary()["cache"]);
 }

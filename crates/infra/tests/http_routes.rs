@@ -27,14 +27,16 @@ async fn json(response: Response) -> serde_json::Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-fn router(pairs: &[(&str, &str)]) -> axum::Router {
-    Arc::new(Infra::from_env_with(&Env::from_pairs(pairs.iter().copied())).unwrap()).router()
+async fn router(pairs: &[(&str, &str)]) -> axum::Router {
+    let infra = Arc::new(Infra::from_env_with(&Env::from_pairs(pairs.iter().copied())).unwrap());
+    infra.start().await.unwrap();
+    infra.router()
 }
 
 #[tokio::test]
 async fn liveness_answers_without_backends() {
     // A cache pointing at a closed port: liveness must not care.
-    let app = router(&[("REDIS_URL", "redis://127.0.0.1:1")]);
+    let app = router(&[("REDIS_URL", "redis://127.0.0.1:1")]).await;
     let response = get(&app, "/api/health", None).await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(json(response).await["status"], "ok");
@@ -42,7 +44,7 @@ async fn liveness_answers_without_backends() {
 
 #[tokio::test]
 async fn readiness_reports_every_service() {
-    let app = router(&[]);
+    let app = router(&[]).await;
     let response = get(&app, "/api/health/ready", None).await;
     assert_eq!(response.status(), StatusCode::OK);
     let body = json(response).await;
@@ -62,7 +64,8 @@ async fn unhealthy_service_turns_readiness_into_503() {
     let app = router(&[
         ("REDIS_URL", "redis://127.0.0.1:1"),
         ("INFRA_HEALTH_TIMEOUT", "2s"),
-    ]);
+    ])
+    .await;
     let response = get(&app, "/api/health/ready", None).await;
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = json(response).await;
@@ -72,14 +75,14 @@ async fn unhealthy_service_turns_readiness_into_503() {
 
 #[tokio::test]
 async fn test_infrastructure_is_hidden_without_a_token() {
-    let app = router(&[]);
+    let app = router(&[]).await;
     let response = get(&app, "/api/test-infrastructure", Some("anything")).await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
 async fn test_infrastructure_needs_the_exact_bearer_token() {
-    let app = router(&[("INFRA_ADMIN_TOKEN", "op-token-123")]);
+    let app = router(&[("INFRA_ADMIN_TOKEN", "op-token-123")]).await;
     for wrong in [None, Some("op-token-12"), Some("op-token-1234"), Some("")] {
         let response = get(&app, "/api/test-infrastructure", wrong).await;
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{wrong:?}");

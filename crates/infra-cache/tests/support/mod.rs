@@ -1,6 +1,9 @@
 //! Shared helpers: a unique namespace per test on the real Redis, removed afterwards.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod own_redis;
+pub mod upstash_stand_in;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use infra_cache::{RateLimitAlgorithm, RedisCache, RedisConfig};

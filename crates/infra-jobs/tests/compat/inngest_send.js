@@ -14,8 +14,15 @@ async function main() {
     data: { userId: "u1", calendarId: "c1", workspaceId: "w1" },
   });
   const batch = await inngest.send([
-    { name: "email/send.requested", data: { to: "a@example.com", subject: "Hi" } },
-    { name: "calendar/sync.requested", data: { userId: "u2" }, id: "dedup-u2" },
+    {
+      name: "email/send.requested",
+      data: { to: "a@example.com", subject: "Hi", template: "welcome", data: {} },
+    },
+    {
+      name: "calendar/sync.requested",
+      data: { userId: "u2", calendarId: "c2", workspaceId: "w2" },
+      id: "dedup-u2",
+    },
   ]);
 
   let wrongKeyError = null;

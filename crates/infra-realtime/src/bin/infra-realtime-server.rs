@@ -58,18 +58,17 @@ async fn run(env: Env) -> Result<(), Error> {
     })?;
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(address = %local, apps = ?apps, "infra-realtime-server listening on {local}");
-    let stopping = server.clone();
+    // Stop accepting first, so clients told to reconnect cannot land on this process again;
+    // upgraded WebSockets outlive `serve` and are closed right after.
     axum::serve(listener, server.router())
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            tracing::info!("shutting down: closing connections");
-            let left = stopping.shutdown(Duration::from_secs(5)).await;
-            if left > 0 {
-                tracing::warn!(left, "connections still open at exit");
-            }
-        })
+        .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::backend("the server stopped").with_source(e))?;
+    tracing::info!("shutting down: closing connections");
+    let left = server.shutdown(Duration::from_secs(5)).await;
+    if left > 0 {
+        tracing::warn!(left, "connections still open at exit");
+    }
     Ok(())
 }
 

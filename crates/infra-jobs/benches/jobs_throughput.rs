@@ -1,0 +1,288 @@
+//! `PgQueue` end to end against a raw-SQL queue and graphile-worker, plus `MemoryQueue`.
+//!
+//! `cargo bench -p infra-jobs --features postgres` (or `cargo xtask bench jobs`). Needs
+//! PostgreSQL on `DATABASE_URL` (default 127.0.0.1:5432); creates and drops its own
+//! databases. graphile-worker runs from `benches/graphile` when `npm ci` has been run there
+//! (xtask does it); set `INFRA_JOBS_BENCH_JOBS` to change the 50,000 jobs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use diesel::sql_types::{Array, BigInt, Text};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use infra_core::{Event, EventSender, JobQueue};
+use infra_db::{Database, DbConfig};
+use infra_jobs::{Function, JobsRuntime, MemoryQueue, Outcome, PgQueue, WorkerSettings};
+use serde_json::json;
+use tokio::sync::Mutex;
+
+const CONCURRENCY: usize = 500;
+
+fn jobs() -> u64 {
+    std::env::var("INFRA_JOBS_BENCH_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50_000)
+}
+
+fn url_for(database: &str) -> String {
+    let raw = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let mut url = url::Url::parse(&raw).unwrap();
+    url.set_path(&format!("/{database}"));
+    url.to_string()
+}
+
+async fn fresh_database(name: &str) -> String {
+    let mut admin = AsyncPgConnection::establish(&url_for("postgres"))
+        .await
+        .unwrap();
+    // Two statements: CREATE DATABASE cannot share an implicit transaction.
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .unwrap();
+    admin
+        .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap();
+    url_for(name)
+}
+
+async fn drop_database(name: &str) {
+    let mut admin = AsyncPgConnection::establish(&url_for("postgres"))
+        .await
+        .unwrap();
+    let _ = admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await;
+}
+
+fn settings() -> WorkerSettings {
+    WorkerSettings::default()
+        .with_concurrency(CONCURRENCY)
+        .with_claim_batch(CONCURRENCY)
+        .with_poll_interval(Duration::from_millis(500))
+}
+
+/// Enqueues `n` no-op jobs with the runtime stopped, then starts it and times the drain.
+async fn drain(queue: Arc<dyn JobQueue>, n: u64) -> (f64, f64) {
+    let done = Arc::new(AtomicU64::new(0));
+    let rt = JobsRuntime::with_settings(queue, Default::default(), settings());
+    let d = done.clone();
+    rt.register(
+        Function::builder("noop")
+            .on_event("bench/noop")
+            .raw_handler(move |_, _| {
+                d.fetch_add(1, Ordering::Relaxed);
+                std::future::ready(Outcome::success())
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    rt.queue().unwrap().prepare().await.unwrap();
+    let started = Instant::now();
+    let mut sent = 0;
+    while sent < n {
+        let batch = (n - sent).min(5_000);
+        let events = (0..batch)
+            .map(|_| Event::new("bench/noop", json!({})))
+            .collect();
+        rt.send_many(events).await.unwrap();
+        sent += batch;
+    }
+    let enqueue_rate = n as f64 / started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    rt.start().await.unwrap();
+    while AtomicU64::load(&done, Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // Settled (deleted), not only run.
+    loop {
+        let stats = rt.stats().await.unwrap();
+        let left: u64 = stats
+            .functions
+            .iter()
+            .map(|f| f.queue.ready + f.queue.running + f.queue.scheduled)
+            .sum();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    rt.shutdown().await;
+    (enqueue_rate, rate)
+}
+
+/// Send-to-start latency on an idle queue: one event at a time, spaced out.
+async fn latency(queue: Arc<dyn JobQueue>) -> (f64, f64) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let rt = JobsRuntime::with_settings(queue, Default::default(), settings());
+    let s = samples.clone();
+    rt.register(
+        Function::builder("timed")
+            .on_event("bench/timed")
+            .raw_handler(move |event: Event, _| {
+                let s = s.clone();
+                let sent_us = event.data["sent_us"].as_i64().unwrap();
+                async move {
+                    let now_us = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .unwrap()
+                        .as_micros() as i64;
+                    s.lock().await.push((now_us - sent_us) as f64 / 1000.0);
+                    Outcome::success()
+                }
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    rt.start().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let n = 300;
+    for _ in 0..n {
+        let sent_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
+        rt.send(Event::new("bench/timed", json!({ "sent_us": sent_us })))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while samples.lock().await.len() < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rt.shutdown().await;
+    let mut xs = samples.lock().await.clone();
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (xs[xs.len() / 2], xs[(xs.len() * 99) / 100])
+}
+
+#[derive(diesel::QueryableByName)]
+struct IdRow {
+    #[diesel(sql_type = BigInt)]
+    id: i64,
+}
+
+/// The baseline: a bare table, one batched insert, workers claiming 500 at a time with
+/// `FOR UPDATE SKIP LOCKED` and deleting what they claimed.
+async fn raw_sql(url: &str, n: u64, workers: usize) -> f64 {
+    let mut conn = AsyncPgConnection::establish(url).await.unwrap();
+    conn.batch_execute(
+        "CREATE TABLE raw_jobs (id bigserial PRIMARY KEY, payload jsonb NOT NULL, run_at timestamptz NOT NULL DEFAULT now(), locked_by text);
+         CREATE INDEX raw_jobs_claim ON raw_jobs (run_at, id) WHERE locked_by IS NULL;",
+    )
+    .await
+    .unwrap();
+    let payloads: Vec<String> = (0..n).map(|_| "{}".to_owned()).collect();
+    for chunk in payloads.chunks(5_000) {
+        diesel::sql_query(
+            "INSERT INTO raw_jobs (payload) SELECT p::jsonb FROM unnest($1::text[]) p",
+        )
+        .bind::<Array<Text>, _>(chunk)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..workers)
+        .map(|w| {
+            let url = url.to_owned();
+            tokio::spawn(async move {
+                let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+                let me = format!("w{w}");
+                loop {
+                    let claimed: Vec<IdRow> = diesel::sql_query(
+                        "UPDATE raw_jobs j SET locked_by = $1 FROM (SELECT id FROM raw_jobs WHERE locked_by IS NULL AND run_at <= now() ORDER BY run_at, id LIMIT 500 FOR UPDATE SKIP LOCKED) c WHERE j.id = c.id RETURNING j.id",
+                    )
+                    .bind::<Text, _>(&me)
+                    .load(&mut conn)
+                    .await
+                    .unwrap();
+                    if claimed.is_empty() {
+                        break;
+                    }
+                    let ids: Vec<i64> = claimed.iter().map(|r| r.id).collect();
+                    diesel::sql_query("DELETE FROM raw_jobs WHERE id = ANY($1)")
+                        .bind::<Array<BigInt>, _>(&ids)
+                        .execute(&mut conn)
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// graphile-worker at its best settings, through `benches/graphile/bench.mjs`.
+fn graphile(url: &str, n: u64) -> Option<f64> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/graphile");
+    if !dir.join("node_modules").exists() {
+        eprintln!(
+            "graphile-worker: skipped (run `npm ci` in {})",
+            dir.display()
+        );
+        return None;
+    }
+    let out = std::process::Command::new("node")
+        .arg("bench.mjs")
+        .current_dir(&dir)
+        .env("DATABASE_URL", url)
+        .env("JOBS", n.to_string())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        eprintln!(
+            "graphile-worker failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("jobs_per_second="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let n = jobs();
+    runtime.block_on(async {
+        let name = format!("infra_jobs_bench_{}", std::process::id());
+        let url = fresh_database(&name).await;
+        let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+        let (pg_enqueue, pg_rate) = drain(Arc::new(PgQueue::new(db.clone())), n).await;
+        let (p50, p99) = latency(Arc::new(PgQueue::new(db.clone()))).await;
+        drop(db);
+        let raw = raw_sql(&url, n, 4).await;
+        drop_database(&name).await;
+
+        let gname = format!("infra_jobs_bench_graphile_{}", std::process::id());
+        let gurl = fresh_database(&gname).await;
+        let graphile = graphile(&gurl, n);
+        drop_database(&gname).await;
+
+        let (mem_enqueue, mem_rate) = drain(Arc::new(MemoryQueue::new()), n).await;
+        let (mp50, mp99) = latency(Arc::new(MemoryQueue::new())).await;
+
+        println!("jobs: {n} no-op jobs, {CONCURRENCY} in flight, one worker process, 2 tokio threads");
+        println!("PgQueue       enqueue {pg_enqueue:>9.0}/s   process {pg_rate:>9.0}/s   send-to-start p50 {p50:.2} ms  p99 {p99:.2} ms");
+        println!("raw SQL       process {raw:>9.0}/s   PgQueue/raw {:.3}", pg_rate / raw);
+        match graphile {
+            Some(g) => println!("graphile      process {g:>9.0}/s   PgQueue/graphile {:.3}", pg_rate / g),
+            None => println!("graphile      not run"),
+        }
+        println!("MemoryQueue   enqueue {mem_enqueue:>9.0}/s   process {mem_rate:>9.0}/s   send-to-start p50 {mp50:.2} ms  p99 {mp99:.2} ms");
+    });
+}

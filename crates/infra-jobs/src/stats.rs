@@ -1,0 +1,91 @@
+//! What `JobsRuntime::stats` reports: queue state and run counters per function.
+
+use std::time::Duration;
+
+use infra_core::FunctionQueueStats;
+use serde::Serialize;
+
+/// Counters of one function since this runtime started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct RunCounters {
+    /// Attempts started.
+    pub attempts: u64,
+    /// Attempts that succeeded.
+    pub successes: u64,
+    /// Attempts that failed (retried or not).
+    pub failures: u64,
+    /// Runs that became dead letters.
+    pub dead_lettered: u64,
+}
+
+/// One function's queue state and counters.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FunctionStats {
+    /// The queue's view (waiting, scheduled, running, dead, oldest waiting age).
+    #[serde(flatten)]
+    pub queue: FunctionQueueStats,
+    /// This process's counters.
+    pub runs: RunCounters,
+}
+
+/// What [`JobsRuntime::stats`](crate::JobsRuntime::stats) reports.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct JobsStats {
+    /// `memory`, `postgres` or `inngest`.
+    pub backend: &'static str,
+    /// Per function, by id.
+    pub functions: Vec<FunctionStats>,
+}
+
+impl JobsStats {
+    /// The stats of one function.
+    pub fn function(&self, id: &str) -> Option<&FunctionStats> {
+        self.functions.iter().find(|f| f.queue.function_id == id)
+    }
+}
+
+/// Queue totals over every function, for the health detail.
+pub(crate) struct Totals {
+    pub(crate) ready: u64,
+    pub(crate) scheduled: u64,
+    pub(crate) running: u64,
+    pub(crate) dead: u64,
+    pub(crate) oldest_ready_ms: u64,
+}
+
+impl Totals {
+    /// Sums `stats` over its functions.
+    pub(crate) fn of(stats: &JobsStats) -> Totals {
+        let mut t = Totals {
+            ready: 0,
+            scheduled: 0,
+            running: 0,
+            dead: 0,
+            oldest_ready_ms: 0,
+        };
+        for f in &stats.functions {
+            t.ready += f.queue.ready;
+            t.scheduled += f.queue.scheduled;
+            t.running += f.queue.running;
+            t.dead += f.queue.dead;
+            t.oldest_ready_ms = t
+                .oldest_ready_ms
+                .max(f.queue.oldest_ready_age_ms.unwrap_or(0));
+        }
+        t
+    }
+}
+
+impl std::fmt::Display for Totals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ready {}, scheduled {}, running {}, dead {}, oldest ready {}",
+            self.ready,
+            self.scheduled,
+            self.running,
+            self.dead,
+            infra_core::format_duration(Duration::from_millis(self.oldest_ready_ms))
+        )
+    }
+}
