@@ -70,6 +70,12 @@ pub fn run(args: &[String]) -> Result<bool> {
             )
             .run()?;
         }
+        // The cache with its memory backend alone: a Redis URL must name what is missing.
+        cmd!(
+            sh,
+            "cargo test --quiet -p infra-cache --no-default-features --features memory --lib"
+        )
+        .run()?;
         Ok(())
     })?;
     step("official clients", || install_compat_clients(&sh))?;
