@@ -16,8 +16,7 @@ pub fn run(args: &[String]) -> Result<bool> {
         let started = infra.start().await;
         let mut report = infra.test_all_connections().await;
         // The embedded realtime server proves itself to a real WebSocket subscriber.
-        if let Some(realtime) =
-            crate::realtime_probe::probe(&infra, infra.health_deadline()).await
+        if let Some(realtime) = crate::realtime_probe::probe(&infra, infra.health_deadline()).await
         {
             if let Some(slot) = report.services.iter_mut().find(|r| r.service == "realtime") {
                 *slot = realtime;

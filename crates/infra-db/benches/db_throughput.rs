@@ -20,8 +20,8 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 mod schema;
 
 use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
-use schema::{users, workspaces};
 use infra_db::{Database, DbConfig, run_pending_migrations};
+use schema::{users, workspaces};
 
 /// The tests' fixture schema (a users table to look rows up in).
 const FIXTURE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/fixtures/migrations");
@@ -257,7 +257,9 @@ async fn run() {
     config.pool_size = TASKS;
     let db = Database::new(config).unwrap();
 
-    run_pending_migrations(&db, FIXTURE_MIGRATIONS).await.unwrap();
+    run_pending_migrations(&db, FIXTURE_MIGRATIONS)
+        .await
+        .unwrap();
     let workspace: i64 = {
         let mut conn = db.get().await.unwrap();
         let w: i64 = diesel::insert_into(workspaces::table)

@@ -9,23 +9,30 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use infra_core::ErrorKind;
-use support::schema::{users, workspaces};
 use infra_db::{
     Database, DbConfig, Isolation, Keyset, Page, RetryPolicy, migration_status,
     run_pending_migrations,
 };
+use support::schema::{users, workspaces};
 use support::{FIXTURE_MIGRATIONS, TestDb};
 
 #[tokio::test]
 async fn migrations_apply_once_and_report_status() {
     let db = TestDb::create("migrate").await;
     let database = db.database();
-    let before = migration_status(&database, FIXTURE_MIGRATIONS).await.unwrap();
+    let before = migration_status(&database, FIXTURE_MIGRATIONS)
+        .await
+        .unwrap();
     assert!(!before.is_empty() && before.iter().all(|m| !m.applied));
-    let applied = run_pending_migrations(&database, FIXTURE_MIGRATIONS).await.unwrap();
+    let applied = run_pending_migrations(&database, FIXTURE_MIGRATIONS)
+        .await
+        .unwrap();
     assert_eq!(applied.len(), before.len());
     assert!(
-        run_pending_migrations(&database, FIXTURE_MIGRATIONS).await.unwrap().is_empty(),
+        run_pending_migrations(&database, FIXTURE_MIGRATIONS)
+            .await
+            .unwrap()
+            .is_empty(),
         "idempotent"
     );
     assert!(
@@ -52,7 +59,9 @@ async fn migrations_apply_once_and_report_status() {
 async fn seeded(test: &str, users_count: i64) -> (TestDb, Database, i64) {
     let db = TestDb::create(test).await;
     let database = db.database();
-    run_pending_migrations(&database, FIXTURE_MIGRATIONS).await.unwrap();
+    run_pending_migrations(&database, FIXTURE_MIGRATIONS)
+        .await
+        .unwrap();
     let mut conn = database.get().await.unwrap();
     let workspace: i64 = diesel::insert_into(workspaces::table)
         .values(workspaces::name.eq("acme"))

@@ -74,8 +74,11 @@ impl RealtimeService {
     #[cfg(feature = "server")]
     pub fn embedded(server: crate::server::RealtimeServer) -> Self {
         let app = server.app();
-        let credentials =
-            crate::AppCredentials::new(app.id.clone(), app.key.clone(), app.secret.expose().clone());
+        let credentials = crate::AppCredentials::new(
+            app.id.clone(),
+            app.key.clone(),
+            app.secret.expose().clone(),
+        );
         RealtimeService {
             credentials,
             realtime: Arc::new(server.clone()),

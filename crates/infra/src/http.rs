@@ -10,6 +10,7 @@
 //! | `GET /api/test-infrastructure` | [`admin_routes`] | the full [`Infra::test_all_connections`] report, behind `INFRA_ADMIN_TOKEN` |
 //! | `POST /api/pusher/auth`, `POST /api/pusher/user-auth` | [`InfraRoutes::authorizer`] | channel authorization and sign-in with the app's `Authorizer` (feature `realtime`) |
 //! | `/app/{key}`, `/apps/{id}/…` | the embedded realtime server | pusher-js and the Pusher HTTP API on the app's own port, when realtime runs embedded |
+//! | `GET/PUT/POST /api/inngest` | `infra_jobs::serve_router` | the functions served to Inngest, when the jobs run on Inngest (`INNGEST_APP_ID` names the app) |
 //! | `POST /e/{event_key}` | `infra_jobs::ingest_router` | Inngest-compatible ingestion into the jobs runtime, when `INFRA_JOBS_INGEST_KEYS` is set |
 //!
 //! Around them, [`InfraRoutes`] puts the Sentry request layers (a hub per request, 5xx
@@ -132,6 +133,14 @@ impl InfraRoutes {
             api = api.merge(infra_realtime::auth_router(credentials, authorizer));
         }
         #[cfg(feature = "jobs")]
+        if let Some(config) = infra.inngest_serve_config() {
+            match infra_jobs::serve_router(infra.jobs().runtime().clone(), config.clone()) {
+                Ok(serve) => api = api.merge(serve),
+                // Only a broken TLS setup makes the HTTP client fail to build.
+                Err(err) => tracing::error!(error = %err, "cannot serve /api/inngest"),
+            }
+        }
+        #[cfg(feature = "jobs")]
         if let Some(ingest) = infra.ingest_config() {
             api = api.merge(infra_jobs::ingest_router(infra.events(), ingest.clone()));
         }
@@ -146,7 +155,10 @@ impl InfraRoutes {
         #[allow(unused_mut)]
         let mut router = liveness_routes()
             .merge(readiness_routes(Arc::clone(infra)))
-            .merge(admin_routes(Arc::clone(infra), infra.admin_token().cloned()))
+            .merge(admin_routes(
+                Arc::clone(infra),
+                infra.admin_token().cloned(),
+            ))
             .merge(api);
         #[cfg(feature = "realtime")]
         if let Some(server) = infra.realtime_service().server() {

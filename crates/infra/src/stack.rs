@@ -41,6 +41,8 @@ pub struct Infra {
     admin_token: Option<Secret<String>>,
     #[cfg(all(feature = "jobs", feature = "http"))]
     ingest: Option<infra_jobs::IngestConfig>,
+    #[cfg(all(feature = "jobs", feature = "http"))]
+    inngest_serve: Option<infra_jobs::ServeConfig>,
 }
 
 impl Infra {
@@ -74,6 +76,16 @@ impl Infra {
             monitoring: infra_monitoring::Monitoring::from_env(env)?,
             health_deadline,
             admin_token: env.optional_secret("INFRA_ADMIN_TOKEN"),
+            #[cfg(all(feature = "jobs", feature = "http"))]
+            inngest_serve: if jobs_on_inngest(env)? {
+                Some(infra_jobs::ServeConfig::from_env(
+                    env,
+                    env.optional("INNGEST_APP_ID")
+                        .unwrap_or_else(|| DEFAULT_INNGEST_APP_ID.to_owned()),
+                )?)
+            } else {
+                None
+            },
             #[cfg(all(feature = "jobs", feature = "http"))]
             ingest: if env.is_set(infra_jobs::INGEST_KEYS_VAR) {
                 Some(infra_jobs::IngestConfig::from_env(env)?)
@@ -165,6 +177,12 @@ impl Infra {
         self.admin_token.as_ref()
     }
 
+    /// The `/api/inngest` serve handler's settings, when the jobs run on Inngest.
+    #[cfg(all(feature = "jobs", feature = "http"))]
+    pub fn inngest_serve_config(&self) -> Option<&infra_jobs::ServeConfig> {
+        self.inngest_serve.as_ref()
+    }
+
     /// The ingestion route's settings, when `INFRA_JOBS_INGEST_KEYS` is set.
     #[cfg(all(feature = "jobs", feature = "http"))]
     pub fn ingest_config(&self) -> Option<&infra_jobs::IngestConfig> {
@@ -216,6 +234,19 @@ impl Infra {
             services: futures::future::join_all(checks).await,
         }
     }
+}
+
+/// The app id Inngest lists the functions under unless `INNGEST_APP_ID` names one.
+#[cfg(all(feature = "jobs", feature = "http"))]
+pub const DEFAULT_INNGEST_APP_ID: &str = "infra-app";
+
+/// Whether the environment puts the jobs on Inngest (so the app serves `/api/inngest`).
+#[cfg(all(feature = "jobs", feature = "http"))]
+fn jobs_on_inngest(env: &Env) -> Result<bool> {
+    Ok(matches!(
+        infra_jobs::JobsConfig::from_env(env)?,
+        infra_jobs::JobsConfig::Inngest(_)
+    ))
 }
 
 /// Runs a check under the umbrella's deadline as well as its own.

@@ -98,3 +98,98 @@ async fn test_infrastructure_needs_the_exact_bearer_token() {
     }
     assert!(body.is_object());
 }
+
+#[cfg(feature = "jobs")]
+#[tokio::test]
+async fn inngest_serve_is_mounted_when_the_jobs_run_on_inngest() {
+    let app = router(&[("INNGEST_DEV", "1"), ("INNGEST_APP_ID", "calendar-agent")]).await;
+    let response = get(&app, "/api/inngest", None).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.headers().contains_key("x-inngest-sdk"));
+    // Without Inngest the route does not exist.
+    let app = router(&[]).await;
+    assert_eq!(
+        get(&app, "/api/inngest", None).await.status(),
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[cfg(feature = "jobs")]
+#[tokio::test]
+async fn ingestion_is_mounted_with_keys_and_enqueues_into_the_runtime() {
+    let app = router(&[("INFRA_JOBS_INGEST_KEYS", "key-1")]).await;
+    let send = |key: &'static str| {
+        let app = app.clone();
+        async move {
+            app.oneshot(
+                Request::post(format!("/e/{key}"))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(Body::from(r#"{"name":"app/probe.sent","data":{"n":1}}"#))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let accepted = send("key-1").await;
+    assert_eq!(accepted.status(), StatusCode::OK);
+    let body = json(accepted).await;
+    assert_eq!(body["ids"].as_array().map(Vec::len), Some(1), "{body}");
+    assert_eq!(send("key-2").await.status(), StatusCode::UNAUTHORIZED);
+}
+
+#[cfg(feature = "realtime")]
+#[tokio::test]
+async fn the_embedded_realtime_server_and_the_auth_endpoint_share_the_apps_port() {
+    use infra::realtime::{AuthRequest, Authorizer, ChannelDecision};
+
+    struct OwnChannelOnly;
+    #[infra::async_trait]
+    impl Authorizer for OwnChannelOnly {
+        async fn authorize_channel(
+            &self,
+            _request: &AuthRequest,
+            channel: &infra::ChannelName,
+        ) -> infra::Result<ChannelDecision> {
+            Ok(if channel.as_str() == "private-user-1" {
+                ChannelDecision::Allow
+            } else {
+                ChannelDecision::deny("not yours")
+            })
+        }
+    }
+
+    let infra = Arc::new(Infra::from_env_with(&Env::empty()).unwrap());
+    let app = infra.routes().authorizer(Arc::new(OwnChannelOnly)).build();
+    let auth = |channel: &'static str| {
+        let app = app.clone();
+        async move {
+            app.oneshot(
+                Request::post("/api/pusher/auth")
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(Body::from(format!(
+                        "socket_id=123.456&channel_name={channel}"
+                    )))
+                    .unwrap(),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let allowed = auth("private-user-1").await;
+    assert_eq!(allowed.status(), StatusCode::OK);
+    let key = infra.realtime_service().credentials().key.clone();
+    let body = json(allowed).await;
+    assert!(
+        body["auth"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{key}:")),
+        "{body}"
+    );
+    assert_eq!(auth("private-user-2").await.status(), StatusCode::FORBIDDEN);
+    // The embedded server's HTTP API is mounted too: an unsigned call is refused, not 404.
+    let id = infra.realtime_service().credentials().app_id.clone();
+    let unsigned = get(&app, &format!("/apps/{id}/channels"), None).await;
+    assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
+}

@@ -99,6 +99,10 @@ mod tests {
         let forged = token.replacen("42.", "43.", 1);
         assert_eq!(sessions.verify(&forged), None);
         assert_eq!(sessions.verify("garbage"), None);
-        assert_eq!(DemoSessions::default().verify(&token), None, "other process");
+        assert_eq!(
+            DemoSessions::default().verify(&token),
+            None,
+            "other process"
+        );
     }
 }

@@ -83,9 +83,10 @@ async fn run(deps: &SyncDeps, event: &CalendarSyncRequested, ctx: &JobContext) -
 
 /// Upserts every event the provider lists, in one transaction; returns how many.
 async fn sync(deps: &SyncDeps, event: &CalendarSyncRequested) -> Result<u64> {
-    let calendar_id: i64 = event.calendar_id.parse().map_err(|_| {
-        Error::invalid_input("calendarId", "must be a calendar's numeric id")
-    })?;
+    let calendar_id: i64 = event
+        .calendar_id
+        .parse()
+        .map_err(|_| Error::invalid_input("calendarId", "must be a calendar's numeric id"))?;
     let events = deps.provider.list_events(calendar_id).await?;
     let rows: Vec<_> = events
         .iter()
@@ -102,23 +103,27 @@ async fn sync(deps: &SyncDeps, event: &CalendarSyncRequested) -> Result<u64> {
     let rows = Arc::new(rows);
     let written = deps
         .db
-        .transaction(Isolation::ReadCommitted, RetryPolicy::default(), move |conn| {
-            let rows = rows.clone();
-            Box::pin(async move {
-                diesel::insert_into(calendar_events::table)
-                    .values(&*rows)
-                    .on_conflict((calendar_events::calendar_id, calendar_events::external_id))
-                    .filter_target(calendar_events::external_id.is_not_null())
-                    .do_update()
-                    .set((
-                        calendar_events::title.eq(excluded(calendar_events::title)),
-                        calendar_events::starts_at.eq(excluded(calendar_events::starts_at)),
-                        calendar_events::ends_at.eq(excluded(calendar_events::ends_at)),
-                    ))
-                    .execute(conn)
-                    .await
-            })
-        })
+        .transaction(
+            Isolation::ReadCommitted,
+            RetryPolicy::default(),
+            move |conn| {
+                let rows = rows.clone();
+                Box::pin(async move {
+                    diesel::insert_into(calendar_events::table)
+                        .values(&*rows)
+                        .on_conflict((calendar_events::calendar_id, calendar_events::external_id))
+                        .filter_target(calendar_events::external_id.is_not_null())
+                        .do_update()
+                        .set((
+                            calendar_events::title.eq(excluded(calendar_events::title)),
+                            calendar_events::starts_at.eq(excluded(calendar_events::starts_at)),
+                            calendar_events::ends_at.eq(excluded(calendar_events::ends_at)),
+                        ))
+                        .execute(conn)
+                        .await
+                })
+            },
+        )
         .await?;
     if written != events.len() {
         return Err(Error::new(

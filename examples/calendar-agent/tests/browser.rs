@@ -55,9 +55,12 @@ impl TestDatabase {
 
     async fn drop_now(self) {
         if let Ok(mut admin) = AsyncPgConnection::establish(&url_for("postgres")).await {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut admin)
-                .await;
+            let _ = diesel::sql_query(format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
         }
     }
 }
@@ -134,7 +137,10 @@ async fn sign_in(client: &Client, app: &str, index: usize) -> String {
     let option = client
         .wait()
         .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css(&format!("#user option:nth-child({})", index + 1)))
+        .for_element(Locator::Css(&format!(
+            "#user option:nth-child({})",
+            index + 1
+        )))
         .await
         .expect("the page lists the demo users");
     let user_id = option.attr("value").await.unwrap().unwrap();
@@ -232,7 +238,8 @@ async fn a_sync_happens_live_and_a_foreign_channel_is_refused() {
     let server = tokio::spawn(async move { axum::serve(listener, router).await });
 
     let driver = ChromeDriver::start();
-    let profile = std::env::temp_dir().join(format!("calendar-agent-chromium-{}", std::process::id()));
+    let profile =
+        std::env::temp_dir().join(format!("calendar-agent-chromium-{}", std::process::id()));
     let client = browser(&driver, &profile).await;
     let outcome = tokio::spawn({
         let client = client.clone();
