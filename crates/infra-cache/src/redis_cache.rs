@@ -165,8 +165,17 @@ impl RedisCache {
         keys: &[&[u8]],
         args: &[&[u8]],
     ) -> Result<T> {
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash()).arg(keys.len());
+        // Sized up front: growing the command's buffers argument by argument reallocated them
+        // several times per call (redis-rs's own `ScriptInvocation` sizes them too).
+        let data: usize = keys.iter().chain(args).map(|a| a.len()).sum();
+        let mut evalsha = redis::Cmd::with_capacity(
+            3 + keys.len() + args.len(),
+            "EVALSHA".len() + script.get_hash().len() + 4 + data,
+        );
+        evalsha
+            .arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(keys.len());
         for key in keys {
             evalsha.arg(*key);
         }
@@ -178,12 +187,16 @@ impl RedisCache {
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    let remaining =
-                        || deadline.saturating_duration_since(tokio::time::Instant::now());
-                    conn.set_response_timeout(remaining());
-                    script.load_async(&mut conn).await?;
-                    conn.set_response_timeout(remaining());
-                    evalsha.query_async(&mut conn).await
+                    // Rare: boxed, so the reload's futures stay out of every call's state.
+                    Box::pin(async {
+                        let remaining =
+                            || deadline.saturating_duration_since(tokio::time::Instant::now());
+                        conn.set_response_timeout(remaining());
+                        script.load_async(&mut conn).await?;
+                        conn.set_response_timeout(remaining());
+                        evalsha.query_async(&mut conn).await
+                    })
+                    .await
                 }
                 other => other,
             }
@@ -199,10 +212,17 @@ impl RedisCache {
     ) -> Result<RateLimitDecision> {
         check_rate_limit_args(key, limit, window)?;
         let window_ms = (window.as_millis() as u64).max(1);
-        let base = self.key(&format!(
-            "rl:{}:{limit}:{window_ms}:{key}",
-            self.algorithm.as_str()
-        ));
+        // One allocation: prefix, then `rl:{algorithm}:{limit}:{window_ms}:{key}`.
+        let mut base = String::with_capacity(self.config.key_prefix.len() + key.len() + 48);
+        base.push_str(&self.config.key_prefix);
+        {
+            use std::fmt::Write;
+            let _ = write!(
+                base,
+                "rl:{}:{limit}:{window_ms}:{key}",
+                self.algorithm.as_str()
+            );
+        }
         let (limit_arg, window_arg) = (limit.to_string(), window_ms.to_string());
         let (allowed, remaining, reset_ms): (i64, i64, i64) = self
             .eval(
