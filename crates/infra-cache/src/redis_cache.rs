@@ -25,9 +25,9 @@ const SCAN_COUNT: usize = 1000;
 ///
 /// Every call — waiting for a pooled connection included — is bounded by
 /// `command_timeout`: a stalled Redis yields [`ErrorKind::Timeout`], never a hang. Commands
-/// share the multiplexed connections leased from the pool (one round trip each, no per-call
-/// `PING`); a failed connection goes back to the pool, whose check replaces it, so the same
-/// `RedisCache` recovers when Redis comes back.
+/// share one multiplexed connection leased from the pool (one round trip each, no per-call
+/// `PING`, concurrent commands batched into one write); a failed connection goes back to the
+/// pool, whose check replaces it, so the same `RedisCache` recovers when Redis comes back.
 pub struct RedisCache {
     leases: Leases,
     config: RedisConfig,
