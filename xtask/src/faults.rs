@@ -35,7 +35,11 @@ pub struct FaultReport {
 type Scenario = fn(&tokio::runtime::Runtime) -> Result<FaultReport>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 2] = [("redis", redis_restart), ("postgres", postgres_kill)];
+const SCENARIOS: [(&str, Scenario); 3] = [
+    ("redis", redis_restart),
+    ("postgres", postgres_kill),
+    ("calendar-agent", calendar_agent_without_redis),
+];
 
 pub fn run(args: &[String]) -> Result<bool> {
     let record = args.iter().any(|a| a == "--record");
@@ -455,4 +459,153 @@ fn url_with_database(base: &str, database: &str) -> Result<String> {
     let mut url = url::Url::parse(base).context("DATABASE_URL is not a URL")?;
     url.set_path(&format!("/{database}"));
     Ok(url.to_string())
+}
+
+/// The calendar-agent app under a burst of sync requests while its Redis is down: the rate
+/// limiter answers by its failure policy (fail-open by default), nothing crashes, health keeps
+/// answering, and every accepted request's sync runs.
+fn calendar_agent_without_redis(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use tower::ServiceExt;
+
+    const BURST: u64 = 200;
+    let port = spare_port()?;
+    let dir = std::env::temp_dir().join(format!("infra-faults-app-redis-{}", std::process::id()));
+    let mut redis = OwnRedis::start(port, &dir)?;
+    let database = TempDatabase::create(runtime, "app")?;
+    let outcome = runtime.block_on(async {
+        let env = infra::Env::from_pairs([
+            ("DATABASE_URL", database.url.clone()),
+            ("REDIS_URL", format!("redis://127.0.0.1:{port}")),
+            ("REDIS_COMMAND_TIMEOUT", "200ms".to_owned()),
+            ("INFRA_JOBS_BACKEND", "memory".to_owned()),
+        ]);
+        let infra = Arc::new(infra::Infra::from_env_with(&env)?);
+        let app = calendar_agent::start(
+            infra.clone(),
+            Arc::new(calendar_agent::provider::FakeProvider::new(3)),
+        )
+        .await?;
+        // Sign in as the first demo user and find their calendar.
+        let signed_in = app
+            .clone()
+            .oneshot(
+                Request::post("/api/demo/sign-in")
+                    .header("content-type", "application/json")
+                    .body(Body::from(r#"{"user_id":1}"#))?,
+            )
+            .await?;
+        let body = axum::body::to_bytes(signed_in.into_body(), 1 << 16).await?;
+        let session: serde_json::Value = serde_json::from_slice(&body)?;
+        let token = session["token"].as_str().context("a token")?.to_owned();
+        let calendar = session["calendar_id"].as_i64().context("a calendar")?;
+
+        redis.kill();
+        let killed = Instant::now();
+        let mut accepted = 0u64;
+        let mut refused = 0u64;
+        let mut failed = 0u64;
+        for _ in 0..BURST {
+            let response = app
+                .clone()
+                .oneshot(
+                    Request::post(format!("/api/calendars/{calendar}/sync"))
+                        .header("authorization", format!("Bearer {token}"))
+                        .body(Body::empty())?,
+                )
+                .await?;
+            match response.status() {
+                StatusCode::ACCEPTED => accepted += 1,
+                StatusCode::TOO_MANY_REQUESTS => refused += 1,
+                _ => failed += 1,
+            }
+        }
+        let live = app
+            .clone()
+            .oneshot(Request::get("/api/health").body(Body::empty())?)
+            .await?
+            .status();
+        // Every accepted sync runs (the queue is not Redis).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let completed = loop {
+            let stats = infra.jobs().runtime().stats().await?;
+            let done = stats
+                .function(calendar_agent::sync::SYNC_FUNCTION_ID)
+                .map(|f| f.runs.successes)
+                .unwrap_or(0);
+            if done >= accepted || Instant::now() > deadline {
+                break done;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        infra.shutdown().await;
+        anyhow::Ok(FaultReport {
+            scenario: "calendar-agent",
+            fault: format!(
+                "Redis down during a burst of {BURST} POST /api/calendars/{{id}}/sync (fail-open)"
+            ),
+            lost: accepted.saturating_sub(completed),
+            acknowledged: accepted,
+            failed_calls: failed,
+            recovery: Duration::ZERO,
+            note: format!(
+                "{accepted} accepted, {refused} refused, {failed} failed in {} ms; liveness {live}",
+                killed.elapsed().as_millis()
+            ),
+        })
+    });
+    database.drop(runtime);
+    outcome
+}
+
+/// A database created for one scenario and dropped after it.
+struct TempDatabase {
+    name: String,
+    url: String,
+}
+
+impl TempDatabase {
+    fn create(runtime: &tokio::runtime::Runtime, label: &str) -> Result<TempDatabase> {
+        use infra::db::diesel;
+        use infra::db::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        let base = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let name = format!("infra_faults_{label}_{}", std::process::id());
+        let admin_url = url_with_database(&base, "postgres")?;
+        runtime.block_on(async {
+            let mut admin = AsyncPgConnection::establish(&admin_url).await?;
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut admin)
+                .await?;
+            diesel::sql_query(format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await?;
+            anyhow::Ok(())
+        })?;
+        Ok(TempDatabase {
+            url: url_with_database(&base, &name)?,
+            name,
+        })
+    }
+
+    fn drop(self, runtime: &tokio::runtime::Runtime) {
+        use infra::db::diesel;
+        use infra::db::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+        let base = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let Ok(admin_url) = url_with_database(&base, "postgres") else {
+            return;
+        };
+        runtime.block_on(async {
+            if let Ok(mut admin) = AsyncPgConnection::establish(&admin_url).await {
+                let _ = diesel::sql_query(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
+                .execute(&mut admin)
+                .await;
+            }
+        });
+    }
 }

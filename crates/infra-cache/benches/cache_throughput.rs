@@ -165,7 +165,7 @@ fn summary(name: &str, strong: &[(&str, &str)], ours: (&str, &str), weaker: &[(&
     println!();
 }
 
-/// Connections `RedisCache` shares (one per CPU), the same number for the baseline beside it.
+/// One connection per CPU: the other strong way to share multiplexed connections.
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }

@@ -23,9 +23,9 @@ use crate::tags::{TaggedCache, check_tag, tag_key};
 ///
 /// Every call — waiting for a pooled connection included — is bounded by
 /// `command_timeout`: a stalled Redis yields [`ErrorKind::Timeout`], never a hang. Commands
-/// share the multiplexed connections leased from the pool (one round trip each, no per-call
-/// `PING`); a failed connection goes back to the pool, whose check replaces it, so the same
-/// `RedisCache` recovers when Redis comes back.
+/// share one multiplexed connection leased from the pool (one round trip each, no per-call
+/// `PING`, concurrent commands batched into one write); a failed connection goes back to the
+/// pool, whose check replaces it, so the same `RedisCache` recovers when Redis comes back.
 pub struct RedisCache {
     leases: Leases,
     config: RedisConfig,
@@ -160,8 +160,17 @@ impl RedisCache {
         keys: &[&[u8]],
         args: &[&[u8]],
     ) -> Result<T> {
-        let mut evalsha = redis::cmd("EVALSHA");
-        evalsha.arg(script.get_hash()).arg(keys.len());
+        // Sized up front: growing the command's buffers argument by argument reallocated them
+        // several times per call (redis-rs's own `ScriptInvocation` sizes them too).
+        let data: usize = keys.iter().chain(args).map(|a| a.len()).sum();
+        let mut evalsha = redis::Cmd::with_capacity(
+            3 + keys.len() + args.len(),
+            "EVALSHA".len() + script.get_hash().len() + 4 + data,
+        );
+        evalsha
+            .arg("EVALSHA")
+            .arg(script.get_hash())
+            .arg(keys.len());
         for key in keys {
             evalsha.arg(*key);
         }
@@ -173,12 +182,16 @@ impl RedisCache {
                 Err(err)
                     if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
                 {
-                    let remaining =
-                        || deadline.saturating_duration_since(tokio::time::Instant::now());
-                    conn.set_response_timeout(remaining());
-                    script.load_async(&mut conn).await?;
-                    conn.set_response_timeout(remaining());
-                    evalsha.query_async(&mut conn).await
+                    // Rare: boxed, so the reload's futures stay out of every call's state.
+                    Box::pin(async {
+                        let remaining =
+                            || deadline.saturating_duration_since(tokio::time::Instant::now());
+                        conn.set_response_timeout(remaining());
+                        script.load_async(&mut conn).await?;
+                        conn.set_response_timeout(remaining());
+                        evalsha.query_async(&mut conn).await
+                    })
+                    .await
                 }
                 other => other,
             }

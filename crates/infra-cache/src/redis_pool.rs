@@ -8,13 +8,13 @@
 //! timeout) is emptied: the connection goes back to the pool, whose check on the next lease
 //! replaces it if it is broken. That is how the same `RedisCache` recovers after an outage.
 //!
-//! Few slots, not one per pooled connection: a multiplexed connection writes every request
+//! One slot, not one per pooled connection: a multiplexed connection writes every request
 //! queued on it in one `write` and reads every reply that has arrived in one `read`, so the
 //! more concurrent commands share a connection, the fewer system calls each costs. Spreading
 //! 64 concurrent tasks over 64 connections left about one command in flight per connection
-//! and cost three times the client CPU per command of sharing one (see `docs/cache.md`). One
-//! slot per CPU (at most the pool size) keeps that batching and lets the connections' I/O
-//! tasks run on every core; the rest of the pool stays free for `RedisCache::pool()` users.
+//! and cost three times the client CPU per command of sharing one; one connection per CPU
+//! measured between the two, so every command shares [`SHARED_CONNECTIONS`] (see
+//! `docs/cache.md`). The rest of the pool stays free for `RedisCache::pool()` users.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -23,6 +23,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use deadpool_redis::{Connection, Pool, PoolError};
 use redis::aio::MultiplexedConnection;
+
+/// Connections every command of a `RedisCache` is spread over.
+pub(crate) const SHARED_CONNECTIONS: usize = 1;
 
 pub(crate) struct Leases {
     pool: Pool,
@@ -57,10 +60,9 @@ pub(crate) struct Lease {
 }
 
 impl Leases {
-    /// One slot per CPU, at most one per connection the pool may open.
+    /// [`SHARED_CONNECTIONS`] slots, at most one per connection the pool may open.
     pub(crate) fn new(pool: Pool) -> Self {
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let slots = (0..pool.status().max_size.min(cpus).max(1))
+        let slots = (0..pool.status().max_size.clamp(1, SHARED_CONNECTIONS))
             .map(|_| Slot::default())
             .collect();
         Leases {
