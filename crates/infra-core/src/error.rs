@@ -45,6 +45,29 @@ impl ErrorKind {
         )
     }
 
+    /// The kind of a non-success HTTP reply from a service's API: 400/413/422 refused input,
+    /// 401/403 a bad credential (a configuration problem), 404 not found, 408 a timeout,
+    /// 429 rate limited, 5xx unavailable, anything else a backend error. One mapping for every
+    /// HTTP client in the workspace.
+    ///
+    /// ```
+    /// use infra_core::ErrorKind;
+    /// assert_eq!(ErrorKind::from_http_status(429), ErrorKind::RateLimited);
+    /// assert_eq!(ErrorKind::from_http_status(503), ErrorKind::Unavailable);
+    /// assert_eq!(ErrorKind::from_http_status(401), ErrorKind::Config);
+    /// ```
+    pub fn from_http_status(status: u16) -> ErrorKind {
+        match status {
+            400 | 413 | 422 => ErrorKind::InvalidInput,
+            401 | 403 => ErrorKind::Config,
+            404 => ErrorKind::NotFound,
+            408 => ErrorKind::Timeout,
+            429 => ErrorKind::RateLimited,
+            500..=599 => ErrorKind::Unavailable,
+            _ => ErrorKind::Backend,
+        }
+    }
+
     /// A short, stable, snake_case name, used in logs and JSON.
     pub fn as_str(self) -> &'static str {
         match self {

@@ -1,16 +1,19 @@
 #![doc = include_str!("../README.md")]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod backoff;
 mod cache;
 mod duration;
 mod env;
 mod error;
 mod event;
 mod health;
+mod http_status;
 mod rate_limit;
 mod realtime;
 mod reporter;
 mod secret;
+mod signature;
 
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -28,18 +31,21 @@ pub mod mock {
 }
 
 pub use async_trait::async_trait;
+pub use backoff::Backoff;
 pub use cache::{Cache, CacheExt, CacheLimits, decode_json, encode_json};
 pub use duration::{format_duration, parse_duration};
 pub use env::{Env, parse_url};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventSender};
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
+pub use http_status::{error_kind_for_status, http_status_error, parse_retry_after};
 pub use rate_limit::{RateLimitDecision, RateLimiter, check_rate_limit_args};
 pub use realtime::{
     BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,
 };
 pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
 pub use secret::{Secret, redact_url};
+pub use signature::{hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).
 pub(crate) fn serde_millis<S: serde::Serializer>(

@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infra_core::{Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, redact_url};
+use infra_core::{
+    Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, http_status_error, redact_url,
+};
 use serde::Deserialize;
 
 use crate::config::InngestConfig;
@@ -68,17 +70,8 @@ impl InngestClient {
         let reason = reply
             .and_then(|r| r.error)
             .unwrap_or_else(|| text.chars().take(200).collect());
-        let kind = match status.as_u16() {
-            400 | 413 | 422 => ErrorKind::InvalidInput,
-            401 | 403 => ErrorKind::Config,
-            404 => ErrorKind::NotFound,
-            429 => ErrorKind::RateLimited,
-            _ if status.is_server_error() => ErrorKind::Unavailable,
-            _ => ErrorKind::Backend,
-        };
-        let mut err = Error::new(kind, format!("Inngest replied {status}: {reason}"))
-            .with_context("status", status.as_str());
-        if kind == ErrorKind::Config {
+        let mut err = http_status_error("Inngest", status.as_u16(), &reason, None);
+        if err.kind() == ErrorKind::Config {
             err = err.with_context("variable", "INNGEST_EVENT_KEY");
         }
         Err(err)

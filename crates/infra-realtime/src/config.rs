@@ -6,6 +6,9 @@ use std::time::Duration;
 use infra_core::{Env, Error, Result, Secret};
 use url::Url;
 
+use crate::encryption::{EncryptionMasterKey, MASTER_KEY_VARIABLE};
+use crate::retry::RetryPolicy;
+
 /// Settings of the Pusher Channels HTTP API client.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -19,8 +22,12 @@ pub struct PusherConfig {
     /// The API base: `PUSHER_HOST`/`PUSHER_PORT`/`PUSHER_USE_TLS`, else
     /// `https://api-{PUSHER_CLUSTER}.pusher.com` (cluster `mt1` by default).
     pub base_url: Url,
-    /// Deadline of one API call (`PUSHER_TIMEOUT`, default 10s).
+    /// Deadline of one API call, retries included (`PUSHER_TIMEOUT`, default 10s).
     pub timeout: Duration,
+    /// `PUSHER_ENCRYPTION_MASTER_KEY`: base64 of 32 bytes, for `private-encrypted-` channels.
+    pub encryption_master_key: Option<EncryptionMasterKey>,
+    /// How failed calls are retried within [`timeout`](Self::timeout).
+    pub retry: RetryPolicy,
 }
 
 impl PusherConfig {
@@ -37,7 +44,27 @@ impl PusherConfig {
             secret: Secret::new(secret.into()),
             base_url,
             timeout: Duration::from_secs(10),
+            encryption_master_key: None,
+            retry: RetryPolicy::default(),
         }
+    }
+
+    /// Adds the master key `private-encrypted-` channels need.
+    pub fn with_encryption_master_key(mut self, key: EncryptionMasterKey) -> Self {
+        self.encryption_master_key = Some(key);
+        self
+    }
+
+    /// Sets the deadline of one call, retries included.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets how failed calls are retried.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
     }
 }
 
@@ -49,6 +76,8 @@ impl fmt::Debug for PusherConfig {
             .field("secret", &self.secret)
             .field("base_url", &self.base_url.as_str())
             .field("timeout", &self.timeout)
+            .field("encryption_master_key", &self.encryption_master_key)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -56,6 +85,8 @@ impl fmt::Debug for PusherConfig {
 /// The realtime backend picked from the environment.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
+// Built once at start-up and matched by value; boxing would only add noise for callers.
+#[allow(clippy::large_enum_variant)]
 pub enum RealtimeConfig {
     /// No Pusher variables set: the embedded Pusher-protocol server (feature `server`).
     Local,
@@ -123,6 +154,11 @@ impl RealtimeConfig {
             timeout: env
                 .duration("PUSHER_TIMEOUT")?
                 .unwrap_or(Duration::from_secs(10)),
+            encryption_master_key: env
+                .optional_secret(MASTER_KEY_VARIABLE)
+                .map(|raw| EncryptionMasterKey::from_base64(raw.expose()))
+                .transpose()?,
+            retry: RetryPolicy::default(),
         }))
     }
 }
@@ -145,6 +181,34 @@ mod tests {
         let err = RealtimeConfig::from_env(&env).unwrap_err();
         assert_eq!(err.variable(), Some("PUSHER_KEY"));
         assert!(!err.to_string().contains("s3cr3t"));
+    }
+
+    #[test]
+    fn master_key_of_the_wrong_length_names_the_variable() {
+        let env = Env::from_pairs([
+            ("PUSHER_APP_ID", "3"),
+            ("PUSHER_KEY", "k"),
+            ("PUSHER_SECRET", "s"),
+            // base64 of 16 bytes
+            (MASTER_KEY_VARIABLE, "AAECAwQFBgcICQoLDA0ODw=="),
+        ]);
+        let err = RealtimeConfig::from_env(&env).unwrap_err();
+        assert_eq!(err.variable(), Some(MASTER_KEY_VARIABLE));
+        assert!(err.to_string().contains("16 bytes"), "{err}");
+        let env = Env::from_pairs([
+            ("PUSHER_APP_ID", "3"),
+            ("PUSHER_KEY", "k"),
+            ("PUSHER_SECRET", "s"),
+            (
+                MASTER_KEY_VARIABLE,
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
+        ]);
+        let RealtimeConfig::Pusher(c) = RealtimeConfig::from_env(&env).unwrap() else {
+            panic!()
+        };
+        assert!(c.encryption_master_key.is_some());
+        assert!(!format!("{c:?}").contains("AAEC"));
     }
 
     #[test]

@@ -1,17 +1,58 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod auth_payload;
+#[cfg(feature = "http")]
+mod auth_router;
+#[cfg(feature = "http")]
+mod authorizer;
+mod channel_kind;
 mod config;
+mod credentials;
+pub mod encryption;
+mod http_api;
 mod limits;
+mod notify;
 #[cfg(feature = "pusher")]
 mod pusher_client;
+mod retry;
+mod seed_channels;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
 mod service;
 pub mod signature;
+pub mod webhook;
+#[cfg(feature = "http")]
+mod webhook_extractor;
 
+pub use auth_payload::{ChannelAuth, PresenceMember, UserAuth, UserData};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use auth_router::{CHANNEL_AUTH_PATH, USER_AUTH_PATH, auth_router};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use authorizer::{AuthRequest, Authorizer, ChannelDecision, UserDecision};
+pub use channel_kind::ChannelKind;
 pub use config::{PusherConfig, RealtimeConfig};
+pub use credentials::AppCredentials;
+pub use encryption::{EncryptedPayload, EncryptionMasterKey, SharedSecret};
+pub use http_api::{
+    ChannelAttribute, ChannelAttributes, ChannelInfo, ChannelsList, ChannelsQuery, PresenceUser,
+    PresenceUsers, TriggerOptions, TriggerReply, check_user_id, info_param,
+};
 pub use limits::{MAX_BATCH_EVENTS, MAX_CHANNELS_PER_TRIGGER, MAX_DATA_BYTES};
+pub use notify::RealtimeNotify;
 #[cfg(feature = "pusher")]
 pub use pusher_client::PusherClient;
+pub use retry::RetryPolicy;
+pub use seed_channels::{Channels, Events};
 pub use service::RealtimeService;
+pub use webhook::{Webhook, WebhookEvent, verify_webhook};
+#[cfg(feature = "http")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http")))]
+pub use webhook_extractor::{VerifiedWebhook, WebhookRejection};
+
+/// The axum version the `http` feature's router and extractor are built on.
+#[cfg(feature = "http")]
+pub use axum;

@@ -28,11 +28,15 @@ pub(crate) fn check_trigger(channels: &[ChannelName], data: &serde_json::Value) 
             ),
         ));
     }
-    if let Some(encrypted) = channels.iter().find(|c| c.is_encrypted()) {
+    if channels.len() > 1
+        && let Some(encrypted) = channels.iter().find(|c| c.is_encrypted())
+    {
         return Err(Error::invalid_input(
             "channels",
             format_args!(
-                "`{encrypted}` is an encrypted channel, which this client does not encrypt for yet"
+                "names the encrypted channel `{encrypted}` among {} channels; an encrypted \
+                 channel must be triggered alone (its data is sealed with its own secret)",
+                channels.len()
             ),
         ));
     }
@@ -63,18 +67,24 @@ pub(crate) fn check_batch(batch: &[BatchEvent]) -> Result<Vec<String>> {
 }
 
 /// Pusher carries data as a JSON-encoded string; a string value is sent as it is.
-fn encode_data(data: &serde_json::Value) -> Result<String> {
+pub(crate) fn encode_data(data: &serde_json::Value) -> Result<String> {
     let encoded = match data {
         serde_json::Value::String(s) => s.clone(),
         other => serde_json::to_string(other)?,
     };
+    check_data_size(&encoded)?;
+    Ok(encoded)
+}
+
+/// Checks the size of data as it goes on the wire (after encryption, when sealed).
+pub(crate) fn check_data_size(encoded: &str) -> Result<()> {
     if encoded.len() > MAX_DATA_BYTES {
         return Err(Error::invalid_input(
             "data",
             format_args!("is {} bytes; the limit is {MAX_DATA_BYTES}", encoded.len()),
         ));
     }
-    Ok(encoded)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -110,7 +120,9 @@ mod tests {
             check_trigger(&[ch("a")], &json!({"k": 1})).unwrap(),
             r#"{"k":1}"#
         );
-        assert!(check_trigger(&[ch("private-encrypted-x")], &json!({})).is_err());
+        assert!(check_trigger(&[ch("private-encrypted-x")], &json!({})).is_ok());
+        let mixed = check_trigger(&[ch("private-encrypted-x"), ch("a")], &json!({})).unwrap_err();
+        assert!(mixed.to_string().contains("triggered alone"), "{mixed}");
     }
 
     #[test]

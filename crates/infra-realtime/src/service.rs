@@ -13,6 +13,8 @@ pub struct RealtimeService {
     health: Arc<dyn HealthCheck>,
     #[cfg(feature = "server")]
     server: Option<crate::server::RealtimeServer>,
+    #[cfg(feature = "pusher")]
+    pusher: Option<Arc<crate::PusherClient>>,
     backend: &'static str,
 }
 
@@ -50,9 +52,10 @@ impl RealtimeService {
                 let client = Arc::new(crate::PusherClient::new(config)?);
                 Ok(RealtimeService {
                     realtime: client.clone(),
-                    health: client,
+                    health: client.clone(),
                     #[cfg(feature = "server")]
                     server: None,
+                    pusher: Some(client),
                     backend: "pusher",
                 })
             }
@@ -71,6 +74,8 @@ impl RealtimeService {
             realtime: Arc::new(server.clone()),
             health: Arc::new(server.clone()),
             server: Some(server),
+            #[cfg(feature = "pusher")]
+            pusher: None,
             backend: "local",
         }
     }
@@ -90,6 +95,13 @@ impl RealtimeService {
     #[cfg(feature = "server")]
     pub fn server(&self) -> Option<&crate::server::RealtimeServer> {
         self.server.as_ref()
+    }
+
+    /// The Pusher client, when that is the backend: channel queries, user termination,
+    /// trigger options, auth signing.
+    #[cfg(feature = "pusher")]
+    pub fn pusher(&self) -> Option<Arc<crate::PusherClient>> {
+        self.pusher.clone()
     }
 
     /// `local` (the embedded server) or `pusher`.

@@ -1,9 +1,11 @@
 // Drives the official `pusher` Node SDK for infra-realtime's compatibility test.
-// Usage: node pusher_sdk.js <port> <webhook-body> <webhook-signature>
+// Usage: node pusher_sdk.js <port> <webhook-body> <webhook-signature> <master-key-base64> <sealed-by-us>
 // Prints one JSON object with what the SDK produced and how our server answered it.
 const Pusher = require("pusher");
+// The NaCl implementation the SDK itself encrypts with (a dependency of `pusher`).
+const nacl = require("tweetnacl");
 
-const [port, webhookBody, webhookSignature] = process.argv.slice(2);
+const [port, webhookBody, webhookSignature, masterKeyBase64, sealedByUs] = process.argv.slice(2);
 const pusher = new Pusher({
   appId: "3",
   key: "278d425bdf160c739803",
@@ -37,6 +39,27 @@ async function main() {
       rawBody: webhookBody,
     })
     .isValid();
+  // Encrypted channels: the SDK's shared secret, an event it encrypts (sent to our
+  // stand-in), and an event our client sealed, opened with the SDK's secret.
+  const encrypted = new Pusher({
+    appId: "3",
+    key: "278d425bdf160c739803",
+    secret: "7ad3773142a6692b25b8",
+    host: "127.0.0.1",
+    port: Number(port),
+    useTLS: false,
+    encryptionMasterKeyBase64: masterKeyBase64,
+  });
+  out.encrypted_auth = encrypted.authorizeChannel("1234.1234", "private-encrypted-calendar-7");
+  const sealedTrigger = await encrypted.trigger("private-encrypted-calendar-7", "meeting.moved", { id: 9 });
+  out.encrypted_trigger = sealedTrigger.status;
+  const ours = JSON.parse(sealedByUs);
+  const opened = nacl.secretbox.open(
+    Buffer.from(ours.ciphertext, "base64"),
+    Buffer.from(ours.nonce, "base64"),
+    Buffer.from(out.encrypted_auth.shared_secret, "base64")
+  );
+  out.opened_ours = opened === null ? null : Buffer.from(opened).toString("utf8");
   console.log(JSON.stringify(out));
 }
 
