@@ -88,6 +88,7 @@ impl Realtime for LocalRealtime {
         data: &serde_json::Value,
     ) -> Result<()> {
         let encoded = check_trigger(channels, data)?;
+        refuse_encrypted(channels.iter())?;
         for channel in channels {
             self.publish(channel, event, &encoded);
         }
@@ -96,10 +97,26 @@ impl Realtime for LocalRealtime {
 
     async fn trigger_batch(&self, batch: &[BatchEvent]) -> Result<()> {
         let encoded = check_batch(batch)?;
+        refuse_encrypted(batch.iter().map(|e| &e.channel))?;
         for (event, data) in batch.iter().zip(encoded) {
             self.publish(&event.channel, &event.name, &data);
         }
         Ok(())
+    }
+}
+
+/// The hub holds no master key, so it refuses encrypted channels rather than deliver their
+/// data in clear.
+fn refuse_encrypted<'a>(mut channels: impl Iterator<Item = &'a ChannelName>) -> Result<()> {
+    match channels.find(|c| c.is_encrypted()) {
+        Some(channel) => Err(infra_core::Error::invalid_input(
+            "channels",
+            format_args!(
+                "`{channel}` is an encrypted channel; the in-process hub does not encrypt \
+                 (configure Pusher with PUSHER_ENCRYPTION_MASTER_KEY)"
+            ),
+        )),
+        None => Ok(()),
     }
 }
 
@@ -176,6 +193,22 @@ mod tests {
         );
         hub.trigger_batch(&[good]).await.unwrap();
         assert_eq!(a.recv().await.unwrap().event, "e");
+    }
+
+    #[tokio::test]
+    async fn encrypted_channels_are_refused_not_sent_in_clear() {
+        let hub = LocalRealtime::default();
+        let mut inbox = hub.subscribe(&ch("private-encrypted-x"));
+        let err = hub
+            .trigger(
+                &[ch("private-encrypted-x")],
+                &EventName::new("e").unwrap(),
+                &json!({}),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(inbox.try_recv().is_err());
     }
 
     #[tokio::test]
