@@ -38,7 +38,7 @@ pub use env::{Env, parse_url};
 pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventSender};
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
-pub use http_status::{error_kind_for_status, http_status_error, parse_retry_after};
+pub use http_status::{http_status_error, parse_retry_after};
 pub use rate_limit::{RateLimitDecision, RateLimiter, check_rate_limit_args};
 pub use realtime::{
     BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,

@@ -1,13 +1,13 @@
 //! When and how long to wait before retrying a failed API call.
 //!
 //! Server errors (5xx), rate limits (429) and transport failures are retried; every other
-//! reply is final. Waits grow exponentially with "equal jitter" (half fixed, half random), so
-//! clients that failed together do not retry together, and a 429's `Retry-After` is a floor.
+//! reply is final. Waits follow infra-core's [`Backoff`] (exponential, "equal jitter", so
+//! clients that failed together do not retry together), and a 429's `Retry-After` is a floor.
 //! The caller stops when the next wait would end past the call's deadline.
 
 use std::time::Duration;
 
-use rand::Rng;
+use infra_core::Backoff;
 
 /// How a failed call is retried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -15,10 +15,8 @@ use rand::Rng;
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = never retry).
     pub max_attempts: u32,
-    /// The wait before the first retry, before jitter.
-    pub base_delay: Duration,
-    /// The longest wait between attempts, before `Retry-After`.
-    pub max_delay: Duration,
+    /// The waits between attempts, before `Retry-After`.
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
@@ -26,14 +24,13 @@ impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 4,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(2),
+            backoff: Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
         }
     }
 }
 
 impl RetryPolicy {
-    /// A policy of `max_attempts` attempts with the default waits.
+    /// A policy of `max_attempts` attempts (at least 1) with the default waits.
     pub fn attempts(max_attempts: u32) -> Self {
         RetryPolicy {
             max_attempts: max_attempts.max(1),
@@ -46,34 +43,16 @@ impl RetryPolicy {
         RetryPolicy::attempts(1)
     }
 
-    /// Sets the first wait and the longest wait.
-    pub fn with_delays(mut self, base_delay: Duration, max_delay: Duration) -> Self {
-        self.base_delay = base_delay;
-        self.max_delay = max_delay.max(base_delay);
+    /// Sets the first step and the largest step of the waits.
+    pub fn with_delays(mut self, base: Duration, max: Duration) -> Self {
+        self.backoff = Backoff::new(base, max.max(base));
         self
     }
 
     /// The wait after failed attempt number `attempt` (1-based), with random jitter, at
     /// least `retry_after` when the server asked for it.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
-        self.delay_with_jitter(attempt, retry_after, rand::thread_rng().r#gen())
-    }
-
-    /// [`delay`](Self::delay) with the jitter given (`0.0..=1.0`): half the exponential
-    /// step is fixed, `jitter` scales the other half.
-    pub fn delay_with_jitter(
-        &self,
-        attempt: u32,
-        retry_after: Option<Duration>,
-        jitter: f64,
-    ) -> Duration {
-        let doublings = attempt.saturating_sub(1).min(20);
-        let step = self
-            .base_delay
-            .saturating_mul(1 << doublings)
-            .min(self.max_delay);
-        let half = step / 2;
-        let backoff = half + half.mul_f64(jitter.clamp(0.0, 1.0));
+        let backoff = self.backoff.delay(attempt);
         retry_after.map_or(backoff, |floor| backoff.max(floor))
     }
 }
@@ -83,23 +62,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn waits_double_up_to_the_cap_and_jitter_stays_within_the_step() {
+    fn waits_stay_within_the_backoff_step() {
         let p = RetryPolicy::default();
-        let ms = |attempt, jitter| p.delay_with_jitter(attempt, None, jitter).as_millis();
-        assert_eq!((ms(1, 0.0), ms(1, 1.0)), (50, 100));
-        assert_eq!((ms(2, 0.0), ms(2, 1.0)), (100, 200));
-        assert_eq!((ms(3, 0.5), ms(10, 1.0)), (300, 2000));
-        for _ in 0..100 {
-            let d = p.delay(3, None).as_millis();
-            assert!((200..=400).contains(&d), "{d}");
+        for attempt in 1..8 {
+            let d = p.delay(attempt, None);
+            let step = p.backoff.step(attempt);
+            assert!(d >= step / 2 && d <= step, "{attempt}: {d:?}");
         }
+        assert_eq!(p.backoff.step(10), Duration::from_secs(2));
     }
 
     #[test]
     fn retry_after_is_a_floor() {
         let p = RetryPolicy::default();
         assert_eq!(
-            p.delay_with_jitter(1, Some(Duration::from_secs(3)), 1.0),
+            p.delay(1, Some(Duration::from_secs(3))),
             Duration::from_secs(3)
         );
         assert_eq!(RetryPolicy::attempts(0).max_attempts, 1);

@@ -33,29 +33,30 @@ impl Channels {
     }
 }
 
-/// The app's event names (the seed's `Events`).
+/// The app's event names (the seed's `Events`), dotted as the calendar agent's page binds them
+/// (`calendar.sync.started`, `task.created`, …).
 #[derive(Debug, Clone, Copy)]
 pub struct Events;
 
 impl Events {
     /// A calendar sync began.
-    pub const CALENDAR_SYNC_STARTED: &str = "calendar-sync-started";
+    pub const CALENDAR_SYNC_STARTED: &str = "calendar.sync.started";
     /// A calendar sync finished.
-    pub const CALENDAR_SYNC_COMPLETED: &str = "calendar-sync-completed";
+    pub const CALENDAR_SYNC_COMPLETED: &str = "calendar.sync.completed";
     /// A calendar sync failed.
-    pub const CALENDAR_SYNC_FAILED: &str = "calendar-sync-failed";
+    pub const CALENDAR_SYNC_FAILED: &str = "calendar.sync.failed";
     /// A task was created.
-    pub const TASK_CREATED: &str = "task-created";
+    pub const TASK_CREATED: &str = "task.created";
     /// A task changed.
-    pub const TASK_UPDATED: &str = "task-updated";
+    pub const TASK_UPDATED: &str = "task.updated";
     /// A task was deleted.
-    pub const TASK_DELETED: &str = "task-deleted";
+    pub const TASK_DELETED: &str = "task.deleted";
     /// A calendar event was created.
-    pub const CALENDAR_EVENT_CREATED: &str = "calendar-event-created";
+    pub const CALENDAR_EVENT_CREATED: &str = "calendar.event.created";
     /// A calendar event changed.
-    pub const CALENDAR_EVENT_UPDATED: &str = "calendar-event-updated";
+    pub const CALENDAR_EVENT_UPDATED: &str = "calendar.event.updated";
     /// A calendar event was deleted.
-    pub const CALENDAR_EVENT_DELETED: &str = "calendar-event-deleted";
+    pub const CALENDAR_EVENT_DELETED: &str = "calendar.event.deleted";
     /// A notification for the user.
     pub const NOTIFICATION: &str = "notification";
 

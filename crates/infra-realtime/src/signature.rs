@@ -1,39 +1,24 @@
 //! Pusher's signatures: HTTP API requests, channel and user authentication, webhooks.
 //!
 //! Every signature is hex HMAC-SHA256 with the app secret. Verification compares in constant
-//! time (`hmac`'s `verify_slice`).
+//! time (infra-core's `verify_hmac_sha256_hex`, `hmac`'s `verify_slice` underneath).
 
 use std::collections::BTreeMap;
 
-use hmac::{Hmac, Mac};
 use infra_core::{ChannelName, Error, Result, Secret};
 use md5::{Digest, Md5};
-use sha2::Sha256;
 
 pub use crate::auth_payload::{ChannelAuth, UserAuth};
 
-type HmacSha256 = Hmac<Sha256>;
-
-fn mac(secret: &Secret<String>) -> HmacSha256 {
-    // HMAC takes keys of any length; this cannot fail.
-    HmacSha256::new_from_slice(secret.expose().as_bytes()).expect("HMAC accepts any key length")
-}
-
-/// Hex HMAC-SHA256 of `message` with `secret`.
+/// Hex HMAC-SHA256 of `message` with `secret` (infra-core's, shared with the Inngest
+/// signatures).
 pub fn hmac_hex(secret: &Secret<String>, message: &[u8]) -> String {
-    let mut m = mac(secret);
-    m.update(message);
-    hex::encode(m.finalize().into_bytes())
+    infra_core::hmac_sha256_hex(secret, message)
 }
 
 /// Checks a hex HMAC-SHA256 signature in constant time.
 pub fn verify_hmac_hex(secret: &Secret<String>, message: &[u8], signature_hex: &str) -> bool {
-    let Ok(signature) = hex::decode(signature_hex.trim()) else {
-        return false;
-    };
-    let mut m = mac(secret);
-    m.update(message);
-    m.verify_slice(&signature).is_ok()
+    infra_core::verify_hmac_sha256_hex(secret, message, signature_hex)
 }
 
 /// Hex MD5 of a request body, the `body_md5` query parameter.
