@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::seed_channels::{Channels, Events};
 
 /// The seed's `triggerEvent` and `notify…` helpers, for every [`Realtime`] (Pusher, the
-/// local hub, a mock, an `Arc<dyn Realtime>`).
+/// embedded server, a mock, an `Arc<dyn Realtime>`).
 ///
 /// Every helper triggers on the user's [`Channels::user_private`] channel; payload keys are
 /// camelCase as the seed's frontend reads them.

@@ -11,7 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use infra_core::ChannelName;
 use infra_core::testkit::realtime::{Inbox, Received, Subscriber, run_all};
-use infra_realtime::{PusherClient, PusherConfig};
+use infra_realtime::{EncryptionMasterKey, PusherClient, PusherConfig};
 use server_support::*;
 
 /// Subscribes over a fresh WebSocket connection per channel.
@@ -70,7 +70,10 @@ async fn the_in_process_handle_passes_the_realtime_suite() {
 async fn pusher_client_against_the_server_passes_the_realtime_suite() {
     let (server, addr) = start_default().await;
     let base = url::Url::parse(&format!("http://{addr}")).unwrap();
-    let client = PusherClient::new(PusherConfig::new(base, APP_ID, KEY, SECRET)).unwrap();
+    // With a master key the client seals encrypted channels' data; the server relays it.
+    let config = PusherConfig::new(base, APP_ID, KEY, SECRET)
+        .with_encryption_master_key(EncryptionMasterKey::from_bytes([7; 32]));
+    let client = PusherClient::new(config).unwrap();
     run_all(Arc::new(client), Arc::new(WsSubscriber { addr })).await;
     drop(server);
 }

@@ -156,16 +156,18 @@ async fn sign_in(State(state): State<AppState>, Json(body): Json<SignIn>) -> Res
     .into_response()
 }
 
-/// The signed-in user, who must be `user_id`.
-fn require_user(state: &AppState, headers: &HeaderMap, user_id: i64) -> Result<(), Response> {
+/// The answer refusing a request that is not signed in as `user_id`; `None` lets it through.
+fn refuse_unless_user(state: &AppState, headers: &HeaderMap, user_id: i64) -> Option<Response> {
     match state.sessions.user_of(headers) {
-        Some(id) if id == user_id => Ok(()),
-        Some(_) => Err(forbidden("these are another user's preferences")),
-        None => Err((
-            StatusCode::UNAUTHORIZED,
-            Json(json!({ "error": "sign in first" })),
-        )
-            .into_response()),
+        Some(id) if id == user_id => None,
+        Some(_) => Some(forbidden("these are another user's preferences")),
+        None => Some(
+            (
+                StatusCode::UNAUTHORIZED,
+                Json(json!({ "error": "sign in first" })),
+            )
+                .into_response(),
+        ),
     }
 }
 
@@ -174,8 +176,8 @@ async fn get_preferences(
     Path(user_id): Path<i64>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(denied) = require_user(&state, &headers, user_id) {
-        return denied;
+    if let Some(refused) = refuse_unless_user(&state, &headers, user_id) {
+        return refused;
     }
     match preferences::load(state.infra.cache().as_ref(), &state.db, user_id).await {
         Ok(prefs) => Json(prefs).into_response(),
@@ -189,8 +191,8 @@ async fn put_preferences(
     headers: HeaderMap,
     Json(prefs): Json<Preferences>,
 ) -> Response {
-    if let Err(denied) = require_user(&state, &headers, user_id) {
-        return denied;
+    if let Some(refused) = refuse_unless_user(&state, &headers, user_id) {
+        return refused;
     }
     match preferences::update(state.infra.cache().as_ref(), &state.db, user_id, &prefs).await {
         Ok(()) => Json(prefs).into_response(),
