@@ -17,22 +17,21 @@ pub fn run(args: &[String]) -> Result<bool> {
         let mut report = infra.test_all_connections().await;
         // The embedded realtime server proves itself to a real WebSocket subscriber.
         if let Some(realtime) = crate::realtime_probe::probe(&infra, infra.health_deadline()).await
+            && let Some(slot) = report.services.iter_mut().find(|r| r.service == "realtime")
         {
-            if let Some(slot) = report.services.iter_mut().find(|r| r.service == "realtime") {
-                *slot = realtime;
-            }
+            *slot = realtime;
         }
         // The database reports its schema too: the app's migrations and whether they ran.
-        if let Some(db) = infra.database() {
-            if let Some(slot) = report.services.iter_mut().find(|r| r.service == "database") {
-                annotate_migrations(slot, db).await;
-            }
+        if let Some(db) = infra.database()
+            && let Some(slot) = report.services.iter_mut().find(|r| r.service == "database")
+        {
+            annotate_migrations(slot, db).await;
         }
-        if let Err(err) = started {
-            if let Some(jobs) = report.services.iter_mut().find(|r| r.service == "jobs") {
-                jobs.status = infra::HealthStatus::Unhealthy;
-                jobs.detail = format!("the runtime did not start: {err}");
-            }
+        if let Err(err) = started
+            && let Some(jobs) = report.services.iter_mut().find(|r| r.service == "jobs")
+        {
+            jobs.status = infra::HealthStatus::Unhealthy;
+            jobs.detail = format!("the runtime did not start: {err}");
         }
         infra.shutdown().await;
         report

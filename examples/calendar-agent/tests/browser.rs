@@ -247,13 +247,13 @@ async fn a_sync_happens_live_and_a_foreign_channel_is_refused() {
         async move { drive(&client, &app).await }
     })
     .await;
-    if outcome.is_err() {
-        if let Ok(png) = client.screenshot().await {
-            let path = screenshot_path();
-            let _ = std::fs::create_dir_all(path.parent().unwrap());
-            let _ = std::fs::write(&path, png);
-            eprintln!("screenshot saved to {}", path.display());
-        }
+    if outcome.is_err()
+        && let Ok(png) = client.screenshot().await
+    {
+        let path = screenshot_path();
+        let _ = std::fs::create_dir_all(path.parent().unwrap());
+        let _ = std::fs::write(&path, png);
+        eprintln!("screenshot saved to {}", path.display());
     }
     let _ = client.close().await;
     drop(driver);
