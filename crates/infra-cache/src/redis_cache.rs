@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::{Manager, Pool, Runtime};
 use infra_core::{
-    Cache, CacheLimits, Error, ErrorKind, HealthCheck, Probe, RateLimitDecision, RateLimiter,
+    Cache, CacheLimits, Error, HealthCheck, Probe, RateLimitDecision, RateLimiter,
     Result, check_rate_limit_args, redact_url,
 };
 use redis::aio::MultiplexedConnection;
@@ -22,7 +22,7 @@ use crate::tags::{TaggedCache, check_tag, tag_key};
 /// A cache and rate limiter on Redis.
 ///
 /// Every call — waiting for a pooled connection included — is bounded by
-/// `command_timeout`: a stalled Redis yields [`ErrorKind::Timeout`], never a hang. Commands
+/// `command_timeout`: a stalled Redis yields [`Timeout`](infra_core::ErrorKind::Timeout), never a hang. Commands
 /// share one multiplexed connection leased from the pool (one round trip each, no per-call
 /// `PING`, concurrent commands batched into one write); a failed connection goes back to the
 /// pool, whose check replaces it, so the same `RedisCache` recovers when Redis comes back.
@@ -418,13 +418,8 @@ impl RateLimiter for RedisCache {
     /// One `EVALSHA` round trip per decision. When Redis can't be reached, the configured
     /// [`FailurePolicy`](crate::FailurePolicy) decides and the decision says `fallback: true`.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
-        match self.rate_limit(key, limit, window).await {
-            Err(err) if matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) => {
-                tracing::warn!(error = %err, policy = ?self.config.failure_policy, "rate limiter falling back");
-                Ok(self.config.failure_policy.decide(limit, window))
-            }
-            other => other,
-        }
+        let outcome = self.rate_limit(key, limit, window).await;
+        self.config.failure_policy.or_decide(outcome, limit, window)
     }
 }
 

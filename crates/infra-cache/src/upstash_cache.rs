@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infra_core::{
-    Cache, CacheLimits, Error, ErrorKind, HealthCheck, Probe, RateLimitDecision, RateLimiter,
+    Cache, CacheLimits, Error, HealthCheck, Probe, RateLimitDecision, RateLimiter,
     Result, check_rate_limit_args, redact_url,
 };
 use serde_json::Value;
@@ -43,7 +43,7 @@ impl LuaScript {
 /// values that are not UTF-8 are sent in hex and decoded by a script inside Redis, and
 /// replies are asked for in base64, so any bytes round-trip.
 ///
-/// A refused token is a [`ErrorKind::Config`] error naming `UPSTASH_REDIS_REST_TOKEN`; the
+/// A refused token is a [`Config`](infra_core::ErrorKind::Config) error naming `UPSTASH_REDIS_REST_TOKEN`; the
 /// token is never printed.
 pub struct UpstashRestCache {
     client: RestClient,
@@ -391,13 +391,8 @@ impl RateLimiter for UpstashRestCache {
     /// reached, the configured [`FailurePolicy`](crate::FailurePolicy) decides and the
     /// decision says `fallback: true`.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
-        match self.rate_limit(key, limit, window).await {
-            Err(err) if matches!(err.kind(), ErrorKind::Unavailable | ErrorKind::Timeout) => {
-                tracing::warn!(error = %err, policy = ?self.config.failure_policy, "rate limiter falling back");
-                Ok(self.config.failure_policy.decide(limit, window))
-            }
-            other => other,
-        }
+        let outcome = self.rate_limit(key, limit, window).await;
+        self.config.failure_policy.or_decide(outcome, limit, window)
     }
 }
 

@@ -45,12 +45,12 @@ async fn migrations_apply_once_and_report_status() {
     // The tables and indexes exist.
     let mut conn = database.get().await.unwrap();
     let n: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-        "count(*) FROM pg_indexes WHERE indexname IN ('users_email_key', 'users_workspace_id_idx', 'calendar_events_calendar_starts_idx')",
+        "count(*) FROM pg_indexes WHERE indexname IN ('users_email_key', 'users_workspace_id_idx')",
     ))
     .get_result(&mut conn)
     .await
     .unwrap();
-    assert_eq!(n, 3);
+    assert_eq!(n, 2);
     drop(conn);
     drop(database);
     db.drop_now().await;

@@ -9,8 +9,9 @@ use infra_db::{Database, DbConfig};
 
 pub mod schema;
 
-/// The fixture schema the tests migrate to: workspaces, users, calendars, events — tables
-/// shaped like an app's, so migrations, transactions and pagination meet real constraints.
+/// The fixture schema the tests migrate to: workspaces and their users, with a foreign key
+/// and unique and composite indexes, so migrations, transactions and pagination meet real
+/// constraints.
 pub const FIXTURE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("tests/fixtures/migrations");
 
 /// The server the tests use: `DATABASE_URL`'s, else the local one.
