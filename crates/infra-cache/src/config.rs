@@ -48,28 +48,6 @@ impl RateLimitAlgorithm {
         }
     }
 
-    /// `outcome` of a remote decision, unless the backend could not be reached (unavailable or
-    /// timed out): then this policy decides, logged, and the decision says `fallback: true`.
-    pub(crate) fn or_decide(
-        self,
-        outcome: Result<RateLimitDecision>,
-        limit: u64,
-        window: Duration,
-    ) -> Result<RateLimitDecision> {
-        match outcome {
-            Err(err)
-                if matches!(
-                    err.kind(),
-                    infra_core::ErrorKind::Unavailable | infra_core::ErrorKind::Timeout
-                ) =>
-            {
-                tracing::warn!(error = %err, policy = ?self, "rate limiter falling back");
-                Ok(self.decide(limit, window))
-            }
-            other => other,
-        }
-    }
-
     fn parse(variable: &str, raw: &str) -> Result<Self> {
         match raw.trim().to_ascii_lowercase().replace('-', "_").as_str() {
             "fixed" | "fixed_window" => Ok(RateLimitAlgorithm::FixedWindow),
@@ -107,6 +85,28 @@ impl FailurePolicy {
             remaining: if allowed { limit } else { 0 },
             reset_after: window,
             fallback: true,
+        }
+    }
+
+    /// `outcome` of a remote decision, unless the backend could not be reached (unavailable or
+    /// timed out): then this policy decides, logged, and the decision says `fallback: true`.
+    pub(crate) fn or_decide(
+        self,
+        outcome: Result<RateLimitDecision>,
+        limit: u64,
+        window: Duration,
+    ) -> Result<RateLimitDecision> {
+        match outcome {
+            Err(err)
+                if matches!(
+                    err.kind(),
+                    infra_core::ErrorKind::Unavailable | infra_core::ErrorKind::Timeout
+                ) =>
+            {
+                tracing::warn!(error = %err, policy = ?self, "rate limiter falling back");
+                Ok(self.decide(limit, window))
+            }
+            other => other,
         }
     }
 

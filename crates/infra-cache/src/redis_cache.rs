@@ -6,8 +6,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_redis::{Manager, Pool, Runtime};
 use infra_core::{
-    Cache, CacheLimits, Error, HealthCheck, Probe, RateLimitDecision, RateLimiter,
-    Result, check_rate_limit_args, redact_url,
+    Cache, CacheLimits, Error, HealthCheck, Probe, RateLimitDecision, RateLimiter, Result,
+    check_rate_limit_args, redact_url,
 };
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infra_core::{
-    Cache, CacheLimits, Error, HealthCheck, Probe, RateLimitDecision, RateLimiter,
-    Result, check_rate_limit_args, redact_url,
+    Cache, CacheLimits, Error, HealthCheck, Probe, RateLimitDecision, RateLimiter, Result,
+    check_rate_limit_args, redact_url,
 };
 use serde_json::Value;
 

@@ -48,7 +48,7 @@ where
 
 /// Applies every pending migration of `migrations` in order; returns the versions applied.
 ///
-/// ```no_run
+/// ```ignore
 /// use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
 ///
 /// const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");

@@ -240,13 +240,16 @@ impl Infra {
 #[cfg(all(feature = "jobs", feature = "http"))]
 pub const DEFAULT_INNGEST_APP_ID: &str = "infra-app";
 
-/// Whether the environment puts the jobs on Inngest (so the app serves `/api/inngest`).
+/// Whether the app serves `/api/inngest`: the jobs run on Inngest and its requests can be
+/// verified (`INNGEST_SIGNING_KEY`) or come from the dev server (`INNGEST_DEV`). An app that
+/// only sends events to Inngest needs neither.
 #[cfg(all(feature = "jobs", feature = "http"))]
 fn jobs_on_inngest(env: &Env) -> Result<bool> {
-    Ok(matches!(
+    let on_inngest = matches!(
         infra_jobs::JobsConfig::from_env(env)?,
         infra_jobs::JobsConfig::Inngest(_)
-    ))
+    );
+    Ok(on_inngest && (env.is_set("INNGEST_SIGNING_KEY") || env.is_set("INNGEST_DEV")))
 }
 
 /// Runs a check under the umbrella's deadline as well as its own.
