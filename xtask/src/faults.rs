@@ -330,19 +330,10 @@ fn postgres_kill(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
 
     let base = std::env::var("DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let mut url = url_with_database(&base, "postgres")?;
-    let name = format!("infra_faults_{}", std::process::id());
-    runtime.block_on(async {
-        let mut admin = AsyncPgConnection::establish(&url).await?;
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await?;
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await?;
-        anyhow::Ok(())
-    })?;
-    let db_url = url_with_database(&base, &name)?;
+    // The admin connection terminates the scenario database's backends.
+    let url = url_with_database(&base, "postgres")?;
+    let database = TempDatabase::create(runtime, "pg")?;
+    let (name, db_url) = (database.name.clone(), database.url.clone());
     let outcome = (|| -> Result<FaultReport> {
         let db = Database::new(DbConfig::new(&db_url)?)?;
         runtime.block_on(async {
@@ -444,14 +435,7 @@ fn postgres_kill(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
             note: "killed connections are dropped from the pool, never reused".into(),
         })
     })();
-    url = url_with_database(&base, "postgres")?;
-    runtime.block_on(async {
-        if let Ok(mut admin) = AsyncPgConnection::establish(&url).await {
-            let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                .execute(&mut admin)
-                .await;
-        }
-    });
+    database.drop(runtime);
     outcome
 }
 
