@@ -8,7 +8,8 @@
 //! the C client, i.e. what the server manages on this machine.
 //!
 //! `cargo bench -p infra-db` (or `cargo xtask bench db`). Needs PostgreSQL on `DATABASE_URL`
-//! (default 127.0.0.1:5432); creates and drops its own database.
+//! (default 127.0.0.1:5432); creates and drops its own database. `DB_BENCH_ONLY=ours` (or
+//! `baseline`) runs one side alone, without pgbench: for profiling each side with `perf`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -164,7 +165,10 @@ where
     Gut: std::future::Future<Output = ()> + Send,
 {
     // `DB_BENCH_ONLY=baseline` (or `ours`) runs one side alone: for profiling each side.
-    let only = std::env::var("DB_BENCH_ONLY").unwrap_or_default();
+    let only = std::env::var("DB_BENCH_ONLY")
+        .ok()
+        .filter(|side| side == "ours" || side == "baseline")
+        .unwrap_or_default();
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         if only != "ours" {
@@ -329,7 +333,7 @@ async fn run() {
     )
     .await;
     drop(select_one);
-    let pgbench_rate = if std::env::var_os("DB_BENCH_ONLY").is_some() {
+    let pgbench_rate = if std::env::var("DB_BENCH_ONLY").is_ok_and(|side| !side.is_empty()) {
         None
     } else {
         pgbench(&url, "SELECT 1")
