@@ -453,6 +453,25 @@ async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() 
         keys_under(&prefix).await == expected
     })
     .await;
+
+    // A graceful shutdown leaves at once: the lease and the node's members go with it.
+    let mut v1 = Client::connect(a1).await;
+    v1.subscribe_presence(room, "v").await;
+    let mut w2 = Client::connect(a2).await;
+    w2.subscribe_presence(room, "w").await;
+    v1.recv_event("pusher_internal:member_added", Some(room))
+        .await;
+    assert_eq!(s2.shutdown(PATIENCE).await, 0);
+    let removed = v1
+        .recv_event("pusher_internal:member_removed", Some(room))
+        .await;
+    assert_eq!(data_of(&removed)["user_id"], "w");
+    drop(v1);
+    let expected = vec![format!("{prefix}:lease:e1"), format!("{prefix}:nodes")];
+    eventually_async("only node 1 is left in Redis", || async {
+        keys_under(&prefix).await == expected
+    })
+    .await;
     drop((s1, s2));
     forget(&prefix).await;
 }
@@ -494,4 +513,116 @@ async fn without_redis_a_node_serves_its_own_clients_and_reports_degraded() {
         .await
         .unwrap();
     a.recv_event("local", Some("news")).await;
+}
+
+/// A `redis-server` of this test's own (no persistence), so it can be stopped and started.
+struct OwnRedis {
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .args(["--bind", "127.0.0.1"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        let url = format!("redis://127.0.0.1:{port}");
+        eventually_async("the test's redis-server answers", || async {
+            match redis::Client::open(url.as_str()) {
+                Ok(client) => client.get_multiplexed_async_connection().await.is_ok(),
+                Err(_) => false,
+            }
+        })
+        .await;
+        OwnRedis { child }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_ride_out_a_redis_restart_and_write_their_state_again() {
+    let port = free_port();
+    let redis_server = OwnRedis::start(port).await;
+    let url = format!("redis://127.0.0.1:{port}");
+    let node = |id: &str| {
+        let cluster = ClusterConfig::new(url.as_str())
+            .unwrap()
+            .with_node_id(id)
+            .with_lease(Duration::from_millis(1500));
+        ServerConfig::new(vec![app()]).with_cluster(Some(cluster))
+    };
+    let (s1, a1) = start(node("r1")).await;
+    let (s2, a2) = start(node("r2")).await;
+    assert!(s1.cluster_ready(PATIENCE).await && s2.cluster_ready(PATIENCE).await);
+    let mut c1 = Client::connect(a1).await;
+    let mut c2 = Client::connect(a2).await;
+    c1.subscribe("news").await;
+    c2.subscribe("news").await;
+
+    // Redis goes away (with everything it held): each node serves its own clients, degraded.
+    drop(redis_server);
+    eventually_async("node 1 reports degraded", || async {
+        s1.probe().await.unwrap().status == HealthStatus::Degraded
+    })
+    .await;
+    s1.trigger(
+        &[channel("news")],
+        &EventName::new("alone").unwrap(),
+        &json!({}),
+    )
+    .await
+    .unwrap();
+    c1.recv_event("alone", Some("news")).await;
+
+    // Redis comes back empty: the nodes reconnect and write their state again.
+    let _redis_server = OwnRedis::start(port).await;
+    assert!(s1.cluster_ready(PATIENCE).await && s2.cluster_ready(PATIENCE).await);
+    let api1 = api(a1);
+    eventually_async(
+        "the channel counts both nodes' subscribers again",
+        || async {
+            api1.channel(&channel("news"), &[ChannelAttribute::SubscriptionCount])
+                .await
+                .is_ok_and(|info| info.subscription_count == Some(2))
+        },
+    )
+    .await;
+    // Relays sent before the subscription is back are lost (pub/sub keeps nothing): retry.
+    let until = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        s1.trigger(
+            &[channel("news")],
+            &EventName::new("again").unwrap(),
+            &json!({}),
+        )
+        .await
+        .unwrap();
+        let wait = Duration::from_millis(200);
+        if tokio::time::timeout(wait, c2.recv_event("again", Some("news")))
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "events never flowed again"
+        );
+    }
+    assert_eq!(s1.probe().await.unwrap().status, HealthStatus::Healthy);
 }

@@ -59,13 +59,21 @@ pub(crate) trait ClusterAdapter: Send + Sync {
     fn is_shared(&self) -> bool;
 
     /// Starts background work; the hub is weak so dropping the server stops it.
-    fn start(&self, hub: Weak<Hub>);
+    fn start(&self, hub: Weak<Hub>) -> infra_core::Result<()>;
 
     /// Waits until the node reaches the cluster (true), or gives up after `wait`.
     async fn ready(&self, wait: Duration) -> bool;
 
     /// Sends a frame already delivered to this node's sockets on to the other nodes.
     fn relay(&self, app_id: &str, channel: &str, message: &Utf8Bytes, except: Option<&str>);
+
+    /// Waits until every frame relayed so far has reached the other nodes' bus (or failed to),
+    /// so an acknowledged trigger is not lost when this node dies right after answering.
+    async fn flush(&self);
+
+    /// Leaves the cluster on a graceful shutdown: writes what is queued, then gives up the
+    /// lease and this node's state at once instead of letting survivors wait for the lease.
+    async fn leave(&self);
 
     /// Asks every other node to close the connections of a signed-in user.
     fn relay_terminate(&self, app_id: &str, user_id: &str);
@@ -94,11 +102,15 @@ impl ClusterAdapter for SingleNode {
     fn is_shared(&self) -> bool {
         false
     }
-    fn start(&self, _hub: Weak<Hub>) {}
+    fn start(&self, _hub: Weak<Hub>) -> infra_core::Result<()> {
+        Ok(())
+    }
     async fn ready(&self, _wait: Duration) -> bool {
         true
     }
     fn relay(&self, _app: &str, _channel: &str, _message: &Utf8Bytes, _except: Option<&str>) {}
+    async fn flush(&self) {}
+    async fn leave(&self) {}
     fn relay_terminate(&self, _app_id: &str, _user_id: &str) {}
     fn record(&self, _app_id: &str, _change: StateChange) {}
     async fn channels(&self, _: &str, _: &str) -> Option<BTreeMap<String, ChannelStats>> {

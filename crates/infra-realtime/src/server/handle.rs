@@ -75,7 +75,7 @@ impl RealtimeServer {
         }
         let cluster = cluster_adapter(&config)?;
         let hub = Arc::new(Hub::new(config, cluster.clone()));
-        cluster.start(Arc::downgrade(&hub));
+        cluster.start(Arc::downgrade(&hub))?;
         Ok(RealtimeServer { hub })
     }
 
@@ -138,7 +138,8 @@ impl RealtimeServer {
     }
 
     /// Closes every connection with 4200 (reconnect now) and waits up to `deadline` for them
-    /// to be gone; returns how many were still open.
+    /// to be gone; returns how many were still open. A cluster node then leaves its cluster
+    /// (its state is removed from Redis at once, not when its lease runs out).
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         for app in self.hub.apps() {
             app.close_all(CloseCode::GoingAway);
@@ -147,7 +148,9 @@ impl RealtimeServer {
         while self.connection_count() > 0 && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.connection_count()
+        let left = self.connection_count();
+        self.hub.cluster().leave().await;
+        left
     }
 }
 
@@ -204,6 +207,7 @@ impl Realtime for RealtimeServer {
             self.default_app()
                 .publish(channel.as_str(), event.as_str(), &encoded, None);
         }
+        self.default_app().flush_relays().await;
         Ok(())
     }
 
@@ -214,6 +218,7 @@ impl Realtime for RealtimeServer {
             self.default_app()
                 .publish(event.channel.as_str(), event.name.as_str(), &data, None);
         }
+        self.default_app().flush_relays().await;
         Ok(())
     }
 }

@@ -234,6 +234,7 @@ pub(crate) async fn events(
     let (app, _) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &body)?;
     let trigger = check_trigger(&app, parse_body(&body)?)?;
     let infos = deliver(&app, &trigger).await;
+    app.flush_relays().await;
     if trigger.info.is_empty() {
         Ok(Json(json!({})))
     } else {
@@ -283,6 +284,7 @@ pub(crate) async fn batch_events(
                 .unwrap_or_else(|| json!({})),
         );
     }
+    app.flush_relays().await;
     if wants_info {
         Ok(Json(json!({"batch": infos})))
     } else {

@@ -337,6 +337,13 @@ impl AppHub {
         self.publish_frame(channel, message, except);
     }
 
+    /// Waits until the frames this node relayed so far reached the other nodes' bus.
+    pub async fn flush_relays(&self) {
+        if self.cluster.is_shared() {
+            self.cluster.flush().await;
+        }
+    }
+
     /// Delivers a ready frame here, then hands it to the other nodes.
     pub fn publish_frame(&self, channel: &str, message: Utf8Bytes, except: Option<&str>) {
         self.deliver_here(channel, &message, except);

@@ -13,7 +13,7 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ use infra_core::{Error, Result};
 use redis::aio::{MultiplexedConnection, PubSub};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::cluster::{ClusterAdapter, ClusterHealth, JoinOutcome, StateChange};
 use super::cluster_config::{ClusterConfig, REDIS_URL_VAR};
@@ -75,7 +75,20 @@ enum Op {
     },
     /// Write this node's whole state again (after a reconnect or a lost lease).
     Resync,
+    /// Give up the lease and the node's state (graceful shutdown); answers when done.
+    Leave(oneshot::Sender<()>),
 }
+
+/// What the relay publisher does, in order.
+enum Relay {
+    /// An encoded `BusMessage`.
+    Frame(String),
+    /// Answer once everything before it was published (or failed to be).
+    Flush(oneshot::Sender<()>),
+}
+
+/// Longest wait of a graceful leave.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the tasks share; holds no sender, so dropping the adapter ends the writer tasks.
 struct Shared {
@@ -89,6 +102,8 @@ struct Shared {
     live_nodes: AtomicUsize,
     relays_dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Set by a graceful leave: no more heartbeats.
+    leaving: AtomicBool,
 }
 
 impl Shared {
@@ -126,10 +141,10 @@ async fn call<T>(
 /// The adapter the hub holds.
 pub(crate) struct RedisCluster {
     shared: Arc<Shared>,
-    relay_tx: mpsc::UnboundedSender<String>,
+    relay_tx: mpsc::UnboundedSender<Relay>,
     ops_tx: mpsc::UnboundedSender<Op>,
     /// The receivers until `start` hands them to their tasks.
-    receivers: Mutex<Option<(mpsc::UnboundedReceiver<String>, mpsc::UnboundedReceiver<Op>)>>,
+    receivers: Mutex<Option<(mpsc::UnboundedReceiver<Relay>, mpsc::UnboundedReceiver<Op>)>>,
 }
 
 impl RedisCluster {
@@ -158,6 +173,7 @@ impl RedisCluster {
                 live_nodes: AtomicUsize::new(0),
                 relays_dropped: AtomicU64::new(0),
                 last_error: Mutex::new(None),
+                leaving: AtomicBool::new(false),
                 config,
             }),
             relay_tx,
@@ -169,7 +185,7 @@ impl RedisCluster {
     fn send_bus(&self, message: &BusMessage<'_>) {
         match serde_json::to_string(message) {
             Ok(text) => {
-                let _ = self.relay_tx.send(text);
+                let _ = self.relay_tx.send(Relay::Frame(text));
             }
             Err(e) => tracing::error!(error = %e, "realtime cluster: cannot encode a relay"),
         }
@@ -182,22 +198,26 @@ impl ClusterAdapter for RedisCluster {
         true
     }
 
-    fn start(&self, hub: Weak<Hub>) {
+    fn start(&self, hub: Weak<Hub>) -> Result<()> {
+        // Without a runtime nothing would drain the queues the hub fills.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::config(
+                REDIS_URL_VAR,
+                "is set, so the server must be created inside a tokio runtime",
+            )
+        })?;
         let Some((relay_rx, ops_rx)) = self
             .receivers
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
         else {
-            return;
-        };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            tracing::error!("realtime cluster: no tokio runtime; this node stays alone");
-            return;
+            return Ok(());
         };
         runtime.spawn(publish_relays(self.shared.clone(), relay_rx));
         runtime.spawn(write_state(self.shared.clone(), hub.clone(), ops_rx));
         runtime.spawn(supervise(self.shared.clone(), hub, self.ops_tx.clone()));
+        Ok(())
     }
 
     async fn ready(&self, wait: Duration) -> bool {
@@ -217,6 +237,21 @@ impl ClusterAdapter for RedisCluster {
                 except: except.map(Cow::Borrowed),
             },
         });
+    }
+
+    async fn flush(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.relay_tx.send(Relay::Flush(tx)).is_ok() {
+            let _ = tokio::time::timeout(CALL_TIMEOUT, rx).await;
+        }
+    }
+
+    async fn leave(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.ops_tx.send(Op::Leave(tx)).is_ok() {
+            let _ = tokio::time::timeout(LEAVE_TIMEOUT, rx).await;
+        }
+        self.flush().await;
     }
 
     fn relay_terminate(&self, app_id: &str, user_id: &str) {
@@ -353,23 +388,38 @@ fn stats_from(
 }
 
 /// Publishes relayed frames in the order they were handed over, a pipeline per burst.
-async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<String>) {
+async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Relay>) {
     let bus = shared.keys.bus();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
+    let mut flushed = Vec::new();
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
-        let Some(mut conn) = shared.connection() else {
-            shared
-                .relays_dropped
-                .fetch_add(batch.len() as u64, Ordering::Relaxed);
-            batch.clear();
-            continue;
-        };
         let mut pipe = redis::pipe();
-        for message in batch.drain(..) {
-            pipe.cmd("PUBLISH").arg(&bus).arg(message).ignore();
+        let mut frames = 0u64;
+        for relay in batch.drain(..) {
+            match relay {
+                Relay::Frame(message) => {
+                    pipe.cmd("PUBLISH").arg(&bus).arg(message).ignore();
+                    frames += 1;
+                }
+                Relay::Flush(done) => flushed.push(done),
+            }
         }
-        if let Err(e) = call(pipe.query_async::<()>(&mut conn)).await {
-            shared.failed("relaying frames", &e);
+        if frames > 0 {
+            match shared.connection() {
+                Some(mut conn) => {
+                    if let Err(e) = call(pipe.query_async::<()>(&mut conn)).await {
+                        shared.relays_dropped.fetch_add(frames, Ordering::Relaxed);
+                        shared.failed("relaying frames", &e);
+                    }
+                }
+                None => {
+                    shared.relays_dropped.fetch_add(frames, Ordering::Relaxed);
+                }
+            }
+        }
+        // Every frame queued before a flush was in this batch or an earlier one.
+        for done in flushed.drain(..) {
+            let _ = done.send(());
         }
     }
 }
@@ -385,6 +435,10 @@ async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, mut rx: mpsc::Unbounde
                 }
             }
             Op::Resync => resync(&shared, &hub).await,
+            Op::Leave(done) => {
+                leave(&shared, &hub).await;
+                let _ = done.send(());
+            }
         }
     }
 }
@@ -598,12 +652,36 @@ async fn resync(shared: &Shared, hub: &Hub) {
     }
 }
 
+/// Gives up the lease, then undoes this node's state with the same script survivors use on
+/// a dead node, announcing what that changes.
+async fn leave(shared: &Shared, hub: &Hub) {
+    shared.leaving.store(true, Ordering::SeqCst);
+    let Some(mut conn) = shared.connection() else {
+        return;
+    };
+    let node = &shared.config.node_id;
+    let keys = &shared.keys;
+    let dropped: std::result::Result<(), String> = call(
+        redis::cmd("DEL")
+            .arg(keys.lease(node))
+            .query_async(&mut conn),
+    )
+    .await;
+    if let Err(e) = dropped {
+        return shared.failed("giving up the lease", &e);
+    }
+    if let Err(e) = reap_node(shared, hub, &mut conn, node).await {
+        shared.failed("removing this node's state", &e);
+    }
+    tracing::info!(node = %node, "realtime cluster: left the cluster");
+}
+
 /// Keeps the node connected: connects, reads the bus, renews the lease, reaps dead nodes;
 /// on any failure drops the connection and tries again after a growing pause.
 async fn supervise(shared: Arc<Shared>, hub: Weak<Hub>, ops: mpsc::UnboundedSender<Op>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
-        if hub.strong_count() == 0 {
+        if hub.strong_count() == 0 || shared.leaving.load(Ordering::SeqCst) {
             return;
         }
         match connect(&shared).await {
@@ -681,6 +759,9 @@ async fn stay_connected(
             }
             _ = beat.tick() => {
                 let Some(hub) = hub.upgrade() else { return };
+                if shared.leaving.load(Ordering::SeqCst) {
+                    return;
+                }
                 match heartbeat(shared, &mut conn).await {
                     Ok(true) => {}
                     Ok(false) => {
@@ -729,8 +810,7 @@ fn dispatch(shared: &Shared, hub: &Hub, payload: &[u8]) {
     }
 }
 
-/// Undoes the state of every node whose lease is gone, announcing what that changes. The
-/// script does each node atomically and only once, so one survivor announces it.
+/// Undoes the state of every node whose lease is gone, announcing what that changes.
 async fn reap(
     shared: &Shared,
     hub: &Hub,
@@ -741,50 +821,58 @@ async fn reap(
         call(redis::cmd("SMEMBERS").arg(keys.nodes()).query_async(conn)).await?;
     let mut live = 0;
     for node in &nodes {
-        if *node == shared.config.node_id {
+        if *node == shared.config.node_id || !reap_node(shared, hub, conn, node).await? {
             live += 1;
-            continue;
-        }
-        let undone: Vec<String> = call(
-            shared
-                .scripts
-                .reap
-                .key(keys.lease(node))
-                .key(keys.node_state(node))
-                .key(keys.nodes())
-                .arg(keys.prefix())
-                .arg(node)
-                .invoke_async(conn),
-        )
-        .await?;
-        if undone.is_empty() {
-            // Alive (or dead with nothing held): only a live lease counts.
-            let alive: bool = call(redis::cmd("EXISTS").arg(keys.lease(node)).query_async(conn))
-                .await
-                .unwrap_or(false);
-            live += usize::from(alive);
-            continue;
-        }
-        tracing::warn!(dead = %node, "realtime cluster: a node's lease ran out; its state is cleaned up");
-        let entries: Vec<&[String]> = undone.chunks(4).collect();
-        // Members go before the channel they emptied, as when they leave one by one.
-        for entry in entries.iter().filter(|e| e[0] == "r") {
-            if let [_, app, channel, user] = entry
-                && let Some(app) = hub.by_id(app)
-            {
-                announce_removed(app, channel.clone(), user.clone());
-            }
-        }
-        for entry in entries.iter().filter(|e| e[0] == "v") {
-            if let [_, app, channel, _] = entry
-                && let Some(app) = hub.by_id(app)
-            {
-                app.webhook(WebhookEvent::ChannelVacated {
-                    channel: channel.clone(),
-                });
-            }
         }
     }
     shared.live_nodes.store(live, Ordering::Relaxed);
     Ok(())
+}
+
+/// Undoes one node's state when its lease is gone; false when the node is alive. The script
+/// does it atomically and only once, so exactly one node announces the consequences.
+async fn reap_node(
+    shared: &Shared,
+    hub: &Hub,
+    conn: &mut MultiplexedConnection,
+    node: &str,
+) -> std::result::Result<bool, String> {
+    let keys = &shared.keys;
+    let undone: Option<Vec<String>> = call(
+        shared
+            .scripts
+            .reap
+            .key(keys.lease(node))
+            .key(keys.node_state(node))
+            .key(keys.nodes())
+            .arg(keys.prefix())
+            .arg(node)
+            .invoke_async(conn),
+    )
+    .await?;
+    let Some(undone) = undone else {
+        return Ok(false);
+    };
+    if !undone.is_empty() && node != shared.config.node_id {
+        tracing::warn!(dead = %node, "realtime cluster: a node's lease ran out; its state is cleaned up");
+    }
+    let entries: Vec<&[String]> = undone.chunks(4).collect();
+    // Members go before the channel they emptied, as when they leave one by one.
+    for entry in entries.iter().filter(|e| e[0] == "r") {
+        if let [_, app, channel, user] = entry
+            && let Some(app) = hub.by_id(app)
+        {
+            announce_removed(app, channel.clone(), user.clone());
+        }
+    }
+    for entry in entries.iter().filter(|e| e[0] == "v") {
+        if let [_, app, channel, _] = entry
+            && let Some(app) = hub.by_id(app)
+        {
+            app.webhook(WebhookEvent::ChannelVacated {
+                channel: channel.clone(),
+            });
+        }
+    }
+    Ok(true)
 }

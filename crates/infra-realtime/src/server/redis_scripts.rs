@@ -120,7 +120,8 @@ pub(crate) struct Scripts {
     /// KEYS: lease, nodes; ARGV: node, lease ms. Returns 1 when the lease was still held.
     pub heartbeat: Script,
     /// KEYS: lease, node, nodes; ARGV: prefix, node. Undoes a node whose lease is gone;
-    /// returns {kind, app, channel, user, …} with kind `r` (member removed) or `v` (vacated).
+    /// returns {kind, app, channel, user, …} with kind `r` (member removed) or `v` (vacated),
+    /// or nil when the lease is held.
     pub reap: Script,
 }
 
@@ -191,7 +192,7 @@ return held
 
 const REAP: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
-  return {}
+  return false
 end
 local out = {}
 local held = redis.call('HGETALL', KEYS[2])
