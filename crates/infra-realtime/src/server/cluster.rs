@@ -17,6 +17,8 @@ use serde_json::Value;
 use super::hub::{ChannelStats, Hub};
 
 /// A change of this node's part of one channel of one app, in the order the hub made it.
+// Read only by the Redis adapter; a build without `server-redis` has no reader.
+#[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
 #[derive(Debug, Clone)]
 pub(crate) enum StateChange {
     /// This node now holds `count` subscriptions to `channel` (0: none).
@@ -34,6 +36,8 @@ pub(crate) enum StateChange {
 }
 
 /// The cluster's answer to a presence join.
+// Read only by the Redis adapter; a build without `server-redis` has no reader.
+#[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) enum JoinOutcome {
     /// Joined: every member of the channel over all nodes, sorted by id.

@@ -539,6 +539,8 @@ impl AppHub {
 
 /// The clustered side: the hub still delivers to its own sockets, while the cluster decides
 /// what only all nodes together know (member lists, first and last of a channel or user).
+// `complete_join` and `snapshot` are called by the Redis adapter only.
+#[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
 impl AppHub {
     /// A subscription on a node that shares its channels: ordinary channels succeed at once;
     /// presence joins wait for the cluster's member list (`complete_join`).
