@@ -420,8 +420,10 @@ pub fn node_kill(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
         failed_calls: failed_calls.load(Ordering::SeqCst),
         recovery,
         note: format!(
-            "{} events acknowledged; the killed node's {} clients reconnected to the survivor \
-             and missed {} events while reconnecting (no history in the protocol)",
+            "counts are deliveries of {} acknowledged events; recovery is kill → survivor's \
+             presence/channel state right and reconnected clients receiving; the killed node's \
+             {} clients reconnected to the survivor and missed {} deliveries while reconnecting \
+             (the protocol keeps no history)",
             acknowledged.len(),
             PER_NODE,
             gap
