@@ -72,17 +72,12 @@ async fn keys_under(prefix: &str) -> Vec<String> {
     keys
 }
 
-/// Removes whatever a test left under its prefix (leases of nodes that were just stopped).
-async fn forget(prefix: &str) {
-    let keys = keys_under(prefix).await;
-    if !keys.is_empty() {
-        let mut conn = redis().await;
-        let _: () = redis::cmd("DEL")
-            .arg(keys)
-            .query_async(&mut conn)
-            .await
-            .unwrap();
+/// Stops the nodes gracefully; they leave nothing behind in Redis.
+async fn shut_down(prefix: &str, nodes: &[RealtimeServer]) {
+    for node in nodes {
+        node.shutdown(PATIENCE).await;
     }
+    assert_eq!(keys_under(prefix).await, Vec::<String>::new());
 }
 
 /// Polls an async condition until it holds (fails after `PATIENCE`).
@@ -290,8 +285,10 @@ async fn three_processes_act_as_one_and_clean_up_a_killed_node() {
     .await;
     let stats = api1.channel(&channel(room), &info).await.unwrap();
     assert!(!stats.occupied);
-    drop((n1, n2));
-    forget(&prefix).await;
+    // Stopped gracefully, the nodes leave nothing at all behind.
+    let stopped = tokio::task::spawn_blocking(move || (n1.terminate(), n2.terminate()));
+    assert_eq!(stopped.await.unwrap(), (true, true));
+    assert_eq!(keys_under(&prefix).await, Vec::<String>::new());
 }
 
 #[derive(Default)]
@@ -472,8 +469,7 @@ async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() 
         keys_under(&prefix).await == expected
     })
     .await;
-    drop((s1, s2));
-    forget(&prefix).await;
+    shut_down(&prefix, &[s1, s2]).await;
 }
 
 #[tokio::test]
@@ -625,4 +621,48 @@ async fn nodes_ride_out_a_redis_restart_and_write_their_state_again() {
         );
     }
     assert_eq!(s1.probe().await.unwrap().status, HealthStatus::Healthy);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_presence_member_limit_counts_every_node() {
+    let prefix = unique_prefix("limit");
+    let node = |id: &str| {
+        let cluster = ClusterConfig::new(REDIS_URL)
+            .unwrap()
+            .with_key_prefix(&prefix)
+            .with_node_id(id)
+            .with_lease(Duration::from_millis(1500));
+        let mut limits = infra_realtime::server::AppLimits::default();
+        limits.max_presence_members = 2;
+        ServerConfig::new(vec![app().with_limits(limits)]).with_cluster(Some(cluster))
+    };
+    let (s1, a1) = start(node("l1")).await;
+    let (s2, a2) = start(node("l2")).await;
+    assert!(s1.cluster_ready(PATIENCE).await && s2.cluster_ready(PATIENCE).await);
+    let room = "presence-small";
+    let mut first = Client::connect(a1).await;
+    let mut second = Client::connect(a2).await;
+    first.subscribe_presence(room, "1").await;
+    second.subscribe_presence(room, "2").await;
+    // A third user is refused on either node; a known user's extra socket is not.
+    let mut third = Client::connect(a1).await;
+    let refused = third.subscribe_presence(room, "3").await;
+    assert_eq!(refused["event"], "pusher:subscription_error", "{refused}");
+    assert_eq!(data_of(&refused)["status"], 403);
+    let mut again = Client::connect(a1).await;
+    let joined = again.subscribe_presence(room, "2").await;
+    assert_eq!(presence_ids(&joined), ["1", "2"]);
+    // The refusal left nothing behind: user 3 is not counted anywhere.
+    assert_eq!(user_ids(&api(a2), room).await, ["1", "2"]);
+    drop((first, second, third, again));
+    eventually_async("Redis forgets the channel", || async {
+        keys_under(&prefix).await
+            == vec![
+                format!("{prefix}:lease:l1"),
+                format!("{prefix}:lease:l2"),
+                format!("{prefix}:nodes"),
+            ]
+    })
+    .await;
+    shut_down(&prefix, &[s1, s2]).await;
 }

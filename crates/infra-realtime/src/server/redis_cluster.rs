@@ -104,6 +104,9 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     /// Set by a graceful leave: no more heartbeats.
     leaving: AtomicBool,
+    /// Held around a heartbeat, so a leave cannot give up the lease while a heartbeat that
+    /// would take it again is in flight.
+    lease_guard: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -174,6 +177,7 @@ impl RedisCluster {
                 relays_dropped: AtomicU64::new(0),
                 last_error: Mutex::new(None),
                 leaving: AtomicBool::new(false),
+                lease_guard: tokio::sync::Mutex::new(()),
                 config,
             }),
             relay_tx,
@@ -656,6 +660,7 @@ async fn resync(shared: &Shared, hub: &Hub) {
 /// a dead node, announcing what that changes.
 async fn leave(shared: &Shared, hub: &Hub) {
     shared.leaving.store(true, Ordering::SeqCst);
+    let _lease = shared.lease_guard.lock().await;
     let Some(mut conn) = shared.connection() else {
         return;
     };
@@ -724,6 +729,10 @@ async fn heartbeat(
 ) -> std::result::Result<bool, String> {
     let node = &shared.config.node_id;
     let lease_ms = u64::try_from(shared.config.lease.as_millis()).unwrap_or(u64::MAX);
+    let _lease = shared.lease_guard.lock().await;
+    if shared.leaving.load(Ordering::SeqCst) {
+        return Ok(true);
+    }
     let held: i64 = call(
         shared
             .scripts
