@@ -104,6 +104,8 @@ struct Shared {
     last_error: Mutex<Option<String>>,
     /// Set by a graceful leave: no more heartbeats.
     leaving: AtomicBool,
+    /// A state write failed while connected: the next good heartbeat asks for a resync.
+    needs_resync: AtomicBool,
     /// Held around a heartbeat, so a leave cannot give up the lease while a heartbeat that
     /// would take it again is in flight.
     lease_guard: tokio::sync::Mutex<()>,
@@ -121,6 +123,12 @@ impl Shared {
         let up = connection.is_some();
         *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = connection;
         self.connected.send_replace(up);
+    }
+
+    /// A write of this node's state failed: Redis may now disagree with the hub.
+    fn write_failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.needs_resync.store(true, Ordering::SeqCst);
+        self.failed(what, error);
     }
 
     fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
@@ -177,6 +185,7 @@ impl RedisCluster {
                 relays_dropped: AtomicU64::new(0),
                 last_error: Mutex::new(None),
                 leaving: AtomicBool::new(false),
+                needs_resync: AtomicBool::new(false),
                 lease_guard: tokio::sync::Mutex::new(()),
                 config,
             }),
@@ -485,7 +494,7 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                 Ok(1) => app.webhook(WebhookEvent::ChannelOccupied { channel }),
                 Ok(-1) => app.webhook(WebhookEvent::ChannelVacated { channel }),
                 Ok(_) => {}
-                Err(e) => shared.failed("recording subscriptions", &e),
+                Err(e) => shared.write_failed("recording subscriptions", &e),
             }
         }
         StateChange::Join {
@@ -518,7 +527,7 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                     new == 1,
                 ),
                 Err(e) => {
-                    shared.failed("recording a presence join", &e);
+                    shared.write_failed("recording a presence join", &e);
                     (JoinOutcome::Unavailable, false)
                 }
             };
@@ -551,7 +560,7 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
             match result {
                 Ok(1) => announce_removed(app, channel, user_id),
                 Ok(_) => {}
-                Err(e) => shared.failed("recording a presence leave", &e),
+                Err(e) => shared.write_failed("recording a presence leave", &e),
             }
         }
     }
@@ -599,7 +608,7 @@ async fn resync(shared: &Shared, hub: &Hub) {
     .await
     {
         Ok(recorded) => recorded,
-        Err(e) => return shared.failed("reading this node's state", &e),
+        Err(e) => return shared.write_failed("reading this node's state", &e),
     };
     let mut wanted: HashMap<String, (usize, StateChange)> = HashMap::new();
     for (index, app) in hub.apps().iter().enumerate() {
@@ -772,7 +781,11 @@ async fn stay_connected(
                     return;
                 }
                 match heartbeat(shared, &mut conn).await {
-                    Ok(true) => {}
+                    Ok(true) => {
+                        if shared.needs_resync.swap(false, Ordering::SeqCst) {
+                            let _ = ops.send(Op::Resync);
+                        }
+                    }
                     Ok(false) => {
                         tracing::warn!(node = %shared.config.node_id,
                             "realtime cluster: this node's lease had run out; writing its state again");
