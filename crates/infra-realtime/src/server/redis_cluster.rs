@@ -102,6 +102,8 @@ struct Shared {
     live_nodes: AtomicUsize,
     relays_dropped: AtomicU64,
     last_error: Mutex<Option<String>>,
+    /// Tells this process's lease from a predecessor's (or a duplicate's) with the same id.
+    token: String,
     /// Set by a graceful leave: no more heartbeats.
     leaving: AtomicBool,
     /// A state write failed while connected: the next good heartbeat asks for a resync.
@@ -164,9 +166,11 @@ impl RedisCluster {
         config.check()?;
         for id in app_ids {
             if id.contains(SEP) || id.contains(':') {
+                // The id comes from the apps file or PUSHER_APP_ID; the file is the usual case.
                 return Err(Error::config(
                     "INFRA_REALTIME_APPS_FILE",
-                    "app ids of a clustered server must not contain `:` or control characters",
+                    "an app id (or PUSHER_APP_ID) of a clustered server contains `:` or a \
+                     control character, which Redis keys cannot tell apart",
                 ));
             }
         }
@@ -184,6 +188,7 @@ impl RedisCluster {
                 live_nodes: AtomicUsize::new(0),
                 relays_dropped: AtomicU64::new(0),
                 last_error: Mutex::new(None),
+                token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
                 leaving: AtomicBool::new(false),
                 needs_resync: AtomicBool::new(false),
                 lease_guard: tokio::sync::Mutex::new(()),
@@ -731,7 +736,8 @@ async fn connect(shared: &Shared) -> std::result::Result<(MultiplexedConnection,
     Ok((conn, pubsub))
 }
 
-/// Renews the lease; `Ok(false)` when it had run out (survivors may have reaped this node).
+/// Renews the lease; `Ok(false)` when this process did not hold it any more (survivors may
+/// have reaped this node, or a predecessor with the same id left state behind).
 async fn heartbeat(
     shared: &Shared,
     conn: &mut MultiplexedConnection,
@@ -750,9 +756,15 @@ async fn heartbeat(
             .key(shared.keys.nodes())
             .arg(node)
             .arg(lease_ms)
+            .arg(&shared.token)
             .invoke_async(conn),
     )
     .await?;
+    if held == -1 {
+        tracing::warn!(node = %node,
+            "realtime cluster: another process held this node id's lease (a predecessor, or \
+             two live nodes share INFRA_REALTIME_NODE_ID)");
+    }
     Ok(held == 1)
 }
 

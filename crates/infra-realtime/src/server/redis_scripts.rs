@@ -117,7 +117,8 @@ pub(crate) struct Scripts {
     pub join: Script,
     /// KEYS: members, infos, node; ARGV: user, field. Returns 1 when the user left the channel.
     pub leave: Script,
-    /// KEYS: lease, nodes; ARGV: node, lease ms. Returns 1 when the lease was still held.
+    /// KEYS: lease, nodes; ARGV: node, lease ms, this process's token. Returns 1 when this
+    /// process still held the lease, 0 when it had run out, -1 when another process held it.
     pub heartbeat: Script,
     /// KEYS: lease, node, nodes; ARGV: prefix, node. Undoes a node whose lease is gone;
     /// returns {kind, app, channel, user, …} with kind `r` (member removed) or `v` (vacated),
@@ -184,10 +185,15 @@ return 0
 ";
 
 const HEARTBEAT: &str = r"
-local held = redis.call('EXISTS', KEYS[1])
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+local current = redis.call('GET', KEYS[1])
+redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[1])
-return held
+if current == ARGV[3] then
+  return 1
+elseif current then
+  return -1
+end
+return 0
 ";
 
 const REAP: &str = r"
