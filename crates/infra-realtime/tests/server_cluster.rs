@@ -134,9 +134,15 @@ async fn user_ids(api: &PusherClient, name: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_processes_act_as_one_and_clean_up_a_killed_node() {
     let prefix = unique_prefix("procs");
-    let n1 = ServerProcess::start_with(free_port(), &node_env(&prefix, "n1"));
-    let n2 = ServerProcess::start_with(free_port(), &node_env(&prefix, "n2"));
-    let n3 = ServerProcess::start_with(free_port(), &node_env(&prefix, "n3"));
+    let (hooks, hooks_url) = webhook_receiver().await;
+    let env = |node: &str| {
+        let mut env = node_env(&prefix, node);
+        env.push(("INFRA_REALTIME_WEBHOOK_URL", hooks_url.to_string()));
+        env
+    };
+    let n1 = ServerProcess::start_with(free_port(), &env("n1"));
+    let n2 = ServerProcess::start_with(free_port(), &env("n2"));
+    let n3 = ServerProcess::start_with(free_port(), &env("n3"));
     let (api1, api2) = (api(n1.addr), api(n2.addr));
 
     // An event triggered on node 1 reaches subscribers on nodes 2 and 3.
@@ -232,6 +238,18 @@ async fn three_processes_act_as_one_and_clean_up_a_killed_node() {
     api1.terminate_user_connections("dave").await.unwrap();
     assert_eq!(dave2.closed().await.0, 4009);
 
+    // A channel only node 3 holds.
+    assert_eq!(
+        carol3.subscribe("only-on-3").await["event"],
+        "pusher_internal:subscription_succeeded"
+    );
+
+    // A node's webhooks wait in its memory until delivered: let node 3's arrive first.
+    eventually("node 3's webhooks", || {
+        hooks.count("channel_occupied", "only-on-3") == 1 && hooks.count("member_added", room) == 3
+    })
+    .await;
+
     // SIGKILL node 3: the survivors hear carol leave (alice stays: she is on node 1 too)...
     n3.kill();
     drop((on3, alice3, carol3));
@@ -285,6 +303,23 @@ async fn three_processes_act_as_one_and_clean_up_a_killed_node() {
     .await;
     let stats = api1.channel(&channel(room), &info).await.unwrap();
     assert!(!stats.occupied);
+    // Webhooks came once for the cluster, node 3's death included (one survivor reaped it).
+    eventually("the last webhooks", || {
+        hooks.count("channel_vacated", room) == 1 && hooks.count("channel_vacated", "news") == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await; // room for a duplicate to show up
+    for (name, channel, times) in [
+        ("channel_occupied", "news", 1),
+        ("channel_occupied", room, 1),
+        ("channel_occupied", "only-on-3", 1),
+        ("channel_vacated", "only-on-3", 1),
+        ("member_added", room, 3),
+        ("member_removed", room, 3),
+    ] {
+        assert_eq!(hooks.count(name, channel), times, "{name} on {channel}");
+    }
+    assert_eq!(hooks.member_events("member_removed", "carol"), 1);
     // Stopped gracefully, the nodes leave nothing at all behind.
     let stopped = tokio::task::spawn_blocking(move || (n1.terminate(), n2.terminate()));
     assert_eq!(stopped.await.unwrap(), (true, true));
@@ -322,6 +357,15 @@ async fn receive(State(hooks): State<Arc<Hooks>>, headers: HeaderMap, body: Byte
 }
 
 impl Hooks {
+    fn member_events(&self, name: &str, user_id: &str) -> usize {
+        self.events
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|e| e["name"] == name && e["user_id"] == user_id)
+            .count()
+    }
+
     fn count(&self, name: &str, channel: &str) -> usize {
         self.events
             .lock()
@@ -349,9 +393,8 @@ async fn embedded_node(prefix: &str, node: &str, hooks: &url::Url) -> (RealtimeS
     (server, addr)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() {
-    let prefix = unique_prefix("embedded");
+/// A webhook receiver on a free port that records verified events.
+async fn webhook_receiver() -> (Arc<Hooks>, url::Url) {
     let hooks = Arc::new(Hooks::default());
     let receiver = axum::Router::new()
         .route("/hooks", axum::routing::post(receive))
@@ -360,6 +403,13 @@ async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() 
     let hooks_url =
         url::Url::parse(&format!("http://{}/hooks", listener.local_addr().unwrap())).unwrap();
     tokio::spawn(async move { axum::serve(listener, receiver).await.unwrap() });
+    (hooks, hooks_url)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() {
+    let prefix = unique_prefix("embedded");
+    let (hooks, hooks_url) = webhook_receiver().await;
     let (s1, a1) = embedded_node(&prefix, "e1", &hooks_url).await;
     let (s2, a2) = embedded_node(&prefix, "e2", &hooks_url).await;
     assert_eq!(s1.backend(), "redis");
