@@ -536,9 +536,10 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                     (JoinOutcome::Unavailable, false)
                 }
             };
-            if let Some(socket_id) = &socket_id {
-                app.complete_join(socket_id, &channel, outcome);
-            }
+            // Announce before answering the joiner: the relay is then on its way to Redis
+            // before anyone can learn of the join and join elsewhere, so a later joiner finds
+            // the member in its list and (its subscription still pending when the relay lands)
+            // is not told a second time.
             if new_member {
                 let added = frame(
                     "pusher_internal:member_added",
@@ -546,7 +547,13 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                     &json!({"user_id": user_id, "user_info": user_info}),
                 );
                 app.publish_frame(&channel, Utf8Bytes::from(added), socket_id.as_deref());
-                app.webhook(WebhookEvent::MemberAdded { channel, user_id });
+                app.webhook(WebhookEvent::MemberAdded {
+                    channel: channel.clone(),
+                    user_id,
+                });
+            }
+            if let Some(socket_id) = &socket_id {
+                app.complete_join(socket_id, &channel, outcome);
             }
         }
         StateChange::Leave { channel, user_id } => {
