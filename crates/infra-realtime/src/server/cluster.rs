@@ -40,8 +40,12 @@ pub(crate) enum StateChange {
 #[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
 #[derive(Debug)]
 pub(crate) enum JoinOutcome {
-    /// Joined: every member of the channel over all nodes, sorted by id.
-    Joined { members: Vec<(String, Value)> },
+    /// Joined: every member of the channel over all nodes, sorted by id, as of `version`
+    /// (member frames up to that version are already in the list).
+    Joined {
+        members: Vec<(String, Value)>,
+        version: u64,
+    },
     /// The channel already has `limit` members over all nodes.
     Full { limit: usize },
     /// The cluster cannot answer now (Redis unreachable): this node's own members stand in.
@@ -79,6 +83,16 @@ pub(crate) trait ClusterAdapter: Send + Sync {
     /// lease and this node's state at once instead of letting survivors wait for the lease.
     async fn leave(&self);
 
+    /// Like `relay`, for a `member_added` / `member_removed` frame of presence `version`.
+    fn relay_member_event(
+        &self,
+        app_id: &str,
+        channel: &str,
+        message: &Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    );
+
     /// Asks every other node to close the connections of a signed-in user.
     fn relay_terminate(&self, app_id: &str, user_id: &str);
 
@@ -115,6 +129,7 @@ impl ClusterAdapter for SingleNode {
     fn relay(&self, _app: &str, _channel: &str, _message: &Utf8Bytes, _except: Option<&str>) {}
     async fn flush(&self) {}
     async fn leave(&self) {}
+    fn relay_member_event(&self, _: &str, _: &str, _: &Utf8Bytes, _: Option<&str>, _: u64) {}
     fn relay_terminate(&self, _app_id: &str, _user_id: &str) {}
     fn record(&self, _app_id: &str, _change: StateChange) {}
     async fn channels(&self, _: &str, _: &str) -> Option<BTreeMap<String, ChannelStats>> {

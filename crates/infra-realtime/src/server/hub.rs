@@ -69,6 +69,8 @@ struct Channel {
     /// Clustered presence joins waiting for the cluster's member list: socket id → user.
     /// Their users count in `members` already, so a leave meanwhile cannot drop the user.
     joining: HashMap<String, String>,
+    /// Clustered presence sockets: the member-list version their list was taken at.
+    presence_versions: HashMap<String, u64>,
     members: HashMap<String, Member>,
 }
 
@@ -353,6 +355,46 @@ impl AppHub {
         }
     }
 
+    /// Delivers a `member_added` / `member_removed` frame of presence `version` on every node.
+    pub fn publish_member_event(
+        &self,
+        channel: &str,
+        message: Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    ) {
+        self.deliver_member_event_here(channel, &message, except, version);
+        self.cluster
+            .relay_member_event(&self.config.id, channel, &message, except, version);
+    }
+
+    /// Delivers a member frame to this node's subscribers whose member list does not already
+    /// include it (taken at `version` or later).
+    pub fn deliver_member_event_here(
+        &self,
+        channel: &str,
+        message: &Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    ) {
+        let state = self.lock();
+        let Some(entry) = state.channels.get(channel) else {
+            return;
+        };
+        for socket_id in entry.subscribers.keys() {
+            let seen = entry
+                .presence_versions
+                .get(socket_id)
+                .is_some_and(|v| *v >= version);
+            if seen || Some(socket_id.as_str()) == except {
+                continue;
+            }
+            if let Some(socket) = state.sockets.get(socket_id) {
+                deliver(socket, message.clone());
+            }
+        }
+    }
+
     /// Delivers a frame to this node's subscribers of `channel` (and keeps it on cache
     /// channels); the path of both local publishes and frames relayed from other nodes.
     pub fn deliver_here(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
@@ -619,7 +661,10 @@ impl AppHub {
                 }
                 return;
             }
-            JoinOutcome::Joined { members } => {
+            JoinOutcome::Joined { members, version } => {
+                entry
+                    .presence_versions
+                    .insert(socket_id.to_owned(), version);
                 presence_data(members.iter().map(|(id, info)| (id, info)))
             }
             JoinOutcome::Unavailable => {
@@ -669,6 +714,7 @@ impl AppHub {
         let (user, subscribed) = if let Some(user) = entry.joining.remove(socket_id) {
             (Some(user), false)
         } else if let Some(user) = entry.subscribers.remove(socket_id) {
+            entry.presence_versions.remove(socket_id);
             (user, true)
         } else {
             return;

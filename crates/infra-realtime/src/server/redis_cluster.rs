@@ -63,6 +63,13 @@ enum BusKind<'a> {
         message: Cow<'a, str>,
         except: Option<Cow<'a, str>>,
     },
+    /// A `member_added` / `member_removed` frame of a presence channel's member `version`.
+    MemberEvent {
+        channel: Cow<'a, str>,
+        message: Cow<'a, str>,
+        except: Option<Cow<'a, str>>,
+        version: u64,
+    },
     /// Close a signed-in user's connections.
     Terminate { user_id: Cow<'a, str> },
 }
@@ -270,6 +277,26 @@ impl ClusterAdapter for RedisCluster {
             let _ = tokio::time::timeout(LEAVE_TIMEOUT, rx).await;
         }
         self.flush().await;
+    }
+
+    fn relay_member_event(
+        &self,
+        app_id: &str,
+        channel: &str,
+        message: &Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    ) {
+        self.send_bus(&BusMessage {
+            node: Cow::Borrowed(&self.shared.config.node_id),
+            app: Cow::Borrowed(app_id),
+            kind: BusKind::MemberEvent {
+                channel: Cow::Borrowed(channel),
+                message: Cow::Borrowed(message.as_str()),
+                except: except.map(Cow::Borrowed),
+                version,
+            },
+        });
     }
 
     fn relay_terminate(&self, app_id: &str, user_id: &str) {
@@ -509,13 +536,14 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
             user_info,
         } => {
             let limit = app.config.limits.max_presence_members;
-            let result: std::result::Result<(i64, i64, Vec<String>), String> = call(
+            let result: std::result::Result<(i64, i64, Vec<String>, u64), String> = call(
                 shared
                     .scripts
                     .join
                     .key(keys.members(id, &channel))
                     .key(keys.infos(id, &channel))
                     .key(keys.node_state(node))
+                    .key(keys.version(id, &channel))
                     .arg(&user_id)
                     .arg(user_info.to_string())
                     .arg(limit)
@@ -524,29 +552,35 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
             )
             .await;
             let (outcome, new_member) = match result {
-                Ok((0, _, _)) => (JoinOutcome::Full { limit }, false),
-                Ok((_, new, flat)) => (
+                Ok((0, _, _, _)) => (JoinOutcome::Full { limit }, None),
+                Ok((_, new, flat, version)) => (
                     JoinOutcome::Joined {
                         members: members_from(&flat),
+                        version,
                     },
-                    new == 1,
+                    (new == 1).then_some(version),
                 ),
                 Err(e) => {
                     shared.write_failed("recording a presence join", &e);
-                    (JoinOutcome::Unavailable, false)
+                    (JoinOutcome::Unavailable, None)
                 }
             };
             // Announce before answering the joiner: the relay is then on its way to Redis
             // before anyone can learn of the join and join elsewhere, so a later joiner finds
             // the member in its list and (its subscription still pending when the relay lands)
             // is not told a second time.
-            if new_member {
+            if let Some(version) = new_member {
                 let added = frame(
                     "pusher_internal:member_added",
                     Some(&channel),
                     &json!({"user_id": user_id, "user_info": user_info}),
                 );
-                app.publish_frame(&channel, Utf8Bytes::from(added), socket_id.as_deref());
+                app.publish_member_event(
+                    &channel,
+                    Utf8Bytes::from(added),
+                    socket_id.as_deref(),
+                    version,
+                );
                 app.webhook(WebhookEvent::MemberAdded {
                     channel: channel.clone(),
                     user_id,
@@ -557,21 +591,22 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
             }
         }
         StateChange::Leave { channel, user_id } => {
-            let result: std::result::Result<i64, String> = call(
+            let result: std::result::Result<u64, String> = call(
                 shared
                     .scripts
                     .leave
                     .key(keys.members(id, &channel))
                     .key(keys.infos(id, &channel))
                     .key(keys.node_state(node))
+                    .key(keys.version(id, &channel))
                     .arg(&user_id)
                     .arg(member_field(id, &channel, &user_id))
                     .invoke_async(&mut conn),
             )
             .await;
             match result {
-                Ok(1) => announce_removed(app, channel, user_id),
-                Ok(_) => {}
+                Ok(0) => {}
+                Ok(version) => announce_removed(app, channel, user_id, version),
                 Err(e) => shared.write_failed("recording a presence leave", &e),
             }
         }
@@ -580,13 +615,13 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
 
 /// `member_removed` to the channel on every node, and its webhook (once: the caller is the
 /// one node Redis told the user is gone).
-fn announce_removed(app: &AppHub, channel: String, user_id: String) {
+fn announce_removed(app: &AppHub, channel: String, user_id: String, version: u64) {
     let removed = frame(
         "pusher_internal:member_removed",
         Some(&channel),
         &json!({"user_id": user_id}),
     );
-    app.publish_frame(&channel, Utf8Bytes::from(removed), None);
+    app.publish_member_event(&channel, Utf8Bytes::from(removed), None, version);
     app.webhook(WebhookEvent::MemberRemoved { channel, user_id });
 }
 
@@ -845,6 +880,17 @@ fn dispatch(shared: &Shared, hub: &Hub, payload: &[u8]) {
             &Utf8Bytes::from(message.into_owned()),
             except.as_deref(),
         ),
+        BusKind::MemberEvent {
+            channel,
+            message,
+            except,
+            version,
+        } => app.deliver_member_event_here(
+            &channel,
+            &Utf8Bytes::from(message.into_owned()),
+            except.as_deref(),
+            version,
+        ),
         BusKind::Terminate { user_id } => {
             app.terminate_here(&user_id);
         }
@@ -897,17 +943,18 @@ async fn reap_node(
     if !undone.is_empty() && node != shared.config.node_id {
         tracing::warn!(dead = %node, "realtime cluster: a node's lease ran out; its state is cleaned up");
     }
-    let entries: Vec<&[String]> = undone.chunks(4).collect();
+    let entries: Vec<&[String]> = undone.chunks(5).collect();
     // Members go before the channel they emptied, as when they leave one by one.
     for entry in entries.iter().filter(|e| e[0] == "r") {
-        if let [_, app, channel, user] = entry
+        if let [_, app, channel, user, version] = entry
             && let Some(app) = hub.by_id(app)
         {
-            announce_removed(app, channel.clone(), user.clone());
+            let version = version.parse().unwrap_or(u64::MAX);
+            announce_removed(app, channel.clone(), user.clone(), version);
         }
     }
     for entry in entries.iter().filter(|e| e[0] == "v") {
-        if let [_, app, channel, _] = entry
+        if let [_, app, channel, _, _] = entry
             && let Some(app) = hub.by_id(app)
         {
             app.webhook(WebhookEvent::ChannelVacated {

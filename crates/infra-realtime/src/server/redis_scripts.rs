@@ -17,6 +17,10 @@
 //! | `p:app:a:subs:c` | hash | node → its subscriptions to `c` |
 //! | `p:app:a:members:c` | hash | user → how many nodes hold it |
 //! | `p:app:a:info:c` | hash | user → its `user_info` JSON |
+//! | `p:app:a:version:c` | counter | bumped by every member added or removed |
+//!
+//! The version orders a channel's member list against the `member_added` / `member_removed`
+//! frames in flight: a socket whose list already reflects a change is not told it again.
 //!
 //! The node hash is what lets a survivor undo a dead node's part without trusting it. The
 //! scripts name keys they build from the prefix, so this works on one Redis (or a replicated
@@ -65,6 +69,9 @@ impl Keys {
     pub fn infos(&self, app: &str, channel: &str) -> String {
         format!("{}:app:{app}:info:{channel}", self.prefix)
     }
+    pub fn version(&self, app: &str, channel: &str) -> String {
+        format!("{}:app:{app}:version:{channel}", self.prefix)
+    }
 }
 
 /// The node-hash field of a node's subscriptions to a channel.
@@ -112,17 +119,18 @@ pub(crate) struct Scripts {
     /// KEYS: subs, channels, node; ARGV: node, channel, count, field.
     /// Returns 1 when the channel became occupied, -1 vacated, 0 neither.
     pub subscriptions: Script,
-    /// KEYS: members, infos, node; ARGV: user, info, limit, field.
-    /// Returns {joined (0 = full), new member (1/0), {user, info, …}}.
+    /// KEYS: members, infos, node, version; ARGV: user, info, limit, field.
+    /// Returns {joined (0 = full), new member (1/0), {user, info, …}, version}.
     pub join: Script,
-    /// KEYS: members, infos, node; ARGV: user, field. Returns 1 when the user left the channel.
+    /// KEYS: members, infos, node, version; ARGV: user, field. Returns the version of the
+    /// removal when the user left the channel, else 0.
     pub leave: Script,
     /// KEYS: lease, nodes; ARGV: node, lease ms, this process's token. Returns 1 when this
     /// process still held the lease, 0 when it had run out, -1 when another process held it.
     pub heartbeat: Script,
     /// KEYS: lease, node, nodes; ARGV: prefix, node. Undoes a node whose lease is gone;
-    /// returns {kind, app, channel, user, …} with kind `r` (member removed) or `v` (vacated),
-    /// or nil when the lease is held.
+    /// returns {kind, app, channel, user, version, …} with kind `r` (member removed) or `v`
+    /// (vacated), or nil when the lease is held.
     pub reap: Script,
 }
 
@@ -161,15 +169,16 @@ local new = 0
 if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 0 then
   if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
     if redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[3]) then
-      return {0, 0, {}}
+      return {0, 0, {}, 0}
     end
     new = 1
     redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+    redis.call('INCR', KEYS[4])
   end
   redis.call('HSET', KEYS[3], ARGV[4], 1)
   redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 end
-return {1, new, redis.call('HGETALL', KEYS[2])}
+return {1, new, redis.call('HGETALL', KEYS[2]), tonumber(redis.call('GET', KEYS[4]) or '0')}
 ";
 
 const LEAVE: &str = r"
@@ -179,7 +188,12 @@ end
 if redis.call('HINCRBY', KEYS[1], ARGV[1], -1) <= 0 then
   redis.call('HDEL', KEYS[1], ARGV[1])
   redis.call('HDEL', KEYS[2], ARGV[1])
-  return 1
+  local version = redis.call('INCR', KEYS[4])
+  -- An empty channel keeps nothing; a socket joining later starts from its own list.
+  if redis.call('EXISTS', KEYS[1]) == 0 then
+    redis.call('DEL', KEYS[4])
+  end
+  return version
 end
 return 0
 ";
@@ -215,6 +229,7 @@ for i = 1, #held, 2 do
         table.insert(out, app)
         table.insert(out, rest)
         table.insert(out, '')
+        table.insert(out, '0')
       end
     elseif kind == 'p' then
       local channel, user = string.match(rest, '^([^\31]*)\31(.*)$')
@@ -223,10 +238,16 @@ for i = 1, #held, 2 do
         if redis.call('HINCRBY', members, user, -1) <= 0 then
           redis.call('HDEL', members, user)
           redis.call('HDEL', base .. ':info:' .. channel, user)
+          local versions = base .. ':version:' .. channel
+          local version = redis.call('INCR', versions)
+          if redis.call('EXISTS', members) == 0 then
+            redis.call('DEL', versions)
+          end
           table.insert(out, 'r')
           table.insert(out, app)
           table.insert(out, channel)
           table.insert(out, user)
+          table.insert(out, tostring(version))
         end
       end
     end
