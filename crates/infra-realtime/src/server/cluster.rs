@@ -84,6 +84,7 @@ pub(crate) trait ClusterAdapter: Send + Sync {
     async fn leave(&self);
 
     /// Like `relay`, for a `member_added` / `member_removed` frame of presence `version`.
+    #[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
     fn relay_member_event(
         &self,
         app_id: &str,

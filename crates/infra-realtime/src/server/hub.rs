@@ -355,46 +355,6 @@ impl AppHub {
         }
     }
 
-    /// Delivers a `member_added` / `member_removed` frame of presence `version` on every node.
-    pub fn publish_member_event(
-        &self,
-        channel: &str,
-        message: Utf8Bytes,
-        except: Option<&str>,
-        version: u64,
-    ) {
-        self.deliver_member_event_here(channel, &message, except, version);
-        self.cluster
-            .relay_member_event(&self.config.id, channel, &message, except, version);
-    }
-
-    /// Delivers a member frame to this node's subscribers whose member list does not already
-    /// include it (taken at `version` or later).
-    pub fn deliver_member_event_here(
-        &self,
-        channel: &str,
-        message: &Utf8Bytes,
-        except: Option<&str>,
-        version: u64,
-    ) {
-        let state = self.lock();
-        let Some(entry) = state.channels.get(channel) else {
-            return;
-        };
-        for socket_id in entry.subscribers.keys() {
-            let seen = entry
-                .presence_versions
-                .get(socket_id)
-                .is_some_and(|v| *v >= version);
-            if seen || Some(socket_id.as_str()) == except {
-                continue;
-            }
-            if let Some(socket) = state.sockets.get(socket_id) {
-                deliver(socket, message.clone());
-            }
-        }
-    }
-
     /// Delivers a frame to this node's subscribers of `channel` (and keeps it on cache
     /// channels); the path of both local publishes and frames relayed from other nodes.
     pub fn deliver_here(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
@@ -733,6 +693,46 @@ impl AppHub {
         }
         if entry.is_empty() {
             state.channels.remove(channel);
+        }
+    }
+
+    /// Delivers a `member_added` / `member_removed` frame of presence `version` on every node.
+    pub fn publish_member_event(
+        &self,
+        channel: &str,
+        message: Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    ) {
+        self.deliver_member_event_here(channel, &message, except, version);
+        self.cluster
+            .relay_member_event(&self.config.id, channel, &message, except, version);
+    }
+
+    /// Delivers a member frame to this node's subscribers whose member list does not already
+    /// include it (taken at `version` or later).
+    pub fn deliver_member_event_here(
+        &self,
+        channel: &str,
+        message: &Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    ) {
+        let state = self.lock();
+        let Some(entry) = state.channels.get(channel) else {
+            return;
+        };
+        for socket_id in entry.subscribers.keys() {
+            let seen = entry
+                .presence_versions
+                .get(socket_id)
+                .is_some_and(|v| *v >= version);
+            if seen || Some(socket_id.as_str()) == except {
+                continue;
+            }
+            if let Some(socket) = state.sockets.get(socket_id) {
+                deliver(socket, message.clone());
+            }
         }
     }
 
