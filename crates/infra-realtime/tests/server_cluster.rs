@@ -25,13 +25,42 @@ const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Short, so a killed node is noticed quickly; waits below are bounded by `PATIENCE`.
 const LEASE: &str = "1500ms";
 
-/// A prefix no other test (or suite) uses.
-fn unique_prefix(test: &str) -> String {
+/// A prefix no other test (or suite) uses; whatever a failing test leaves under it is
+/// deleted when the guard drops (a passing test checks itself that nothing is left).
+struct Prefix(String);
+
+impl std::ops::Deref for Prefix {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Drop for Prefix {
+    fn drop(&mut self) {
+        use redis::Commands;
+        let Ok(mut conn) = redis::Client::open(REDIS_URL).and_then(|c| c.get_connection()) else {
+            return;
+        };
+        let keys: Vec<String> = conn.keys(format!("{}:*", self.0)).unwrap_or_default();
+        if !keys.is_empty() {
+            let _: redis::RedisResult<()> = conn.del(keys);
+        }
+    }
+}
+
+fn unique_prefix(test: &str) -> Prefix {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .subsec_nanos();
-    format!("rt-test-{test}-{}-{nanos:x}", std::process::id())
+    Prefix(format!("rt-test-{test}-{}-{nanos:x}", std::process::id()))
 }
 
 fn node_env(prefix: &str, node: &str) -> Vec<(&'static str, String)> {
@@ -527,7 +556,7 @@ async fn without_redis_a_node_serves_its_own_clients_and_reports_degraded() {
     // Nothing listens on port 1: the node never reaches its cluster.
     let cluster = ClusterConfig::new("redis://127.0.0.1:1")
         .unwrap()
-        .with_key_prefix(unique_prefix("down"));
+        .with_key_prefix(unique_prefix("down").to_string());
     let (server, addr) = start(ServerConfig::new(vec![app()]).with_cluster(Some(cluster))).await;
     assert!(!server.cluster_ready(Duration::from_millis(300)).await);
     let probe = server.probe().await.unwrap();
@@ -679,7 +708,7 @@ async fn the_presence_member_limit_counts_every_node() {
     let node = |id: &str| {
         let cluster = ClusterConfig::new(REDIS_URL)
             .unwrap()
-            .with_key_prefix(&prefix)
+            .with_key_prefix(prefix.to_string())
             .with_node_id(id)
             .with_lease(Duration::from_millis(1500));
         let mut limits = infra_realtime::server::AppLimits::default();
