@@ -35,10 +35,11 @@ pub struct FaultReport {
 type Scenario = fn(&tokio::runtime::Runtime) -> Result<FaultReport>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 3] = [
+const SCENARIOS: [(&str, Scenario); 4] = [
     ("redis", redis_restart),
     ("postgres", postgres_kill),
     ("calendar-agent", calendar_agent_without_redis),
+    ("realtime", crate::faults_realtime::node_kill),
 ];
 
 pub fn run(args: &[String]) -> Result<bool> {
