@@ -420,3 +420,68 @@ async fn a_killed_workers_slots_free_after_its_lease_and_the_limit_holds() {
         "the other workers ran the ten waiting jobs and the two killed ones after the kill"
     );
 }
+
+/// The queue on its own, one process, several worker ids: what a claim admits, and when a
+/// slot comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_admits_up_to_the_limit_and_frees_slots_on_settle_and_expiry() {
+    use infra_core::{ConcurrencySlot, JobQueue, NewJob, Settlement};
+
+    let test_db = support::TestDb::create("slots").await;
+    let queue = PgQueue::new(test_db.database());
+    queue.prepare().await.unwrap();
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let limited = |n: i64| {
+        NewJob::new("f", Event::new("t/f", json!({ "n": n })), now())
+            .with_priority(1)
+            .with_concurrency_slot(ConcurrencySlot::new("s", 2))
+    };
+    let mut jobs: Vec<NewJob> = (0..5).map(limited).collect();
+    // Behind the limited ones in claim order: never held up by their full scope.
+    jobs.push(NewJob::new("g", Event::new("t/g", json!({})), now()));
+    queue.enqueue(jobs).await.unwrap();
+
+    let long = Duration::from_secs(60);
+    let a = queue.claim("a", 10, long).await.unwrap();
+    let ids = |jobs: &[infra_core::ClaimedJob], f: &str| -> Vec<i64> {
+        jobs.iter()
+            .filter(|j| j.function_id == f)
+            .map(|j| j.id)
+            .collect()
+    };
+    assert_eq!(ids(&a, "f").len(), 2, "two of scope s, the limit");
+    assert_eq!(ids(&a, "g").len(), 1, "the unlimited job too");
+    assert!(
+        queue.claim("b", 10, long).await.unwrap().is_empty(),
+        "the scope is full for every worker"
+    );
+
+    // A settlement frees its slot, for one more.
+    queue
+        .settle("a", vec![(ids(&a, "f")[0], Settlement::Completed)])
+        .await
+        .unwrap();
+    let b = queue.claim("b", 10, long).await.unwrap();
+    assert_eq!(b.len(), 1);
+
+    // An expired lease frees its slot without its worker: claimed with a lease already
+    // over, "c"'s job counts as running no more, and "c" cannot revive it.
+    queue
+        .settle("b", vec![(b[0].id, Settlement::Completed)])
+        .await
+        .unwrap();
+    let c = queue.claim("c", 10, Duration::ZERO).await.unwrap();
+    assert_eq!(c.len(), 1);
+    let d = queue.claim("d", 10, long).await.unwrap();
+    assert_eq!(d.len(), 1, "c's expired slot went to d");
+    queue.heartbeat("c", &[c[0].id], long).await.unwrap();
+    assert!(
+        queue.claim("e", 10, long).await.unwrap().is_empty(),
+        "a's and d's jobs hold the two slots"
+    );
+}
