@@ -153,13 +153,23 @@ async fn handler(event: Event, ctx: JobContext) -> infra_core::Result<()> {
     Ok(())
 }
 
+/// A pool that waits for connections as long as a loaded machine needs.
+fn patient_database(url: &str) -> Database {
+    let mut config = DbConfig::new(url).unwrap();
+    config.connect_timeout = Duration::from_secs(60);
+    config.acquire_timeout = Duration::from_secs(60);
+    Database::new(config).unwrap()
+}
+
 fn runtime(db: &Database) -> JobsRuntime {
     let rt = JobsRuntime::with_settings(
         Arc::new(PgQueue::new(db.clone())),
         Default::default(),
         WorkerSettings::default()
             .with_concurrency(PROCESS_CONCURRENCY)
-            .with_lease(Duration::from_secs(3))
+            // Well above a heartbeat's hiccups on a loaded machine: a worker that loses its
+            // lease while its handler runs is the one case the limit cannot cover.
+            .with_lease(Duration::from_secs(10))
             .with_poll_interval(Duration::from_millis(100)),
     )
     .with_state(db.clone())
@@ -175,7 +185,7 @@ fn runtime(db: &Database) -> JobsRuntime {
 #[ignore = "runs only as a child process of the tests in this file"]
 async fn child_worker() {
     let url = std::env::var(CHILD_ENV).expect("started by a parent test");
-    let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+    let db = patient_database(&url);
     let rt = runtime(&db);
     rt.start().await.unwrap();
     let mut conn = db.get().await.unwrap();
@@ -237,7 +247,7 @@ impl Drop for Workers {
 /// A migrated queue database with the handlers' tables.
 async fn setup(name: &str) -> (support::TestDb, Database, JobsRuntime) {
     let test_db = support::TestDb::create(name).await;
-    let db = test_db.database();
+    let db = patient_database(&test_db.url);
     let sender = runtime(&db);
     sender.queue().unwrap().prepare().await.unwrap();
     db.get()
@@ -380,7 +390,12 @@ async fn a_killed_workers_slots_free_after_its_lease_and_the_limit_holds() {
         3,
     )
     .await;
-    assert_eq!(count(&db, &holding).await, 2, "still held at the kill");
+    assert_eq!(count(&db, &holding).await, 2, "still running at the kill");
+    let leased = format!(
+        "SELECT count(*) AS n FROM infra_jobs \
+         WHERE locked_by LIKE '%-{first}-%' AND locked_until > infra_jobs_now_ms()"
+    );
+    assert_eq!(count(&db, &leased).await, 2, "still leased at the kill");
     workers.kill(first); // SIGKILL: no settlement, no cleanup, leases left behind
     let killed_at = now_seq(&db).await;
 
