@@ -17,16 +17,21 @@ CREATE INDEX infra_jobs_running_scopes ON infra_jobs USING gin (concurrency_scop
 -- The claim's cheap pre-filter: whether every limit of a job has room as of the statement's
 -- snapshot (unexpired leases only). It is not the decision, which
 -- infra_jobs_claim_limited makes under locks; it keeps jobs whose scopes are full out of
--- the claimed batch so they do not crowd out jobs that can run.
+-- the claimed batch so they do not crowd out jobs that can run. plpgsql rather than SQL:
+-- the planner would try to inline a SQL function on every claim, parsing its body, only
+-- to give up; plpgsql also keeps its plan for the session.
 CREATE FUNCTION infra_jobs_has_room(scopes text[], limits integer[]) RETURNS boolean
-    LANGUAGE sql STABLE AS $$
-    SELECT coalesce(bool_and(
-        (SELECT count(*) FROM (
-            SELECT 1 FROM infra_jobs r
-            WHERE r.concurrency_scopes @> ARRAY[u.scope] AND r.concurrency_scopes IS NOT NULL
-              AND r.locked_by IS NOT NULL AND r.locked_until >= infra_jobs_now_ms()
-            LIMIT u.lim) n) < u.lim), true)
-    FROM unnest(scopes, limits) AS u(scope, lim)
+    LANGUAGE plpgsql STABLE AS $$
+BEGIN
+    RETURN coalesce((
+        SELECT bool_and(
+            (SELECT count(*) FROM (
+                SELECT 1 FROM infra_jobs r
+                WHERE r.concurrency_scopes @> ARRAY[u.scope] AND r.concurrency_scopes IS NOT NULL
+                  AND r.locked_by IS NOT NULL AND r.locked_until >= infra_jobs_now_ms()
+                LIMIT u.lim) n) < u.lim)
+        FROM unnest(scopes, limits) AS u(scope, lim)), true);
+END
 $$;
 
 -- Claims those of `candidates` (due jobs with limits, in no particular order) whose every

@@ -509,25 +509,39 @@ async fn enqueue_on(
             ckeys.push(job.concurrency_key.as_deref());
             slots.push(encode_slots(job));
         }
-        // The wake-up rides in the same statement: one round trip for a plain send.
-        let mut ids: Vec<IdRow> = sql_query(format!(
-            "WITH ins AS (INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key, \
-                 concurrency_scopes, concurrency_limits) \
-               SELECT f, e::jsonb, p, r, m, c, {SCOPES_OF}, {LIMITS_OF} \
-               FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[], $7::text[]) \
-                    WITH ORDINALITY AS u(f, e, p, r, m, c, s, n) \
+        // The wake-up rides in the same statement: one round trip for a plain send. A batch
+        // without concurrency limits leaves out the slot columns: unpacking them costs
+        // planning time on every send (statements are planned per execution).
+        let limited = slots.iter().any(Option::is_some);
+        let (slot_columns, slot_values, slot_param, slot_alias) = if limited {
+            (
+                ", concurrency_scopes, concurrency_limits",
+                format!(", {SCOPES_OF}, {LIMITS_OF}"),
+                ", $7::text[]",
+                ", s",
+            )
+        } else {
+            ("", String::new(), "", "")
+        };
+        let mut insert = sql_query(format!(
+            "WITH ins AS (INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key{slot_columns}) \
+               SELECT f, e::jsonb, p, r, m, c{slot_values} \
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[]{slot_param}) \
+                    WITH ORDINALITY AS u(f, e, p, r, m, c{slot_alias}, n) \
                ORDER BY n RETURNING id) \
              SELECT ins.id FROM ins CROSS JOIN (SELECT pg_notify('infra_jobs', '')) AS wake"
         ))
+        .into_boxed::<diesel::pg::Pg>()
         .bind::<Array<Text>, _>(&fns)
         .bind::<Array<Text>, _>(&events)
         .bind::<Array<Integer>, _>(&prios)
         .bind::<Array<BigInt>, _>(&run_ats)
         .bind::<Array<Integer>, _>(&maxes)
-        .bind::<Array<Nullable<Text>>, _>(&ckeys)
-        .bind::<Array<Nullable<Text>>, _>(&slots)
-        .load(conn)
-        .await?;
+        .bind::<Array<Nullable<Text>>, _>(&ckeys);
+        if limited {
+            insert = insert.bind::<Array<Nullable<Text>>, _>(&slots);
+        }
+        let mut ids: Vec<IdRow> = insert.load(conn).await?;
         ids.sort_by_key(|r| r.id);
         for (&i, row) in plain.iter().zip(ids) {
             results[i] = Some(Enqueued::Added(row.id));
