@@ -5,7 +5,7 @@ use std::time::Duration;
 use diesel::result::Error as DieselError;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
-use infra_core::{Error, Result};
+use infra_core::{Backoff, Error, Result};
 
 use crate::database::Database;
 use crate::error::{is_retryable_transaction_error, map_diesel_error};
@@ -23,34 +23,21 @@ pub enum Isolation {
 }
 
 /// How many times, and how far apart, a transaction is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (at least 1).
     pub max_attempts: u32,
-    /// The first back-off; it doubles each retry.
-    pub base_delay: Duration,
-    /// The longest back-off.
-    pub max_delay: Duration,
+    /// The wait before each retry (default 10 ms doubling up to 500 ms, equal jitter so
+    /// retrying transactions don't collide again in lockstep).
+    pub backoff: Backoff,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             max_attempts: 5,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(500),
+            backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(500)),
         }
-    }
-}
-
-impl RetryPolicy {
-    /// The back-off before retry `attempt` (1-based), with "equal jitter": half fixed, half
-    /// random, so retrying transactions don't collide again in lockstep.
-    fn delay(&self, attempt: u32) -> Duration {
-        let exp = self.base_delay.saturating_mul(1u32 << attempt.min(16));
-        let capped = exp.min(self.max_delay);
-        let half = capped / 2;
-        half + half.mul_f64(rand::random::<f64>())
     }
 }
 
@@ -102,7 +89,7 @@ impl Database {
                 Err(err) if is_retryable_transaction_error(&err) && attempt < attempts => {
                     tracing::debug!(attempt, error = %err, "retrying transaction");
                     drop(conn);
-                    tokio::time::sleep(policy.delay(attempt)).await;
+                    tokio::time::sleep(policy.backoff.delay(attempt)).await;
                     attempt += 1;
                 }
                 Err(err) => return Err(final_error(map_diesel_error(err), attempt)),
@@ -156,25 +143,4 @@ where
         let _ = diesel::sql_query("ROLLBACK").execute(conn).await;
     }
     outcome
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_is_capped_and_jittered() {
-        let policy = RetryPolicy::default();
-        for attempt in 1..10 {
-            let d = policy.delay(attempt);
-            let cap = policy
-                .base_delay
-                .saturating_mul(1 << attempt)
-                .min(policy.max_delay);
-            assert!(
-                d >= cap / 2 && d <= cap,
-                "attempt {attempt}: {d:?} vs {cap:?}"
-            );
-        }
-    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use infra_core::{Error, Event, Result, TypedEvent, format_duration};
+use infra_core::{Backoff, Error, Event, Result, TypedEvent, format_duration};
 
 use crate::context::JobContext;
 use crate::cron::CronSchedule;
@@ -28,41 +28,10 @@ pub enum Trigger {
 /// The name of the event a cron trigger delivers, as Inngest names it.
 pub const CRON_EVENT_NAME: &str = "inngest/scheduled.timer";
 
-/// Exponential backoff between attempts, with jitter.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    /// The delay after the first failed attempt.
-    pub base: Duration,
-    /// The longest delay.
-    pub max: Duration,
-    /// The fraction of the delay drawn at random (0 = none, 1 = anywhere from 0 to the delay).
-    pub jitter: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            base: Duration::from_secs(1),
-            max: Duration::from_secs(10 * 60),
-            jitter: 0.5,
-        }
-    }
-}
-
-impl Backoff {
-    /// The delay before the attempt after `failed_attempt` (from 1): `base · 2^(n-1)`,
-    /// capped at `max`, minus up to `jitter` of it at random.
-    pub fn delay(&self, failed_attempt: u32) -> Duration {
-        let exp = failed_attempt.saturating_sub(1).min(30);
-        let full = self.base.saturating_mul(1u32 << exp).min(self.max);
-        let jitter = self.jitter.clamp(0.0, 1.0);
-        if jitter == 0.0 {
-            return full;
-        }
-        let cut = full.mul_f64(jitter * rand::random::<f64>());
-        full - cut
-    }
-}
+/// The back-off of function attempts unless a function sets its own: 1 s doubling up to
+/// 10 minutes, equal jitter.
+pub const DEFAULT_BACKOFF: Backoff =
+    Backoff::new(Duration::from_secs(1), Duration::from_secs(10 * 60));
 
 /// At most `limit` runs at once, in all or per key.
 #[derive(Debug, Clone, PartialEq)]
@@ -115,7 +84,7 @@ impl Default for FunctionOptions {
     fn default() -> Self {
         FunctionOptions {
             retries: 3,
-            backoff: Backoff::default(),
+            backoff: DEFAULT_BACKOFF,
             timeout: Duration::from_secs(5 * 60),
             priority: 0,
             concurrency: Vec::new(),
@@ -330,7 +299,7 @@ impl<E> FunctionBuilder<E> {
         self
     }
 
-    fn finish(mut self, handler: DynHandler) -> Result<Function> {
+    fn finish(self, handler: DynHandler) -> Result<Function> {
         if let Some(err) = self.errors.into_iter().next() {
             return Err(err.with_context("function", self.id));
         }
@@ -355,7 +324,6 @@ impl<E> FunctionBuilder<E> {
                 format!("of function `{}` must be above zero", self.id),
             ));
         }
-        self.options.backoff.jitter = self.options.backoff.jitter.clamp(0.0, 1.0);
         Ok(Function {
             name: self.name.unwrap_or_else(|| self.id.clone()),
             id: self.id,
@@ -431,23 +399,6 @@ fn check_id(id: &str) -> Result<()> {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn backoff_grows_caps_and_jitters_down() {
-        let b = Backoff {
-            base: Duration::from_millis(100),
-            max: Duration::from_secs(1),
-            jitter: 0.0,
-        };
-        assert_eq!(b.delay(1), Duration::from_millis(100));
-        assert_eq!(b.delay(3), Duration::from_millis(400));
-        assert_eq!(b.delay(10), Duration::from_secs(1));
-        let j = Backoff { jitter: 0.5, ..b };
-        for _ in 0..100 {
-            let d = j.delay(2);
-            assert!(d >= Duration::from_millis(100) && d <= Duration::from_millis(200));
-        }
-    }
 
     #[test]
     fn builder_refuses_bad_definitions() {

@@ -19,10 +19,7 @@ use crate::config::InngestConfig;
 use crate::event_id::now_ms;
 
 /// The back-off between attempts of one send.
-const RETRY_BACKOFF: Backoff = Backoff {
-    base: Duration::from_millis(100),
-    max: Duration::from_secs(2),
-};
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 /// Sends events to Inngest Cloud or the Inngest dev server: `POST {base}/e/{event_key}`.
 #[derive(Debug, Clone)]

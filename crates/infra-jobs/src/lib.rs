@@ -36,10 +36,10 @@ pub use context::{AppState, JobContext};
 pub use cron::CronSchedule;
 pub use event_key::EventKey;
 pub use function::{
-    Backoff, CRON_EVENT_NAME, Concurrency, Debounce, Function, FunctionBuilder, FunctionOptions,
-    Idempotency, Trigger,
+    CRON_EVENT_NAME, Concurrency, DEFAULT_BACKOFF, Debounce, Function, FunctionBuilder,
+    FunctionOptions, Idempotency, Trigger,
 };
-pub use infra_core::{EventLimits, TypedEvent, TypedEventSender};
+pub use infra_core::{Backoff, EventLimits, TypedEvent, TypedEventSender};
 #[cfg(feature = "serve")]
 pub use ingest::{
     DEFAULT_INGEST_MAX_BODY, INGEST_KEYS_VAR, INGEST_MAX_BODY_VAR, IngestConfig, ingest_router,

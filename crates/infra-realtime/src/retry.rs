@@ -10,7 +10,7 @@ use std::time::Duration;
 use infra_core::Backoff;
 
 /// How a failed call is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Attempts in all, the first included (1 = never retry).

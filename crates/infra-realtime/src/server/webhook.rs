@@ -8,7 +8,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use infra_core::Secret;
+use infra_core::{Backoff, Secret};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
@@ -20,6 +20,9 @@ const MAX_BATCH: usize = 100;
 const QUEUE_CAPACITY: usize = 10_000;
 /// Attempts per batch before it is given up (and logged).
 const MAX_ATTEMPTS: u32 = 5;
+/// Waits between deliveries of one batch: 0.5 s doubling up to 30 s, jittered so a receiver
+/// coming back is not hit by every node's retries at once.
+const DELIVERY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
 
 /// One webhook event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +233,6 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
         .map(|d| d.as_millis())
         .unwrap_or_default();
     let (body, signature) = sign_batch(&target.secret, time_ms, events);
-    let mut backoff = Duration::from_millis(500);
     for attempt in 1..=MAX_ATTEMPTS {
         let result = http
             .post(target.url.clone())
@@ -248,8 +250,7 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
             Err(e) => tracing::warn!(error = %e.without_url(), attempt, "webhook not delivered"),
         }
         if attempt < MAX_ATTEMPTS {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(30));
+            tokio::time::sleep(DELIVERY_BACKOFF.delay(attempt)).await;
         }
     }
     tracing::error!(
