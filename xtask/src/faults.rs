@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::sync::Mutex;
 
+/// The `jobs` scenario, and the worker process it kills.
+pub(crate) mod jobs;
+
 /// What one scenario observed.
 pub struct FaultReport {
     /// Scenario name, as given on the command line.
@@ -35,10 +38,11 @@ pub struct FaultReport {
 type Scenario = fn(&tokio::runtime::Runtime) -> Result<FaultReport>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 3] = [
+const SCENARIOS: [(&str, Scenario); 4] = [
     ("redis", redis_restart),
     ("postgres", postgres_kill),
     ("calendar-agent", calendar_agent_without_redis),
+    ("jobs", jobs::worker_killed_mid_run),
 ];
 
 pub fn run(args: &[String]) -> Result<bool> {

@@ -19,6 +19,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 #[path = "../tests/support/schema.rs"]
 mod schema;
 
+use infra_core::testkit::bench_report::{Goal, Row, Side};
 use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use infra_db::{Database, DbConfig, run_pending_migrations};
 use schema::{users, workspaces};
@@ -144,7 +145,8 @@ fn line(label: &str, s: &Summary) {
     )
 }
 
-/// Alternates the sides `ROUNDS` times and prints the baseline first, then ours and the ratio.
+/// Alternates the sides `ROUNDS` times and prints the baseline first, then ours and the ratio;
+/// returns the row for `cargo xtask bench`'s table.
 #[allow(clippy::too_many_arguments)]
 async fn compare<S, F, Fut, R, G, Gut>(
     name: &str,
@@ -154,7 +156,7 @@ async fn compare<S, F, Fut, R, G, Gut>(
     ours_label: &str,
     ours_state: &[S],
     ours: F,
-) -> f64
+) -> Row
 where
     S: Clone + Send + 'static,
     F: Fn(S) -> Fut + Clone + Send + 'static,
@@ -174,7 +176,14 @@ where
     line(ours_label, &ours);
     let ratio = ours.median / raw.median;
     println!("  ratio ours / baseline: {ratio:.3}\n");
-    ratio
+    let side = |label: &str, s: &Summary| {
+        Side::new(label, s.median)
+            .with_latency(s.p50, s.p99)
+            .with_cpu_per_op(s.cpu_per_op)
+    };
+    Row::new("infra-db", format!("{name}, {TASKS} tasks"), "queries/s")
+        .ours(side(ours_label, &ours))
+        .baseline(side(baseline_label, &raw))
 }
 
 /// `pgbench -M prepared` running `sql` on `TASKS` clients for a few seconds: its rate and mean
@@ -297,7 +306,7 @@ async fn run() {
     let ours_state = vec![db.clone(); TASKS];
 
     let select_one = dedicated(&url, "SELECT 1").await;
-    compare(
+    let mut select_one_row = compare(
         "pooled SELECT 1",
         "tokio-postgres, dedicated connection per task, prepared",
         &select_one,
@@ -319,15 +328,23 @@ async fn run() {
     .await;
     drop(select_one);
     match pgbench(&url, "SELECT 1") {
-        Some((tps, latency_ms)) => println!(
-            "  pgbench -M prepared -c {TASKS} -j 2 -T 5, SELECT 1 (the server's limit): {tps:.0}/s, mean latency {:.1} µs\n",
-            latency_ms * 1000.0
-        ),
+        Some((tps, latency_ms)) => {
+            println!(
+                "  pgbench -M prepared -c {TASKS} -j 2 -T 5, SELECT 1 (the server's limit): {tps:.0}/s, mean latency {:.1} µs\n",
+                latency_ms * 1000.0
+            );
+            select_one_row = select_one_row.other(Side::new(
+                format!("pgbench -M prepared -c {TASKS} -j 2 (C client, the server's limit)"),
+                tps,
+            ));
+        }
         None => println!("  pgbench row skipped (pgbench not installed or failed)\n"),
     }
+    // Issue 9's goal for the pooled path.
+    let select_one_row = select_one_row.goal(Goal::ratio_at_least(0.85));
 
     let lookups = dedicated(&url, LOOKUP_SQL).await;
-    compare(
+    let lookup_row = compare(
         "20-row indexed users lookup",
         "tokio-postgres, dedicated connection per task, prepared",
         &lookups,
@@ -344,6 +361,9 @@ async fn run() {
     )
     .await;
     drop(lookups);
+    for row in [select_one_row, lookup_row] {
+        row.emit().expect("bench report written");
+    }
 
     drop((db, ours_state));
     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
