@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use infra_cache::{
     MemoryCache, MemoryConfig, RateLimitAlgorithm, RedisCache, RedisConfig, redis_scripts,
 };
-use infra_core::testkit::bench_report::{Goal, Row, Side};
+use infra_core::testkit::bench_report::{Goal, Row, Side as ReportSide};
 use infra_core::{Cache, CacheExt, RateLimiter};
 use tokio::runtime::Runtime;
 
@@ -139,10 +139,10 @@ fn line(label: &str, side: &str) {
 }
 
 /// A side's figures for `cargo xtask bench`'s table.
-fn report_side(label: &str, side: &str) -> Option<Side> {
+fn report_side(label: &str, side: &str) -> Option<ReportSide> {
     let (rate, p50, p99, cpu) = stats(side)?;
     Some(
-        Side::new(label, rate)
+        ReportSide::new(label, rate)
             .with_latency(p50, p99)
             .with_cpu_per_op(cpu),
     )
@@ -430,7 +430,7 @@ fn redis_get_set(c: &mut Criterion) {
                     ours / mixed
                 );
             }
-            practical_limit = Some(Side::new(
+            practical_limit = Some(ReportSide::new(
                 "redis-benchmark -c 64 -d 1024, 50/50 GET/SET mix",
                 mixed,
             ));
