@@ -246,11 +246,9 @@ fn postgres_version() -> Result<String> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut conn = tokio::time::timeout(
-            Duration::from_secs(5),
-            AsyncPgConnection::establish(&url),
-        )
-        .await??;
+        let mut conn =
+            tokio::time::timeout(Duration::from_secs(5), AsyncPgConnection::establish(&url))
+                .await??;
         let version: Version = diesel::sql_query("SHOW server_version")
             .get_result(&mut conn)
             .await?;

@@ -651,14 +651,21 @@ fn memory_get(c: &mut Criterion) {
         );
     }
     if let (Some(ours), Some(raw)) = (
-        report_side("MemoryCache through &dyn Cache (boxed future)", "memory trait"),
+        report_side(
+            "MemoryCache through &dyn Cache (boxed future)",
+            "memory trait",
+        ),
         report_side("raw moka (same weigher and per-entry expiry)", "memory raw"),
     ) {
-        Row::new("infra-cache", "memory get 1 KiB through &dyn Cache", "ops/s")
-            .ours(ours)
-            .baseline(raw)
-            .emit()
-            .expect("bench report written");
+        Row::new(
+            "infra-cache",
+            "memory get 1 KiB through &dyn Cache",
+            "ops/s",
+        )
+        .ours(ours)
+        .baseline(raw)
+        .emit()
+        .expect("bench report written");
     }
 }
 

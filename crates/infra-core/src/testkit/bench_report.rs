@@ -210,7 +210,10 @@ impl Goal {
         match self.measure {
             Measure::Ratio => format!("ratio {op} {}", self.value),
             Measure::Figure => format!("{op} {} {unit}", self.value),
-            Measure::P99Us => format!("p99 {op} {}", latency(self.value)),
+            Measure::P99Us if self.value >= 1000.0 => {
+                format!("p99 {op} {} ms", self.value / 1000.0)
+            }
+            Measure::P99Us => format!("p99 {op} {} µs", self.value),
         }
     }
 }
@@ -419,7 +422,9 @@ pub fn markdown_table(rows: &[Row]) -> String {
             .baseline
             .as_ref()
             .map_or_else(|| "—".to_owned(), |s| side_cell(s, &row.unit));
-        let ratio = row.ratio.map_or_else(|| "—".to_owned(), |r| format!("{r:.3}"));
+        let ratio = row
+            .ratio
+            .map_or_else(|| "—".to_owned(), |r| format!("{r:.3}"));
         let goals = if row.goals.is_empty() {
             "—".to_owned()
         } else {
@@ -505,7 +510,10 @@ mod tests {
             .ours(Side::new("o", 3.0));
         assert_eq!(a.ratio, Some(0.75));
         assert_eq!(row().ratio, Some(0.9));
-        assert_eq!(Row::new("c", "w", "u").ours(Side::new("o", 3.0)).ratio, None);
+        assert_eq!(
+            Row::new("c", "w", "u").ours(Side::new("o", 3.0)).ratio,
+            None
+        );
     }
 
     #[test]
@@ -533,6 +541,11 @@ mod tests {
             .goal(Goal::ratio_at_least(0.7))
             .goal(Goal::p99_at_most(Duration::from_millis(10)));
         assert_eq!(fanout.goals_met(), Some(false), "p99 over its bound");
+        assert_eq!(
+            fanout.goals[1].describe(&fanout.unit),
+            "p99 ≤ 10 ms",
+            "a goal reads as the issue wrote it"
+        );
     }
 
     #[test]
@@ -589,9 +602,6 @@ mod tests {
     fn a_broken_line_names_its_file_and_line() {
         let good = row().to_json_line().unwrap();
         let err = parse(Path::new("r.jsonl"), &format!("{good}{{oops\n")).unwrap_err();
-        assert!(
-            matches!(err, ReportError::Parse { line: 2, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, ReportError::Parse { line: 2, .. }), "{err:?}");
     }
 }
