@@ -38,10 +38,11 @@ pub struct FaultReport {
 type Scenario = fn(&tokio::runtime::Runtime) -> Result<FaultReport>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 4] = [
+const SCENARIOS: [(&str, Scenario); 5] = [
     ("redis", redis_restart),
     ("postgres", postgres_kill),
     ("calendar-agent", calendar_agent_without_redis),
+    ("realtime", crate::faults_realtime::node_kill),
     ("jobs", jobs::worker_killed_mid_run),
 ];
 

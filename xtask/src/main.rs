@@ -10,6 +10,7 @@
 mod bench;
 mod ci;
 mod faults;
+mod faults_realtime;
 mod migrate;
 mod realtime_probe;
 mod services;

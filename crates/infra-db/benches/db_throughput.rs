@@ -8,7 +8,8 @@
 //! the C client, i.e. what the server manages on this machine.
 //!
 //! `cargo bench -p infra-db` (or `cargo xtask bench db`). Needs PostgreSQL on `DATABASE_URL`
-//! (default 127.0.0.1:5432); creates and drops its own database.
+//! (default 127.0.0.1:5432); creates and drops its own database. `DB_BENCH_ONLY=ours` (or
+//! `baseline`) runs one side alone, without pgbench: for profiling each side with `perf`.
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -146,7 +147,7 @@ fn line(label: &str, s: &Summary) {
 }
 
 /// Alternates the sides `ROUNDS` times and prints the baseline first, then ours and the ratio;
-/// returns the row for `cargo xtask bench`'s table.
+/// returns the row for `cargo xtask bench`'s table (none when one side ran alone).
 #[allow(clippy::too_many_arguments)]
 async fn compare<S, F, Fut, R, G, Gut>(
     name: &str,
@@ -156,7 +157,7 @@ async fn compare<S, F, Fut, R, G, Gut>(
     ours_label: &str,
     ours_state: &[S],
     ours: F,
-) -> Row
+) -> Option<Row>
 where
     S: Clone + Send + 'static,
     F: Fn(S) -> Fut + Clone + Send + 'static,
@@ -165,13 +166,27 @@ where
     G: Fn(R) -> Gut + Clone + Send + 'static,
     Gut: std::future::Future<Output = ()> + Send,
 {
+    // `DB_BENCH_ONLY=baseline` (or `ours`) runs one side alone: for profiling each side.
+    let only = std::env::var("DB_BENCH_ONLY")
+        .ok()
+        .filter(|side| side == "ours" || side == "baseline")
+        .unwrap_or_default();
     let (mut a, mut b) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
-        b.push(round(baseline_state, baseline.clone()).await);
-        a.push(round(ours_state, ours.clone()).await);
+        if only != "ours" {
+            b.push(round(baseline_state, baseline.clone()).await);
+        }
+        if only != "baseline" {
+            a.push(round(ours_state, ours.clone()).await);
+        }
+    }
+    println!("{name}");
+    if !only.is_empty() {
+        let side = summarise(if a.is_empty() { b } else { a });
+        line(&format!("{only} only (DB_BENCH_ONLY)"), &side);
+        return None;
     }
     let (ours, raw) = (summarise(a), summarise(b));
-    println!("{name}");
     line(baseline_label, &raw);
     line(ours_label, &ours);
     let ratio = ours.median / raw.median;
@@ -181,9 +196,11 @@ where
             .with_latency(s.p50, s.p99)
             .with_cpu_per_op(s.cpu_per_op)
     };
-    Row::new("infra-db", format!("{name}, {TASKS} tasks"), "queries/s")
-        .ours(side(ours_label, &ours))
-        .baseline(side(baseline_label, &raw))
+    Some(
+        Row::new("infra-db", format!("{name}, {TASKS} tasks"), "queries/s")
+            .ours(side(ours_label, &ours))
+            .baseline(side(baseline_label, &raw)),
+    )
 }
 
 /// `pgbench -M prepared` running `sql` on `TASKS` clients for a few seconds: its rate and mean
@@ -327,21 +344,28 @@ async fn run() {
     )
     .await;
     drop(select_one);
-    match pgbench(&url, "SELECT 1") {
+    let pgbench_rate = if std::env::var("DB_BENCH_ONLY").is_ok_and(|side| !side.is_empty()) {
+        None
+    } else {
+        pgbench(&url, "SELECT 1")
+    };
+    match pgbench_rate {
         Some((tps, latency_ms)) => {
             println!(
                 "  pgbench -M prepared -c {TASKS} -j 2 -T 5, SELECT 1 (the server's limit): {tps:.0}/s, mean latency {:.1} µs\n",
                 latency_ms * 1000.0
             );
-            select_one_row = select_one_row.other(Side::new(
-                format!("pgbench -M prepared -c {TASKS} -j 2 (C client, the server's limit)"),
-                tps,
-            ));
+            select_one_row = select_one_row.map(|row| {
+                row.other(Side::new(
+                    format!("pgbench -M prepared -c {TASKS} -j 2 (C client, the server's limit)"),
+                    tps,
+                ))
+            });
         }
         None => println!("  pgbench row skipped (pgbench not installed or failed)\n"),
     }
     // Issue 9's goal for the pooled path.
-    let select_one_row = select_one_row.goal(Goal::ratio_at_least(0.85));
+    let select_one_row = select_one_row.map(|row| row.goal(Goal::ratio_at_least(0.85)));
 
     let lookups = dedicated(&url, LOOKUP_SQL).await;
     let lookup_row = compare(
@@ -361,7 +385,51 @@ async fn run() {
     )
     .await;
     drop(lookups);
-    for row in [select_one_row, lookup_row] {
+    // The baseline above sends other SQL than diesel does: its id bound and LIMIT are literals,
+    // so after five executions PostgreSQL runs it with a cached generic plan. diesel binds
+    // them (`$2`, `$3`), and with an unknown LIMIT the generic plan looks dearer than a custom
+    // one, so the server plans ours again on every execution. It also never reads the rows'
+    // values, which ours decodes into `(i64, String)`. The same lookup against a baseline that
+    // prepares diesel's own SQL, binds the same three values and decodes the same tuples
+    // leaves only what our layers (pool, diesel, diesel-async) add on the client.
+    let diesel_sql = {
+        let query = users::table
+            .filter(users::workspace_id.eq(workspace))
+            .filter(users::id.gt(5000))
+            .order(users::id)
+            .select((users::id, users::email))
+            .limit(20);
+        let text = diesel::debug_query::<diesel::pg::Pg, _>(&query).to_string();
+        text.split(" -- binds:").next().unwrap().to_owned()
+    };
+    let same_statement = dedicated(&url, &diesel_sql).await;
+    let same_statement_row = compare(
+        "20-row indexed users lookup, same statement on both sides (diesel's SQL, 3 binds, rows decoded)",
+        "tokio-postgres, dedicated, prepared, diesel's SQL, decoded",
+        &same_statement,
+        move |c| async move {
+            let rows: Vec<(i64, String)> =
+                c.0.query(&c.1, &[&workspace, &5000_i64, &20_i64])
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(|r| (r.get(0), r.get(1)))
+                    .collect();
+            assert_eq!(rows.len(), 20);
+        },
+        "Database::read() + typed diesel query",
+        &ours_state,
+        move |d: Database| async move {
+            let mut conn = d.read().await.unwrap();
+            assert_eq!(lookup(&mut conn, workspace).await.len(), 20);
+        },
+    )
+    .await;
+    drop(same_statement);
+    for row in [select_one_row, lookup_row, same_statement_row]
+        .into_iter()
+        .flatten()
+    {
         row.emit().expect("bench report written");
     }
 

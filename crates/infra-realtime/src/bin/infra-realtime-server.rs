@@ -1,6 +1,7 @@
 //! The standalone Pusher-protocol server: WebSocket and HTTP API on `INFRA_REALTIME_ADDR`
 //! (default `127.0.0.1:6001`), apps from `PUSHER_APP_ID` / `PUSHER_KEY` / `PUSHER_SECRET` or
-//! `INFRA_REALTIME_APPS_FILE`. SIGTERM or Ctrl-C closes every connection with a close frame
+//! `INFRA_REALTIME_APPS_FILE`; with `INFRA_REALTIME_REDIS_URL` (feature `server-redis`) it is one
+//! node of a cluster sharing that Redis (`docs/realtime-server.md`). SIGTERM or Ctrl-C closes every connection with a close frame
 //! (4200, reconnect) before the process exits.
 
 use std::net::SocketAddr;
@@ -11,6 +12,8 @@ use infra_core::{Env, Error};
 use infra_realtime::server::{RealtimeServer, ServerConfig};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:6001";
+/// How long start-up waits for the cluster's Redis before serving alone.
+const CLUSTER_JOIN_WAIT: Duration = Duration::from_secs(5);
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt().with_target(false).init();
@@ -49,7 +52,13 @@ async fn run(env: Env) -> Result<(), Error> {
             )
         })?;
     let apps: Vec<String> = config.apps.iter().map(|a| a.id.clone()).collect();
+    let clustered = config.cluster.is_some();
     let server = RealtimeServer::new(config)?;
+    // Joining first means clients of a fresh node see the cluster's events and members from
+    // their first frame; a node that cannot reach Redis serves alone and keeps trying.
+    if clustered && !server.cluster_ready(CLUSTER_JOIN_WAIT).await {
+        tracing::warn!("the cluster's Redis is unreachable; serving this node's clients alone");
+    }
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| {
         Error::config(
             "INFRA_REALTIME_ADDR",

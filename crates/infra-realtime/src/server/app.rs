@@ -7,6 +7,8 @@ use std::time::Duration;
 use infra_core::{Env, Error, Result, Secret};
 use serde::Deserialize;
 
+use super::cluster_config::ClusterConfig;
+
 /// Per-app limits. Defaults follow Pusher's published limits where it has them.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,6 +123,8 @@ pub struct ServerConfig {
     pub pong_timeout: Duration,
     /// How long `channel_vacated` / `member_removed` webhooks wait for a quick return.
     pub leave_delay: Duration,
+    /// Other nodes to act as one with, over Redis; `None`: this process alone.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Deserialize)]
@@ -137,6 +141,7 @@ impl ServerConfig {
             activity_timeout: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(30),
             leave_delay: Duration::from_secs(3),
+            cluster: None,
         }
     }
 
@@ -157,6 +162,12 @@ impl ServerConfig {
         self
     }
 
+    /// Shares the channels with the other nodes of `cluster` (`None`: this process alone).
+    pub fn with_cluster(mut self, cluster: Option<ClusterConfig>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
     /// Replaces the webhook leave delay.
     pub fn with_leave_delay(mut self, delay: Duration) -> Self {
         self.leave_delay = delay;
@@ -165,7 +176,9 @@ impl ServerConfig {
 
     /// The apps from `INFRA_REALTIME_APPS_FILE` when set, else the one app of
     /// `PUSHER_APP_ID` / `PUSHER_KEY` / `PUSHER_SECRET`; `INFRA_REALTIME_WEBHOOK_URL` sets the
-    /// webhook of an app that names none. `Ok(None)` when neither is configured.
+    /// webhook of an app that names none; `INFRA_REALTIME_REDIS_URL` (and its companions, see
+    /// [`ClusterConfig::from_env`]) joins the nodes sharing that Redis. `Ok(None)` when no
+    /// app is configured.
     pub fn from_env(env: &Env) -> Result<Option<Self>> {
         let webhook = env.url("INFRA_REALTIME_WEBHOOK_URL")?;
         let mut apps = if let Some(path) = env.optional("INFRA_REALTIME_APPS_FILE") {
@@ -184,7 +197,9 @@ impl ServerConfig {
                 app.webhook_url = webhook.clone();
             }
         }
-        Ok(Some(ServerConfig::new(apps)))
+        Ok(Some(
+            ServerConfig::new(apps).with_cluster(ClusterConfig::from_env(env)?),
+        ))
     }
 }
 

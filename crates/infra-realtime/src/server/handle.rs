@@ -12,6 +12,7 @@ use infra_core::{BatchEvent, ChannelName, Error, EventName, HealthCheck, Probe, 
 use serde::Deserialize;
 
 use super::app::{AppConfig, ServerConfig};
+use super::cluster::{ClusterAdapter, SingleNode};
 use super::connection;
 use super::http_api;
 use super::hub::{AppHub, Hub, StateCounts};
@@ -72,9 +73,16 @@ impl RealtimeServer {
                 "the realtime server needs at least one app",
             ));
         }
-        Ok(RealtimeServer {
-            hub: Arc::new(Hub::new(config)),
-        })
+        let cluster = cluster_adapter(&config)?;
+        let hub = Arc::new(Hub::new(config, cluster.clone()));
+        cluster.start(Arc::downgrade(&hub))?;
+        Ok(RealtimeServer { hub })
+    }
+
+    /// Waits until the node reaches its cluster's Redis (true at once for a single node);
+    /// false after `wait`, the node then serves its own clients and keeps trying.
+    pub async fn cluster_ready(&self, wait: Duration) -> bool {
+        self.hub.cluster().ready(wait).await
     }
 
     /// The WebSocket endpoint `/app/{key}` and the HTTP API `/apps/{id}/…`.
@@ -130,7 +138,8 @@ impl RealtimeServer {
     }
 
     /// Closes every connection with 4200 (reconnect now) and waits up to `deadline` for them
-    /// to be gone; returns how many were still open.
+    /// to be gone; returns how many were still open. A cluster node then leaves its cluster
+    /// (its state is removed from Redis at once, not when its lease runs out).
     pub async fn shutdown(&self, deadline: Duration) -> usize {
         for app in self.hub.apps() {
             app.close_all(CloseCode::GoingAway);
@@ -139,7 +148,32 @@ impl RealtimeServer {
         while self.connection_count() > 0 && tokio::time::Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        self.connection_count()
+        let left = self.connection_count();
+        self.hub.cluster().leave().await;
+        left
+    }
+}
+
+/// The adapter the configuration asks for: Redis when a cluster is configured.
+fn cluster_adapter(config: &ServerConfig) -> Result<Arc<dyn ClusterAdapter>> {
+    let Some(cluster) = &config.cluster else {
+        return Ok(Arc::new(SingleNode));
+    };
+    #[cfg(feature = "server-redis")]
+    {
+        let ids = config.apps.iter().map(|a| a.id.as_str());
+        Ok(Arc::new(super::redis_cluster::RedisCluster::new(
+            cluster.clone(),
+            ids,
+        )?))
+    }
+    #[cfg(not(feature = "server-redis"))]
+    {
+        let _ = cluster;
+        Err(Error::config(
+            super::cluster_config::REDIS_URL_VAR,
+            "is set but infra-realtime was built without its `server-redis` feature",
+        ))
     }
 }
 
@@ -173,6 +207,7 @@ impl Realtime for RealtimeServer {
             self.default_app()
                 .publish(channel.as_str(), event.as_str(), &encoded, None);
         }
+        self.default_app().flush_relays().await;
         Ok(())
     }
 
@@ -183,6 +218,7 @@ impl Realtime for RealtimeServer {
             self.default_app()
                 .publish(event.channel.as_str(), event.name.as_str(), &data, None);
         }
+        self.default_app().flush_relays().await;
         Ok(())
     }
 }
@@ -192,18 +228,30 @@ impl HealthCheck for RealtimeServer {
     fn service(&self) -> &str {
         "realtime"
     }
-    /// `local`, like every service's embedded default.
+    /// `local`, like every service's embedded default; `redis` when nodes share a Redis.
     fn backend(&self) -> &str {
-        "local"
+        if self.hub.cluster().is_shared() {
+            "redis"
+        } else {
+            "local"
+        }
     }
-    /// Takes each app's lock and counts its state: proves the hub is not wedged.
+    /// Takes each app's lock and counts its state: proves the hub is not wedged. A node cut
+    /// off from its cluster's Redis is degraded: it still serves its own clients.
     async fn probe(&self) -> Result<Probe> {
         let counts = self.state_counts();
-        Ok(Probe::healthy(format!(
-            "embedded Pusher server: {} app(s), {} connection(s), {} occupied channel(s)",
+        let cluster = self.hub.cluster().health();
+        let detail = format!(
+            "embedded Pusher server: {} app(s), {} connection(s), {} occupied channel(s); {}",
             self.hub.apps().len(),
             counts.sockets,
-            counts.channels
-        )))
+            counts.channels,
+            cluster.detail
+        );
+        Ok(if cluster.healthy {
+            Probe::healthy(detail)
+        } else {
+            Probe::degraded(detail)
+        })
     }
 }

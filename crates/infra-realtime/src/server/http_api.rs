@@ -203,7 +203,7 @@ fn info_json(stats: Option<ChannelStats>, info: &HashSet<String>) -> Value {
     Value::Object(out)
 }
 
-fn deliver(app: &AppHub, trigger: &CheckedTrigger) -> Value {
+async fn deliver(app: &AppHub, trigger: &CheckedTrigger) -> Value {
     let mut infos = Map::new();
     for channel in &trigger.channels {
         app.publish(
@@ -215,7 +215,7 @@ fn deliver(app: &AppHub, trigger: &CheckedTrigger) -> Value {
         if !trigger.info.is_empty() {
             infos.insert(
                 channel.clone(),
-                info_json(app.channel(channel), &trigger.info),
+                info_json(app.query_channel(channel).await, &trigger.info),
             );
         }
     }
@@ -233,7 +233,8 @@ pub(crate) async fn events(
 ) -> ApiResult {
     let (app, _) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &body)?;
     let trigger = check_trigger(&app, parse_body(&body)?)?;
-    let infos = deliver(&app, &trigger);
+    let infos = deliver(&app, &trigger).await;
+    app.flush_relays().await;
     if trigger.info.is_empty() {
         Ok(Json(json!({})))
     } else {
@@ -274,16 +275,16 @@ pub(crate) async fn batch_events(
         })
         .collect::<Result<Vec<_>, _>>()?;
     let wants_info = checked.iter().any(|t| !t.info.is_empty());
-    let infos: Vec<Value> = checked
-        .iter()
-        .map(|trigger| {
-            let infos = deliver(&app, trigger);
-            infos
-                .as_object()
+    let mut infos: Vec<Value> = Vec::with_capacity(checked.len());
+    for trigger in &checked {
+        let info = deliver(&app, trigger).await;
+        infos.push(
+            info.as_object()
                 .and_then(|m| m.values().next().cloned())
-                .unwrap_or_else(|| json!({}))
-        })
-        .collect();
+                .unwrap_or_else(|| json!({})),
+        );
+    }
+    app.flush_relays().await;
     if wants_info {
         Ok(Json(json!({"batch": infos})))
     } else {
@@ -314,7 +315,8 @@ pub(crate) async fn channels(
         }
     }
     let channels: Map<String, Value> = app
-        .channels(prefix)
+        .query_channels(prefix)
+        .await
         .into_iter()
         .map(|(name, stats)| {
             let mut attributes = Map::new();
@@ -339,7 +341,7 @@ pub(crate) async fn channel(
     check_channel(&channel)?;
     let info = parse_info(params.get("info").map(String::as_str));
     check_info(&info, std::slice::from_ref(&channel))?;
-    let stats = app.channel(&channel);
+    let stats = app.query_channel(&channel).await;
     let occupied = stats.is_some();
     let mut body = info_json(stats, &info);
     body["occupied"] = json!(occupied);
@@ -360,7 +362,8 @@ pub(crate) async fn users(
         return Err(bad_request("users are listed for presence channels only"));
     }
     let users: Vec<Value> = app
-        .users(&channel)
+        .query_users(&channel)
+        .await
         .into_iter()
         .map(|id| json!({"id": id}))
         .collect();

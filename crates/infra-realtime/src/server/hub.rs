@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc};
 
 use super::app::{AppConfig, ServerConfig};
-use super::protocol::{CloseCode, frame};
+use super::cluster::{ClusterAdapter, JoinOutcome, StateChange};
+use super::protocol::{CloseCode, frame, subscription_error};
 use super::webhook::{WebhookEvent, WebhookQueue};
 
 /// How long the last event of a `cache-` channel is kept for late subscribers.
@@ -65,7 +66,18 @@ struct Member {
 struct Channel {
     /// Socket id → the presence user it joined as.
     subscribers: HashMap<String, Option<String>>,
+    /// Clustered presence joins waiting for the cluster's member list: socket id → user.
+    /// Their users count in `members` already, so a leave meanwhile cannot drop the user.
+    joining: HashMap<String, String>,
+    /// Clustered presence sockets: the member-list version their list was taken at.
+    presence_versions: HashMap<String, u64>,
     members: HashMap<String, Member>,
+}
+
+impl Channel {
+    fn is_empty(&self) -> bool {
+        self.subscribers.is_empty() && self.joining.is_empty()
+    }
 }
 
 #[derive(Default)]
@@ -113,10 +125,11 @@ pub(crate) struct AppHub {
     pub config: AppConfig,
     state: Mutex<AppState>,
     webhooks: Option<WebhookQueue>,
+    cluster: Arc<dyn ClusterAdapter>,
 }
 
 impl AppHub {
-    fn new(config: AppConfig, leave_delay: Duration) -> Self {
+    fn new(config: AppConfig, leave_delay: Duration, cluster: Arc<dyn ClusterAdapter>) -> Self {
         let webhooks = config.webhook_url.clone().map(|url| {
             WebhookQueue::new(url, config.key.clone(), config.secret.clone(), leave_delay)
         });
@@ -124,6 +137,7 @@ impl AppHub {
             config,
             state: Mutex::new(AppState::default()),
             webhooks,
+            cluster,
         }
     }
 
@@ -132,7 +146,7 @@ impl AppHub {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn webhook(&self, event: WebhookEvent) {
+    pub(crate) fn webhook(&self, event: WebhookEvent) {
         if let Some(queue) = &self.webhooks {
             queue.push(event);
         }
@@ -197,6 +211,10 @@ impl AppHub {
                 message: "sign in as this user first".into(),
             });
         }
+        if self.cluster.is_shared() {
+            self.subscribe_shared(state, socket_id, channel, presence);
+            return Ok(());
+        }
         let entry = state.channels.entry(channel.to_owned()).or_default();
         let newly_occupied = entry.subscribers.is_empty();
         let already = entry.subscribers.contains_key(socket_id);
@@ -233,30 +251,11 @@ impl AppHub {
             socket.channels.insert(channel.to_owned());
         }
         let data = if presence.is_some() || channel.starts_with("presence-") {
-            let mut ids: Vec<&String> = entry.members.keys().collect();
-            ids.sort();
-            let hash: BTreeMap<&String, &Value> =
-                entry.members.iter().map(|(id, m)| (id, &m.info)).collect();
-            json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}})
+            presence_data(entry.members.iter().map(|(id, m)| (id, &m.info)))
         } else {
             json!({})
         };
-        let mut replies = vec![frame(
-            "pusher_internal:subscription_succeeded",
-            Some(channel),
-            &data,
-        )];
-        if is_cache_channel(channel) {
-            match state.cache.get(channel) {
-                Some((cached, at)) if at.elapsed() < CACHE_TTL => {
-                    replies.push(cached.as_str().to_owned())
-                }
-                _ => replies.push(frame("pusher:cache_miss", Some(channel), &json!({}))),
-            }
-        }
-        for reply in replies {
-            deliver(socket, Utf8Bytes::from(reply));
-        }
+        succeed(&state.cache, socket, channel, &data);
         if let Some((user_id, user_info)) = added {
             let message = Utf8Bytes::from(frame(
                 "pusher_internal:member_added",
@@ -292,6 +291,9 @@ impl AppHub {
     /// The channel side of leaving: presence bookkeeping, `member_removed` when the user's
     /// last socket leaves, forgetting the channel when it empties.
     fn leave(&self, state: &mut AppState, socket_id: &str, channel: &str) {
+        if self.cluster.is_shared() {
+            return self.leave_shared(state, socket_id, channel);
+        }
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
@@ -331,9 +333,31 @@ impl AppHub {
         }
     }
 
-    /// Delivers an event on a channel to every subscriber but `except`.
+    /// Delivers an event on a channel to every subscriber but `except`, on every node.
     pub fn publish(&self, channel: &str, event: &str, data: &str, except: Option<&str>) {
         let message = Utf8Bytes::from(frame(event, Some(channel), &Value::String(data.into())));
+        self.publish_frame(channel, message, except);
+    }
+
+    /// Waits until the frames this node relayed so far reached the other nodes' bus.
+    pub async fn flush_relays(&self) {
+        if self.cluster.is_shared() {
+            self.cluster.flush().await;
+        }
+    }
+
+    /// Delivers a ready frame here, then hands it to the other nodes.
+    pub fn publish_frame(&self, channel: &str, message: Utf8Bytes, except: Option<&str>) {
+        self.deliver_here(channel, &message, except);
+        if self.cluster.is_shared() {
+            self.cluster
+                .relay(&self.config.id, channel, &message, except);
+        }
+    }
+
+    /// Delivers a frame to this node's subscribers of `channel` (and keeps it on cache
+    /// channels); the path of both local publishes and frames relayed from other nodes.
+    pub fn deliver_here(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
         let mut state = self.lock();
         if is_cache_channel(channel) {
             let now = Instant::now();
@@ -344,7 +368,7 @@ impl AppHub {
                 .cache
                 .insert(channel.to_owned(), (message.clone(), now));
         }
-        send_to_channel(&state, channel, &message, except);
+        send_to_channel(&state, channel, message, except);
     }
 
     /// A client event: relayed to the channel's other subscribers, with `user_id` on presence
@@ -369,6 +393,10 @@ impl AppHub {
         let state = self.lock();
         send_to_channel(&state, channel, &message, Some(socket_id));
         drop(state);
+        if self.cluster.is_shared() {
+            self.cluster
+                .relay(&self.config.id, channel, &message, Some(socket_id));
+        }
         self.webhook(WebhookEvent::ClientEvent {
             channel: channel.to_owned(),
             event: event.to_owned(),
@@ -419,8 +447,16 @@ impl AppHub {
             .and_then(|c| c.subscribers.get(socket_id).cloned().flatten())
     }
 
-    /// Closes every connection of a signed-in user (4009); returns how many.
-    pub fn terminate_user(&self, user_id: &str) -> usize {
+    /// Closes every connection of a signed-in user (4009) on every node.
+    pub fn terminate_user(&self, user_id: &str) {
+        self.terminate_here(user_id);
+        if self.cluster.is_shared() {
+            self.cluster.relay_terminate(&self.config.id, user_id);
+        }
+    }
+
+    /// Closes this node's connections of a signed-in user (4009); returns how many.
+    pub fn terminate_here(&self, user_id: &str) -> usize {
         let state = self.lock();
         let Some(sockets) = state.users.get(user_id) else {
             return 0;
@@ -467,6 +503,30 @@ impl AppHub {
         ids
     }
 
+    /// Occupied channels over the cluster (this node's when it cannot answer).
+    pub async fn query_channels(&self, prefix: &str) -> BTreeMap<String, ChannelStats> {
+        match self.cluster.channels(&self.config.id, prefix).await {
+            Some(found) => found,
+            None => self.channels(prefix),
+        }
+    }
+
+    /// One channel's counts over the cluster.
+    pub async fn query_channel(&self, name: &str) -> Option<ChannelStats> {
+        match self.cluster.channel(&self.config.id, name).await {
+            Some(found) => found,
+            None => self.channel(name),
+        }
+    }
+
+    /// A presence channel's user ids over the cluster.
+    pub async fn query_users(&self, name: &str) -> Vec<String> {
+        match self.cluster.users(&self.config.id, name).await {
+            Some(found) => found,
+            None => self.users(name),
+        }
+    }
+
     /// What the app holds.
     pub fn counts(&self) -> StateCounts {
         let state = self.lock();
@@ -476,6 +536,257 @@ impl AppHub {
             members: state.channels.values().map(|c| c.members.len()).sum(),
             users: state.users.len(),
         }
+    }
+}
+
+/// The clustered side: the hub still delivers to its own sockets, while the cluster decides
+/// what only all nodes together know (member lists, first and last of a channel or user).
+// `complete_join` and `snapshot` are called by the Redis adapter only.
+#[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
+impl AppHub {
+    /// A subscription on a node that shares its channels: ordinary channels succeed at once;
+    /// presence joins wait for the cluster's member list (`complete_join`).
+    fn subscribe_shared(
+        &self,
+        state: &mut AppState,
+        socket_id: &str,
+        channel: &str,
+        presence: Option<Presence>,
+    ) {
+        let Some(socket) = state.sockets.get_mut(socket_id) else {
+            return;
+        };
+        if !socket.channels.insert(channel.to_owned()) {
+            // Already subscribed (or joining): the first answer stands.
+            return;
+        }
+        let entry = state.channels.entry(channel.to_owned()).or_default();
+        let change = match presence {
+            None => {
+                entry.subscribers.insert(socket_id.to_owned(), None);
+                let count = entry.subscribers.len();
+                if let Some(socket) = state.sockets.get(socket_id) {
+                    succeed(&state.cache, socket, channel, &json!({}));
+                }
+                StateChange::Subscriptions {
+                    channel: channel.to_owned(),
+                    count,
+                }
+            }
+            Some(p) => {
+                entry
+                    .joining
+                    .insert(socket_id.to_owned(), p.user_id.clone());
+                let member = entry.members.entry(p.user_id.clone()).or_insert(Member {
+                    info: p.user_info.clone(),
+                    sockets: 0,
+                });
+                member.sockets += 1;
+                StateChange::Join {
+                    channel: channel.to_owned(),
+                    socket_id: Some(socket_id.to_owned()),
+                    user_id: p.user_id,
+                    user_info: p.user_info,
+                }
+            }
+        };
+        self.cluster.record(&self.config.id, change);
+    }
+
+    /// The cluster's answer to a presence join of `socket_id`: `subscription_succeeded` with
+    /// every node's members, or the refusal. Nothing happens when the socket left meanwhile.
+    pub fn complete_join(&self, socket_id: &str, channel: &str, outcome: JoinOutcome) {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return;
+        };
+        let Some(user_id) = entry.joining.remove(socket_id) else {
+            return;
+        };
+        let data = match outcome {
+            JoinOutcome::Full { limit } => {
+                self.release_member(entry, channel, &user_id);
+                if entry.is_empty() {
+                    state.channels.remove(channel);
+                }
+                if let Some(socket) = state.sockets.get_mut(socket_id) {
+                    socket.channels.remove(channel);
+                    let refusal = subscription_error(
+                        channel,
+                        403,
+                        &format!("presence channel is full ({limit} members)"),
+                    );
+                    deliver(socket, Utf8Bytes::from(refusal));
+                }
+                return;
+            }
+            JoinOutcome::Joined { members, version } => {
+                entry
+                    .presence_versions
+                    .insert(socket_id.to_owned(), version);
+                presence_data(members.iter().map(|(id, info)| (id, info)))
+            }
+            JoinOutcome::Unavailable => {
+                presence_data(entry.members.iter().map(|(id, m)| (id, &m.info)))
+            }
+        };
+        entry
+            .subscribers
+            .insert(socket_id.to_owned(), Some(user_id));
+        let count = entry.subscribers.len();
+        if let Some(socket) = state.sockets.get(socket_id) {
+            succeed(&state.cache, socket, channel, &data);
+        }
+        self.cluster.record(
+            &self.config.id,
+            StateChange::Subscriptions {
+                channel: channel.to_owned(),
+                count,
+            },
+        );
+    }
+
+    /// Gives back one socket's hold on a presence member; the node's last one tells the
+    /// cluster the user left here.
+    fn release_member(&self, entry: &mut Channel, channel: &str, user_id: &str) {
+        let Some(member) = entry.members.get_mut(user_id) else {
+            return;
+        };
+        member.sockets -= 1;
+        if member.sockets == 0 {
+            entry.members.remove(user_id);
+            self.cluster.record(
+                &self.config.id,
+                StateChange::Leave {
+                    channel: channel.to_owned(),
+                    user_id: user_id.to_owned(),
+                },
+            );
+        }
+    }
+
+    /// Leaving on a node that shares its channels: the cluster announces departures.
+    fn leave_shared(&self, state: &mut AppState, socket_id: &str, channel: &str) {
+        let Some(entry) = state.channels.get_mut(channel) else {
+            return;
+        };
+        let (user, subscribed) = if let Some(user) = entry.joining.remove(socket_id) {
+            (Some(user), false)
+        } else if let Some(user) = entry.subscribers.remove(socket_id) {
+            entry.presence_versions.remove(socket_id);
+            (user, true)
+        } else {
+            return;
+        };
+        if let Some(user_id) = user {
+            self.release_member(entry, channel, &user_id);
+        }
+        if subscribed {
+            self.cluster.record(
+                &self.config.id,
+                StateChange::Subscriptions {
+                    channel: channel.to_owned(),
+                    count: entry.subscribers.len(),
+                },
+            );
+        }
+        if entry.is_empty() {
+            state.channels.remove(channel);
+        }
+    }
+
+    /// Delivers a `member_added` / `member_removed` frame of presence `version` on every node.
+    pub fn publish_member_event(
+        &self,
+        channel: &str,
+        message: Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    ) {
+        self.deliver_member_event_here(channel, &message, except, version);
+        self.cluster
+            .relay_member_event(&self.config.id, channel, &message, except, version);
+    }
+
+    /// Delivers a member frame to this node's subscribers whose member list does not already
+    /// include it (taken at `version` or later).
+    pub fn deliver_member_event_here(
+        &self,
+        channel: &str,
+        message: &Utf8Bytes,
+        except: Option<&str>,
+        version: u64,
+    ) {
+        let state = self.lock();
+        let Some(entry) = state.channels.get(channel) else {
+            return;
+        };
+        for socket_id in entry.subscribers.keys() {
+            let seen = entry
+                .presence_versions
+                .get(socket_id)
+                .is_some_and(|v| *v >= version);
+            if seen || Some(socket_id.as_str()) == except {
+                continue;
+            }
+            if let Some(socket) = state.sockets.get(socket_id) {
+                deliver(socket, message.clone());
+            }
+        }
+    }
+
+    /// This node's part of every channel, to write again after the cluster lost it (a
+    /// reconnect, or a lease that ran out while Redis was away).
+    pub fn snapshot(&self) -> Vec<StateChange> {
+        let state = self.lock();
+        let mut changes = Vec::new();
+        for (name, channel) in &state.channels {
+            if !channel.subscribers.is_empty() {
+                changes.push(StateChange::Subscriptions {
+                    channel: name.clone(),
+                    count: channel.subscribers.len(),
+                });
+            }
+            for (user_id, member) in &channel.members {
+                changes.push(StateChange::Join {
+                    channel: name.clone(),
+                    socket_id: None,
+                    user_id: user_id.clone(),
+                    user_info: member.info.clone(),
+                });
+            }
+        }
+        changes
+    }
+}
+
+/// `{"presence": {"ids", "hash", "count"}}` of `subscription_succeeded`, ids sorted.
+fn presence_data<'a>(members: impl Iterator<Item = (&'a String, &'a Value)>) -> Value {
+    let hash: BTreeMap<&String, &Value> = members.collect();
+    let ids: Vec<&&String> = hash.keys().collect();
+    json!({"presence": {"ids": ids, "hash": hash, "count": ids.len()}})
+}
+
+/// Sends `subscription_succeeded` (and on cache channels the kept event or `cache_miss`).
+fn succeed(
+    cache: &HashMap<String, (Utf8Bytes, Instant)>,
+    socket: &Socket,
+    channel: &str,
+    data: &Value,
+) {
+    let succeeded = frame(
+        "pusher_internal:subscription_succeeded",
+        Some(channel),
+        data,
+    );
+    deliver(socket, Utf8Bytes::from(succeeded));
+    if is_cache_channel(channel) {
+        let reply = match cache.get(channel) {
+            Some((cached, at)) if at.elapsed() < CACHE_TTL => cached.clone(),
+            _ => Utf8Bytes::from(frame("pusher:cache_miss", Some(channel), &json!({}))),
+        };
+        deliver(socket, reply);
     }
 }
 
@@ -538,14 +849,15 @@ pub(crate) struct Hub {
     pub activity_timeout: Duration,
     pub pong_timeout: Duration,
     next_socket: AtomicU64,
+    cluster: Arc<dyn ClusterAdapter>,
 }
 
 impl Hub {
-    pub fn new(config: ServerConfig) -> Self {
+    pub fn new(config: ServerConfig, cluster: Arc<dyn ClusterAdapter>) -> Self {
         let apps: Vec<Arc<AppHub>> = config
             .apps
             .into_iter()
-            .map(|app| Arc::new(AppHub::new(app, config.leave_delay)))
+            .map(|app| Arc::new(AppHub::new(app, config.leave_delay, cluster.clone())))
             .collect();
         let by_key = apps
             .iter()
@@ -564,7 +876,12 @@ impl Hub {
             activity_timeout: config.activity_timeout,
             pong_timeout: config.pong_timeout,
             next_socket: AtomicU64::new(1),
+            cluster,
         }
+    }
+
+    pub fn cluster(&self) -> &Arc<dyn ClusterAdapter> {
+        &self.cluster
     }
 
     pub fn apps(&self) -> &[Arc<AppHub>] {

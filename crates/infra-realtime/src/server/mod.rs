@@ -2,14 +2,21 @@
 //! and webhooks, on axum. See `docs/realtime-server.md`.
 
 mod app;
+mod cluster;
+mod cluster_config;
 mod connection;
 mod handle;
 mod http_api;
 mod hub;
 mod protocol;
+#[cfg(feature = "server-redis")]
+mod redis_cluster;
+#[cfg(feature = "server-redis")]
+mod redis_scripts;
 mod webhook;
 
 pub use app::{AppConfig, AppLimits, ServerConfig, load_apps_file};
+pub use cluster_config::{ClusterConfig, DEFAULT_LEASE, DEFAULT_PREFIX, REDIS_URL_VAR};
 pub use handle::RealtimeServer;
 pub use hub::StateCounts;
 pub use protocol::{CloseCode, MAX_PROTOCOL, MIN_PROTOCOL};

@@ -239,9 +239,18 @@ pub fn free_port() -> u16 {
 impl ServerProcess {
     /// Starts the binary for app 3 on `port` and waits for its "listening" log line.
     pub fn start(port: u16) -> ServerProcess {
+        ServerProcess::start_with(port, &[])
+    }
+
+    /// Like [`ServerProcess::start`], with more environment variables (a cluster's Redis).
+    pub fn start_with(port: u16, env: &[(&str, String)]) -> ServerProcess {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_infra-realtime-server"))
-            .env_clear()
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_infra-realtime-server"));
+        command.env_clear();
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
             .env("PUSHER_APP_ID", APP_ID)
             .env("PUSHER_KEY", KEY)
             .env("PUSHER_SECRET", SECRET)
@@ -291,6 +300,14 @@ impl ServerProcess {
             assert!(std::time::Instant::now() < until, "the server did not exit");
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+impl ServerProcess {
+    /// SIGKILL: the process gets no chance to clean up after itself.
+    pub fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
