@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::event::Event;
+use crate::job_concurrency::ConcurrencySlot;
 
 /// A queue's id for a job.
 pub type JobId = i64;
@@ -40,6 +41,10 @@ pub struct NewJob {
     pub debounce_key: Option<String>,
     /// The key the runtime's concurrency limit counts by.
     pub concurrency_key: Option<String>,
+    /// The concurrency limits the job counts against (none: unlimited). A queue shared by
+    /// several processes may enforce them at claim time; the runtime enforces them per
+    /// process in any case.
+    pub concurrency: Vec<ConcurrencySlot>,
 }
 
 impl NewJob {
@@ -55,6 +60,7 @@ impl NewJob {
             idempotency_window: Duration::from_secs(24 * 3600),
             debounce_key: None,
             concurrency_key: None,
+            concurrency: Vec::new(),
         }
     }
 
@@ -86,6 +92,16 @@ impl NewJob {
     /// Sets the concurrency key.
     pub fn with_concurrency_key(mut self, key: impl Into<String>) -> Self {
         self.concurrency_key = Some(key.into());
+        self
+    }
+
+    /// Adds a concurrency limit the job counts against; a second slot with the same scope
+    /// keeps the lower limit (one job never takes two places in one scope).
+    pub fn with_concurrency_slot(mut self, slot: ConcurrencySlot) -> Self {
+        match self.concurrency.iter_mut().find(|s| s.scope == slot.scope) {
+            Some(existing) => existing.limit = existing.limit.min(slot.limit),
+            None => self.concurrency.push(slot),
+        }
         self
     }
 }
@@ -209,6 +225,10 @@ pub trait JobQueue: Send + Sync {
 
     /// Claims up to `limit` due jobs for `worker`, highest priority then earliest due first,
     /// leased for `lease`. A job whose lease ran out is due again.
+    ///
+    /// A queue shared by several processes may also honour the jobs'
+    /// [`NewJob::concurrency`] slots here, claiming a job only while every one of its scopes
+    /// has fewer running jobs than its limit; jobs it holds back stay due.
     async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>>;
 
     /// Extends the lease of `worker`'s jobs `ids` to `lease` from now.

@@ -10,6 +10,7 @@ mod event;
 mod event_limits;
 mod health;
 mod http_status;
+mod job_concurrency;
 mod job_queue;
 mod rate_limit;
 mod realtime;
@@ -43,6 +44,7 @@ pub use event::{Event, EventSender};
 pub use event_limits::EventLimits;
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
 pub use http_status::{http_status_error, parse_retry_after};
+pub use job_concurrency::ConcurrencySlot;
 pub use job_queue::{
     ClaimedJob, DeadLetter, Enqueued, FunctionQueueStats, JobId, JobQueue, NewJob, Settlement,
 };

@@ -282,7 +282,8 @@ impl<E> FunctionBuilder<E> {
         self
     }
 
-    /// At most `limit` runs at once over all events.
+    /// At most `limit` runs at once over all events: across every worker process on a
+    /// PostgreSQL queue, inside the one process on the in-memory queue.
     pub fn concurrency(mut self, limit: u32) -> Self {
         self.options
             .concurrency
@@ -291,7 +292,7 @@ impl<E> FunctionBuilder<E> {
     }
 
     /// At most `limit` runs at once per value of the field `key_path`
-    /// (such as `event.data.userId`).
+    /// (such as `event.data.userId`), counted as [`FunctionBuilder::concurrency`] counts.
     pub fn concurrency_per_key(mut self, limit: u32, key_path: &str) -> Self {
         match EventKey::field(key_path) {
             Ok(key) => self.options.concurrency.push(Concurrency {

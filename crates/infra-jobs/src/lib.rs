@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod concurrency;
+mod concurrency_scope;
 mod config;
 mod context;
 mod cron;

@@ -9,6 +9,9 @@
 //! - Enqueues `pg_notify` in the same transaction: idle workers, `LISTEN`ing on a dedicated
 //!   connection, wake when it commits; they also poll in case a notification is lost.
 //! - Settlements arrive in batches: one statement per kind of settlement.
+//! - Concurrency limits hold across every process sharing the queue: jobs with limits are
+//!   claimed by `infra_jobs_claim_limited` (migration 0002) under per-scope advisory locks,
+//!   counting the leased jobs of each scope; jobs without limits never take that path.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -32,7 +35,13 @@ use crate::event_id::now_ms;
 const CHANNEL: &str = "infra_jobs";
 
 /// The queue's migrations, in order: (version, SQL).
-const MIGRATIONS: &[(&str, &str)] = &[("0001", include_str!("../migrations/0001_infra_jobs.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001", include_str!("../migrations/0001_infra_jobs.sql")),
+    (
+        "0002",
+        include_str!("../migrations/0002_concurrency_slots.sql"),
+    ),
+];
 
 /// A key of `pg_advisory_xact_lock` serialising migrations ("infra_jobs" in ASCII).
 const MIGRATION_LOCK: i64 = 0x696e_6672_615f_6a6f;
@@ -122,6 +131,10 @@ struct ClaimRow {
     enqueued_at: i64,
     #[diesel(sql_type = BigInt)]
     run_at: i64,
+    /// A due job with concurrency limits, picked but not claimed: the fast claim statement
+    /// leaves those to `infra_jobs_claim_limited`.
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    limited: bool,
 }
 
 #[derive(QueryableByName)]
@@ -182,6 +195,35 @@ struct StatsRow {
     dead: i64,
     #[diesel(sql_type = Nullable<BigInt>)]
     oldest: Option<i64>,
+}
+
+/// A job's concurrency slots as the JSON `[[scope, limit], …]` the insert statements unpack
+/// into `concurrency_scopes` and `concurrency_limits`; `None` (both columns NULL) without
+/// limits.
+fn encode_slots(job: &NewJob) -> Option<String> {
+    if job.concurrency.is_empty() {
+        return None;
+    }
+    let pairs: Vec<serde_json::Value> = job
+        .concurrency
+        .iter()
+        .map(|s| serde_json::json!([s.scope, s.limit.max(1)]))
+        .collect();
+    Some(serde_json::Value::from(pairs).to_string())
+}
+
+/// SQL unpacking the slots' JSON `$s` (see [`encode_slots`]) into the two columns.
+const SCOPES_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT x->>0 FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
+const LIMITS_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT (x->>1)::integer FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
+
+/// `statement` (an UPDATE or DELETE of settled jobs returning `limited`) followed by a wake-up
+/// when one of them had concurrency limits: its slot is free, and workers holding back jobs
+/// of that scope should look again now rather than at their next poll.
+fn waking_when_limited(statement: &str) -> String {
+    format!(
+        "WITH settled AS ({statement}) \
+         SELECT pg_notify('{CHANNEL}', '') FROM (SELECT 1 FROM settled WHERE limited LIMIT 1) AS freed"
+    )
 }
 
 fn decode_event(raw: &str) -> Result<Event> {
@@ -416,13 +458,17 @@ async fn enqueue_on(
         };
         let event = serde_json::to_string(&job.event)
             .map_err(|e| diesel::result::Error::SerializationError(Box::new(e)))?;
-        let row: UpsertRow = sql_query(
-            "INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key, debounce_key) \
-             VALUES ($1, $2::jsonb, $3, $4, $5, $6, $7) \
+        let row: UpsertRow = sql_query(format!(
+            "INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key, debounce_key, \
+               concurrency_scopes, concurrency_limits) \
+             SELECT $1, $2::jsonb, $3, $4, $5, $6, $7, {SCOPES_OF}, {LIMITS_OF} FROM (SELECT $8::text AS s) AS slots \
              ON CONFLICT (function_id, debounce_key) WHERE debounce_key IS NOT NULL AND locked_by IS NULL AND dead_at IS NULL \
-             DO UPDATE SET event = excluded.event, run_at = excluded.run_at \
-             RETURNING id, (xmax = 0) AS inserted",
-        )
+             DO UPDATE SET event = excluded.event, run_at = excluded.run_at, \
+               concurrency_key = excluded.concurrency_key, \
+               concurrency_scopes = excluded.concurrency_scopes, \
+               concurrency_limits = excluded.concurrency_limits \
+             RETURNING id, (xmax = 0) AS inserted"
+        ))
         .bind::<Text, _>(&job.function_id)
         .bind::<Text, _>(&event)
         .bind::<Integer, _>(job.priority)
@@ -430,6 +476,7 @@ async fn enqueue_on(
         .bind::<Integer, _>(job.max_attempts as i32)
         .bind::<Nullable<Text>, _>(job.concurrency_key.as_deref())
         .bind::<Text, _>(key)
+        .bind::<Nullable<Text>, _>(encode_slots(job))
         .get_result(conn)
         .await?;
         // xmax is 0 on a freshly inserted row version, set when the upsert updated one.
@@ -448,6 +495,7 @@ async fn enqueue_on(
         let mut run_ats = Vec::with_capacity(plain.len());
         let mut maxes = Vec::with_capacity(plain.len());
         let mut ckeys: Vec<Option<&str>> = Vec::with_capacity(plain.len());
+        let mut slots: Vec<Option<String>> = Vec::with_capacity(plain.len());
         for &i in &plain {
             let job = &jobs[i];
             fns.push(job.function_id.as_str());
@@ -459,24 +507,41 @@ async fn enqueue_on(
             run_ats.push(job.run_at_ms);
             maxes.push(job.max_attempts as i32);
             ckeys.push(job.concurrency_key.as_deref());
+            slots.push(encode_slots(job));
         }
-        // The wake-up rides in the same statement: one round trip for a plain send.
-        let mut ids: Vec<IdRow> = sql_query(
-            "WITH ins AS (INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key) \
-               SELECT f, e::jsonb, p, r, m, c \
-               FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[]) \
-                    WITH ORDINALITY AS u(f, e, p, r, m, c, n) \
+        // The wake-up rides in the same statement: one round trip for a plain send. A batch
+        // without concurrency limits leaves out the slot columns: unpacking them costs
+        // planning time on every send (statements are planned per execution).
+        let limited = slots.iter().any(Option::is_some);
+        let (slot_columns, slot_values, slot_param, slot_alias) = if limited {
+            (
+                ", concurrency_scopes, concurrency_limits",
+                format!(", {SCOPES_OF}, {LIMITS_OF}"),
+                ", $7::text[]",
+                ", s",
+            )
+        } else {
+            ("", String::new(), "", "")
+        };
+        let mut insert = sql_query(format!(
+            "WITH ins AS (INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key{slot_columns}) \
+               SELECT f, e::jsonb, p, r, m, c{slot_values} \
+               FROM unnest($1::text[], $2::text[], $3::int[], $4::bigint[], $5::int[], $6::text[]{slot_param}) \
+                    WITH ORDINALITY AS u(f, e, p, r, m, c{slot_alias}, n) \
                ORDER BY n RETURNING id) \
-             SELECT ins.id FROM ins CROSS JOIN (SELECT pg_notify('infra_jobs', '')) AS wake",
-        )
+             SELECT ins.id FROM ins CROSS JOIN (SELECT pg_notify('infra_jobs', '')) AS wake"
+        ))
+        .into_boxed::<diesel::pg::Pg>()
         .bind::<Array<Text>, _>(&fns)
         .bind::<Array<Text>, _>(&events)
         .bind::<Array<Integer>, _>(&prios)
         .bind::<Array<BigInt>, _>(&run_ats)
         .bind::<Array<Integer>, _>(&maxes)
-        .bind::<Array<Nullable<Text>>, _>(&ckeys)
-        .load(conn)
-        .await?;
+        .bind::<Array<Nullable<Text>>, _>(&ckeys);
+        if limited {
+            insert = insert.bind::<Array<Nullable<Text>>, _>(&slots);
+        }
+        let mut ids: Vec<IdRow> = insert.load(conn).await?;
         ids.sort_by_key(|r| r.id);
         for (&i, row) in plain.iter().zip(ids) {
             results[i] = Some(Enqueued::Added(row.id));
@@ -503,16 +568,26 @@ impl PgQueue {
         lease: Duration,
     ) -> Result<Vec<ClaimedJob>> {
         self.sweep_expired_leases(conn).await?;
-        let rows: Vec<ClaimRow> = sql_query(
-            "UPDATE infra_jobs j \
-             SET locked_by = $2, locked_until = infra_jobs_now_ms() + $3, attempts = j.attempts + 1 \
-             FROM (SELECT id FROM infra_jobs \
-                   WHERE dead_at IS NULL AND locked_by IS NULL AND run_at <= infra_jobs_now_ms() \
-                   ORDER BY priority DESC, run_at, id \
-                   LIMIT $1 FOR UPDATE SKIP LOCKED) c \
-             WHERE j.id = c.id \
-             RETURNING j.id, j.function_id, j.event::text AS event, j.attempts, j.max_attempts, \
-                       j.priority, j.concurrency_key, j.enqueued_at, j.run_at",
+        // One statement claims the batch's jobs without limits, as it always did, and returns
+        // the due jobs with limits it picked (only those whose scopes look free, so a full
+        // scope's backlog does not crowd the batch) unclaimed. Without limits in the batch,
+        // that is the whole claim: one round trip, and the pre-filter is never evaluated.
+        let mut rows: Vec<ClaimRow> = sql_query(
+            "WITH c AS ( \
+               SELECT id, concurrency_scopes IS NOT NULL AS limited FROM infra_jobs \
+               WHERE dead_at IS NULL AND locked_by IS NULL AND run_at <= infra_jobs_now_ms() \
+                 AND (concurrency_scopes IS NULL OR infra_jobs_has_room(concurrency_scopes, concurrency_limits)) \
+               ORDER BY priority DESC, run_at, id \
+               LIMIT $1 FOR UPDATE SKIP LOCKED), \
+             claimed AS ( \
+               UPDATE infra_jobs j \
+               SET locked_by = $2, locked_until = infra_jobs_now_ms() + $3, attempts = j.attempts + 1 \
+               FROM c WHERE j.id = c.id AND NOT c.limited \
+               RETURNING j.id, j.function_id, j.event::text AS event, j.attempts, j.max_attempts, \
+                         j.priority, j.concurrency_key, j.enqueued_at, j.run_at) \
+             SELECT *, false AS limited FROM claimed \
+             UNION ALL \
+             SELECT id, '', '', 0, 0, 0, NULL, 0, 0, true FROM c WHERE limited",
         )
         .bind::<BigInt, _>(limit as i64)
         .bind::<Text, _>(worker)
@@ -520,6 +595,29 @@ impl PgQueue {
         .load(conn)
         .await
         .map_err(map_diesel_error)?;
+        let limited: Vec<JobId> = rows.iter().filter(|r| r.limited).map(|r| r.id).collect();
+        if !limited.is_empty() {
+            // The exact decision, under the scopes' locks (see migration 0002): a second
+            // round trip only for batches holding jobs with limits.
+            rows.retain(|r| !r.limited);
+            let admitted: Result<Vec<ClaimRow>> =
+                sql_query("SELECT *, false AS limited FROM infra_jobs_claim_limited($1, $2, $3)")
+                    .bind::<Array<BigInt>, _>(&limited)
+                    .bind::<Text, _>(worker)
+                    .bind::<BigInt, _>(lease.as_millis() as i64)
+                    .load(conn)
+                    .await
+                    .map_err(map_diesel_error);
+            match admitted {
+                Ok(admitted) => rows.extend(admitted),
+                // The jobs claimed above are ours already: run them rather than leave them
+                // to their leases. The held-back ones stay due for the next claim.
+                Err(err) if !rows.is_empty() => {
+                    tracing::warn!(error = %err, "claiming jobs with concurrency limits failed");
+                }
+                Err(err) => return Err(err),
+            }
+        }
         let mut jobs = Vec::with_capacity(rows.len());
         for r in rows {
             jobs.push(ClaimedJob {
@@ -591,20 +689,24 @@ async fn settle_on(
         }
     }
     if !done.is_empty() {
-        sql_query("DELETE FROM infra_jobs WHERE id = ANY($1) AND locked_by = $2")
-            .bind::<Array<BigInt>, _>(&done)
-            .bind::<Text, _>(worker)
-            .execute(conn)
-            .await
-            .map_err(map_diesel_error)?;
+        sql_query(waking_when_limited(
+            "DELETE FROM infra_jobs WHERE id = ANY($1) AND locked_by = $2 \
+             RETURNING concurrency_scopes IS NOT NULL AS limited",
+        ))
+        .bind::<Array<BigInt>, _>(&done)
+        .bind::<Text, _>(worker)
+        .execute(conn)
+        .await
+        .map_err(map_diesel_error)?;
     }
     if !retry_ids.is_empty() {
-        sql_query(
+        sql_query(waking_when_limited(
             "UPDATE infra_jobs j SET run_at = u.r, last_error = u.e, locked_by = NULL, \
                  locked_until = NULL, debounce_key = NULL \
                  FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(i, r, e) \
-                 WHERE j.id = u.i AND j.locked_by = $4",
-        )
+                 WHERE j.id = u.i AND j.locked_by = $4 \
+                 RETURNING j.concurrency_scopes IS NOT NULL AS limited",
+        ))
         .bind::<Array<BigInt>, _>(&retry_ids)
         .bind::<Array<BigInt>, _>(&retry_at)
         .bind::<Array<Text>, _>(&retry_err)
@@ -614,12 +716,13 @@ async fn settle_on(
         .map_err(map_diesel_error)?;
     }
     if !rel_ids.is_empty() {
-        sql_query(
+        sql_query(waking_when_limited(
             "UPDATE infra_jobs j SET run_at = u.r, attempts = greatest(j.attempts - 1, 0), \
                  locked_by = NULL, locked_until = NULL, debounce_key = NULL \
                  FROM unnest($1::bigint[], $2::bigint[]) AS u(i, r) \
-                 WHERE j.id = u.i AND j.locked_by = $3",
-        )
+                 WHERE j.id = u.i AND j.locked_by = $3 \
+                 RETURNING j.concurrency_scopes IS NOT NULL AS limited",
+        ))
         .bind::<Array<BigInt>, _>(&rel_ids)
         .bind::<Array<BigInt>, _>(&rel_at)
         .bind::<Text, _>(worker)
@@ -628,12 +731,13 @@ async fn settle_on(
         .map_err(map_diesel_error)?;
     }
     if !dead_ids.is_empty() {
-        sql_query(
+        sql_query(waking_when_limited(
             "UPDATE infra_jobs j SET dead_at = infra_jobs_now_ms(), last_error = u.e, \
                  locked_by = NULL, locked_until = NULL, debounce_key = NULL \
                  FROM unnest($1::bigint[], $2::text[]) AS u(i, e) \
-                 WHERE j.id = u.i AND j.locked_by = $3",
-        )
+                 WHERE j.id = u.i AND j.locked_by = $3 \
+                 RETURNING j.concurrency_scopes IS NOT NULL AS limited",
+        ))
         .bind::<Array<BigInt>, _>(&dead_ids)
         .bind::<Array<Text>, _>(&dead_err)
         .bind::<Text, _>(worker)

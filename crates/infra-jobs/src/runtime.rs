@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use crate::concurrency::ConcurrencyLimiter;
+use crate::concurrency_scope::concurrency_slots;
 use crate::context::{AppState, JobContext};
 use crate::event_id::{new_event_id, now_ms};
 use crate::function::{CRON_EVENT_NAME, Function, Trigger};
@@ -505,6 +506,9 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id:
         && let Some(key) = c.evaluate(&job.event)
     {
         job = job.with_concurrency_key(key);
+    }
+    for slot in concurrency_slots(function, &job.event) {
+        job = job.with_concurrency_slot(slot);
     }
     job
 }

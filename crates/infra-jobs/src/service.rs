@@ -9,6 +9,12 @@ use crate::memory_queue::MemoryQueue;
 use crate::runtime::JobsRuntime;
 use crate::worker_settings::WorkerSettings;
 
+/// A database a PostgreSQL queue may share; nothing can be shared without the feature.
+#[cfg(feature = "postgres")]
+type SharedDatabase = infra_db::Database;
+#[cfg(not(feature = "postgres"))]
+type SharedDatabase = std::convert::Infallible;
+
 /// The jobs runtime over the backend [`JobsConfig::from_env`] picks. Register the app's
 /// functions on [`Jobs::runtime`], then [`JobsRuntime::start`] it.
 #[derive(Clone, Debug)]
@@ -24,13 +30,41 @@ impl Jobs {
         Jobs::from_config(JobsConfig::from_env(env)?, env, limits, settings)
     }
 
+    /// Like [`Jobs::from_env`], but a PostgreSQL queue runs on `db` (sharing its pool) instead
+    /// of opening a pool of its own: for an app that already has the [`infra_db::Database`]
+    /// `DATABASE_URL` names. Other backends ignore `db`.
+    #[cfg(feature = "postgres")]
+    pub fn from_env_on(env: &Env, db: &infra_db::Database) -> Result<Self> {
+        let limits = EventLimits::from_env(env)?;
+        let settings = WorkerSettings::from_env(env)?;
+        Jobs::build(
+            JobsConfig::from_env(env)?,
+            env,
+            limits,
+            settings,
+            Some(db.clone()),
+        )
+    }
+
     /// Builds the backend `config` names (PostgreSQL reads its pool settings from `env`).
-    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
     pub fn from_config(
         config: JobsConfig,
         env: &Env,
         limits: EventLimits,
         settings: WorkerSettings,
+    ) -> Result<Self> {
+        Jobs::build(config, env, limits, settings, None)
+    }
+
+    /// Builds the backend `config` names; a PostgreSQL queue on `db` when given, else on a
+    /// pool of its own from `env`.
+    #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
+    fn build(
+        config: JobsConfig,
+        env: &Env,
+        limits: EventLimits,
+        settings: WorkerSettings,
+        db: Option<SharedDatabase>,
     ) -> Result<Self> {
         let runtime = match config {
             JobsConfig::Memory => {
@@ -38,7 +72,10 @@ impl Jobs {
             }
             #[cfg(feature = "postgres")]
             JobsConfig::Postgres => {
-                let db = infra_db::Database::from_env(env)?;
+                let db = match db {
+                    Some(db) => db,
+                    None => infra_db::Database::from_env(env)?,
+                };
                 JobsRuntime::with_settings(Arc::new(crate::PgQueue::new(db)), limits, settings)
             }
             #[cfg(not(feature = "postgres"))]

@@ -59,17 +59,28 @@ impl Infra {
         let health_deadline = env
             .duration("INFRA_HEALTH_TIMEOUT")?
             .unwrap_or(DEFAULT_HEALTH_DEADLINE);
+        #[cfg(feature = "db")]
+        let database = if env.is_set("DATABASE_URL") {
+            Some(infra_db::Database::from_env(env)?)
+        } else {
+            None
+        };
+        // A PostgreSQL queue reads the same DATABASE_URL: it shares the app's pool rather
+        // than opening a second one to the same database.
+        #[cfg(all(feature = "jobs", feature = "db"))]
+        let jobs = match &database {
+            Some(db) => infra_jobs::Jobs::from_env_on(env, db)?,
+            None => infra_jobs::Jobs::from_env(env)?,
+        };
+        #[cfg(all(feature = "jobs", not(feature = "db")))]
+        let jobs = infra_jobs::Jobs::from_env(env)?;
         Ok(Infra {
             #[cfg(feature = "db")]
-            database: if env.is_set("DATABASE_URL") {
-                Some(infra_db::Database::from_env(env)?)
-            } else {
-                None
-            },
+            database,
             #[cfg(feature = "cache")]
             cache: infra_cache::CacheService::from_env(env)?,
             #[cfg(feature = "jobs")]
-            jobs: infra_jobs::Jobs::from_env(env)?,
+            jobs,
             #[cfg(feature = "realtime")]
             realtime: infra_realtime::RealtimeService::from_env(env)?,
             #[cfg(feature = "monitoring")]

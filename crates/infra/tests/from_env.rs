@@ -85,6 +85,18 @@ async fn with_variables_the_real_services_are_used_and_answer() {
 }
 
 #[tokio::test]
+async fn the_postgres_job_queue_shares_the_databases_pool() {
+    let env = Env::from_pairs([("DATABASE_URL", database_url())]);
+    let infra = Infra::from_env_with(&env).unwrap();
+    assert_eq!(infra.jobs().backend(), "postgres");
+    let pool = infra.database().unwrap().pool();
+    assert_eq!(pool.status().size, 0, "building never connects");
+    // The queue's stats come from a pooled connection: it is the app's pool that opens one.
+    infra.jobs().runtime().stats().await.unwrap();
+    assert!(pool.status().size >= 1, "the queue used the app's pool");
+}
+
+#[tokio::test]
 async fn unreachable_services_are_unhealthy_within_the_deadline() {
     let closed = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
