@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::sync::Mutex;
 
+/// The `jobs` scenario, and the worker process it kills.
+pub(crate) mod jobs;
+
 /// What one scenario observed.
 pub struct FaultReport {
     /// Scenario name, as given on the command line.
@@ -35,11 +38,12 @@ pub struct FaultReport {
 type Scenario = fn(&tokio::runtime::Runtime) -> Result<FaultReport>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 4] = [
+const SCENARIOS: [(&str, Scenario); 5] = [
     ("redis", redis_restart),
     ("postgres", postgres_kill),
     ("calendar-agent", calendar_agent_without_redis),
     ("realtime", crate::faults_realtime::node_kill),
+    ("jobs", jobs::worker_killed_mid_run),
 ];
 
 pub fn run(args: &[String]) -> Result<bool> {

@@ -2,7 +2,8 @@
 //!
 //! - `verify [--json]`: probe every configured service end to end (the main command)
 //! - `ci`: everything CI checks — fmt, clippy, docs, the feature matrix, services, tests
-//! - `bench [crate]`: the benchmarks, each printing our side, the baseline and the ratio
+//! - `bench [crate…] [--quick] [--write-docs]`: every benchmark, then one table of our figures,
+//!   the strongest baselines and the ratios (`--write-docs` updates `docs/performance.md`)
 //! - `migrate [--status]`: apply pending database migrations, or list them
 //! - `faults [scenario…] [--record]`: break services under load, report losses and recovery
 
@@ -30,6 +31,8 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "migrate" => migrate::run(rest),
         "faults" => faults::run(rest),
+        // Hidden: the worker process the `jobs` fault scenario starts and SIGKILLs.
+        "faults-jobs-worker" => faults::jobs::worker(rest),
         "help" | "--help" | "-h" => {
             println!("{}", USAGE);
             Ok(true)
@@ -55,7 +58,11 @@ usage: cargo xtask <task>
 tasks:
   verify [--json]     probe every configured service (loads .env if present)
   ci                  fmt, clippy, docs, feature matrix, services, tests
-  bench [crate]       run the benchmarks (all, or one crate: db, cache, jobs, realtime, monitoring)
+  bench [crate…] [--quick] [--write-docs]
+                      run the benchmarks (all, or some crates: db, cache, jobs, realtime,
+                      monitoring) and print one table of figures, baselines, ratios and goals;
+                      --quick shortens every workload (plumbing only, not figures);
+                      --write-docs records the table and the machine in docs/performance.md
   migrate [--status]  apply pending database migrations, or list applied/pending
   faults [scenario] [--record]
                       kill services under load; report what was lost and the recovery

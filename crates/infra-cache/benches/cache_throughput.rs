@@ -15,6 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use infra_cache::{
     MemoryCache, MemoryConfig, RateLimitAlgorithm, RedisCache, RedisConfig, redis_scripts,
 };
+use infra_core::testkit::bench_report::{Goal, Row, Side as ReportSide};
 use infra_core::{Cache, CacheExt, RateLimiter};
 use tokio::runtime::Runtime;
 
@@ -137,20 +138,34 @@ fn line(label: &str, side: &str) {
     }
 }
 
+/// A side's figures for `cargo xtask bench`'s table.
+fn report_side(label: &str, side: &str) -> Option<ReportSide> {
+    let (rate, p50, p99, cpu) = stats(side)?;
+    Some(
+        ReportSide::new(label, rate)
+            .with_latency(p50, p99)
+            .with_cpu_per_op(cpu),
+    )
+}
+
 /// The summary of one workload: the strongest of the `strong` baselines first (whichever was
-/// fastest in this run), then ours and the ratio, then the other baselines for context.
-/// Nothing when a criterion filter skipped a side.
-fn summary(name: &str, strong: &[(&str, &str)], ours: (&str, &str), weaker: &[(&str, &str)]) {
-    let Some((strongest, base)) = strong
+/// fastest in this run), then ours and the ratio, then the other baselines for context; and
+/// the same as a row for `cargo xtask bench`'s table. Nothing when a criterion filter skipped
+/// a side.
+fn summary(
+    name: &str,
+    strong: &[(&str, &str)],
+    ours: (&str, &str),
+    weaker: &[(&str, &str)],
+) -> Option<Row> {
+    let (strongest, base) = strong
         .iter()
         .filter_map(|s| Some((*s, rate(s.1)?)))
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-    else {
-        return;
-    };
-    let Some(us) = rate(ours.1) else {
-        return;
-    };
+        .max_by(|a, b| a.1.total_cmp(&b.1))?;
+    let us = rate(ours.1)?;
+    let mut row = Row::new("infra-cache", name, "ops/s")
+        .ours(report_side(ours.0, ours.1)?)
+        .baseline(report_side(strongest.0, strongest.1)?);
     println!("\n>> {name}");
     line(strongest.0, strongest.1);
     line(ours.0, ours.1);
@@ -160,9 +175,11 @@ fn summary(name: &str, strong: &[(&str, &str)], ours: (&str, &str), weaker: &[(&
         if let Some(rate) = rate(side) {
             line(label, side);
             println!("      (ours / this: {:.3})", us / rate);
+            row = row.other(report_side(label, side)?);
         }
     }
     println!();
+    Some(row)
 }
 
 /// One connection per CPU: the other strong way to share multiplexed connections.
@@ -387,7 +404,7 @@ fn redis_get_set(c: &mut Criterion) {
         commit("redis raw");
     }
     group.finish();
-    summary(
+    let row = summary(
         "redis get/set 1 KiB JSON, 64 tasks",
         &[
             (
@@ -403,6 +420,7 @@ fn redis_get_set(c: &mut Criterion) {
         &[("raw deadpool-redis, checkout per command", "redis raw")],
     );
     let ours_rate = rate("redis ours");
+    let mut practical_limit = None;
     match ours_rate.and_then(|_| redis_benchmark()) {
         Some((get, set, mixed)) => {
             println!("   redis-benchmark -c 64 -d 1024 -t get,set: GET {get:.0}/s, SET {set:.0}/s");
@@ -412,8 +430,20 @@ fn redis_get_set(c: &mut Criterion) {
                     ours / mixed
                 );
             }
+            practical_limit = Some(ReportSide::new(
+                "redis-benchmark -c 64 -d 1024, 50/50 GET/SET mix",
+                mixed,
+            ));
         }
         None => println!("   practical-limit row skipped (filtered, or redis-benchmark missing)"),
+    }
+    if let Some(mut row) = row {
+        if let Some(side) = practical_limit {
+            row = row.other(side);
+        }
+        row.goal(Goal::ratio_at_least(0.95))
+            .emit()
+            .expect("bench report written");
     }
     rt.block_on(cleanup(&prefix));
 }
@@ -514,7 +544,7 @@ fn rate_limit_decisions(c: &mut Criterion) {
         commit("rl raw");
     }
     group.finish();
-    summary(
+    let row = summary(
         "rate-limit decisions (sliding window), 64 tasks",
         &[
             (
@@ -529,6 +559,11 @@ fn rate_limit_decisions(c: &mut Criterion) {
         ("RedisCache::check", "rl ours"),
         &[("raw EVALSHA, checkout per command", "rl raw")],
     );
+    if let Some(row) = row {
+        row.goal(Goal::ratio_at_least(0.95))
+            .emit()
+            .expect("bench report written");
+    }
     rt.block_on(cleanup(&prefix));
 }
 
@@ -594,12 +629,17 @@ fn memory_get(c: &mut Criterion) {
         commit("memory trait");
     }
     group.finish();
-    summary(
+    let row = summary(
         "memory get 1 KiB, one task",
         &[("raw moka (same weigher and per-entry expiry)", "memory raw")],
         ("MemoryCache::get", "memory ours"),
         &[],
     );
+    if let Some(row) = row {
+        row.goal(Goal::ratio_at_least(0.90))
+            .emit()
+            .expect("bench report written");
+    }
     if let (Some(ours), Some(raw)) = (stats("memory trait"), rate("memory raw")) {
         line(
             "MemoryCache through &dyn Cache (boxed future)",
@@ -609,6 +649,23 @@ fn memory_get(c: &mut Criterion) {
             "      (ours through the trait / raw moka: {:.3})\n",
             ours.0 / raw
         );
+    }
+    if let (Some(ours), Some(raw)) = (
+        report_side(
+            "MemoryCache through &dyn Cache (boxed future)",
+            "memory trait",
+        ),
+        report_side("raw moka (same weigher and per-entry expiry)", "memory raw"),
+    ) {
+        Row::new(
+            "infra-cache",
+            "memory get 1 KiB through &dyn Cache",
+            "ops/s",
+        )
+        .ours(ours)
+        .baseline(raw)
+        .emit()
+        .expect("bench report written");
     }
 }
 
@@ -652,10 +709,16 @@ impl moka::Expiry<String, (Arc<[u8]>, Instant)> for Deadline {
 }
 
 fn quick() -> Criterion {
+    // `cargo xtask bench --quick` only proves the plumbing: a fraction of the time.
+    let (warm_up, measure) = if infra_core::testkit::bench_report::quick() {
+        (Duration::from_millis(100), Duration::from_millis(300))
+    } else {
+        (Duration::from_millis(500), Duration::from_millis(1500))
+    };
     Criterion::default()
         .sample_size(SAMPLES)
-        .warm_up_time(Duration::from_millis(500))
-        .measurement_time(Duration::from_millis(1500))
+        .warm_up_time(warm_up)
+        .measurement_time(measure)
         .without_plots()
 }
 

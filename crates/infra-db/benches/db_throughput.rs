@@ -20,6 +20,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 #[path = "../tests/support/schema.rs"]
 mod schema;
 
+use infra_core::testkit::bench_report::{Goal, Row, Side};
 use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use infra_db::{Database, DbConfig, run_pending_migrations};
 use schema::{users, workspaces};
@@ -145,7 +146,8 @@ fn line(label: &str, s: &Summary) {
     )
 }
 
-/// Alternates the sides `ROUNDS` times and prints the baseline first, then ours and the ratio.
+/// Alternates the sides `ROUNDS` times and prints the baseline first, then ours and the ratio;
+/// returns the row for `cargo xtask bench`'s table (none when one side ran alone).
 #[allow(clippy::too_many_arguments)]
 async fn compare<S, F, Fut, R, G, Gut>(
     name: &str,
@@ -155,7 +157,7 @@ async fn compare<S, F, Fut, R, G, Gut>(
     ours_label: &str,
     ours_state: &[S],
     ours: F,
-) -> f64
+) -> Option<Row>
 where
     S: Clone + Send + 'static,
     F: Fn(S) -> Fut + Clone + Send + 'static,
@@ -182,14 +184,23 @@ where
     if !only.is_empty() {
         let side = summarise(if a.is_empty() { b } else { a });
         line(&format!("{only} only (DB_BENCH_ONLY)"), &side);
-        return 0.0;
+        return None;
     }
     let (ours, raw) = (summarise(a), summarise(b));
     line(baseline_label, &raw);
     line(ours_label, &ours);
     let ratio = ours.median / raw.median;
     println!("  ratio ours / baseline: {ratio:.3}\n");
-    ratio
+    let side = |label: &str, s: &Summary| {
+        Side::new(label, s.median)
+            .with_latency(s.p50, s.p99)
+            .with_cpu_per_op(s.cpu_per_op)
+    };
+    Some(
+        Row::new("infra-db", format!("{name}, {TASKS} tasks"), "queries/s")
+            .ours(side(ours_label, &ours))
+            .baseline(side(baseline_label, &raw)),
+    )
 }
 
 /// `pgbench -M prepared` running `sql` on `TASKS` clients for a few seconds: its rate and mean
@@ -312,7 +323,7 @@ async fn run() {
     let ours_state = vec![db.clone(); TASKS];
 
     let select_one = dedicated(&url, "SELECT 1").await;
-    compare(
+    let mut select_one_row = compare(
         "pooled SELECT 1",
         "tokio-postgres, dedicated connection per task, prepared",
         &select_one,
@@ -339,15 +350,25 @@ async fn run() {
         pgbench(&url, "SELECT 1")
     };
     match pgbench_rate {
-        Some((tps, latency_ms)) => println!(
-            "  pgbench -M prepared -c {TASKS} -j 2 -T 5, SELECT 1 (the server's limit): {tps:.0}/s, mean latency {:.1} µs\n",
-            latency_ms * 1000.0
-        ),
+        Some((tps, latency_ms)) => {
+            println!(
+                "  pgbench -M prepared -c {TASKS} -j 2 -T 5, SELECT 1 (the server's limit): {tps:.0}/s, mean latency {:.1} µs\n",
+                latency_ms * 1000.0
+            );
+            select_one_row = select_one_row.map(|row| {
+                row.other(Side::new(
+                    format!("pgbench -M prepared -c {TASKS} -j 2 (C client, the server's limit)"),
+                    tps,
+                ))
+            });
+        }
         None => println!("  pgbench row skipped (pgbench not installed or failed)\n"),
     }
+    // Issue 9's goal for the pooled path.
+    let select_one_row = select_one_row.map(|row| row.goal(Goal::ratio_at_least(0.85)));
 
     let lookups = dedicated(&url, LOOKUP_SQL).await;
-    compare(
+    let lookup_row = compare(
         "20-row indexed users lookup",
         "tokio-postgres, dedicated connection per task, prepared",
         &lookups,
@@ -382,7 +403,7 @@ async fn run() {
         text.split(" -- binds:").next().unwrap().to_owned()
     };
     let same_statement = dedicated(&url, &diesel_sql).await;
-    compare(
+    let same_statement_row = compare(
         "20-row indexed users lookup, same statement on both sides (diesel's SQL, 3 binds, rows decoded)",
         "tokio-postgres, dedicated, prepared, diesel's SQL, decoded",
         &same_statement,
@@ -405,6 +426,12 @@ async fn run() {
     )
     .await;
     drop(same_statement);
+    for row in [select_one_row, lookup_row, same_statement_row]
+        .into_iter()
+        .flatten()
+    {
+        row.emit().expect("bench report written");
+    }
 
     drop((db, ours_state));
     diesel::sql_query(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use infra_core::testkit::bench_report::{Row, Side};
 use infra_core::{Event, EventSender, JobQueue};
 use infra_db::{Database, DbConfig};
 use infra_jobs::{Function, JobsRuntime, MemoryQueue, Outcome, PgQueue, WorkerSettings};
@@ -284,5 +285,26 @@ fn main() {
             None => println!("graphile      not run"),
         }
         println!("MemoryQueue   enqueue {mem_enqueue:>9.0}/s   process {mem_rate:>9.0}/s   send-to-start p50 {mp50:.2} ms  p99 {mp99:.2} ms");
+
+        // The same figures for `cargo xtask bench`'s table; latencies are send-to-start on an
+        // idle queue, measured apart from the drain.
+        let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
+        let workload = format!("drain {n} no-op jobs, {CONCURRENCY} in flight, one process");
+        let mut pg = Row::new("infra-jobs", workload.clone(), "jobs/s")
+            .ours(
+                Side::new("PgQueue (latency: send-to-start, idle queue)", pg_rate)
+                    .with_latency(ms(p50), ms(p99)),
+            )
+            .baseline(Side::new("raw SQL queue, SKIP LOCKED claim of 500, 4 connections", raw));
+        if let Some(g) = graphile {
+            pg = pg.other(Side::new("graphile-worker, local queue 500, batched completion", g));
+        }
+        let memory = Row::new("infra-jobs", workload, "jobs/s").ours(
+            Side::new("MemoryQueue (latency: send-to-start, idle queue)", mem_rate)
+                .with_latency(ms(mp50), ms(mp99)),
+        );
+        for row in [pg, memory] {
+            row.emit().expect("bench report written");
+        }
     });
 }

@@ -7,6 +7,7 @@
 
 use std::time::Instant;
 
+use infra_core::testkit::bench_report::{Goal, Row, Side};
 use infra_core::{Context, Env, ErrorReporter};
 use infra_monitoring::{Monitoring, MonitoringConfig, sentry_options};
 use sentry::test::with_captured_events_options;
@@ -76,4 +77,17 @@ fn main() {
         bare / 1000.0,
         ours / bare
     );
+    Row::new(
+        "infra-monitoring",
+        "capture an error with context (in-memory transport)",
+        "µs/capture",
+    )
+    .ours(Side::new("Monitoring::capture_error", ours / 1000.0))
+    .baseline(Side::new(
+        "bare sentry::capture_error in a scope with the context",
+        bare / 1000.0,
+    ))
+    .goal(Goal::ratio_at_most(1.2))
+    .emit()
+    .expect("bench report written");
 }

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
+use infra_core::testkit::bench_report::{self, Goal, Row, Side};
 use infra_core::{ChannelName, EventName, Realtime};
 use infra_realtime::server::{AppConfig, AppLimits, RealtimeServer, ServerConfig};
 use serde_json::{Value, json};
@@ -27,6 +28,11 @@ const KEY: &str = "bench-key";
 const IDLE_CONNECTIONS: usize = 10_000;
 const SUBSCRIBERS: usize = 1_000;
 const ROUNDS: usize = 200;
+
+/// `cargo xtask bench --quick` proves the plumbing only: a tenth of the connections and rounds.
+fn scaled(n: usize) -> usize {
+    if bench_report::quick() { n / 10 } else { n }
+}
 
 fn raise_open_files(wanted: u64) -> u64 {
     use nix::sys::resource::{Resource, getrlimit, setrlimit};
@@ -63,7 +69,9 @@ async fn connect(
         .0
 }
 
-async fn idle_connections() {
+/// The server's RSS growth per idle connection, in KiB.
+async fn idle_connections() -> f64 {
+    let idle = scaled(IDLE_CONNECTIONS);
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -85,7 +93,7 @@ async fn idle_connections() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Warm up allocator and runtime with a few connections first.
-    let mut clients = Vec::with_capacity(IDLE_CONNECTIONS);
+    let mut clients = Vec::with_capacity(idle);
     for _ in 0..100 {
         let mut ws = connect(addr, &format!("/app/{KEY}?protocol=7")).await;
         ws.next().await.expect("established").expect("frame");
@@ -95,7 +103,7 @@ async fn idle_connections() {
     let before = rss_kib(child.id());
     let started = Instant::now();
     let mut batch = Vec::new();
-    for _ in 100..IDLE_CONNECTIONS {
+    for _ in 100..idle {
         batch.push(tokio::spawn(async move {
             let mut ws = connect(addr, &format!("/app/{KEY}?protocol=7")).await;
             ws.next().await.expect("established").expect("frame");
@@ -112,15 +120,16 @@ async fn idle_connections() {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
     let after = rss_kib(child.id());
-    let added = (IDLE_CONNECTIONS - 100) as f64;
+    let added = (idle - 100) as f64;
     let per_connection = (after.saturating_sub(before)) as f64 / added;
     println!(
-        "idle connections: {IDLE_CONNECTIONS} open in {:.1}s; server RSS {before} KiB -> {after} KiB = {per_connection:.1} KiB per connection (goal <= 16)",
+        "idle connections: {idle} open in {:.1}s; server RSS {before} KiB -> {after} KiB = {per_connection:.1} KiB per connection (goal <= 16)",
         started.elapsed().as_secs_f64()
     );
     drop(clients);
     let _ = child.kill();
     let _ = child.wait();
+    per_connection
 }
 
 /// The `t` of a tick frame's data (`\"t\":123` inside the data string), without a JSON
@@ -185,9 +194,9 @@ async fn run_rounds(
     mut latencies: mpsc::UnboundedReceiver<u64>,
     publish: impl Fn(u64) -> futures_util::future::BoxFuture<'static, ()>,
 ) -> FanOut {
-    let mut all = Vec::with_capacity(ROUNDS * SUBSCRIBERS);
+    let mut all = Vec::with_capacity(scaled(ROUNDS) * SUBSCRIBERS);
     let started = Instant::now();
-    for _ in 0..ROUNDS {
+    for _ in 0..scaled(ROUNDS) {
         publish(base.elapsed().as_micros() as u64).await;
         for _ in 0..SUBSCRIBERS {
             let latency = tokio::time::timeout(Duration::from_secs(10), latencies.recv())
@@ -303,8 +312,9 @@ fn main() {
         .build()
         .unwrap();
     runtime.block_on(async {
-        if limit as usize > IDLE_CONNECTIONS + 500 {
-            idle_connections().await;
+        let mut idle = None;
+        if limit as usize > scaled(IDLE_CONNECTIONS) + 500 {
+            idle = Some(idle_connections().await);
         } else {
             println!("idle connections: skipped, the open-file limit {limit} is too low");
         }
@@ -312,9 +322,39 @@ fn main() {
         let raw = raw(base).await;
         let ours = ours(base).await;
         println!(
-            "fan-out to {SUBSCRIBERS} subscribers x {ROUNDS} events:\n  raw tokio-tungstenite broadcast: p50 {:.0} µs, p99 {:.0} µs, {:.0} msgs/s\n  infra-realtime server:           p50 {:.0} µs, p99 {:.0} µs, {:.0} msgs/s\n  ratio (ours/raw msgs/s): {:.2} (goal >= 0.7); p99 goal <= 10 ms",
-            raw.p50_us, raw.p99_us, raw.msgs_per_sec, ours.p50_us, ours.p99_us, ours.msgs_per_sec,
+            "fan-out to {SUBSCRIBERS} subscribers x {} events:\n  raw tokio-tungstenite broadcast: p50 {:.0} µs, p99 {:.0} µs, {:.0} msgs/s\n  infra-realtime server:           p50 {:.0} µs, p99 {:.0} µs, {:.0} msgs/s\n  ratio (ours/raw msgs/s): {:.2} (goal >= 0.7); p99 goal <= 10 ms",
+            scaled(ROUNDS), raw.p50_us, raw.p99_us, raw.msgs_per_sec, ours.p50_us, ours.p99_us, ours.msgs_per_sec,
             ours.msgs_per_sec / raw.msgs_per_sec
         );
+
+        // The same figures for `cargo xtask bench`'s table.
+        if let Some(per_connection) = idle {
+            Row::new(
+                "infra-realtime",
+                format!("{} idle WebSocket connections, server RSS", scaled(IDLE_CONNECTIONS)),
+                "KiB/connection",
+            )
+            .ours(Side::new("infra-realtime-server (own process)", per_connection))
+            .goal(Goal::figure_at_most(16.0))
+            .emit()
+            .expect("bench report written");
+        }
+        let side = |name: &str, f: &FanOut| {
+            Side::new(name, f.msgs_per_sec).with_latency(
+                Duration::from_secs_f64(f.p50_us / 1e6),
+                Duration::from_secs_f64(f.p99_us / 1e6),
+            )
+        };
+        Row::new(
+            "infra-realtime",
+            format!("fan-out, 1 event to {SUBSCRIBERS} subscribers x {}", scaled(ROUNDS)),
+            "msgs/s",
+        )
+        .ours(side("infra-realtime server (in-process trigger)", &ours))
+        .baseline(side("raw tokio-tungstenite broadcast, a task per socket", &raw))
+        .goal(Goal::ratio_at_least(0.7))
+        .goal(Goal::p99_at_most(Duration::from_millis(10)))
+        .emit()
+        .expect("bench report written");
     });
 }

@@ -12,7 +12,11 @@
 //!
 //! Keys are made unique per call ([`unique_key`]) so suites may run in parallel against one
 //! shared server, and every case deletes what it wrote.
+//!
+//! [`bench_report`] is the one row format every crate's benchmark writes its results in, which
+//! `cargo xtask bench` gathers into one table.
 
+pub mod bench_report;
 pub mod cache;
 pub mod jobs;
 pub mod rate_limit;
