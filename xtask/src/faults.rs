@@ -16,6 +16,8 @@ use tokio::sync::Mutex;
 
 /// The `jobs` scenario, and the worker process it kills.
 pub(crate) mod jobs;
+/// The `realtime` scenario: a node of a two-node cluster killed.
+mod realtime;
 
 /// What one scenario observed.
 pub struct FaultReport {
@@ -42,7 +44,7 @@ const SCENARIOS: [(&str, Scenario); 5] = [
     ("redis", redis_restart),
     ("postgres", postgres_kill),
     ("calendar-agent", calendar_agent_without_redis),
-    ("realtime", crate::faults_realtime::node_kill),
+    ("realtime", realtime::node_kill),
     ("jobs", jobs::worker_killed_mid_run),
 ];
 

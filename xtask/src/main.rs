@@ -10,7 +10,6 @@
 mod bench;
 mod ci;
 mod faults;
-mod faults_realtime;
 mod migrate;
 mod realtime_probe;
 mod services;

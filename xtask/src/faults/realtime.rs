@@ -24,7 +24,7 @@ use infra::{ChannelName, EventName, Realtime, Secret};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::faults::FaultReport;
+use super::FaultReport;
 
 const APP_ID: &str = "faults";
 const KEY: &str = "faults-key";
