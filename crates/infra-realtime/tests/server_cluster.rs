@@ -745,3 +745,29 @@ async fn the_presence_member_limit_counts_every_node() {
     .await;
     shut_down(&prefix, &[s1, s2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_left_writes_nothing_more_to_redis() {
+    let prefix = unique_prefix("left");
+    // A long lease: the node would still be connected for a while after leaving.
+    let cluster = ClusterConfig::new(REDIS_URL)
+        .unwrap()
+        .with_key_prefix(prefix.to_string())
+        .with_node_id("q1")
+        .with_lease(Duration::from_secs(9));
+    let (server, addr) = start(ServerConfig::new(vec![app()]).with_cluster(Some(cluster))).await;
+    assert!(server.cluster_ready(PATIENCE).await);
+    // Past the first heartbeat: the next one, when the node notices it left, is seconds away.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.shutdown(PATIENCE).await, 0);
+    // A connection that outlives the shutdown (past its deadline, or on a router still
+    // mounted) is served alone: the node has no lease and is no longer in the node set, so
+    // whatever it wrote now would stay in Redis with no one to reap it.
+    let mut late = Client::connect(addr).await;
+    let reply = late.subscribe("late").await;
+    assert_eq!(reply["event"], "pusher_internal:subscription_succeeded");
+    let reply = late.subscribe_presence("presence-late", "x").await;
+    assert_eq!(presence_ids(&reply), vec!["x".to_owned()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(keys_under(&prefix).await, Vec::<String>::new());
+}

@@ -471,9 +471,27 @@ async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Rel
 
 /// Applies this node's state changes one at a time, in the order the hub made them.
 async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut left = false;
     while let Some(op) = rx.recv().await {
         let Some(hub) = hub.upgrade() else { return };
         match op {
+            // Once the node gave up its lease and left the node set, nothing it wrote would
+            // ever be reaped: what comes later (connections outliving the shutdown) stays
+            // local, and joins are answered from this node's own members.
+            Op::Change {
+                app,
+                change:
+                    StateChange::Join {
+                        channel,
+                        socket_id: Some(socket_id),
+                        ..
+                    },
+            } if left => {
+                if let Some(app) = hub.by_id(&app) {
+                    app.complete_join(&socket_id, &channel, JoinOutcome::Unavailable);
+                }
+            }
+            Op::Change { .. } | Op::Resync if left => {}
             Op::Change { app, change } => {
                 if let Some(app) = hub.by_id(&app) {
                     apply(&shared, app, change).await;
@@ -482,6 +500,7 @@ async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, mut rx: mpsc::Unbounde
             Op::Resync => resync(&shared, &hub).await,
             Op::Leave(done) => {
                 leave(&shared, &hub).await;
+                left = true;
                 let _ = done.send(());
             }
         }
