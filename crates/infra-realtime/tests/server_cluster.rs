@@ -771,3 +771,59 @@ async fn a_node_that_left_writes_nothing_more_to_redis() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(keys_under(&prefix).await, Vec::<String>::new());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_frames_still_arrive_after_redis_lost_the_member_versions() {
+    let prefix = unique_prefix("lost");
+    let (_hooks, hooks_url) = webhook_receiver().await;
+    let (s1, a1) = embedded_node(&prefix, "f1", &hooks_url).await;
+    let (s2, a2) = embedded_node(&prefix, "f2", &hooks_url).await;
+    let room = "presence-lost";
+    // `s` takes its list at a version others then raise (two joins, two leaves).
+    let mut a = Client::connect(a2).await;
+    a.subscribe_presence(room, "a").await;
+    let mut b = Client::connect(a2).await;
+    b.subscribe_presence(room, "b").await;
+    let mut s = Client::connect(a1).await;
+    let listed = s.subscribe_presence(room, "s").await;
+    assert_eq!(presence_ids(&listed), vec!["a", "b", "s"]);
+    drop((a, b));
+    for _ in 0..2 {
+        s.recv_event("pusher_internal:member_removed", Some(room))
+            .await;
+    }
+
+    // Redis loses everything under the prefix (a restart without persistence): both nodes
+    // find their lease gone and write their state again, the version counting from 0.
+    let mut conn = redis().await;
+    let keys = keys_under(&prefix).await;
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let members = format!("{prefix}:app:{APP_ID}:members:{room}");
+    eventually_async("node 1 writes its member again", || {
+        let members = members.clone();
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("HEXISTS")
+                .arg(members)
+                .arg("s")
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+
+    // A member joining later is announced to `s`, whose list predates the loss.
+    let mut n = Client::connect(a2).await;
+    n.subscribe_presence(room, "n").await;
+    let added = s
+        .recv_event("pusher_internal:member_added", Some(room))
+        .await;
+    assert_eq!(data_of(&added)["user_id"], "n", "{added}");
+    drop((s, n));
+    shut_down(&prefix, &[s1, s2]).await;
+}

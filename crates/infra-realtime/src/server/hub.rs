@@ -778,6 +778,19 @@ impl AppHub {
         }
     }
 
+    /// The cluster's member version of `channel` is `version` now. It only goes back when
+    /// Redis lost the channel (a restart without persistence, or this node reaped while it
+    /// was its only member): lists taken at a later version then count as taken now, or
+    /// their sockets would skip every member frame until the version caught up again.
+    pub fn cap_presence_versions(&self, channel: &str, version: u64) {
+        let mut state = self.lock();
+        if let Some(entry) = state.channels.get_mut(channel) {
+            for taken in entry.presence_versions.values_mut() {
+                *taken = (*taken).min(version);
+            }
+        }
+    }
+
     /// This node's part of every channel, to write again after the cluster lost it (a
     /// reconnect, or a lease that ran out while Redis was away).
     pub fn snapshot(&self) -> Vec<StateChange> {

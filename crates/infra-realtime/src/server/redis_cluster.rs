@@ -572,13 +572,18 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
             .await;
             let (outcome, new_member) = match result {
                 Ok((0, _, _, _)) => (JoinOutcome::Full { limit }, None),
-                Ok((_, new, flat, version)) => (
-                    JoinOutcome::Joined {
-                        members: members_from(&flat),
-                        version,
-                    },
-                    (new == 1).then_some(version),
-                ),
+                Ok((_, new, flat, version)) => {
+                    // Before announcing: a version that went back must not hide this frame
+                    // (or later ones) from this node's sockets.
+                    app.cap_presence_versions(&channel, version);
+                    (
+                        JoinOutcome::Joined {
+                            members: members_from(&flat),
+                            version,
+                        },
+                        (new == 1).then_some(version),
+                    )
+                }
                 Err(e) => {
                     shared.write_failed("recording a presence join", &e);
                     (JoinOutcome::Unavailable, None)
