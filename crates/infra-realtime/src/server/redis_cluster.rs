@@ -42,6 +42,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Frames published in one pipeline at most.
 const PUBLISH_BATCH: usize = 256;
+/// Relays waiting for the publisher at most: a Redis that answers slowly (not an absent one,
+/// whose relays are dropped at once) must not make the queue grow without bound; beyond it
+/// relays are dropped and counted.
+const RELAY_QUEUE: usize = 16 * 1024;
 
 /// One message on the bus. Strings are `Cow` because the tagged enum is buffered while
 /// decoding, which cannot lend borrowed strings; encoding borrows.
@@ -161,10 +165,10 @@ async fn call<T>(
 /// The adapter the hub holds.
 pub(crate) struct RedisCluster {
     shared: Arc<Shared>,
-    relay_tx: mpsc::UnboundedSender<Relay>,
+    relay_tx: mpsc::Sender<Relay>,
     ops_tx: mpsc::UnboundedSender<Op>,
     /// The receivers until `start` hands them to their tasks.
-    receivers: Mutex<Option<(mpsc::UnboundedReceiver<Relay>, mpsc::UnboundedReceiver<Op>)>>,
+    receivers: Mutex<Option<(mpsc::Receiver<Relay>, mpsc::UnboundedReceiver<Op>)>>,
 }
 
 impl RedisCluster {
@@ -183,7 +187,7 @@ impl RedisCluster {
         }
         let client = redis::Client::open(config.redis_url.expose().as_str())
             .map_err(|e| Error::config(REDIS_URL_VAR, format_args!("is not usable: {e}")))?;
-        let (relay_tx, relay_rx) = mpsc::unbounded_channel();
+        let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         Ok(RedisCluster {
             shared: Arc::new(Shared {
@@ -210,7 +214,15 @@ impl RedisCluster {
     fn send_bus(&self, message: &BusMessage<'_>) {
         match serde_json::to_string(message) {
             Ok(text) => {
-                let _ = self.relay_tx.send(Relay::Frame(text));
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    self.relay_tx.try_send(Relay::Frame(text))
+                {
+                    let dropped = self.shared.relays_dropped.fetch_add(1, Ordering::Relaxed);
+                    if dropped.is_power_of_two() || dropped == 0 {
+                        tracing::warn!(node = %self.shared.config.node_id, dropped = dropped + 1,
+                            "realtime cluster: Redis is not keeping up with relays; dropping");
+                    }
+                }
             }
             Err(e) => tracing::error!(error = %e, "realtime cluster: cannot encode a relay"),
         }
@@ -266,9 +278,12 @@ impl ClusterAdapter for RedisCluster {
 
     async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.relay_tx.send(Relay::Flush(tx)).is_ok() {
-            let _ = tokio::time::timeout(CALL_TIMEOUT, rx).await;
-        }
+        let _ = tokio::time::timeout(CALL_TIMEOUT, async {
+            if self.relay_tx.send(Relay::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        })
+        .await;
     }
 
     async fn leave(&self) {
@@ -433,7 +448,7 @@ fn stats_from(
 }
 
 /// Publishes relayed frames in the order they were handed over, a pipeline per burst.
-async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Relay>) {
+async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::Receiver<Relay>) {
     let bus = shared.keys.bus();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut flushed = Vec::new();
@@ -987,4 +1002,21 @@ async fn reap_node(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_beyond_the_queue_are_dropped_and_counted() {
+        // Not started: no publisher drains the queue, as when Redis answers too slowly.
+        let config = ClusterConfig::new("redis://127.0.0.1:1").unwrap();
+        let cluster = RedisCluster::new(config, ["1"].into_iter()).unwrap();
+        let message = Utf8Bytes::from_static("{}");
+        for _ in 0..RELAY_QUEUE + 10 {
+            cluster.relay("1", "c", &message, None);
+        }
+        assert_eq!(cluster.shared.relays_dropped.load(Ordering::Relaxed), 10);
+    }
 }
