@@ -827,3 +827,53 @@ async fn member_frames_still_arrive_after_redis_lost_the_member_versions() {
     drop((s, n));
     shut_down(&prefix, &[s1, s2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaped_node_that_writes_again_can_be_reaped_again() {
+    let prefix = unique_prefix("rewrite");
+    // A long lease: the node's next heartbeat is seconds away.
+    let cluster = ClusterConfig::new(REDIS_URL)
+        .unwrap()
+        .with_key_prefix(prefix.to_string())
+        .with_node_id("r1")
+        .with_lease(Duration::from_secs(9));
+    let (server, addr) = start(ServerConfig::new(vec![app()]).with_cluster(Some(cluster))).await;
+    assert!(server.cluster_ready(PATIENCE).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Survivors reaped it while it was paused: no lease, no state, not in the node set.
+    let mut conn = redis().await;
+    let keys = keys_under(&prefix).await;
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // It writes before its next heartbeat, and could die before it: the node set must name
+    // it, or nobody would ever reap what it wrote.
+    let mut client = Client::connect(addr).await;
+    client.subscribe("chat").await;
+    client.subscribe_presence("presence-chat", "u").await;
+    let node_state = format!("{prefix}:node:r1");
+    eventually_async("the node's state is written", || {
+        let key = node_state.clone();
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("HLEN")
+                .arg(key)
+                .query_async::<usize>(&mut conn)
+                .await
+                .unwrap()
+                == 3
+        }
+    })
+    .await;
+    let listed: bool = redis::cmd("SISMEMBER")
+        .arg(format!("{prefix}:nodes"))
+        .arg("r1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(listed, "a node holding state is in the node set");
+    drop(client);
+    server.shutdown(PATIENCE).await;
+}

@@ -549,6 +549,7 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                     .key(keys.subscriptions(id, &channel))
                     .key(keys.channels(id))
                     .key(keys.node_state(node))
+                    .key(keys.nodes())
                     .arg(node)
                     .arg(&channel)
                     .arg(count)
@@ -578,10 +579,12 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                     .key(keys.infos(id, &channel))
                     .key(keys.node_state(node))
                     .key(keys.version(id, &channel))
+                    .key(keys.nodes())
                     .arg(&user_id)
                     .arg(user_info.to_string())
                     .arg(limit)
                     .arg(member_field(id, &channel, &user_id))
+                    .arg(node)
                     .invoke_async(&mut conn),
             )
             .await;
