@@ -877,3 +877,48 @@ async fn a_reaped_node_that_writes_again_can_be_reaped_again() {
     drop(client);
     server.shutdown(PATIENCE).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook() {
+    let prefix = unique_prefix("moved");
+    let (hooks, hooks_url) = webhook_receiver().await;
+    let node = |id: &str| {
+        let cluster = ClusterConfig::new(REDIS_URL)
+            .unwrap()
+            .with_key_prefix(prefix.to_string())
+            .with_node_id(id)
+            .with_lease(Duration::from_millis(1500));
+        ServerConfig::new(vec![app().with_webhook_url(hooks_url.clone())])
+            .with_leave_delay(Duration::from_millis(800))
+            .with_cluster(Some(cluster))
+    };
+    let (s1, a1) = start(node("m1")).await;
+    let (s2, a2) = start(node("m2")).await;
+    assert!(s1.cluster_ready(PATIENCE).await && s2.cluster_ready(PATIENCE).await);
+
+    // A page reload that lands on the other node: the channel and the member leave node 1
+    // and are back on node 2 before the leave webhooks are due.
+    let room = "presence-moved";
+    let mut before = Client::connect(a1).await;
+    before.subscribe_presence(room, "u").await;
+    eventually("the arrival webhooks", || {
+        hooks.count("channel_occupied", room) == 1 && hooks.count("member_added", room) == 1
+    })
+    .await;
+    drop(before);
+    eventually_async("node 1 let go of the member", || async {
+        keys_under(&prefix)
+            .await
+            .iter()
+            .all(|k| !k.contains(":members:"))
+    })
+    .await;
+    let mut after = Client::connect(a2).await;
+    after.subscribe_presence(room, "u").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The receiver's last word on the channel and the member must be that they are there.
+    assert_eq!(hooks.count("channel_vacated", room), 0);
+    assert_eq!(hooks.count("member_removed", room), 0);
+    drop(after);
+    shut_down(&prefix, &[s1, s2]).await;
+}

@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use super::app::{AppConfig, ServerConfig};
 use super::cluster::{ClusterAdapter, JoinOutcome, StateChange};
 use super::protocol::{CloseCode, frame, subscription_error};
-use super::webhook::{WebhookEvent, WebhookQueue};
+use super::webhook::{StillLeft, WebhookEvent, WebhookQueue};
 
 /// How long the last event of a `cache-` channel is kept for late subscribers.
 const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -144,7 +144,13 @@ pub(crate) struct AppHub {
 impl AppHub {
     fn new(config: AppConfig, leave_delay: Duration, cluster: Arc<dyn ClusterAdapter>) -> Self {
         let webhooks = config.webhook_url.clone().map(|url| {
-            WebhookQueue::new(url, config.key.clone(), config.secret.clone(), leave_delay)
+            let queue =
+                WebhookQueue::new(url, config.key.clone(), config.secret.clone(), leave_delay);
+            if cluster.is_shared() {
+                queue.with_leave_check(leave_check(cluster.clone(), config.id.clone()))
+            } else {
+                queue
+            }
         });
         AppHub {
             config,
@@ -814,6 +820,27 @@ impl AppHub {
         }
         changes
     }
+}
+
+/// Asks the cluster whether a delayed leave webhook still holds: a return within the delay
+/// may have landed on another node, whose arrival webhook went out already.
+fn leave_check(cluster: Arc<dyn ClusterAdapter>, app_id: String) -> StillLeft {
+    Arc::new(move |event| {
+        let cluster = cluster.clone();
+        let app_id = app_id.clone();
+        Box::pin(async move {
+            match event {
+                WebhookEvent::ChannelVacated { channel } => {
+                    !matches!(cluster.channel(&app_id, &channel).await, Some(Some(_)))
+                }
+                WebhookEvent::MemberRemoved { channel, user_id } => !cluster
+                    .users(&app_id, &channel)
+                    .await
+                    .is_some_and(|users| users.contains(&user_id)),
+                _ => true,
+            }
+        })
+    })
 }
 
 /// `{"presence": {"ids", "hash", "count"}}` of `subscription_succeeded`, ids sorted.
