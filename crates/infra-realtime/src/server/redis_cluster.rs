@@ -1022,4 +1022,42 @@ mod tests {
         }
         assert_eq!(cluster.shared.relays_dropped.load(Ordering::Relaxed), 10);
     }
+
+    #[test]
+    fn whatever_arrives_on_the_bus_never_brings_a_node_down() {
+        use super::super::app::{AppConfig, ServerConfig};
+        let config = ClusterConfig::new("redis://127.0.0.1:1").unwrap();
+        let cluster = Arc::new(RedisCluster::new(config, ["1"].into_iter()).unwrap());
+        let hub = Hub::new(
+            ServerConfig::new(vec![AppConfig::new("1", "key", "secret")]),
+            cluster.clone(),
+        );
+        let app = hub.by_id("1").unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        app.register("1.1", tx, Arc::default()).unwrap();
+        app.subscribe("1.1", "c", None).ok().unwrap();
+        let _ = rx.try_recv();
+        let garbage: [&[u8]; 12] = [
+            b"",
+            b"\xff\xfe",
+            b"null",
+            b"[]",
+            b"{}",
+            br#"{"node":"other","app":"1"}"#,
+            br#"{"node":"other","app":"1","type":"from_a_newer_version","x":1}"#,
+            br#"{"node":"other","app":"1","type":"event","channel":7,"message":"m"}"#,
+            br#"{"node":"other","app":"1","type":"member_event","channel":"c","message":"m","version":-1}"#,
+            br#"{"node":"other","app":"2","type":"event","channel":"c","message":"m"}"#,
+            br#"{"node":"other","app":"1","type":"terminate","user_id":""}"#,
+            br#"{"node":"other","app":"1","type":"event","channel":"","message":""}"#,
+        ];
+        for payload in garbage {
+            dispatch(&cluster.shared, &hub, payload);
+        }
+        assert!(rx.try_recv().is_err(), "nothing reached the subscriber");
+        // A well-formed relay still gets through, extra fields and all.
+        let good = br#"{"node":"other","app":"1","type":"event","channel":"c","message":"m","except":null,"later":true}"#;
+        dispatch(&cluster.shared, &hub, good);
+        assert_eq!(rx.try_recv().unwrap().as_str(), "m");
+    }
 }
