@@ -889,7 +889,7 @@ async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook(
             .with_node_id(id)
             .with_lease(Duration::from_millis(1500));
         ServerConfig::new(vec![app().with_webhook_url(hooks_url.clone())])
-            .with_leave_delay(Duration::from_millis(800))
+            .with_leave_delay(Duration::from_secs(2))
             .with_cluster(Some(cluster))
     };
     let (s1, a1) = start(node("m1")).await;
@@ -915,7 +915,7 @@ async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook(
     .await;
     let mut after = Client::connect(a2).await;
     after.subscribe_presence(room, "u").await;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     // The receiver's last word on the channel and the member must be that they are there.
     assert_eq!(hooks.count("channel_vacated", room), 0);
     assert_eq!(hooks.count("member_removed", room), 0);
