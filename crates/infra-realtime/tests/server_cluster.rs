@@ -745,3 +745,180 @@ async fn the_presence_member_limit_counts_every_node() {
     .await;
     shut_down(&prefix, &[s1, s2]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_left_writes_nothing_more_to_redis() {
+    let prefix = unique_prefix("left");
+    // A long lease: the node would still be connected for a while after leaving.
+    let cluster = ClusterConfig::new(REDIS_URL)
+        .unwrap()
+        .with_key_prefix(prefix.to_string())
+        .with_node_id("q1")
+        .with_lease(Duration::from_secs(9));
+    let (server, addr) = start(ServerConfig::new(vec![app()]).with_cluster(Some(cluster))).await;
+    assert!(server.cluster_ready(PATIENCE).await);
+    // Past the first heartbeat: the next one, when the node notices it left, is seconds away.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(server.shutdown(PATIENCE).await, 0);
+    // A connection that outlives the shutdown (past its deadline, or on a router still
+    // mounted) is served alone: the node has no lease and is no longer in the node set, so
+    // whatever it wrote now would stay in Redis with no one to reap it.
+    let mut late = Client::connect(addr).await;
+    let reply = late.subscribe("late").await;
+    assert_eq!(reply["event"], "pusher_internal:subscription_succeeded");
+    let reply = late.subscribe_presence("presence-late", "x").await;
+    assert_eq!(presence_ids(&reply), vec!["x".to_owned()]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(keys_under(&prefix).await, Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn member_frames_still_arrive_after_redis_lost_the_member_versions() {
+    let prefix = unique_prefix("lost");
+    let (_hooks, hooks_url) = webhook_receiver().await;
+    let (s1, a1) = embedded_node(&prefix, "f1", &hooks_url).await;
+    let (s2, a2) = embedded_node(&prefix, "f2", &hooks_url).await;
+    let room = "presence-lost";
+    // `s` takes its list at a version others then raise (two joins, two leaves).
+    let mut a = Client::connect(a2).await;
+    a.subscribe_presence(room, "a").await;
+    let mut b = Client::connect(a2).await;
+    b.subscribe_presence(room, "b").await;
+    let mut s = Client::connect(a1).await;
+    let listed = s.subscribe_presence(room, "s").await;
+    assert_eq!(presence_ids(&listed), vec!["a", "b", "s"]);
+    drop((a, b));
+    for _ in 0..2 {
+        s.recv_event("pusher_internal:member_removed", Some(room))
+            .await;
+    }
+
+    // Redis loses everything under the prefix (a restart without persistence): both nodes
+    // find their lease gone and write their state again, the version counting from 0.
+    let mut conn = redis().await;
+    let keys = keys_under(&prefix).await;
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let members = format!("{prefix}:app:{APP_ID}:members:{room}");
+    eventually_async("node 1 writes its member again", || {
+        let members = members.clone();
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("HEXISTS")
+                .arg(members)
+                .arg("s")
+                .query_async::<bool>(&mut conn)
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+
+    // A member joining later is announced to `s`, whose list predates the loss.
+    let mut n = Client::connect(a2).await;
+    n.subscribe_presence(room, "n").await;
+    let added = s
+        .recv_event("pusher_internal:member_added", Some(room))
+        .await;
+    assert_eq!(data_of(&added)["user_id"], "n", "{added}");
+    drop((s, n));
+    shut_down(&prefix, &[s1, s2]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reaped_node_that_writes_again_can_be_reaped_again() {
+    let prefix = unique_prefix("rewrite");
+    // A long lease: the node's next heartbeat is seconds away.
+    let cluster = ClusterConfig::new(REDIS_URL)
+        .unwrap()
+        .with_key_prefix(prefix.to_string())
+        .with_node_id("r1")
+        .with_lease(Duration::from_secs(9));
+    let (server, addr) = start(ServerConfig::new(vec![app()]).with_cluster(Some(cluster))).await;
+    assert!(server.cluster_ready(PATIENCE).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Survivors reaped it while it was paused: no lease, no state, not in the node set.
+    let mut conn = redis().await;
+    let keys = keys_under(&prefix).await;
+    let _: () = redis::cmd("DEL")
+        .arg(keys)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    // It writes before its next heartbeat, and could die before it: the node set must name
+    // it, or nobody would ever reap what it wrote.
+    let mut client = Client::connect(addr).await;
+    client.subscribe("chat").await;
+    client.subscribe_presence("presence-chat", "u").await;
+    let node_state = format!("{prefix}:node:r1");
+    eventually_async("the node's state is written", || {
+        let key = node_state.clone();
+        let mut conn = conn.clone();
+        async move {
+            redis::cmd("HLEN")
+                .arg(key)
+                .query_async::<usize>(&mut conn)
+                .await
+                .unwrap()
+                == 3
+        }
+    })
+    .await;
+    let listed: bool = redis::cmd("SISMEMBER")
+        .arg(format!("{prefix}:nodes"))
+        .arg("r1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(listed, "a node holding state is in the node set");
+    drop(client);
+    server.shutdown(PATIENCE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook() {
+    let prefix = unique_prefix("moved");
+    let (hooks, hooks_url) = webhook_receiver().await;
+    let node = |id: &str| {
+        let cluster = ClusterConfig::new(REDIS_URL)
+            .unwrap()
+            .with_key_prefix(prefix.to_string())
+            .with_node_id(id)
+            .with_lease(Duration::from_millis(1500));
+        ServerConfig::new(vec![app().with_webhook_url(hooks_url.clone())])
+            .with_leave_delay(Duration::from_secs(2))
+            .with_cluster(Some(cluster))
+    };
+    let (s1, a1) = start(node("m1")).await;
+    let (s2, a2) = start(node("m2")).await;
+    assert!(s1.cluster_ready(PATIENCE).await && s2.cluster_ready(PATIENCE).await);
+
+    // A page reload that lands on the other node: the channel and the member leave node 1
+    // and are back on node 2 before the leave webhooks are due.
+    let room = "presence-moved";
+    let mut before = Client::connect(a1).await;
+    before.subscribe_presence(room, "u").await;
+    eventually("the arrival webhooks", || {
+        hooks.count("channel_occupied", room) == 1 && hooks.count("member_added", room) == 1
+    })
+    .await;
+    drop(before);
+    eventually_async("node 1 let go of the member", || async {
+        keys_under(&prefix)
+            .await
+            .iter()
+            .all(|k| !k.contains(":members:"))
+    })
+    .await;
+    let mut after = Client::connect(a2).await;
+    after.subscribe_presence(room, "u").await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // The receiver's last word on the channel and the member must be that they are there.
+    assert_eq!(hooks.count("channel_vacated", room), 0);
+    assert_eq!(hooks.count("member_removed", room), 0);
+    drop(after);
+    shut_down(&prefix, &[s1, s2]).await;
+}

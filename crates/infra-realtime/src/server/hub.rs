@@ -15,7 +15,7 @@ use tokio::sync::{Notify, mpsc};
 use super::app::{AppConfig, ServerConfig};
 use super::cluster::{ClusterAdapter, JoinOutcome, StateChange};
 use super::protocol::{CloseCode, frame, subscription_error};
-use super::webhook::{WebhookEvent, WebhookQueue};
+use super::webhook::{StillLeft, WebhookEvent, WebhookQueue};
 
 /// How long the last event of a `cache-` channel is kept for late subscribers.
 const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
@@ -62,13 +62,26 @@ struct Member {
     sockets: usize,
 }
 
+/// A clustered presence join in flight.
+struct Joining {
+    user_id: String,
+    /// Member frames that reached this node meanwhile, with their versions: the list the
+    /// cluster answers may be older than some of them, so they wait for it instead of being
+    /// lost (the joiner is not a subscriber yet).
+    member_events: Vec<(u64, Utf8Bytes)>,
+}
+
+/// Member frames kept for one join in flight at most; beyond, the joiner is closed (as a
+/// socket whose queue is full) and reconnects with a fresh list.
+const MAX_BUFFERED_MEMBER_EVENTS: usize = 1024;
+
 #[derive(Default)]
 struct Channel {
     /// Socket id → the presence user it joined as.
     subscribers: HashMap<String, Option<String>>,
-    /// Clustered presence joins waiting for the cluster's member list: socket id → user.
+    /// Clustered presence joins waiting for the cluster's member list: socket id → the join.
     /// Their users count in `members` already, so a leave meanwhile cannot drop the user.
-    joining: HashMap<String, String>,
+    joining: HashMap<String, Joining>,
     /// Clustered presence sockets: the member-list version their list was taken at.
     presence_versions: HashMap<String, u64>,
     members: HashMap<String, Member>,
@@ -131,7 +144,13 @@ pub(crate) struct AppHub {
 impl AppHub {
     fn new(config: AppConfig, leave_delay: Duration, cluster: Arc<dyn ClusterAdapter>) -> Self {
         let webhooks = config.webhook_url.clone().map(|url| {
-            WebhookQueue::new(url, config.key.clone(), config.secret.clone(), leave_delay)
+            let queue =
+                WebhookQueue::new(url, config.key.clone(), config.secret.clone(), leave_delay);
+            if cluster.is_shared() {
+                queue.with_leave_check(leave_check(cluster.clone(), config.id.clone()))
+            } else {
+                queue
+            }
         });
         AppHub {
             config,
@@ -574,9 +593,13 @@ impl AppHub {
                 }
             }
             Some(p) => {
-                entry
-                    .joining
-                    .insert(socket_id.to_owned(), p.user_id.clone());
+                entry.joining.insert(
+                    socket_id.to_owned(),
+                    Joining {
+                        user_id: p.user_id.clone(),
+                        member_events: Vec::new(),
+                    },
+                );
                 let member = entry.members.entry(p.user_id.clone()).or_insert(Member {
                     info: p.user_info.clone(),
                     sockets: 0,
@@ -601,9 +624,15 @@ impl AppHub {
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
-        let Some(user_id) = entry.joining.remove(socket_id) else {
+        let Some(Joining {
+            user_id,
+            member_events,
+        }) = entry.joining.remove(socket_id)
+        else {
             return;
         };
+        // Member frames the answered list does not include yet follow `subscription_succeeded`.
+        let mut list_version = None;
         let data = match outcome {
             JoinOutcome::Full { limit } => {
                 self.release_member(entry, channel, &user_id);
@@ -622,6 +651,7 @@ impl AppHub {
                 return;
             }
             JoinOutcome::Joined { members, version } => {
+                list_version = Some(version);
                 entry
                     .presence_versions
                     .insert(socket_id.to_owned(), version);
@@ -637,6 +667,11 @@ impl AppHub {
         let count = entry.subscribers.len();
         if let Some(socket) = state.sockets.get(socket_id) {
             succeed(&state.cache, socket, channel, &data);
+            for (version, message) in member_events {
+                if list_version.is_none_or(|listed| version > listed) {
+                    deliver(socket, message);
+                }
+            }
         }
         self.cluster.record(
             &self.config.id,
@@ -671,8 +706,8 @@ impl AppHub {
         let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
-        let (user, subscribed) = if let Some(user) = entry.joining.remove(socket_id) {
-            (Some(user), false)
+        let (user, subscribed) = if let Some(joining) = entry.joining.remove(socket_id) {
+            (Some(joining.user_id), false)
         } else if let Some(user) = entry.subscribers.remove(socket_id) {
             entry.presence_versions.remove(socket_id);
             (user, true)
@@ -710,7 +745,7 @@ impl AppHub {
     }
 
     /// Delivers a member frame to this node's subscribers whose member list does not already
-    /// include it (taken at `version` or later).
+    /// include it (taken at `version` or later), and keeps it for the joins in flight.
     pub fn deliver_member_event_here(
         &self,
         channel: &str,
@@ -718,10 +753,23 @@ impl AppHub {
         except: Option<&str>,
         version: u64,
     ) {
-        let state = self.lock();
-        let Some(entry) = state.channels.get(channel) else {
+        let mut guard = self.lock();
+        let state = &mut *guard;
+        let Some(entry) = state.channels.get_mut(channel) else {
             return;
         };
+        for (socket_id, joining) in &mut entry.joining {
+            if Some(socket_id.as_str()) == except {
+                continue;
+            }
+            if joining.member_events.len() >= MAX_BUFFERED_MEMBER_EVENTS {
+                if let Some(socket) = state.sockets.get(socket_id) {
+                    socket.kill.trigger(CloseCode::SlowClient);
+                }
+                continue;
+            }
+            joining.member_events.push((version, message.clone()));
+        }
         for socket_id in entry.subscribers.keys() {
             let seen = entry
                 .presence_versions
@@ -732,6 +780,19 @@ impl AppHub {
             }
             if let Some(socket) = state.sockets.get(socket_id) {
                 deliver(socket, message.clone());
+            }
+        }
+    }
+
+    /// The cluster's member version of `channel` is `version` now. It only goes back when
+    /// Redis lost the channel (a restart without persistence, or this node reaped while it
+    /// was its only member): lists taken at a later version then count as taken now, or
+    /// their sockets would skip every member frame until the version caught up again.
+    pub fn cap_presence_versions(&self, channel: &str, version: u64) {
+        let mut state = self.lock();
+        if let Some(entry) = state.channels.get_mut(channel) {
+            for taken in entry.presence_versions.values_mut() {
+                *taken = (*taken).min(version);
             }
         }
     }
@@ -759,6 +820,27 @@ impl AppHub {
         }
         changes
     }
+}
+
+/// Asks the cluster whether a delayed leave webhook still holds: a return within the delay
+/// may have landed on another node, whose arrival webhook went out already.
+fn leave_check(cluster: Arc<dyn ClusterAdapter>, app_id: String) -> StillLeft {
+    Arc::new(move |event| {
+        let cluster = cluster.clone();
+        let app_id = app_id.clone();
+        Box::pin(async move {
+            match event {
+                WebhookEvent::ChannelVacated { channel } => {
+                    !matches!(cluster.channel(&app_id, &channel).await, Some(Some(_)))
+                }
+                WebhookEvent::MemberRemoved { channel, user_id } => !cluster
+                    .users(&app_id, &channel)
+                    .await
+                    .is_some_and(|users| users.contains(&user_id)),
+                _ => true,
+            }
+        })
+    })
 }
 
 /// `{"presence": {"ids", "hash", "count"}}` of `subscription_succeeded`, ids sorted.
@@ -906,6 +988,113 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node of a cluster whose answers the test gives by hand.
+    struct Clustered;
+
+    #[async_trait::async_trait]
+    impl ClusterAdapter for Clustered {
+        fn is_shared(&self) -> bool {
+            true
+        }
+        fn start(&self, _: std::sync::Weak<Hub>) -> infra_core::Result<()> {
+            Ok(())
+        }
+        async fn ready(&self, _: Duration) -> bool {
+            true
+        }
+        fn relay(&self, _: &str, _: &str, _: &Utf8Bytes, _: Option<&str>) {}
+        async fn flush(&self) {}
+        async fn leave(&self) {}
+        fn relay_member_event(&self, _: &str, _: &str, _: &Utf8Bytes, _: Option<&str>, _: u64) {}
+        fn relay_terminate(&self, _: &str, _: &str) {}
+        fn record(&self, _: &str, _: StateChange) {}
+        async fn channels(&self, _: &str, _: &str) -> Option<BTreeMap<String, ChannelStats>> {
+            None
+        }
+        async fn channel(&self, _: &str, _: &str) -> Option<Option<ChannelStats>> {
+            None
+        }
+        async fn users(&self, _: &str, _: &str) -> Option<Vec<String>> {
+            None
+        }
+        fn health(&self) -> super::super::cluster::ClusterHealth {
+            super::super::cluster::ClusterHealth {
+                healthy: true,
+                detail: String::new(),
+            }
+        }
+    }
+
+    fn member_frame(event: &str, user: &str) -> Utf8Bytes {
+        Utf8Bytes::from(frame(event, Some("presence-x"), &json!({"user_id": user})))
+    }
+
+    fn received(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
+        let mut events = Vec::new();
+        while let Ok(message) = rx.try_recv() {
+            let value: Value = serde_json::from_str(message.as_str()).unwrap();
+            let event = value["event"].as_str().unwrap().to_owned();
+            let user = serde_json::from_str::<Value>(value["data"].as_str().unwrap_or("{}"))
+                .ok()
+                .and_then(|d| d["user_id"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            events.push(format!("{event} {user}"));
+        }
+        events
+    }
+
+    #[test]
+    fn member_events_reaching_a_join_in_flight_follow_its_list() {
+        let app = AppHub::new(
+            AppConfig::new("1", "key", "secret"),
+            Duration::ZERO,
+            Arc::new(Clustered),
+        );
+        let (tx, mut rx) = mpsc::channel(64);
+        app.register("1.1", tx, Arc::default()).unwrap();
+        let presence = Presence {
+            user_id: "me".into(),
+            user_info: Value::Null,
+        };
+        app.subscribe("1.1", "presence-x", Some(presence))
+            .ok()
+            .unwrap();
+        // While the join script runs, other nodes announce changes, some before the list
+        // Redis answers with (version 3), some after it.
+        let added = "pusher_internal:member_added";
+        let removed = "pusher_internal:member_removed";
+        app.deliver_member_event_here("presence-x", &member_frame(added, "old"), None, 2);
+        app.deliver_member_event_here("presence-x", &member_frame(added, "new"), None, 4);
+        app.deliver_member_event_here("presence-x", &member_frame(removed, "b"), None, 5);
+        app.deliver_member_event_here("presence-x", &member_frame(added, "x"), Some("1.1"), 6);
+        assert_eq!(
+            received(&mut rx),
+            Vec::<String>::new(),
+            "not subscribed yet"
+        );
+        let members = vec![
+            ("b".to_owned(), Value::Null),
+            ("me".to_owned(), Value::Null),
+            ("old".to_owned(), Value::Null),
+        ];
+        app.complete_join(
+            "1.1",
+            "presence-x",
+            JoinOutcome::Joined {
+                members,
+                version: 3,
+            },
+        );
+        assert_eq!(
+            received(&mut rx),
+            vec![
+                "pusher_internal:subscription_succeeded ".to_owned(),
+                format!("{added} new"),
+                format!("{removed} b"),
+            ]
+        );
+    }
 
     #[test]
     fn cache_channel_names() {

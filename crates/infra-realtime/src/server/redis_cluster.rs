@@ -42,6 +42,10 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Frames published in one pipeline at most.
 const PUBLISH_BATCH: usize = 256;
+/// Relays waiting for the publisher at most: a Redis that answers slowly (not an absent one,
+/// whose relays are dropped at once) must not make the queue grow without bound; beyond it
+/// relays are dropped and counted.
+const RELAY_QUEUE: usize = 16 * 1024;
 
 /// One message on the bus. Strings are `Cow` because the tagged enum is buffered while
 /// decoding, which cannot lend borrowed strings; encoding borrows.
@@ -161,10 +165,10 @@ async fn call<T>(
 /// The adapter the hub holds.
 pub(crate) struct RedisCluster {
     shared: Arc<Shared>,
-    relay_tx: mpsc::UnboundedSender<Relay>,
+    relay_tx: mpsc::Sender<Relay>,
     ops_tx: mpsc::UnboundedSender<Op>,
     /// The receivers until `start` hands them to their tasks.
-    receivers: Mutex<Option<(mpsc::UnboundedReceiver<Relay>, mpsc::UnboundedReceiver<Op>)>>,
+    receivers: Mutex<Option<(mpsc::Receiver<Relay>, mpsc::UnboundedReceiver<Op>)>>,
 }
 
 impl RedisCluster {
@@ -183,7 +187,7 @@ impl RedisCluster {
         }
         let client = redis::Client::open(config.redis_url.expose().as_str())
             .map_err(|e| Error::config(REDIS_URL_VAR, format_args!("is not usable: {e}")))?;
-        let (relay_tx, relay_rx) = mpsc::unbounded_channel();
+        let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
         let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         Ok(RedisCluster {
             shared: Arc::new(Shared {
@@ -210,7 +214,15 @@ impl RedisCluster {
     fn send_bus(&self, message: &BusMessage<'_>) {
         match serde_json::to_string(message) {
             Ok(text) => {
-                let _ = self.relay_tx.send(Relay::Frame(text));
+                if let Err(mpsc::error::TrySendError::Full(_)) =
+                    self.relay_tx.try_send(Relay::Frame(text))
+                {
+                    let dropped = self.shared.relays_dropped.fetch_add(1, Ordering::Relaxed);
+                    if dropped.is_power_of_two() || dropped == 0 {
+                        tracing::warn!(node = %self.shared.config.node_id, dropped = dropped + 1,
+                            "realtime cluster: Redis is not keeping up with relays; dropping");
+                    }
+                }
             }
             Err(e) => tracing::error!(error = %e, "realtime cluster: cannot encode a relay"),
         }
@@ -266,9 +278,12 @@ impl ClusterAdapter for RedisCluster {
 
     async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.relay_tx.send(Relay::Flush(tx)).is_ok() {
-            let _ = tokio::time::timeout(CALL_TIMEOUT, rx).await;
-        }
+        let _ = tokio::time::timeout(CALL_TIMEOUT, async {
+            if self.relay_tx.send(Relay::Flush(tx)).await.is_ok() {
+                let _ = rx.await;
+            }
+        })
+        .await;
     }
 
     async fn leave(&self) {
@@ -433,7 +448,7 @@ fn stats_from(
 }
 
 /// Publishes relayed frames in the order they were handed over, a pipeline per burst.
-async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Relay>) {
+async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::Receiver<Relay>) {
     let bus = shared.keys.bus();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut flushed = Vec::new();
@@ -471,9 +486,27 @@ async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Rel
 
 /// Applies this node's state changes one at a time, in the order the hub made them.
 async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, mut rx: mpsc::UnboundedReceiver<Op>) {
+    let mut left = false;
     while let Some(op) = rx.recv().await {
         let Some(hub) = hub.upgrade() else { return };
         match op {
+            // Once the node gave up its lease and left the node set, nothing it wrote would
+            // ever be reaped: what comes later (connections outliving the shutdown) stays
+            // local, and joins are answered from this node's own members.
+            Op::Change {
+                app,
+                change:
+                    StateChange::Join {
+                        channel,
+                        socket_id: Some(socket_id),
+                        ..
+                    },
+            } if left => {
+                if let Some(app) = hub.by_id(&app) {
+                    app.complete_join(&socket_id, &channel, JoinOutcome::Unavailable);
+                }
+            }
+            Op::Change { .. } | Op::Resync if left => {}
             Op::Change { app, change } => {
                 if let Some(app) = hub.by_id(&app) {
                     apply(&shared, app, change).await;
@@ -482,6 +515,7 @@ async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, mut rx: mpsc::Unbounde
             Op::Resync => resync(&shared, &hub).await,
             Op::Leave(done) => {
                 leave(&shared, &hub).await;
+                left = true;
                 let _ = done.send(());
             }
         }
@@ -515,6 +549,7 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                     .key(keys.subscriptions(id, &channel))
                     .key(keys.channels(id))
                     .key(keys.node_state(node))
+                    .key(keys.nodes())
                     .arg(node)
                     .arg(&channel)
                     .arg(count)
@@ -544,22 +579,29 @@ async fn apply(shared: &Shared, app: &AppHub, change: StateChange) {
                     .key(keys.infos(id, &channel))
                     .key(keys.node_state(node))
                     .key(keys.version(id, &channel))
+                    .key(keys.nodes())
                     .arg(&user_id)
                     .arg(user_info.to_string())
                     .arg(limit)
                     .arg(member_field(id, &channel, &user_id))
+                    .arg(node)
                     .invoke_async(&mut conn),
             )
             .await;
             let (outcome, new_member) = match result {
                 Ok((0, _, _, _)) => (JoinOutcome::Full { limit }, None),
-                Ok((_, new, flat, version)) => (
-                    JoinOutcome::Joined {
-                        members: members_from(&flat),
-                        version,
-                    },
-                    (new == 1).then_some(version),
-                ),
+                Ok((_, new, flat, version)) => {
+                    // Before announcing: a version that went back must not hide this frame
+                    // (or later ones) from this node's sockets.
+                    app.cap_presence_versions(&channel, version);
+                    (
+                        JoinOutcome::Joined {
+                            members: members_from(&flat),
+                            version,
+                        },
+                        (new == 1).then_some(version),
+                    )
+                }
                 Err(e) => {
                     shared.write_failed("recording a presence join", &e);
                     (JoinOutcome::Unavailable, None)
@@ -963,4 +1005,59 @@ async fn reap_node(
         }
     }
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relays_beyond_the_queue_are_dropped_and_counted() {
+        // Not started: no publisher drains the queue, as when Redis answers too slowly.
+        let config = ClusterConfig::new("redis://127.0.0.1:1").unwrap();
+        let cluster = RedisCluster::new(config, ["1"].into_iter()).unwrap();
+        let message = Utf8Bytes::from_static("{}");
+        for _ in 0..RELAY_QUEUE + 10 {
+            cluster.relay("1", "c", &message, None);
+        }
+        assert_eq!(cluster.shared.relays_dropped.load(Ordering::Relaxed), 10);
+    }
+
+    #[test]
+    fn whatever_arrives_on_the_bus_never_brings_a_node_down() {
+        use super::super::app::{AppConfig, ServerConfig};
+        let config = ClusterConfig::new("redis://127.0.0.1:1").unwrap();
+        let cluster = Arc::new(RedisCluster::new(config, ["1"].into_iter()).unwrap());
+        let hub = Hub::new(
+            ServerConfig::new(vec![AppConfig::new("1", "key", "secret")]),
+            cluster.clone(),
+        );
+        let app = hub.by_id("1").unwrap();
+        let (tx, mut rx) = mpsc::channel(8);
+        app.register("1.1", tx, Arc::default()).unwrap();
+        app.subscribe("1.1", "c", None).ok().unwrap();
+        let _ = rx.try_recv();
+        let garbage: [&[u8]; 12] = [
+            b"",
+            b"\xff\xfe",
+            b"null",
+            b"[]",
+            b"{}",
+            br#"{"node":"other","app":"1"}"#,
+            br#"{"node":"other","app":"1","type":"from_a_newer_version","x":1}"#,
+            br#"{"node":"other","app":"1","type":"event","channel":7,"message":"m"}"#,
+            br#"{"node":"other","app":"1","type":"member_event","channel":"c","message":"m","version":-1}"#,
+            br#"{"node":"other","app":"2","type":"event","channel":"c","message":"m"}"#,
+            br#"{"node":"other","app":"1","type":"terminate","user_id":""}"#,
+            br#"{"node":"other","app":"1","type":"event","channel":"","message":""}"#,
+        ];
+        for payload in garbage {
+            dispatch(&cluster.shared, &hub, payload);
+        }
+        assert!(rx.try_recv().is_err(), "nothing reached the subscriber");
+        // A well-formed relay still gets through, extra fields and all.
+        let good = br#"{"node":"other","app":"1","type":"event","channel":"c","message":"m","except":null,"later":true}"#;
+        dispatch(&cluster.shared, &hub, good);
+        assert_eq!(rx.try_recv().unwrap().as_str(), "m");
+    }
 }

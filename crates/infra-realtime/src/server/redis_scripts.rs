@@ -116,10 +116,10 @@ pub(crate) fn parse_field(field: &str) -> Option<Field<'_>> {
 
 /// The scripts, hashed once.
 pub(crate) struct Scripts {
-    /// KEYS: subs, channels, node; ARGV: node, channel, count, field.
+    /// KEYS: subs, channels, node, nodes; ARGV: node, channel, count, field.
     /// Returns 1 when the channel became occupied, -1 vacated, 0 neither.
     pub subscriptions: Script,
-    /// KEYS: members, infos, node, version; ARGV: user, info, limit, field.
+    /// KEYS: members, infos, node, version, nodes; ARGV: user, info, limit, field, node.
     /// Returns {joined (0 = full), new member (1/0), {user, info, …}, version}.
     pub join: Script,
     /// KEYS: members, infos, node, version; ARGV: user, field. Returns the version of the
@@ -152,6 +152,8 @@ local count = tonumber(ARGV[3])
 if count > 0 then
   redis.call('HSET', KEYS[1], ARGV[1], count)
   redis.call('HSET', KEYS[3], ARGV[4], count)
+  -- A node reaped while alive writes before its next heartbeat: listed, it can be reaped again.
+  redis.call('SADD', KEYS[4], ARGV[1])
   redis.call('SADD', KEYS[2], ARGV[2])
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
@@ -176,6 +178,7 @@ if redis.call('HEXISTS', KEYS[3], ARGV[4]) == 0 then
     redis.call('INCR', KEYS[4])
   end
   redis.call('HSET', KEYS[3], ARGV[4], 1)
+  redis.call('SADD', KEYS[5], ARGV[5])
   redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 end
 return {1, new, redis.call('HGETALL', KEYS[2]), tonumber(redis.call('GET', KEYS[4]) or '0')}

@@ -3,9 +3,13 @@
 //!
 //! `channel_vacated` and `member_removed` wait [`ServerConfig::leave_delay`](super::ServerConfig)
 //! first: when the channel is occupied again (or the user re-joins) within that time, both
-//! events are dropped, so a page reload does not look like leaving and coming back.
+//! events are dropped, so a page reload does not look like leaving and coming back. On a
+//! cluster the return may land on another node: a leave is then asked again of the cluster
+//! when it falls due, and dropped when it no longer holds.
 
-use std::sync::OnceLock;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use infra_core::{Backoff, Secret};
@@ -108,11 +112,17 @@ impl WebhookEvent {
     }
 }
 
+/// Whether a `channel_vacated` / `member_removed` still holds when it falls due (the channel
+/// is still vacant, the user still gone) over the whole cluster; true when it cannot tell.
+pub(crate) type StillLeft =
+    Arc<dyn Fn(WebhookEvent) -> Pin<Box<dyn Future<Output = bool> + Send>> + Send + Sync>;
+
 struct Target {
     url: url::Url,
     key: String,
     secret: Secret<String>,
     leave_delay: Duration,
+    still_left: Option<StillLeft>,
 }
 
 /// The queue of one app's webhooks; its worker starts with the first event.
@@ -129,9 +139,23 @@ impl WebhookQueue {
                 key,
                 secret,
                 leave_delay,
+                still_left: None,
             })),
             tx: OnceLock::new(),
         }
+    }
+
+    /// Asks `still_left` before sending a leave event that fell due (clustered nodes).
+    pub fn with_leave_check(self, still_left: StillLeft) -> Self {
+        if let Some(target) = self
+            .target
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            target.still_left = Some(still_left);
+        }
+        self
     }
 
     /// Queues an event without waiting; drops it (with a warning) when the queue is full.
@@ -187,14 +211,24 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>) {
         let mut due = Vec::new();
         pending.retain(|(at, event)| {
             if *at <= now && due.len() < MAX_BATCH {
-                due.push(event.to_json());
+                due.push(event.clone());
                 false
             } else {
                 true
             }
         });
-        if !due.is_empty() {
-            deliver(&http, &target, due).await;
+        let mut events = Vec::with_capacity(due.len());
+        for event in due {
+            let holds = match &target.still_left {
+                Some(still_left) if event.is_leave() => still_left(event.clone()).await,
+                _ => true,
+            };
+            if holds {
+                events.push(event.to_json());
+            }
+        }
+        if !events.is_empty() {
+            deliver(&http, &target, events).await;
         }
     }
 }
