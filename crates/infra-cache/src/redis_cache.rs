@@ -23,7 +23,7 @@ use crate::tags::{TaggedCache, check_tag, tag_key};
 ///
 /// Every call — waiting for a pooled connection included — is bounded by
 /// `command_timeout`: a stalled Redis yields [`Timeout`](infra_core::ErrorKind::Timeout), never a hang. Commands
-/// share one multiplexed connection leased from the pool (one round trip each, no per-call
+/// share a few multiplexed connections (one per CPU) leased from the pool (one round trip each, no per-call
 /// `PING`, concurrent commands batched into one write); a failed connection goes back to the
 /// pool, whose check replaces it, so the same `RedisCache` recovers when Redis comes back.
 pub struct RedisCache {

@@ -8,13 +8,14 @@
 //! timeout) is emptied: the connection goes back to the pool, whose check on the next lease
 //! replaces it if it is broken. That is how the same `RedisCache` recovers after an outage.
 //!
-//! One slot, not one per pooled connection: a multiplexed connection writes every request
-//! queued on it in one `write` and reads every reply that has arrived in one `read`, so the
-//! more concurrent commands share a connection, the fewer system calls each costs. Spreading
-//! 64 concurrent tasks over 64 connections left about one command in flight per connection
-//! and cost three times the client CPU per command of sharing one; one connection per CPU
-//! measured between the two, so every command shares [`SHARED_CONNECTIONS`] (see
-//! `docs/cache.md`). The rest of the pool stays free for `RedisCache::pool()` users.
+//! One slot per CPU, not one per pooled connection: a multiplexed connection writes every
+//! request queued on it in one `write` and reads every reply that has arrived in one `read`, so
+//! the more concurrent commands share a connection, the fewer system calls each costs.
+//! Spreading 64 concurrent tasks over 64 connections left about one command in flight per
+//! connection and cost three times the client CPU per command of sharing one. One connection
+//! for everything is the other extreme: its reads and writes happen on one worker thread at a
+//! time, so on a quiet machine one connection per CPU beat it by 12% (raw redis-rs, same run,
+//! see `docs/cache.md`). The rest of the pool stays free for `RedisCache::pool()` users.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -24,8 +25,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use deadpool_redis::{Connection, Pool, PoolError};
 use redis::aio::MultiplexedConnection;
 
-/// Connections every command of a `RedisCache` is spread over.
-pub(crate) const SHARED_CONNECTIONS: usize = 1;
+/// Connections every command of a `RedisCache` is spread over: one per CPU the process may
+/// use, so each worker thread can be reading one connection's replies at once.
+pub(crate) fn shared_connections() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
 
 pub(crate) struct Leases {
     pool: Pool,
@@ -60,9 +64,9 @@ pub(crate) struct Lease {
 }
 
 impl Leases {
-    /// [`SHARED_CONNECTIONS`] slots, at most one per connection the pool may open.
+    /// [`shared_connections`] slots, at most one per connection the pool may open.
     pub(crate) fn new(pool: Pool) -> Self {
-        let slots = (0..pool.status().max_size.clamp(1, SHARED_CONNECTIONS))
+        let slots = (0..pool.status().max_size.clamp(1, shared_connections()))
             .map(|_| Slot::default())
             .collect();
         Leases {

@@ -32,26 +32,11 @@ const HELD_LIMIT: u32 = 2;
 const PROCESS_CONCURRENCY: usize = 6;
 
 #[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-#[derive(diesel::QueryableByName)]
 struct Peak {
     #[diesel(sql_type = Nullable<Text>)]
     key: Option<String>,
     #[diesel(sql_type = BigInt)]
     peak: i64,
-}
-
-async fn count(db: &Database, sql: &str) -> i64 {
-    let mut conn = db.get().await.unwrap();
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
 }
 
 /// The most runs of `function` at once, per key (or over all keys with `per_key` false),
@@ -266,14 +251,14 @@ async fn setup(name: &str) -> (support::TestDb, Database, JobsRuntime) {
 async fn wait_until(db: &Database, what: &str, sql: &str, want: i64) {
     // A deadline on progress only, far beyond what the work takes: never a timing assertion.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(180);
-    while count(db, sql).await != want {
+    while support::count(db, sql).await != want {
         assert!(tokio::time::Instant::now() < deadline, "never: {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 async fn now_seq(db: &Database) -> i64 {
-    count(db, "SELECT nextval('runs_seq_seq') AS n").await
+    support::count(db, "SELECT nextval('runs_seq_seq') AS n").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -314,7 +299,7 @@ async fn limits_hold_across_worker_processes() {
     drop(workers);
 
     for function in ["global-limit", "per-user"] {
-        let done = count(
+        let done = support::count(
             &db,
             &format!(
                 "SELECT count(DISTINCT job) AS n FROM runs WHERE function_id = '{function}' AND delta = -1"
@@ -340,7 +325,7 @@ async fn limits_hold_across_worker_processes() {
             p.peak
         );
     }
-    let processes = count(&db, "SELECT count(DISTINCT pid) AS n FROM runs").await;
+    let processes = support::count(&db, "SELECT count(DISTINCT pid) AS n FROM runs").await;
     eprintln!(
         "global peak {} (limit {GLOBAL_LIMIT}), per-user peaks {:?} (limit {PER_USER_LIMIT}), \
          runs spread over {processes} processes",
@@ -390,12 +375,20 @@ async fn a_killed_workers_slots_free_after_its_lease_and_the_limit_holds() {
         3,
     )
     .await;
-    assert_eq!(count(&db, &holding).await, 2, "still running at the kill");
+    assert_eq!(
+        support::count(&db, &holding).await,
+        2,
+        "still running at the kill"
+    );
     let leased = format!(
         "SELECT count(*) AS n FROM infra_jobs \
          WHERE locked_by LIKE '%-{first}-%' AND locked_until > infra_jobs_now_ms()"
     );
-    assert_eq!(count(&db, &leased).await, 2, "still leased at the kill");
+    assert_eq!(
+        support::count(&db, &leased).await,
+        2,
+        "still leased at the kill"
+    );
     workers.kill(first); // SIGKILL: no settlement, no cleanup, leases left behind
     let killed_at = now_seq(&db).await;
 
@@ -416,7 +409,7 @@ async fn a_killed_workers_slots_free_after_its_lease_and_the_limit_holds() {
         "limit {HELD_LIMIT} exceeded: {} at once",
         held[0].peak
     );
-    let done = count(
+    let done = support::count(
         &db,
         "SELECT count(DISTINCT job) AS n FROM runs WHERE function_id = 'held' AND delta = -1",
     )
@@ -425,7 +418,7 @@ async fn a_killed_workers_slots_free_after_its_lease_and_the_limit_holds() {
         done, 12,
         "every job ran to its end, the killed ones elsewhere"
     );
-    let after_kill = count(
+    let after_kill = support::count(
         &db,
         &format!("SELECT count(*) AS n FROM runs WHERE delta = 1 AND seq > {killed_at}"),
     )

@@ -7,7 +7,6 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use diesel::sql_types::BigInt;
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use infra_core::{Event, EventSender};
 use infra_db::{Database, DbConfig};
@@ -15,21 +14,6 @@ use infra_jobs::{Function, JobContext, JobsRuntime, Outcome, PgQueue, WorkerSett
 use serde_json::json;
 
 const CHILD_ENV: &str = "INFRA_JOBS_TEST_CHILD_DB";
-
-#[derive(diesel::QueryableByName)]
-struct Count {
-    #[diesel(sql_type = BigInt)]
-    n: i64,
-}
-
-async fn count(db: &Database, sql: &str) -> i64 {
-    let mut conn = db.get().await.unwrap();
-    diesel::sql_query(sql)
-        .get_result::<Count>(&mut conn)
-        .await
-        .unwrap()
-        .n
-}
 
 fn runtime(db: &Database, concurrency: usize) -> JobsRuntime {
     JobsRuntime::with_settings(
@@ -105,7 +89,7 @@ async fn a_killed_worker_loses_no_job() {
         }
     }
     assert_eq!(
-        count(&db, "SELECT count(*) AS n FROM infra_jobs").await,
+        support::count(&db, "SELECT count(*) AS n FROM infra_jobs").await,
         2000
     );
 
@@ -122,7 +106,7 @@ async fn a_killed_worker_loses_no_job() {
         .spawn()
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while count(&db, "SELECT count(*) AS n FROM effects").await < 200 {
+    while support::count(&db, "SELECT count(*) AS n FROM effects").await < 200 {
         assert!(
             tokio::time::Instant::now() < deadline,
             "the child never worked"
@@ -131,9 +115,9 @@ async fn a_killed_worker_loses_no_job() {
     }
     child.kill().unwrap(); // SIGKILL: no cleanup, leases left behind
     child.wait().unwrap();
-    let left = count(&db, "SELECT count(*) AS n FROM infra_jobs").await;
+    let left = support::count(&db, "SELECT count(*) AS n FROM infra_jobs").await;
     assert!(left > 0, "killed in the middle, with jobs left");
-    let leased = count(
+    let leased = support::count(
         &db,
         "SELECT count(*) AS n FROM infra_jobs WHERE locked_by IS NOT NULL",
     )
@@ -143,12 +127,15 @@ async fn a_killed_worker_loses_no_job() {
     rescuer.register(effect_function()).unwrap();
     rescuer.start().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    while count(&db, "SELECT count(*) AS n FROM infra_jobs").await > 0 {
+    while support::count(&db, "SELECT count(*) AS n FROM infra_jobs").await > 0 {
         assert!(tokio::time::Instant::now() < deadline, "jobs left behind");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     rescuer.shutdown().await;
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM effects").await, 2000);
+    assert_eq!(
+        support::count(&db, "SELECT count(*) AS n FROM effects").await,
+        2000
+    );
     eprintln!("killed with {left} jobs left, {leased} of them leased by the dead worker");
 }
 
@@ -195,7 +182,10 @@ async fn send_in_transaction_is_an_outbox() {
         vec![2],
         "the rolled-back job does not exist"
     );
-    assert_eq!(count(&db, "SELECT count(*) AS n FROM infra_jobs").await, 0);
+    assert_eq!(
+        support::count(&db, "SELECT count(*) AS n FROM infra_jobs").await,
+        0
+    );
     rt.shutdown().await;
 }
 
@@ -275,7 +265,7 @@ async fn heartbeats_keep_a_long_run_from_being_taken_over() {
     loop {
         let started =
             std::sync::atomic::AtomicU32::load(&runs, std::sync::atomic::Ordering::SeqCst);
-        let left = count(&db, "SELECT count(*) AS n FROM infra_jobs").await;
+        let left = support::count(&db, "SELECT count(*) AS n FROM infra_jobs").await;
         if started > 0 && left == 0 {
             break;
         }

@@ -70,3 +70,19 @@ impl TestDb {
         Database::new(DbConfig::new(&self.url).unwrap()).unwrap()
     }
 }
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+/// The one `bigint` column `n` that `sql` selects, such as `SELECT count(*) AS n FROM …`.
+pub async fn count(db: &Database, sql: &str) -> i64 {
+    let mut conn = db.get().await.unwrap();
+    diesel::sql_query(sql)
+        .get_result::<Count>(&mut conn)
+        .await
+        .unwrap()
+        .n
+}
