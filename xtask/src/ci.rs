@@ -16,7 +16,15 @@ const CRATES: [&str; 6] = [
 ];
 
 /// Umbrella features checked alone.
-const UMBRELLA_FEATURES: [&str; 6] = ["db", "cache", "jobs", "realtime", "monitoring", "http"];
+const UMBRELLA_FEATURES: [&str; 7] = [
+    "db",
+    "cache",
+    "jobs",
+    "realtime",
+    "realtime-redis",
+    "monitoring",
+    "http",
+];
 
 pub fn run(args: &[String]) -> Result<bool> {
     if let Some(unknown) = args.first() {
