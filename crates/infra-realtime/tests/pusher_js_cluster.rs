@@ -19,39 +19,9 @@ use infra_realtime::{ChannelAttribute, ChannelsQuery, PusherClient, PusherConfig
 use serde_json::{Value, json};
 use server_support::*;
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Short, so node 2's death is noticed soon; the waits stay bounded by generous deadlines.
 const LEASE: &str = "1s";
 const ROOM: &str = "presence-room";
-
-/// A key prefix no other test (or suite) uses; whatever is left under it is deleted on drop.
-struct Prefix(String);
-
-impl Prefix {
-    fn unique() -> Prefix {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        Prefix(format!(
-            "rt-test-pusher-js-cluster-{}-{nanos:x}",
-            std::process::id()
-        ))
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        use redis::Commands;
-        let Ok(mut conn) = redis::Client::open(REDIS_URL).and_then(|c| c.get_connection()) else {
-            return;
-        };
-        let keys: Vec<String> = conn.keys(format!("{}:*", self.0)).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = conn.del(keys);
-        }
-    }
-}
 
 /// The Node script, killed (by its own handle) if the test fails before it exits.
 struct NodeScript(Child);
@@ -68,7 +38,7 @@ impl Drop for NodeScript {
 fn node_env(prefix: &Prefix, node: &str) -> Vec<(&'static str, String)> {
     vec![
         ("INFRA_REALTIME_REDIS_URL", REDIS_URL.to_owned()),
-        ("INFRA_REALTIME_REDIS_PREFIX", prefix.0.clone()),
+        ("INFRA_REALTIME_REDIS_PREFIX", prefix.to_string()),
         ("INFRA_REALTIME_NODE_ID", node.to_owned()),
         ("INFRA_REALTIME_NODE_LEASE", LEASE.to_owned()),
     ]
@@ -86,7 +56,7 @@ async fn keys_under(prefix: &Prefix) -> Vec<String> {
         .await
         .unwrap();
     redis::cmd("KEYS")
-        .arg(format!("{}:*", prefix.0))
+        .arg(format!("{prefix}:*"))
         .query_async(&mut conn)
         .await
         .unwrap()
@@ -109,7 +79,7 @@ async fn pusher_js_works_against_a_two_node_cluster() {
         .await
         .expect("the local Redis on 127.0.0.1:6379 (cargo xtask services starts it)");
 
-    let prefix = Prefix::unique();
+    let prefix = unique_prefix("pusher-js-cluster");
     let node1 = ServerProcess::start_with(free_port(), &node_env(&prefix, "js1"));
     let mut node2 = Some(ServerProcess::start_with(
         free_port(),

@@ -21,47 +21,8 @@ use infra_realtime::{
 use serde_json::{Value, json};
 use server_support::*;
 
-const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Short, so a killed node is noticed quickly; waits below are bounded by `PATIENCE`.
 const LEASE: &str = "1500ms";
-
-/// A prefix no other test (or suite) uses; whatever a failing test leaves under it is
-/// deleted when the guard drops (a passing test checks itself that nothing is left).
-struct Prefix(String);
-
-impl std::ops::Deref for Prefix {
-    type Target = str;
-    fn deref(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Display for Prefix {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl Drop for Prefix {
-    fn drop(&mut self) {
-        use redis::Commands;
-        let Ok(mut conn) = redis::Client::open(REDIS_URL).and_then(|c| c.get_connection()) else {
-            return;
-        };
-        let keys: Vec<String> = conn.keys(format!("{}:*", self.0)).unwrap_or_default();
-        if !keys.is_empty() {
-            let _: redis::RedisResult<()> = conn.del(keys);
-        }
-    }
-}
-
-fn unique_prefix(test: &str) -> Prefix {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    Prefix(format!("rt-test-{test}-{}-{nanos:x}", std::process::id()))
-}
 
 fn node_env(prefix: &str, node: &str) -> Vec<(&'static str, String)> {
     vec![

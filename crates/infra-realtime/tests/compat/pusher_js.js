@@ -3,82 +3,21 @@
 // Talks to the Rust test over stdio: prints `STEP <name>` and waits for a line on stdin before
 // going on; prints `RESULT <json>` at the end.
 const Pusher = require("pusher");
-const PusherJs = require("pusher-js");
-const readline = require("readline");
+const { APP_ID, KEY, SECRET, PATIENCE, step, within, subscribed, next, connected, ...common } =
+  require("./pusher_js_common");
 
 const port = Number(process.argv[2]);
-const KEY = "278d425bdf160c739803";
 const MASTER_KEY = Buffer.alloc(32, 7).toString("base64");
 const sdk = new Pusher({
-  appId: "3",
+  appId: APP_ID,
   key: KEY,
-  secret: "7ad3773142a6692b25b8",
+  secret: SECRET,
   host: "127.0.0.1",
   port,
   useTLS: false,
   encryptionMasterKeyBase64: MASTER_KEY,
 });
-
-const lines = readline.createInterface({ input: process.stdin });
-const waiting = [];
-lines.on("line", () => waiting.length && waiting.shift()());
-function step(name) {
-  console.log(`STEP ${name}`);
-  return new Promise((resolve) => waiting.push(resolve));
-}
-
-function within(ms, what, promise) {
-  return Promise.race([
-    promise,
-    new Promise((_, reject) => setTimeout(() => reject(new Error(`timed out: ${what}`)), ms)),
-  ]);
-}
-const PATIENCE = 10000;
-
-function client(userId) {
-  return new PusherJs(KEY, {
-    cluster: "local",
-    wsHost: "127.0.0.1",
-    wsPort: port,
-    forceTLS: false,
-    enabledTransports: ["ws"],
-    disableStats: true,
-    channelAuthorization: {
-      // The app's auth endpoint, in-process: the official SDK signs.
-      customHandler: ({ socketId, channelName }, callback) => {
-        const presence = channelName.startsWith("presence-")
-          ? { user_id: userId, user_info: { name: `user ${userId}` } }
-          : undefined;
-        callback(null, sdk.authorizeChannel(socketId, channelName, presence));
-      },
-    },
-  });
-}
-
-function subscribed(pusher, name) {
-  return within(PATIENCE, `subscribe ${name}`, new Promise((resolve, reject) => {
-    const channel = pusher.subscribe(name);
-    channel.bind("pusher:subscription_succeeded", (data) => resolve({ channel, data }));
-    channel.bind("pusher:subscription_error", (err) => reject(new Error(`${name}: ${JSON.stringify(err)}`)));
-  }));
-}
-
-function next(channel, event) {
-  return within(PATIENCE, `event ${event}`, new Promise((resolve) => {
-    const handler = (data, metadata) => {
-      channel.unbind(event, handler);
-      resolve({ data, metadata });
-    };
-    channel.bind(event, handler);
-  }));
-}
-
-function connected(pusher) {
-  return within(PATIENCE, "connected", new Promise((resolve) => {
-    if (pusher.connection.state === "connected") return resolve();
-    pusher.connection.bind("connected", () => resolve());
-  }));
-}
+const client = (userId) => common.client(sdk, userId, port);
 
 async function main() {
   const out = {};

@@ -13,6 +13,12 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+#[cfg(feature = "server-redis")]
+mod redis_prefix;
+#[cfg(feature = "server-redis")]
+#[allow(unused_imports)] // only the clustered tests use them
+pub use redis_prefix::{Prefix, REDIS_URL, unique_prefix};
+
 pub const APP_ID: &str = "3";
 pub const KEY: &str = "278d425bdf160c739803";
 pub const SECRET: &str = "7ad3773142a6692b25b8";
