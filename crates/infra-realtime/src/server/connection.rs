@@ -94,17 +94,21 @@ pub(crate) async fn serve(
     };
     let timer = sleep_until((Instant::now() + hub.activity_timeout).into());
     tokio::pin!(timer);
+    // One wait for the connection's whole life: a fresh `Notified` per loop would register
+    // with (and leave) the `Notify`'s waiter list, under its lock, for every frame sent.
+    let killed = kill.wait();
+    tokio::pin!(killed);
     let mut pinged = false;
     loop {
         tokio::select! {
-            code = kill.wait() => return close(socket, code).await,
+            code = &mut killed => return close(socket, code).await,
             queued = rx.recv() => {
                 let Some(message) = queued else { return };
                 // A client that does not read blocks this send; the kill switch (its queue
                 // filled meanwhile) still ends the connection.
                 tokio::select! {
                     sent = socket.send(Message::Text(message)) => if sent.is_err() { return },
-                    code = kill.wait() => return close(socket, code).await,
+                    code = &mut killed => return close(socket, code).await,
                 }
             }
             received = socket.recv() => {
