@@ -15,7 +15,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use infra_cache::{
     MemoryCache, MemoryConfig, RateLimitAlgorithm, RedisCache, RedisConfig, redis_scripts,
 };
-use infra_core::testkit::bench_report::{Goal, Row, Side as ReportSide};
+use infra_core::testkit::bench_report::{Goal, Row, Side as ReportSide, process_cpu};
 use infra_core::{Cache, CacheExt, RateLimiter};
 use tokio::runtime::Runtime;
 
@@ -62,26 +62,6 @@ fn record(ops: u64, elapsed: Duration, cpu: Duration, latencies: Vec<u32>) {
         cpu,
         latencies,
     });
-}
-
-/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux; zero
-/// elsewhere). Throughput on a machine shared with other work drifts; the client's CPU per
-/// operation hardly does, so it shows what our layers cost beyond the baseline's.
-fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    // After the command name (in parentheses): utime and stime are the 12th and 13th fields,
-    // in clock ticks (100 per second on Linux).
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// Adds the measurement samples of the function criterion just ran to `side`, leaving out

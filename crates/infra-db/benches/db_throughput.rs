@@ -20,7 +20,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 #[path = "../tests/support/schema.rs"]
 mod schema;
 
-use infra_core::testkit::bench_report::{Goal, Row, Side};
+use infra_core::testkit::bench_report::{Goal, Row, Side, process_cpu};
 use infra_db::diesel_migrations::{EmbeddedMigrations, embed_migrations};
 use infra_db::{Database, DbConfig, run_pending_migrations};
 use schema::{users, workspaces};
@@ -48,26 +48,6 @@ struct Round {
     rate: f64,
     latencies: Vec<Duration>,
     cpu_per_op: Duration,
-}
-
-/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux; zero
-/// elsewhere). The throughput of a machine shared with other work drifts; the client's CPU per
-/// query does not, so it shows where our layers cost more than the baseline's.
-fn process_cpu() -> Duration {
-    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
-        return Duration::ZERO;
-    };
-    // Fields after the command name (which is in parentheses): utime is the 14th field of the
-    // line, stime the 15th, both in clock ticks (100 per second on Linux).
-    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// Runs `OPS_PER_TASK` operations on each of `TASKS` tasks; task `t` gets `state[t]`.

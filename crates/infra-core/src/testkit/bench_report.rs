@@ -34,6 +34,26 @@ pub const REPORT_ENV: &str = "INFRA_BENCH_REPORT";
 /// plumbing; rows say they were measured so.
 pub const QUICK_ENV: &str = "INFRA_BENCH_QUICK";
 
+/// CPU time (user + system) this process has used so far, from `/proc/self/stat` (Linux; zero
+/// elsewhere). Throughput on a machine shared with other work drifts; the client's CPU per
+/// operation hardly does, so it shows what our layers cost beyond the baseline's.
+pub fn process_cpu() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return Duration::ZERO;
+    };
+    // After the command name (in parentheses): utime and stime are the 12th and 13th fields,
+    // in clock ticks (100 per second on Linux).
+    let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 /// Whether this run was asked to be short ([`QUICK_ENV`]).
 pub fn quick() -> bool {
     std::env::var(QUICK_ENV).is_ok_and(|v| !v.is_empty() && v != "0")
