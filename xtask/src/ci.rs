@@ -90,6 +90,15 @@ pub fn run(args: &[String]) -> Result<bool> {
     step("tests", || {
         Ok(cmd!(sh, "cargo test --workspace --all-features").run()?)
     })?;
+    // Every fault scenario (about a minute here): each breaks only what it started itself —
+    // its own redis-server, temporary databases, its own worker and realtime processes.
+    step("faults", || {
+        if crate::faults::run(&[])? {
+            Ok(())
+        } else {
+            anyhow::bail!("a fault scenario lost acknowledged work (see its table above)")
+        }
+    })?;
 
     println!("\nci: all steps passed in {}s", started.elapsed().as_secs());
     Ok(true)
