@@ -24,8 +24,9 @@ const TASKS: u64 = 64;
 const POOL_SIZE: usize = 64;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// Each side is measured this many times, alternating, so drift in the machine's load (other
-/// builds share it) hits both sides alike.
-const ROUNDS: usize = 3;
+/// builds, a neighbour on the host) hits both sides alike; the summary also gives the median of
+/// the per-round ratios, which one disturbed round cannot move.
+const ROUNDS: usize = 6;
 
 /// Samples: each timed call criterion made of the function being measured right now, with
 /// the latency of every operation in it (nanoseconds).
@@ -50,6 +51,8 @@ struct Side {
     elapsed: Duration,
     cpu: Duration,
     latencies: Vec<u32>,
+    /// The rate of each round, in order.
+    rounds: Vec<f64>,
 }
 
 /// Samples per measurement (warm-up calls come before them).
@@ -77,12 +80,34 @@ fn commit(side: &str) {
         .get_or_insert_with(HashMap::new)
         .entry(side.to_owned())
         .or_default();
+    let (mut ops, mut elapsed) = (0, Duration::ZERO);
     for call in calls.drain(..).skip(first) {
-        entry.ops += call.ops;
-        entry.elapsed += call.elapsed;
+        ops += call.ops;
+        elapsed += call.elapsed;
         entry.cpu += call.cpu;
         entry.latencies.extend(call.latencies);
     }
+    entry.ops += ops;
+    entry.elapsed += elapsed;
+    entry.rounds.push(ops as f64 / elapsed.as_secs_f64());
+}
+
+/// The median over rounds of ours / baseline in the same round.
+fn median_round_ratio(ours: &str, baseline: &str) -> Option<f64> {
+    let tally = TALLY.lock().unwrap();
+    let tally = tally.as_ref()?;
+    let (ours, base) = (&tally.get(ours)?.rounds, &tally.get(baseline)?.rounds);
+    let mut ratios: Vec<f64> = ours.iter().zip(base).map(|(o, b)| o / b).collect();
+    if ratios.is_empty() {
+        return None;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let mid = ratios.len() / 2;
+    Some(if ratios.len() % 2 == 0 {
+        (ratios[mid - 1] + ratios[mid]) / 2.0
+    } else {
+        ratios[mid]
+    })
 }
 
 /// Rate, p50, p99 and client CPU per operation of a side, or `None` when a criterion filter
@@ -150,6 +175,9 @@ fn summary(
     line(strongest.0, strongest.1);
     line(ours.0, ours.1);
     println!("   ratio ours / strongest baseline: {:.3}", us / base);
+    if let Some(median) = median_round_ratio(ours.1, strongest.1) {
+        println!("   median of the per-round ratios: {median:.3} ({ROUNDS} rounds)");
+    }
     let others = strong.iter().filter(|s| s.1 != strongest.1);
     for (label, side) in others.chain(weaker) {
         if let Some(rate) = rate(side) {
@@ -693,7 +721,7 @@ fn quick() -> Criterion {
     let (warm_up, measure) = if infra_core::testkit::bench_report::quick() {
         (Duration::from_millis(100), Duration::from_millis(300))
     } else {
-        (Duration::from_millis(500), Duration::from_millis(1500))
+        (Duration::from_millis(500), Duration::from_millis(1000))
     };
     Criterion::default()
         .sample_size(SAMPLES)

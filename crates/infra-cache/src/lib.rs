@@ -17,6 +17,8 @@ mod redis_cache;
 #[cfg(feature = "redis")]
 mod redis_error;
 #[cfg(feature = "redis")]
+mod redis_key;
+#[cfg(feature = "redis")]
 mod redis_pool;
 #[cfg(any(feature = "redis", feature = "upstash"))]
 pub mod redis_scripts;

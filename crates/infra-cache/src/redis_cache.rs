@@ -15,6 +15,7 @@ use redis::{FromRedisValue, Script};
 use crate::config::{RateLimitAlgorithm, RedisConfig};
 use crate::key_space::{SCAN_COUNT, glob_escape, rate_limit_key};
 use crate::redis_error::{map_pool_error, map_redis_error};
+use crate::redis_key::NamespacedKey;
 use crate::redis_pool::{Lease, Leases};
 use crate::redis_scripts;
 use crate::tags::{TaggedCache, check_tag, tag_key};
@@ -100,6 +101,89 @@ impl RedisCache {
         Ok(full)
     }
 
+    /// [`checked_key`](Self::checked_key) for one command's argument, without building the
+    /// full key.
+    fn namespaced<'a>(&'a self, key: &'a str) -> Result<NamespacedKey<'a>> {
+        self.limits.check_key(key)?;
+        let namespaced = NamespacedKey {
+            prefix: &self.config.key_prefix,
+            key,
+        };
+        if namespaced.len() > self.limits.max_key_bytes {
+            // Rare: the same error `checked_key` gives, naming the full length.
+            self.limits.check_key(&self.key(key))?;
+        }
+        Ok(namespaced)
+    }
+
+    /// A command naming one key, with its buffers sized for it and `extra` more bytes.
+    fn keyed(&self, name: &str, key: NamespacedKey<'_>, args: usize, extra: usize) -> redis::Cmd {
+        // Sized up front: growing the buffers argument by argument reallocated them.
+        let mut cmd = redis::Cmd::with_capacity(2 + args, name.len() + key.len() + extra);
+        cmd.arg(name).arg(key);
+        cmd
+    }
+
+    /// One command on a shared connection, within the command timeout, pool wait included:
+    /// what [`with_conn`](Self::with_conn) does, written out for the single command of
+    /// `get`/`set`/`delete`/…, whose futures stay small and unboxed inside the call's one
+    /// boxed future.
+    async fn command<T: FromRedisValue>(&self, op: &str, cmd: &redis::Cmd) -> Result<T> {
+        let (mut conn, slot) = match self.leases.ready() {
+            // No wait: the whole timeout remains, so no clock is read.
+            Ok(Lease { mut conn, slot }) => {
+                conn.set_response_timeout(self.config.command_timeout);
+                (conn, slot)
+            }
+            Err(empty) => {
+                let deadline = tokio::time::Instant::now() + self.config.command_timeout;
+                let Lease { mut conn, slot } = self.fill(op, empty, deadline).await?;
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if remaining.is_zero() {
+                    return Err(self.timed_out(op));
+                }
+                conn.set_response_timeout(remaining);
+                (conn, slot)
+            }
+        };
+        // `send_packed_command` rather than `query_async`: the latter boxes one more future.
+        let reply = conn
+            .send_packed_command(cmd)
+            .await
+            .and_then(redis::Value::extract_error);
+        match reply {
+            Ok(value) => redis::from_redis_value(value).map_err(|e| {
+                map_redis_error(op, self.config.url_variable, redis::RedisError::from(e))
+            }),
+            Err(err) => Err(self.failed(op, slot, err)),
+        }
+    }
+
+    fn timed_out(&self, op: &str) -> Error {
+        Error::timeout(&format!("redis {op}"), self.config.command_timeout)
+    }
+
+    /// Fills an empty slot within the deadline.
+    async fn fill(&self, op: &str, slot: usize, deadline: tokio::time::Instant) -> Result<Lease> {
+        match tokio::time::timeout_at(deadline, self.leases.fill(slot)).await {
+            Ok(lease) => lease.map_err(|e| map_pool_error(op, self.config.url_variable, e)),
+            Err(_) => Err(self.timed_out(op)),
+        }
+    }
+
+    /// Maps a failed request, giving up the slot's connection when the connection itself
+    /// failed or stalled (the pool's check decides whether it lives on).
+    fn failed(&self, op: &str, slot: usize, err: redis::RedisError) -> Error {
+        if err.is_timeout() {
+            self.leases.discard(slot);
+            return self.timed_out(op);
+        }
+        if connection_failed(&err) {
+            self.leases.discard(slot);
+        }
+        map_redis_error(op, self.config.url_variable, err)
+    }
+
     /// Runs `f` on a pooled connection within the command timeout, pool wait included.
     ///
     /// The deadline of the reply is the connection's own response timeout, set on this call's
@@ -113,33 +197,18 @@ impl RedisCache {
         Fut: Future<Output = redis::RedisResult<T>>,
     {
         let deadline = tokio::time::Instant::now() + self.config.command_timeout;
-        let timed_out = || Error::timeout(&format!("redis {op}"), self.config.command_timeout);
         let Lease { mut conn, slot } = match self.leases.ready() {
             Ok(lease) => lease,
-            Err(empty) => match tokio::time::timeout_at(deadline, self.leases.fill(empty)).await {
-                Ok(lease) => lease.map_err(|e| map_pool_error(op, self.config.url_variable, e))?,
-                Err(_) => return Err(timed_out()),
-            },
+            Err(empty) => self.fill(op, empty, deadline).await?,
         };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if remaining.is_zero() {
-            return Err(timed_out());
+            return Err(self.timed_out(op));
         }
         conn.set_response_timeout(remaining);
-        match f(conn, deadline).await {
-            Ok(value) => Ok(value),
-            Err(err) if err.is_timeout() => {
-                // A stalled connection: let the pool's check decide whether it lives on.
-                self.leases.discard(slot);
-                Err(timed_out())
-            }
-            Err(err) => {
-                if connection_failed(&err) {
-                    self.leases.discard(slot);
-                }
-                Err(map_redis_error(op, self.config.url_variable, err))
-            }
-        }
+        f(conn, deadline)
+            .await
+            .map_err(|err| self.failed(op, slot, err))
     }
 
     async fn query<T: FromRedisValue + Send>(&self, op: &str, cmd: redis::Cmd) -> Result<T> {
@@ -251,37 +320,37 @@ fn one<A: redis::ToRedisArgs>(name: &str, arg: A) -> redis::Cmd {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let key = self.checked_key(key)?;
-        self.query("GET", one("GET", key)).await
+        let key = self.namespaced(key)?;
+        self.command("GET", &self.keyed("GET", key, 0, 0)).await
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        let key = self.checked_key(key)?;
-        self.limits.check_value(&key, value)?;
+        let key = self.namespaced(key)?;
+        self.limits.check_value(key.key, value)?;
         self.limits.check_ttl(ttl)?;
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key)
-            .arg(value)
-            .arg("PX")
-            .arg(ttl.as_millis() as u64);
-        self.query::<()>("SET", cmd).await
+        // "PX" and up to 20 digits of milliseconds.
+        let mut cmd = self.keyed("SET", key, 3, value.len() + 22);
+        cmd.arg(value).arg("PX").arg(ttl.as_millis() as u64);
+        self.command("SET", &cmd).await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let key = self.checked_key(key)?;
-        let removed: u64 = self.query("DEL", one("DEL", key)).await?;
+        let key = self.namespaced(key)?;
+        let removed: u64 = self.command("DEL", &self.keyed("DEL", key, 0, 0)).await?;
         Ok(removed > 0)
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let key = self.checked_key(key)?;
-        let n: u64 = self.query("EXISTS", one("EXISTS", key)).await?;
+        let key = self.namespaced(key)?;
+        let n: u64 = self
+            .command("EXISTS", &self.keyed("EXISTS", key, 0, 0))
+            .await?;
         Ok(n > 0)
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let key = self.checked_key(key)?;
-        let ms: i64 = self.query("PTTL", one("PTTL", key)).await?;
+        let key = self.namespaced(key)?;
+        let ms: i64 = self.command("PTTL", &self.keyed("PTTL", key, 0, 0)).await?;
         // -2: no such key; -1: a key without expiry (written by something else).
         Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
     }

@@ -1,6 +1,7 @@
 //! The `Cache` trait: bytes with TTLs, and typed JSON on top.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,33 +48,90 @@ pub trait Cache: Send + Sync {
     async fn delete_prefix(&self, prefix: &str) -> Result<u64>;
 }
 
+/// The future every [`Cache`] method returns (what `#[async_trait]` generates).
+type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+// Written out rather than with `#[async_trait]`: an `async fn` here would box a second future
+// around the inner one on every call through an `Arc` or a `Box`; this hands the inner
+// backend's future back as it is.
 macro_rules! forward_cache {
     ($($ty:ty),*) => {$(
-        #[async_trait]
         impl<T: Cache + ?Sized> Cache for $ty {
-            async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-                (**self).get(key).await
+            fn get<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, Option<Vec<u8>>>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).get(key)
             }
-            async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-                (**self).set(key, value, ttl).await
+            fn set<'s, 'k, 'v, 'f>(
+                &'s self,
+                key: &'k str,
+                value: &'v [u8],
+                ttl: Duration,
+            ) -> CacheFuture<'f, ()>
+            where
+                's: 'f,
+                'k: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).set(key, value, ttl)
             }
-            async fn delete(&self, key: &str) -> Result<bool> {
-                (**self).delete(key).await
+            fn delete<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).delete(key)
             }
-            async fn exists(&self, key: &str) -> Result<bool> {
-                (**self).exists(key).await
+            fn exists<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, bool>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).exists(key)
             }
-            async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-                (**self).ttl(key).await
+            fn ttl<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, Option<Duration>>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).ttl(key)
             }
-            async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-                (**self).get_many(keys).await
+            fn get_many<'s, 'k, 'f>(
+                &'s self,
+                keys: &'k [String],
+            ) -> CacheFuture<'f, Vec<Option<Vec<u8>>>>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).get_many(keys)
             }
-            async fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration) -> Result<()> {
-                (**self).set_many(entries, ttl).await
+            fn set_many<'s, 'f>(
+                &'s self,
+                entries: Vec<(String, Vec<u8>)>,
+                ttl: Duration,
+            ) -> CacheFuture<'f, ()>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).set_many(entries, ttl)
             }
-            async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-                (**self).delete_prefix(prefix).await
+            fn delete_prefix<'s, 'k, 'f>(&'s self, prefix: &'k str) -> CacheFuture<'f, u64>
+            where
+                's: 'f,
+                'k: 'f,
+                Self: 'f,
+            {
+                (**self).delete_prefix(prefix)
             }
         }
     )*};
@@ -82,62 +140,81 @@ macro_rules! forward_cache {
 forward_cache!(Arc<T>, Box<T>);
 
 /// Typed JSON on top of any [`Cache`]; see the crate docs for an example.
-#[async_trait]
+///
+/// Its methods return unboxed futures (only the backend's own call is boxed, as the
+/// object-safe [`Cache`] requires), so the typed layer costs no allocation of its own.
 pub trait CacheExt: Cache {
     /// Reads `key` as JSON into `T`. A value that no longer decodes is an
     /// [`ErrorKind::Decode`] error naming the key; other keys are untouched.
-    async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        match self.get(key).await? {
-            None => Ok(None),
-            Some(bytes) => decode_json(key, &bytes).map(Some),
+    fn get_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<T>>> + Send {
+        async move {
+            match self.get(key).await? {
+                None => Ok(None),
+                Some(bytes) => decode_json(key, &bytes).map(Some),
+            }
         }
     }
 
     /// Writes `value` as JSON under `key` for `ttl`.
-    async fn set_json<T: Serialize + Sync>(
+    fn set_json<T: Serialize + Sync + ?Sized>(
         &self,
         key: &str,
         value: &T,
         ttl: Duration,
-    ) -> Result<()> {
-        let bytes = encode_json(key, value)?;
-        self.set(key, &bytes, ttl).await
+    ) -> impl Future<Output = Result<()>> + Send {
+        async move {
+            let bytes = encode_json(key, value)?;
+            self.set(key, &bytes, ttl).await
+        }
     }
 
     /// The seed's `getCached(key)`: [`get_json`](CacheExt::get_json) under the name the
     /// TypeScript code used, so ported call sites read the same.
-    async fn get_cached<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        self.get_json(key).await
+    fn get_cached<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<T>>> + Send {
+        self.get_json(key)
     }
 
     /// The seed's `setCached(key, value, ttl)`: [`set_json`](CacheExt::set_json) by its
     /// TypeScript name.
-    async fn set_cached<T: Serialize + Sync>(
+    fn set_cached<T: Serialize + Sync + ?Sized>(
         &self,
         key: &str,
         value: &T,
         ttl: Duration,
-    ) -> Result<()> {
-        self.set_json(key, value, ttl).await
+    ) -> impl Future<Output = Result<()>> + Send {
+        self.set_json(key, value, ttl)
     }
 
     /// Cache-aside: returns the cached value, or runs `load`, caches its result for `ttl`
     /// and returns it. A value that no longer decodes is treated as a miss and replaced.
-    async fn get_or_set_json<T, F, Fut>(&self, key: &str, ttl: Duration, load: F) -> Result<T>
+    fn get_or_set_json<T, F, Fut>(
+        &self,
+        key: &str,
+        ttl: Duration,
+        load: F,
+    ) -> impl Future<Output = Result<T>> + Send
     where
         T: Serialize + DeserializeOwned + Send + Sync,
         F: FnOnce() -> Fut + Send,
         Fut: Future<Output = Result<T>> + Send,
     {
-        match self.get_json::<T>(key).await {
-            Ok(Some(hit)) => return Ok(hit),
-            Ok(None) => {}
-            Err(e) if e.kind() == ErrorKind::Decode => {}
-            Err(e) => return Err(e),
+        async move {
+            match self.get_json::<T>(key).await {
+                Ok(Some(hit)) => return Ok(hit),
+                Ok(None) => {}
+                Err(e) if e.kind() == ErrorKind::Decode => {}
+                Err(e) => return Err(e),
+            }
+            let value = load().await?;
+            self.set_json(key, &value, ttl).await?;
+            Ok(value)
         }
-        let value = load().await?;
-        self.set_json(key, &value, ttl).await?;
-        Ok(value)
     }
 }
 
