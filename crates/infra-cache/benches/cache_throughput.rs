@@ -103,7 +103,7 @@ fn median_round_ratio(ours: &str, baseline: &str) -> Option<f64> {
     }
     ratios.sort_by(f64::total_cmp);
     let mid = ratios.len() / 2;
-    Some(if ratios.len() % 2 == 0 {
+    Some(if ratios.len().is_multiple_of(2) {
         (ratios[mid - 1] + ratios[mid]) / 2.0
     } else {
         ratios[mid]

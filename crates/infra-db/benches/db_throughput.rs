@@ -216,7 +216,7 @@ fn pgbench(url: &str, sql: &str) -> Option<(f64, f64)> {
 }
 
 /// The 20 users of a workspace after an id, through the `(workspace_id, id)` index.
-async fn lookup(conn: &mut AsyncPgConnection, workspace: i64) -> Vec<(i64, String)> {
+async fn lookup(conn: &mut infra_db::DbConnection, workspace: i64) -> Vec<(i64, String)> {
     users::table
         .filter(users::workspace_id.eq(workspace))
         .filter(users::id.gt(5000))

@@ -21,30 +21,34 @@
 use std::time::Duration;
 
 use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::{
-    AsyncDieselConnectionManager, PoolError, PoolableConnection,
-};
+use diesel::sql_types::Integer;
+use diesel_async::RunQueryDsl;
+use diesel_async::pooled_connection::PoolError;
+
+use crate::config::DbConfig;
+use crate::connection::DbConnection;
+use crate::session::establish;
 
 /// The pool of a [`Database`](crate::Database) (primary or replica).
 pub type Pool = deadpool::managed::Pool<ConnectionManager>;
 
-/// Opens connections through diesel-async and verifies only those idle past the window.
+/// Opens [`DbConnection`]s and verifies only those idle past the window.
 pub struct ConnectionManager {
-    inner: AsyncDieselConnectionManager<AsyncPgConnection>,
+    url: String,
+    connect_timeout: Duration,
+    statement_timeout: Duration,
     verify_after_idle: Duration,
 }
 
 impl ConnectionManager {
-    /// Connections unused for `verify_after_idle` or longer are checked with `SELECT 1`
-    /// (diesel-async's `Verified` recycling, which `inner` must use) before they are handed out.
-    pub(crate) fn new(
-        inner: AsyncDieselConnectionManager<AsyncPgConnection>,
-        verify_after_idle: Duration,
-    ) -> Self {
+    /// Connections to `url` with `config`'s timeouts; those unused for `verify_after_idle` or
+    /// longer are checked with `SELECT 1` before they are handed out.
+    pub(crate) fn new(url: &str, config: &DbConfig) -> Self {
         ConnectionManager {
-            inner,
-            verify_after_idle,
+            url: url.to_owned(),
+            connect_timeout: config.connect_timeout,
+            statement_timeout: config.statement_timeout,
+            verify_after_idle: config.verify_after_idle,
         }
     }
 }
@@ -58,16 +62,25 @@ impl std::fmt::Debug for ConnectionManager {
 }
 
 impl Manager for ConnectionManager {
-    type Type = AsyncPgConnection;
+    /// Boxed: deadpool moves its objects on every checkout and return, and a pointer moves
+    /// for less than the connection.
+    type Type = Box<DbConnection>;
     type Error = PoolError;
 
-    async fn create(&self) -> Result<AsyncPgConnection, PoolError> {
-        self.inner.create().await
+    async fn create(&self) -> Result<Box<DbConnection>, PoolError> {
+        establish(
+            self.url.clone(),
+            self.connect_timeout,
+            self.statement_timeout,
+        )
+        .await
+        .map(Box::new)
+        .map_err(PoolError::ConnectionError)
     }
 
     async fn recycle(
         &self,
-        conn: &mut AsyncPgConnection,
+        conn: &mut Box<DbConnection>,
         metrics: &Metrics,
     ) -> RecycleResult<PoolError> {
         // `is_broken`: the socket is closed (I/O error, end of stream, the server's FATAL) or
@@ -80,6 +93,10 @@ impl Manager for ConnectionManager {
         if metrics.last_used() < self.verify_after_idle {
             return Ok(());
         }
-        self.inner.recycle(conn, metrics).await
+        diesel::select(diesel::dsl::sql::<Integer>("1"))
+            .execute(&mut **conn)
+            .await
+            .map(drop)
+            .map_err(|e| RecycleError::Backend(PoolError::QueryError(e)))
     }
 }

@@ -1,21 +1,19 @@
-//! `Database`: a deadpool pool of diesel-async `AsyncPgConnection`s.
+//! `Database`: a deadpool pool of [`DbConnection`](crate::DbConnection)s.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use diesel::ConnectionError;
 use diesel::sql_types::{Integer, Text};
-use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use futures::FutureExt;
-use infra_core::{Env, Error, HealthCheck, Probe, Result, format_duration};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use infra_core::{Env, Error, HealthCheck, Probe, Result};
 
 use crate::checkout::{ConnectionManager, Pool};
 use crate::config::DbConfig;
+use crate::connection::DbConnection;
 use crate::error::{map_connection_error, map_diesel_error, map_pool_error};
 use crate::replicas::Replicas;
-use crate::tls::{SslMode, connect_tls, connector};
+use crate::session::{Session, establish};
 
 /// A connection borrowed from the pool; returned when dropped.
 pub type PooledConnection = deadpool::managed::Object<ConnectionManager>;
@@ -49,51 +47,9 @@ struct Inner {
     reaper: std::sync::OnceLock<()>,
 }
 
-/// Opens one connection within the connect timeout and applies the session settings.
-pub(crate) async fn establish(
-    url: String,
-    connect_timeout: Duration,
-    statement_timeout: Duration,
-) -> diesel::ConnectionResult<AsyncPgConnection> {
-    let open = async {
-        let mode = SslMode::from_url("DATABASE_URL", &url)
-            .map_err(|e| ConnectionError::BadConnection(e.to_string()))?;
-        match connector(mode).map_err(|e| ConnectionError::BadConnection(e.to_string()))? {
-            Some(tls) => connect_tls(&url, tls).await,
-            None => AsyncPgConnection::establish(&url).await,
-        }
-    };
-    let mut conn = match tokio::time::timeout(connect_timeout, open).await {
-        Ok(conn) => conn?,
-        Err(_) => {
-            return Err(ConnectionError::BadConnection(format!(
-                "connect timed out after {}",
-                format_duration(connect_timeout)
-            )));
-        }
-    };
-    // Every statement on this connection is bounded by the server itself.
-    diesel::sql_query(format!(
-        "SET statement_timeout = {}",
-        statement_timeout.as_millis()
-    ))
-    .execute(&mut conn)
-    .await
-    .map_err(ConnectionError::CouldntSetupConfiguration)?;
-    Ok(conn)
-}
-
 /// A pool over `url` with `config`'s sizes and timeouts.
 pub(crate) fn build_pool(url: &str, config: &DbConfig) -> Result<Pool> {
-    let (connect_timeout, statement_timeout) = (config.connect_timeout, config.statement_timeout);
-    let mut manager_config = ManagerConfig::<AsyncPgConnection>::default();
-    manager_config.custom_setup = Box::new(move |url: &str| {
-        establish(url.to_owned(), connect_timeout, statement_timeout).boxed()
-    });
-    let manager = ConnectionManager::new(
-        AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, manager_config),
-        config.verify_after_idle,
-    );
+    let manager = ConnectionManager::new(url, config);
     Pool::builder(manager)
         .max_size(config.pool_size)
         // Most recently used first: under light load the spare connections sit idle, so they
@@ -135,11 +91,21 @@ impl Database {
     }
 
     /// A connection of its own to the primary, outside the pool, with the pool's TLS, connect
-    /// timeout and statement timeout: for sessions that hold a connection for long, such as
-    /// `LISTEN`, which would otherwise pin one of the pool's slots.
-    pub async fn dedicated_connection(&self) -> Result<AsyncPgConnection> {
+    /// timeout and statement timeout: for a task that holds a connection for long (a worker's
+    /// claim loop), which would otherwise pin one of the pool's slots.
+    pub async fn dedicated_connection(&self) -> Result<DbConnection> {
+        self.open_outside_pool().await
+    }
+
+    /// A connection of its own for `LISTEN`: diesel-async's `AsyncPgConnection`, whose
+    /// `notifications_stream()` yields what `NOTIFY` sends. Same TLS and timeouts as the pool.
+    pub async fn listener_connection(&self) -> Result<AsyncPgConnection> {
+        self.open_outside_pool().await
+    }
+
+    async fn open_outside_pool<C: Session>(&self) -> Result<C> {
         let config = &self.inner.config;
-        establish(
+        establish::<C>(
             config.url.expose().clone(),
             config.connect_timeout,
             config.statement_timeout,

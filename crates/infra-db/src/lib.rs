@@ -4,6 +4,8 @@
 mod checkout;
 mod config;
 #[cfg(feature = "postgres")]
+mod connection;
+#[cfg(feature = "postgres")]
 mod database;
 #[cfg(feature = "postgres")]
 mod error;
@@ -13,6 +15,8 @@ mod pagination;
 #[cfg(feature = "postgres")]
 mod replicas;
 #[cfg(feature = "postgres")]
+mod session;
+#[cfg(feature = "postgres")]
 mod tls;
 #[cfg(feature = "postgres")]
 mod transaction;
@@ -20,6 +24,8 @@ mod transaction;
 #[cfg(feature = "postgres")]
 pub use checkout::{ConnectionManager, Pool};
 pub use config::DbConfig;
+#[cfg(feature = "postgres")]
+pub use connection::{DbConnection, DbField, DbRow, DbRows};
 #[cfg(feature = "postgres")]
 pub use database::{Database, PooledConnection};
 #[cfg(feature = "postgres")]

@@ -9,8 +9,9 @@ use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
 use infra_core::{Error, Result};
 
-use crate::database::{Database, establish};
+use crate::database::Database;
 use crate::error::map_connection_error;
+use crate::session::establish;
 
 /// One migration and whether the database has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,7 +32,7 @@ where
         + 'static,
 {
     let config = db.config();
-    let conn = establish(
+    let conn = establish::<AsyncPgConnection>(
         config.url.expose().clone(),
         config.connect_timeout,
         config.statement_timeout,

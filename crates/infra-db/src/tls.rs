@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use diesel::ConnectionError;
-use diesel_async::AsyncPgConnection;
 use infra_core::{Error, Result};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
@@ -90,12 +89,18 @@ pub(crate) fn connector(mode: SslMode) -> Result<Option<MakeRustlsConnect>> {
     Ok(Some(MakeRustlsConnect::new(config)))
 }
 
+/// A connection's driver over rustls.
+pub(crate) type TlsConnection = tokio_postgres::Connection<
+    tokio_postgres::Socket,
+    <MakeRustlsConnect as tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket>>::Stream,
+>;
+
 /// Opens a TLS connection: tokio-postgres knows `require` only, so the URL's stricter modes
 /// are handed to it as `require` while rustls does the verifying.
 pub(crate) async fn connect_tls(
     url: &str,
     tls: MakeRustlsConnect,
-) -> diesel::ConnectionResult<AsyncPgConnection> {
+) -> diesel::ConnectionResult<(tokio_postgres::Client, TlsConnection)> {
     let mut parsed =
         url::Url::parse(url).map_err(|_| ConnectionError::BadConnection("invalid URL".into()))?;
     let pairs: Vec<(String, String)> = parsed
@@ -113,12 +118,12 @@ pub(crate) async fn connect_tls(
     let (client, connection) = tokio_postgres::connect(parsed.as_str(), tls)
         .await
         .map_err(|e| ConnectionError::BadConnection(with_causes(&e)))?;
-    AsyncPgConnection::try_from_client_and_connection(client, connection).await
+    Ok((client, connection))
 }
 
 /// The error and its causes: tokio-postgres's own message ("error performing TLS handshake")
 /// hides the reason (an untrusted certificate, a host name mismatch).
-fn with_causes(err: &dyn std::error::Error) -> String {
+pub(crate) fn with_causes(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -3,10 +3,11 @@
 use std::time::Duration;
 
 use diesel::result::Error as DieselError;
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use diesel_async::RunQueryDsl;
 use futures::future::BoxFuture;
 use infra_core::{Backoff, Error, Result};
 
+use crate::connection::DbConnection;
 use crate::database::Database;
 use crate::error::{is_retryable_transaction_error, map_diesel_error};
 
@@ -73,9 +74,7 @@ impl Database {
     ) -> Result<T>
     where
         T: Send,
-        F: for<'r> Fn(
-                &'r mut AsyncPgConnection,
-            ) -> BoxFuture<'r, std::result::Result<T, DieselError>>
+        F: for<'r> Fn(&'r mut DbConnection) -> BoxFuture<'r, std::result::Result<T, DieselError>>
             + Send
             + Sync,
     {
@@ -117,12 +116,12 @@ fn final_error(last: Error, attempts: u32) -> Error {
 
 /// One attempt: BEGIN with the isolation level, the body, COMMIT — or ROLLBACK on any error.
 async fn run_once<T, F>(
-    conn: &mut AsyncPgConnection,
+    conn: &mut DbConnection,
     isolation: Isolation,
     body: &F,
 ) -> std::result::Result<T, DieselError>
 where
-    F: for<'r> Fn(&'r mut AsyncPgConnection) -> BoxFuture<'r, std::result::Result<T, DieselError>>,
+    F: for<'r> Fn(&'r mut DbConnection) -> BoxFuture<'r, std::result::Result<T, DieselError>>,
 {
     let begin = match isolation {
         Isolation::ReadCommitted => "BEGIN ISOLATION LEVEL READ COMMITTED",

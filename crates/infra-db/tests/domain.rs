@@ -353,10 +353,7 @@ impl DeadlockRival {
     }
 }
 
-async fn lock_user(
-    conn: &mut diesel_async::AsyncPgConnection,
-    email: &str,
-) -> diesel::QueryResult<usize> {
+async fn lock_user(conn: &mut infra_db::DbConnection, email: &str) -> diesel::QueryResult<usize> {
     diesel::update(users::table.filter(users::email.eq(email.to_owned())))
         .set(users::timezone.eq("Europe/Berlin"))
         .execute(conn)
@@ -364,7 +361,7 @@ async fn lock_user(
 }
 
 /// Backends of this test's database blocked on a lock.
-async fn lock_waiters(conn: &mut diesel_async::AsyncPgConnection) -> i64 {
+async fn lock_waiters(conn: &mut infra_db::DbConnection) -> i64 {
     diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
         "count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'",
     ))

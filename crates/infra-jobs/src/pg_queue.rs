@@ -20,13 +20,13 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, sql_query};
-use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use futures::StreamExt;
 use infra_core::{
     ClaimedJob, DeadLetter, Enqueued, Error, ErrorKind, Event, FunctionQueueStats, JobId, JobQueue,
     NewJob, Result, Settlement,
 };
-use infra_db::{Database, map_diesel_error};
+use infra_db::{Database, DbConnection, map_diesel_error};
 use tokio::sync::Notify;
 
 use crate::event_id::now_ms;
@@ -82,10 +82,10 @@ impl Drop for PgQueue {
 /// error and re-opened on next use.
 #[derive(Default)]
 struct HeldConnection {
-    slot: tokio::sync::Mutex<Option<AsyncPgConnection>>,
+    slot: tokio::sync::Mutex<Option<DbConnection>>,
 }
 
-struct HeldGuard<'a>(tokio::sync::MutexGuard<'a, Option<AsyncPgConnection>>);
+struct HeldGuard<'a>(tokio::sync::MutexGuard<'a, Option<DbConnection>>);
 
 impl HeldConnection {
     async fn lock(&self, db: &Database) -> Result<HeldGuard<'_>> {
@@ -98,7 +98,7 @@ impl HeldConnection {
 }
 
 impl HeldGuard<'_> {
-    fn conn(&mut self) -> &mut AsyncPgConnection {
+    fn conn(&mut self) -> &mut DbConnection {
         self.0.as_mut().expect("opened by lock")
     }
 
@@ -263,10 +263,7 @@ impl PgQueue {
 
     /// Enqueues `jobs` on `conn`, inside whatever transaction the caller has open: the jobs
     /// exist if and only if it commits (and the wake-up is delivered on commit).
-    pub async fn enqueue_on(
-        conn: &mut AsyncPgConnection,
-        jobs: Vec<NewJob>,
-    ) -> Result<Vec<Enqueued>> {
+    pub async fn enqueue_on(conn: &mut DbConnection, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         enqueue_on(conn, jobs).await.map_err(map_diesel_error)
     }
 
@@ -279,7 +276,7 @@ impl PgQueue {
     }
 
     /// Hands expired leases back to the queue, at most once a second per process.
-    async fn sweep_expired_leases(&self, conn: &mut AsyncPgConnection) -> Result<()> {
+    async fn sweep_expired_leases(&self, conn: &mut DbConnection) -> Result<()> {
         let now = now_ms();
         let last = AtomicI64::load(&self.last_sweep_ms, Ordering::Relaxed);
         if now - last < 1_000
@@ -321,7 +318,7 @@ impl PgQueue {
 /// Holds a dedicated connection (outside the pool) on `LISTEN infra_jobs` and wakes idle
 /// workers on every notification.
 async fn listen(db: &Database, wake: &Notify) -> Result<()> {
-    let mut conn = db.dedicated_connection().await?;
+    let mut conn = db.listener_connection().await?;
     sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut conn)
         .await
@@ -338,10 +335,10 @@ async fn listen(db: &Database, wake: &Notify) -> Result<()> {
 }
 
 /// Runs `body` between BEGIN and COMMIT (ROLLBACK on error).
-async fn in_transaction<T, F>(conn: &mut AsyncPgConnection, body: F) -> Result<T>
+async fn in_transaction<T, F>(conn: &mut DbConnection, body: F) -> Result<T>
 where
     F: for<'c> FnOnce(
-        &'c mut AsyncPgConnection,
+        &'c mut DbConnection,
     ) -> futures::future::BoxFuture<'c, diesel::QueryResult<T>>,
 {
     conn.batch_execute("BEGIN")
@@ -362,7 +359,7 @@ where
 }
 
 /// Applies the pending migrations; the advisory lock makes racing starts wait their turn.
-async fn migrate_on(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<String>> {
+async fn migrate_on(conn: &mut DbConnection) -> diesel::QueryResult<Vec<String>> {
     sql_query("SELECT pg_advisory_xact_lock($1)")
         .bind::<BigInt, _>(MIGRATION_LOCK)
         .execute(conn)
@@ -392,7 +389,7 @@ async fn migrate_on(conn: &mut AsyncPgConnection) -> diesel::QueryResult<Vec<Str
 }
 
 async fn enqueue_on(
-    conn: &mut AsyncPgConnection,
+    conn: &mut DbConnection,
     jobs: Vec<NewJob>,
 ) -> diesel::QueryResult<Vec<Enqueued>> {
     let mut results: Vec<Option<Enqueued>> = vec![None; jobs.len()];
@@ -562,7 +559,7 @@ async fn enqueue_on(
 impl PgQueue {
     async fn claim_on(
         &self,
-        conn: &mut AsyncPgConnection,
+        conn: &mut DbConnection,
         worker: &str,
         limit: usize,
         lease: Duration,
@@ -643,7 +640,7 @@ impl PgQueue {
 }
 
 async fn heartbeat_on(
-    conn: &mut AsyncPgConnection,
+    conn: &mut DbConnection,
     worker: &str,
     ids: &[JobId],
     lease: Duration,
@@ -662,7 +659,7 @@ async fn heartbeat_on(
 }
 
 async fn settle_on(
-    conn: &mut AsyncPgConnection,
+    conn: &mut DbConnection,
     worker: &str,
     settled: Vec<(JobId, Settlement)>,
 ) -> Result<()> {

@@ -261,7 +261,7 @@ impl JobsRuntime {
     #[cfg(feature = "postgres")]
     pub async fn send_in_transaction(
         &self,
-        conn: &mut diesel_async::AsyncPgConnection,
+        conn: &mut infra_db::DbConnection,
         mut event: Event,
     ) -> Result<String> {
         if self.backend() != "postgres" {
