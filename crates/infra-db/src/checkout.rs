@@ -38,6 +38,9 @@ pub struct ConnectionManager {
     connect_timeout: Duration,
     statement_timeout: Duration,
     verify_after_idle: Duration,
+    /// Bounds the `SELECT 1` of a verification. The manager applies it itself, only around
+    /// that round trip, so the pool needs no recycle timeout (a timer per checkout).
+    verify_timeout: Duration,
 }
 
 impl ConnectionManager {
@@ -49,9 +52,31 @@ impl ConnectionManager {
             connect_timeout: config.connect_timeout,
             statement_timeout: config.statement_timeout,
             verify_after_idle: config.verify_after_idle,
+            verify_timeout: config.acquire_timeout,
         }
     }
 }
+
+/// Checks a connection out of `pool` within its wait timeout.
+///
+/// First without waiting: when a connection (or room for a new one) is free, as it is
+/// whenever the pool is not exhausted, the checkout then arms no timer at all. Only when the
+/// pool is exhausted does it wait, bounded by the pool's wait timeout.
+pub(crate) async fn checkout(pool: &Pool) -> Result<crate::PooledConnection, DeadpoolError> {
+    let now = deadpool::managed::Timeouts {
+        wait: Some(Duration::ZERO),
+        ..pool.timeouts()
+    };
+    match pool.timeout_get(&now).await {
+        Err(deadpool::managed::PoolError::Timeout(deadpool::managed::TimeoutType::Wait)) => {
+            pool.get().await
+        }
+        other => other,
+    }
+}
+
+/// The pool's error type.
+pub(crate) type DeadpoolError = deadpool::managed::PoolError<PoolError>;
 
 impl std::fmt::Debug for ConnectionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,10 +118,11 @@ impl Manager for ConnectionManager {
         if metrics.last_used() < self.verify_after_idle {
             return Ok(());
         }
-        diesel::select(diesel::dsl::sql::<Integer>("1"))
-            .execute(&mut **conn)
-            .await
-            .map(drop)
-            .map_err(|e| RecycleError::Backend(PoolError::QueryError(e)))
+        let verify = diesel::select(diesel::dsl::sql::<Integer>("1")).execute(&mut **conn);
+        match tokio::time::timeout(self.verify_timeout, verify).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(RecycleError::Backend(PoolError::QueryError(e))),
+            Err(_) => Err(RecycleError::Message("the SELECT 1 check timed out".into())),
+        }
     }
 }

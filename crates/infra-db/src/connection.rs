@@ -62,6 +62,9 @@ pub struct DbConnection {
     instrumentation: Box<dyn Instrumentation>,
     /// Whether `instrumentation` does anything: events are only built for one that does.
     instrumented: bool,
+    /// A query failed because the session is over. The client notices the closed socket a
+    /// moment later (when its connection task ends); this marks it at once.
+    session_ended: bool,
 }
 
 impl fmt::Debug for DbConnection {
@@ -135,6 +138,7 @@ impl DbConnection {
             transaction_manager: AnsiTransactionManager::default(),
             instrumented: instrumentation.is_some(),
             instrumentation: instrumentation.unwrap_or_else(|| Box::new(Silent)),
+            session_ended: false,
         };
         // What diesel's own PostgreSQL connections assume when they read and write values.
         conn.client
@@ -147,13 +151,13 @@ impl DbConnection {
     /// Whether the socket is closed (the server ended the session, an I/O error): such a
     /// connection can run nothing more.
     pub fn is_closed(&self) -> bool {
-        self.client.is_closed()
+        self.session_ended || self.client.is_closed()
     }
 
     /// Whether the pool must drop this connection: closed, or left in a transaction that
     /// could not be rolled back.
     pub fn is_broken(&mut self) -> bool {
-        self.client.is_closed()
+        self.is_closed()
             || <AnsiTransactionManager as TransactionManager<Self>>::is_broken_transaction_manager(
                 self,
             )
@@ -264,13 +268,17 @@ impl DbConnection {
     /// What every query does with its outcome: a serialization failure inside a transaction
     /// means the transaction must be rolled back; instrumentation hears of the end.
     fn finish<T>(&mut self, sql: Option<&str>, outcome: QueryResult<T>) -> QueryResult<T> {
-        if let Err(DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) =
-            &outcome
-        {
-            <AnsiTransactionManager as TransactionManager<Self>>::transaction_manager_status_mut(
-                self,
-            )
-            .set_requires_rollback_maybe_up_to_top_level(true);
+        match &outcome {
+            Err(DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {
+                <AnsiTransactionManager as TransactionManager<Self>>::transaction_manager_status_mut(
+                    self,
+                )
+                .set_requires_rollback_maybe_up_to_top_level(true);
+            }
+            Err(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => {
+                self.session_ended = true;
+            }
+            _ => {}
         }
         if let Some(sql) = sql {
             self.instrumentation
@@ -294,6 +302,9 @@ impl SimpleAsyncConnection for DbConnection {
         let sql = self.instrumented.then_some(query);
         self.start(sql);
         let outcome = self.client.batch_execute(query).await.map_err(query_error);
+        if let Err(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) = &outcome {
+            self.session_ended = true;
+        }
         // Not `finish`: the transaction manager sends its COMMIT through here and handles a
         // failed COMMIT itself.
         if let Some(sql) = sql {

@@ -8,7 +8,7 @@ use diesel::sql_types::{Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use infra_core::{Env, Error, HealthCheck, Probe, Result};
 
-use crate::checkout::{ConnectionManager, Pool};
+use crate::checkout::{ConnectionManager, Pool, checkout};
 use crate::config::DbConfig;
 use crate::connection::DbConnection;
 use crate::error::{map_connection_error, map_diesel_error, map_pool_error};
@@ -59,7 +59,8 @@ pub(crate) fn build_pool(url: &str, config: &DbConfig) -> Result<Pool> {
         .runtime(deadpool::Runtime::Tokio1)
         .wait_timeout(Some(config.acquire_timeout))
         .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
-        .recycle_timeout(Some(config.acquire_timeout))
+        // The manager bounds its own `SELECT 1` (the only I/O of a recycle).
+        .recycle_timeout(None)
         .build()
         .map_err(|e| Error::backend(format!("cannot build the PostgreSQL pool: {e}")))
 }
@@ -87,7 +88,7 @@ impl Database {
     /// A connection to the primary, within the acquire timeout.
     pub async fn get(&self) -> Result<PooledConnection> {
         self.start_idle_reaper();
-        self.inner.pool.get().await.map_err(map_pool_error)
+        checkout(&self.inner.pool).await.map_err(map_pool_error)
     }
 
     /// A connection of its own to the primary, outside the pool, with the pool's TLS, connect

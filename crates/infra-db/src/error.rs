@@ -32,8 +32,9 @@ pub fn is_retryable_transaction_error(err: &DieselError) -> bool {
 
 /// The SQLSTATE of a query error, as far as the driver reports it.
 ///
-/// diesel-async (0.9) turns PostgreSQL's error into one of diesel's `DatabaseErrorKind`s and
-/// keeps no code for the rest, so the codes come from those kinds. The deadlock is the one
+/// The connection (the pool's [`DbConnection`](crate::DbConnection), or diesel-async's for
+/// `LISTEN` and migrations) turns PostgreSQL's error into one of diesel's `DatabaseErrorKind`s,
+/// and diesel's error has no room for the code itself, so the codes come from those kinds. The deadlock is the one
 /// retryable code diesel has no kind for; it is recognised by PostgreSQL's primary message,
 /// `deadlock detected`, compared whole. Under a non-English `lc_messages` that message is
 /// translated, and a deadlock then surfaces as a non-retried `Backend` error — never the

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use infra_core::{Result, redact_url};
 
-use crate::checkout::Pool;
+use crate::checkout::{Pool, checkout};
 use crate::config::DbConfig;
 use crate::database::{Database, PooledConnection, build_pool};
 
@@ -70,7 +70,7 @@ impl Replicas {
                     continue;
                 }
             }
-            match tokio::time::timeout(self.checkout_timeout, replica.pool.get()).await {
+            match tokio::time::timeout(self.checkout_timeout, checkout(&replica.pool)).await {
                 Ok(Ok(conn)) => return Some(conn),
                 outcome => {
                     let why = match outcome {
