@@ -32,7 +32,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_postgres::Statement;
 use tokio_postgres::tls::TlsStream;
 
-use binds::{BindValue, MissingType, TypeCache, TypeLookup, pg_type};
+use binds::{
+    BindValue, FIRST_PASS, MissingType, Patch, SECOND_PASS, TypeCache, TypeLookup, pg_type,
+    placeholder_patches,
+};
 use pg_error::query_error;
 pub use row::{DbField, DbRow, DbRows};
 use statements::{StatementCache, StatementKey};
@@ -81,6 +84,8 @@ struct Request {
     statement: Prepared,
     binds: Vec<BindValue>,
     missing_types: Vec<MissingType>,
+    /// Where the binds' bytes hold placeholders of `missing_types`.
+    patches: Vec<Patch>,
     /// The SQL, for instrumentation (rendered only when instrumented or needed anyway).
     sql: Option<String>,
 }
@@ -173,15 +178,18 @@ impl DbConnection {
         &self.client
     }
 
-    fn request<Q>(&mut self, query: &Q) -> QueryResult<Request>
+    /// The query's binds, custom types unknown to this connection given placeholder OIDs from
+    /// `base` on.
+    fn collect<Q>(
+        &mut self,
+        query: &Q,
+        base: u32,
+    ) -> QueryResult<(Vec<BindValue>, Vec<MissingType>)>
     where
-        Q: QueryFragment<Pg> + QueryId,
+        Q: QueryFragment<Pg>,
     {
-        let key = self
-            .statements
-            .key(query.is_safe_to_cache_prepared(&Pg)?, Q::query_id());
         let mut collector = RawBytesBindCollector::<Pg>::new();
-        let mut lookup = TypeLookup::new(std::mem::take(&mut self.types));
+        let mut lookup = TypeLookup::new(std::mem::take(&mut self.types), base);
         let collected = query.collect_binds(
             &mut collector,
             &mut lookup as &mut dyn PgMetadataLookup,
@@ -189,7 +197,6 @@ impl DbConnection {
         );
         self.types = lookup.cache;
         collected?;
-        let missing_types = lookup.missing;
         let binds = collector
             .metadata
             .into_iter()
@@ -201,6 +208,25 @@ impl DbConnection {
                 Ok(BindValue { oid, bytes })
             })
             .collect::<QueryResult<Vec<_>>>()?;
+        Ok((binds, lookup.missing))
+    }
+
+    fn request<Q>(&mut self, query: &Q) -> QueryResult<Request>
+    where
+        Q: QueryFragment<Pg> + QueryId,
+    {
+        let key = self
+            .statements
+            .key(query.is_safe_to_cache_prepared(&Pg)?, Q::query_id());
+        let (binds, missing_types) = self.collect(query, FIRST_PASS)?;
+        let patches = if missing_types.is_empty() {
+            Vec::new()
+        } else {
+            // Rare (a custom type's first use on this connection): find where the bytes hold
+            // the placeholders.
+            let (second, _) = self.collect(query, SECOND_PASS)?;
+            placeholder_patches(&binds, &second)?
+        };
         let cached = match key {
             StatementKey::Type(id) if missing_types.is_empty() => self.statements.by_type(id),
             _ => None,
@@ -221,8 +247,29 @@ impl DbConnection {
             statement,
             binds,
             missing_types,
+            patches,
             sql,
         })
+    }
+
+    /// Starts a request: instrumentation hears of it, then its statement and binds are made
+    /// ready. The SQL (when instrumented) goes back for [`finish`](Self::finish).
+    async fn begin(
+        &mut self,
+        request: Request,
+    ) -> (Option<String>, QueryResult<(Statement, Vec<BindValue>)>) {
+        let Request {
+            statement,
+            mut binds,
+            missing_types,
+            patches,
+            sql,
+        } = request;
+        self.start(sql.as_deref());
+        let statement = self
+            .statement(statement, &mut binds, missing_types, &patches)
+            .await;
+        (sql, statement.map(|statement| (statement, binds)))
     }
 
     /// The request's statement: cached, or prepared (with the binds' types) and cached.
@@ -231,10 +278,11 @@ impl DbConnection {
         prepared: Prepared,
         binds: &mut [BindValue],
         missing_types: Vec<MissingType>,
+        patches: &[Patch],
     ) -> QueryResult<Statement> {
         if !missing_types.is_empty() {
             self.types
-                .resolve(&self.client, missing_types, binds)
+                .resolve(&self.client, missing_types, patches, binds)
                 .await?;
         }
         let (sql, key) = match prepared {
@@ -332,15 +380,9 @@ impl AsyncConnectionCore for DbConnection {
     {
         let request = self.request(&source.as_query());
         Box::pin(async move {
-            let Request {
-                statement,
-                mut binds,
-                missing_types,
-                sql,
-            } = request?;
-            self.start(sql.as_deref());
-            let outcome = match self.statement(statement, &mut binds, missing_types).await {
-                Ok(statement) => self
+            let (sql, prepared) = self.begin(request?).await;
+            let outcome = match prepared {
+                Ok((statement, binds)) => self
                     .client
                     .query_raw(&statement, binds)
                     .await
@@ -361,15 +403,9 @@ impl AsyncConnectionCore for DbConnection {
     {
         let request = self.request(&source);
         Box::pin(async move {
-            let Request {
-                statement,
-                mut binds,
-                missing_types,
-                sql,
-            } = request?;
-            self.start(sql.as_deref());
-            let outcome = match self.statement(statement, &mut binds, missing_types).await {
-                Ok(statement) => match self.client.execute_raw(&statement, binds).await {
+            let (sql, prepared) = self.begin(request?).await;
+            let outcome = match prepared {
+                Ok((statement, binds)) => match self.client.execute_raw(&statement, binds).await {
                     Ok(rows) => usize::try_from(rows)
                         .map_err(|e| DieselError::DeserializationError(Box::new(e))),
                     Err(err) => Err(query_error(err)),

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use diesel::result::Error as DieselError;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AnsiTransactionManager, TransactionManager};
 use futures::future::BoxFuture;
 use infra_core::{Backoff, Error, Result};
 
@@ -128,18 +128,23 @@ where
         Isolation::RepeatableRead => "BEGIN ISOLATION LEVEL REPEATABLE READ",
         Isolation::Serializable => "BEGIN ISOLATION LEVEL SERIALIZABLE",
     };
-    diesel::sql_query(begin).execute(conn).await?;
-    let outcome = match body(conn).await {
-        // A serializable transaction may also fail at COMMIT.
-        Ok(value) => diesel::sql_query("COMMIT")
-            .execute(conn)
+    // Through the transaction manager, not bare BEGIN/COMMIT: it knows a transaction is open,
+    // so a connection whose attempt was dropped mid-way (a timeout, a client that went away)
+    // counts as broken and the pool never hands it out still inside the transaction.
+    AnsiTransactionManager::begin_transaction_sql(conn, begin).await?;
+    match body(conn).await {
+        // A serializable transaction may also fail at COMMIT; the manager then rolls back.
+        Ok(value) => <Manager as TransactionManager<DbConnection>>::commit_transaction(conn)
             .await
-            .map(|_| value),
-        Err(err) => Err(err),
-    };
-    if outcome.is_err() {
-        // After a failed COMMIT the transaction is already over; ROLLBACK then only warns.
-        let _ = diesel::sql_query("ROLLBACK").execute(conn).await;
+            .map(|()| value),
+        Err(err) => {
+            // A failed ROLLBACK leaves the manager in error: the pool then drops the
+            // connection. The body's error is the one to report.
+            let _ = <Manager as TransactionManager<DbConnection>>::rollback_transaction(conn).await;
+            Err(err)
+        }
     }
-    outcome
 }
+
+/// The transaction manager of the pool's connections, as the trait diesel-async defines.
+type Manager = AnsiTransactionManager;

@@ -55,6 +55,22 @@ impl FromSql<MoodType, Pg> for Mood {
     }
 }
 
+/// A named composite of a custom type and an integer: its binary form names each field's
+/// type OID, so the enum's OID must be right inside the bind's bytes too.
+#[derive(diesel::sql_types::SqlType, diesel::query_builder::QueryId)]
+#[diesel(postgres_type(name = "entry"))]
+struct EntryType;
+
+#[derive(Debug, diesel::expression::AsExpression)]
+#[diesel(sql_type = EntryType)]
+struct Entry(Mood, i32);
+
+impl ToSql<EntryType, Pg> for Entry {
+    fn to_sql<'b>(&'b self, out: &mut Output<'b, '_, Pg>) -> serialize::Result {
+        diesel::serialize::WriteTuple::<(MoodType, Integer)>::write_tuple(&(self.0, self.1), out)
+    }
+}
+
 #[derive(QueryableByName, Debug, PartialEq)]
 struct Diary {
     #[diesel(sql_type = Integer)]
@@ -129,7 +145,25 @@ async fn custom_types_arrays_nulls_and_columns_by_name() {
     .await
     .unwrap();
     assert_eq!(sad, 1);
-    drop((conn, other));
+
+    // A composite holding the enum, on a connection that has not met either type yet.
+    conn.batch_execute("CREATE TYPE entry AS (mood mood, n int)")
+        .await
+        .unwrap();
+    let mut fresh = connect(&db).await;
+    let (mood, n): (String, i32) = diesel::select((
+        diesel::dsl::sql::<Text>("(")
+            .bind::<EntryType, _>(Entry(Mood::Sad, 7))
+            .sql(").mood::text"),
+        diesel::dsl::sql::<Integer>("(")
+            .bind::<EntryType, _>(Entry(Mood::Happy, 7))
+            .sql(").n"),
+    ))
+    .get_result(&mut fresh)
+    .await
+    .unwrap();
+    assert_eq!((mood.as_str(), n), ("sad", 7));
+    drop((conn, other, fresh));
     db.drop_now().await;
 }
 

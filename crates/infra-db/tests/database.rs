@@ -312,3 +312,61 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     drop(database);
     db.drop_now().await;
 }
+
+/// A transaction whose future is dropped mid-way (a timeout, a client that went away) must not
+/// leave its connection open in the pool: the next user's autocommit write would run inside
+/// the abandoned transaction and never commit.
+#[tokio::test]
+async fn a_dropped_transaction_never_reaches_the_next_user() {
+    use infra_db::{Isolation, RetryPolicy};
+
+    let db = TestDb::create("dropped_tx").await;
+    let mut config = DbConfig::new(&db.url).unwrap();
+    config.pool_size = 1;
+    let database = Database::new(config).unwrap();
+    let mut conn = database.get().await.unwrap();
+    diesel::sql_query("CREATE TABLE marks (n int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    let abandoned = database.transaction(Isolation::ReadCommitted, RetryPolicy::default(), |c| {
+        Box::pin(async move {
+            diesel::sql_query("INSERT INTO marks VALUES (1)")
+                .execute(c)
+                .await?;
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            Ok(())
+        })
+    });
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), abandoned)
+            .await
+            .is_err(),
+        "the body sleeps: the timeout drops the transaction mid-way"
+    );
+
+    // The pool's only connection: the abandoned one must have been replaced, not reused.
+    let mut conn = database.get().await.unwrap();
+    diesel::sql_query("INSERT INTO marks VALUES (2)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+    let mut other = database.dedicated_connection().await.unwrap();
+    let committed: Vec<i32> =
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Array<Integer>>(
+            "coalesce(array_agg(n ORDER BY n), '{}') FROM marks",
+        ))
+        .get_result(&mut other)
+        .await
+        .unwrap();
+    assert_eq!(
+        committed,
+        [2],
+        "only the second, autocommitted insert is there"
+    );
+    drop((database, other));
+    db.drop_now().await;
+}

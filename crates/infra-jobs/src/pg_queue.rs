@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, sql_query};
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection, TransactionManager};
 use futures::StreamExt;
 use infra_core::{
     ClaimedJob, DeadLetter, Enqueued, Error, ErrorKind, Event, FunctionQueueStats, JobId, JobQueue,
@@ -341,18 +341,22 @@ where
         &'c mut DbConnection,
     ) -> futures::future::BoxFuture<'c, diesel::QueryResult<T>>,
 {
-    conn.batch_execute("BEGIN")
+    // Through diesel-async's transaction manager, not bare BEGIN/COMMIT: a connection whose
+    // transaction was dropped mid-way counts as broken, so the pool never hands it out still
+    // inside it.
+    type Manager = diesel_async::AnsiTransactionManager;
+    <Manager as TransactionManager<DbConnection>>::begin_transaction(conn)
         .await
         .map_err(map_diesel_error)?;
     match body(conn).await {
         Ok(value) => {
-            conn.batch_execute("COMMIT")
+            <Manager as TransactionManager<DbConnection>>::commit_transaction(conn)
                 .await
                 .map_err(map_diesel_error)?;
             Ok(value)
         }
         Err(err) => {
-            let _ = conn.batch_execute("ROLLBACK").await;
+            let _ = <Manager as TransactionManager<DbConnection>>::rollback_transaction(conn).await;
             Err(map_diesel_error(err))
         }
     }

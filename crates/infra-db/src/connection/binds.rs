@@ -3,9 +3,11 @@
 //! diesel asks for a custom type's OID while it serializes the binds, synchronously; the
 //! connection can only ask PostgreSQL asynchronously. So an OID the connection has not seen
 //! yet is handed out as a placeholder, recorded, resolved with one query once the binds are
-//! collected, and written over the placeholder (in the bind's type, and in the element type
-//! of an array's binary header). Resolved OIDs are kept for the connection's lifetime, so a
-//! type is looked up once.
+//! collected, and written over the placeholder: in the bind's type, and wherever the bind's
+//! bytes hold it (an array's element type, a record's field types). Those places are found by
+//! collecting the binds a second time with other placeholders and comparing the two: only
+//! placeholder bytes differ. Resolved OIDs are kept for the connection's lifetime, so a type
+//! is looked up once and later queries pay for neither pass.
 
 use std::collections::HashMap;
 
@@ -68,8 +70,10 @@ pub(crate) struct TypeCache {
 }
 
 /// Placeholders count down from the top of the OID space, where PostgreSQL allocates none
-/// in practice (it starts user OIDs at 16384 and would need four billion objects).
-const FIRST_PLACEHOLDER: u32 = u32::MAX;
+/// in practice (it starts user OIDs at 16384 and would need four billion objects). The second
+/// pass uses another range, so that the bytes holding a placeholder differ between passes.
+pub(crate) const FIRST_PASS: u32 = u32::MAX;
+pub(crate) const SECOND_PASS: u32 = u32::MAX - (1 << 24);
 
 /// A custom type the cache did not know, and the placeholder (type, array type) OIDs handed
 /// out for it.
@@ -79,14 +83,17 @@ pub(crate) type MissingType = (TypeName, (u32, u32));
 /// takes the lookup as `&mut dyn PgMetadataLookup`, which may borrow nothing).
 pub(crate) struct TypeLookup {
     pub(crate) cache: TypeCache,
+    /// The first placeholder handed out ([`FIRST_PASS`] or [`SECOND_PASS`]).
+    base: u32,
     /// Types not in the cache: name and the placeholder (type, array type) handed out.
     pub(crate) missing: Vec<MissingType>,
 }
 
 impl TypeLookup {
-    pub(crate) fn new(cache: TypeCache) -> Self {
+    pub(crate) fn new(cache: TypeCache, base: u32) -> Self {
         TypeLookup {
             cache,
+            base,
             missing: Vec::new(),
         }
     }
@@ -102,21 +109,82 @@ impl PgMetadataLookup for TypeLookup {
             return PgTypeMetadata::new(*oid, *array_oid);
         }
         let n = u32::try_from(self.missing.len()).unwrap_or(u32::MAX / 2);
-        let placeholders = (FIRST_PLACEHOLDER - 2 * n, FIRST_PLACEHOLDER - 2 * n - 1);
+        let placeholders = (self.base - 2 * n, self.base - 2 * n - 1);
         self.missing.push((key, placeholders));
         PgTypeMetadata::new(placeholders.0, placeholders.1)
     }
 }
 
+/// Where a bind's bytes hold a placeholder OID.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Patch {
+    bind: usize,
+    at: usize,
+    placeholder: u32,
+}
+
+/// Finds the placeholders in the binds of the first pass by comparing them with the second
+/// pass's: wherever they differ, the first holds a first-pass placeholder and the second the
+/// matching second-pass one.
+pub(crate) fn placeholder_patches(
+    first: &[BindValue],
+    second: &[BindValue],
+) -> QueryResult<Vec<Patch>> {
+    let unexpected = || {
+        diesel::result::Error::SerializationError(
+            "a bind changed between two serializations other than in its custom type OIDs".into(),
+        )
+    };
+    if first.len() != second.len() {
+        return Err(unexpected());
+    }
+    let mut patches = Vec::new();
+    for (bind, (a, b)) in first.iter().zip(second).enumerate() {
+        let (a, b) = match (&a.bytes, &b.bytes) {
+            (Some(a), Some(b)) if a.len() == b.len() => (a, b),
+            (None, None) => continue,
+            _ => return Err(unexpected()),
+        };
+        let mut at = 0;
+        while at < a.len() {
+            if a[at] == b[at] {
+                at += 1;
+                continue;
+            }
+            // The first differing byte is the first byte of a big-endian placeholder: the
+            // two ranges share their lowest byte only if equal below 2^24, and they are not.
+            let word = |bytes: &[u8]| {
+                bytes
+                    .get(at..at + 4)
+                    .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+            };
+            let (Some(pa), Some(pb)) = (word(a), word(b)) else {
+                return Err(unexpected());
+            };
+            if pa.wrapping_sub(pb) != FIRST_PASS - SECOND_PASS || pa <= SECOND_PASS {
+                return Err(unexpected());
+            }
+            patches.push(Patch {
+                bind,
+                at,
+                placeholder: pa,
+            });
+            at += 4;
+        }
+    }
+    Ok(patches)
+}
+
 impl TypeCache {
-    /// Looks up every missing type and writes the real OIDs over the placeholders in `binds`.
+    /// Looks up every missing type and writes the real OIDs over the placeholders in `binds`:
+    /// their types, and the places `patches` found in their bytes.
     pub(crate) async fn resolve(
         &mut self,
         client: &tokio_postgres::Client,
         missing: Vec<MissingType>,
+        patches: &[Patch],
         binds: &mut [BindValue],
     ) -> QueryResult<()> {
-        // placeholder -> (real OID, whether the placeholder stood for an array type)
         let mut real = HashMap::with_capacity(missing.len() * 2);
         for ((schema, name), (placeholder, array_placeholder)) in missing {
             let row = match &schema {
@@ -151,25 +219,88 @@ impl TypeCache {
                 ));
             };
             let oids: (u32, u32) = (row.get(0), row.get(1));
-            real.insert(placeholder, (oids.0, false));
-            real.insert(array_placeholder, (oids.1, true));
+            real.insert(placeholder, oids.0);
+            real.insert(array_placeholder, oids.1);
             self.known.insert((schema, name), oids);
         }
-        for bind in binds {
-            let Some(&(oid, is_array)) = real.get(&bind.oid) else {
-                continue;
-            };
-            bind.oid = oid;
-            // An array's binary header holds its element type at bytes 8..12.
-            let header = bind.bytes.as_mut().and_then(|b| b.get_mut(8..12));
-            if let (true, Some(element)) = (is_array, header) {
-                let placeholder =
-                    u32::from_be_bytes([element[0], element[1], element[2], element[3]]);
-                if let Some(&(real_element, _)) = real.get(&placeholder) {
-                    element.copy_from_slice(&real_element.to_be_bytes());
-                }
+        for bind in binds.iter_mut() {
+            if let Some(&oid) = real.get(&bind.oid) {
+                bind.oid = oid;
             }
         }
+        for patch in patches {
+            let (Some(&oid), Some(bytes)) = (
+                real.get(&patch.placeholder),
+                binds[patch.bind].bytes.as_mut(),
+            ) else {
+                continue;
+            };
+            bytes[patch.at..patch.at + 4].copy_from_slice(&oid.to_be_bytes());
+        }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bind(bytes: &[u8]) -> BindValue {
+        BindValue {
+            oid: 0,
+            bytes: Some(bytes.to_vec()),
+        }
+    }
+
+    #[test]
+    fn placeholders_are_found_where_the_passes_differ() {
+        let a = FIRST_PASS.to_be_bytes();
+        let b = SECOND_PASS.to_be_bytes();
+        let a2 = (FIRST_PASS - 2).to_be_bytes();
+        let b2 = (SECOND_PASS - 2).to_be_bytes();
+        // An array header (ndim, flags, element OID at 8) and a record with two typed fields.
+        let first = [
+            bind(&[&[0, 0, 0, 1, 0, 0, 0, 0][..], &a, &[9, 9]].concat()),
+            bind(&[&[0, 0, 0, 2][..], &a2, &[1, 2, 3], &a, &[7]].concat()),
+            BindValue {
+                oid: 0,
+                bytes: None,
+            },
+        ];
+        let second = [
+            bind(&[&[0, 0, 0, 1, 0, 0, 0, 0][..], &b, &[9, 9]].concat()),
+            bind(&[&[0, 0, 0, 2][..], &b2, &[1, 2, 3], &b, &[7]].concat()),
+            BindValue {
+                oid: 0,
+                bytes: None,
+            },
+        ];
+        let patches = placeholder_patches(&first, &second).unwrap();
+        assert_eq!(
+            patches,
+            [
+                Patch {
+                    bind: 0,
+                    at: 8,
+                    placeholder: FIRST_PASS
+                },
+                Patch {
+                    bind: 1,
+                    at: 4,
+                    placeholder: FIRST_PASS - 2
+                },
+                Patch {
+                    bind: 1,
+                    at: 11,
+                    placeholder: FIRST_PASS
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn any_other_difference_is_an_error() {
+        assert!(placeholder_patches(&[bind(&[1, 2, 3, 4])], &[bind(&[1, 2, 3, 5])]).is_err());
+        assert!(placeholder_patches(&[bind(&[1, 2])], &[bind(&[1, 2, 3])]).is_err());
     }
 }
