@@ -514,7 +514,13 @@ fn rate_limit_decisions(c: &mut Criterion) {
                     concurrent(iters, move |i| {
                         let (raw, script, prefix) = (raw.clone(), script.clone(), prefix.clone());
                         async move {
-                            let key = format!("{prefix}raw:user{}", i % 100);
+                            // The layout and length of ours' keys (`rawu` for `user`), so
+                            // both sides ask the same of Redis: the script builds two more
+                            // keys from it and Redis hashes all three.
+                            let key = format!(
+                                "{prefix}rl:sliding_window:1000000000:60000:rawu{}",
+                                i % 100
+                            );
                             match &raw {
                                 Raw::Pool(pool) => {
                                     let mut conn = pool.get().await.unwrap();

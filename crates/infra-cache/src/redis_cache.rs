@@ -13,9 +13,9 @@ use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
 
 use crate::config::{RateLimitAlgorithm, RedisConfig};
-use crate::key_space::{SCAN_COUNT, glob_escape, rate_limit_key};
+use crate::key_space::{SCAN_COUNT, glob_escape};
 use crate::redis_error::{map_pool_error, map_redis_error};
-use crate::redis_key::NamespacedKey;
+use crate::redis_key::{NamespacedKey, RateLimitKey};
 use crate::redis_pool::{Lease, Leases};
 use crate::redis_scripts;
 use crate::tags::{TaggedCache, check_tag, tag_key};
@@ -219,51 +219,55 @@ impl RedisCache {
         .await
     }
 
-    /// Runs a Lua script: `EVALSHA`, and when Redis lost the script (`NOSCRIPT`: a restart, a
-    /// failover, `SCRIPT FLUSH`) `SCRIPT LOAD` and `EVALSHA` again — each request bounded by
-    /// what remains of the call's deadline, so the whole call still ends by it.
+    /// An `EVALSHA` of `script` with `keys` keys, its buffers sized for `bytes` of keys and
+    /// arguments; the caller appends the keys, then the arguments.
+    fn evalsha(script: &Script, keys: usize, args: usize, bytes: usize) -> redis::Cmd {
+        // Sized up front: growing the command's buffers argument by argument reallocated them
+        // several times per call.
+        let mut cmd = redis::Cmd::with_capacity(
+            3 + keys + args,
+            "EVALSHA".len() + script.get_hash().len() + 4 + bytes,
+        );
+        cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+        cmd
+    }
+
+    /// Runs a Lua script's `EVALSHA` (built by [`evalsha`](Self::evalsha)) on the same path as
+    /// every single command, and when Redis lost the script (`NOSCRIPT`: a restart, a failover,
+    /// `SCRIPT FLUSH`) `SCRIPT LOAD` and `EVALSHA` again — each request bounded by what remains
+    /// of the call's deadline, so the whole call still ends by it.
     async fn eval<T: FromRedisValue + Send>(
         &self,
         op: &str,
         script: &Script,
-        keys: &[&[u8]],
-        args: &[&[u8]],
+        evalsha: redis::Cmd,
     ) -> Result<T> {
-        // Sized up front: growing the command's buffers argument by argument reallocated them
-        // several times per call (redis-rs's own `ScriptInvocation` sizes them too).
-        let data: usize = keys.iter().chain(args).map(|a| a.len()).sum();
-        let mut evalsha = redis::Cmd::with_capacity(
-            3 + keys.len() + args.len(),
-            "EVALSHA".len() + script.get_hash().len() + 4 + data,
-        );
-        evalsha
-            .arg("EVALSHA")
-            .arg(script.get_hash())
-            .arg(keys.len());
-        for key in keys {
-            evalsha.arg(*key);
+        let deadline = tokio::time::Instant::now() + self.config.command_timeout;
+        match self.command(op, &evalsha).await {
+            Err(err) if err.context("redis_code") == Some("NOSCRIPT") => {
+                // Rare: boxed, so the reload's futures stay out of every call's state.
+                Box::pin(self.reload_and_eval(op, script, evalsha, deadline)).await
+            }
+            other => other,
         }
-        for arg in args {
-            evalsha.arg(*arg);
+    }
+
+    async fn reload_and_eval<T: FromRedisValue + Send>(
+        &self,
+        op: &str,
+        script: &Script,
+        evalsha: redis::Cmd,
+        deadline: tokio::time::Instant,
+    ) -> Result<T> {
+        if deadline <= tokio::time::Instant::now() {
+            return Err(self.timed_out(op));
         }
         self.with_conn(op, |mut conn, deadline| async move {
-            match evalsha.query_async(&mut conn).await {
-                Err(err)
-                    if err.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
-                {
-                    // Rare: boxed, so the reload's futures stay out of every call's state.
-                    Box::pin(async {
-                        let remaining =
-                            || deadline.saturating_duration_since(tokio::time::Instant::now());
-                        conn.set_response_timeout(remaining());
-                        script.load_async(&mut conn).await?;
-                        conn.set_response_timeout(remaining());
-                        evalsha.query_async(&mut conn).await
-                    })
-                    .await
-                }
-                other => other,
-            }
+            let remaining = || deadline.saturating_duration_since(tokio::time::Instant::now());
+            conn.set_response_timeout(remaining());
+            script.load_async(&mut conn).await?;
+            conn.set_response_timeout(remaining());
+            evalsha.query_async(&mut conn).await
         })
         .await
     }
@@ -276,21 +280,17 @@ impl RedisCache {
     ) -> Result<RateLimitDecision> {
         check_rate_limit_args(key, limit, window)?;
         let window_ms = (window.as_millis() as u64).max(1);
-        let base = self.key(&rate_limit_key(
-            self.algorithm.as_str(),
+        let base = RateLimitKey {
+            prefix: &self.config.key_prefix,
+            algorithm: self.algorithm.as_str(),
             limit,
             window_ms,
             key,
-        ));
-        let (limit_arg, window_arg) = (limit.to_string(), window_ms.to_string());
-        let (allowed, remaining, reset_ms): (i64, i64, i64) = self
-            .eval(
-                "EVALSHA",
-                &self.script,
-                &[base.as_bytes()],
-                &[limit_arg.as_bytes(), window_arg.as_bytes()],
-            )
-            .await?;
+        };
+        let mut evalsha = Self::evalsha(&self.script, 1, 2, base.max_len() + 40);
+        evalsha.arg(base).arg(limit).arg(window_ms);
+        let (allowed, remaining, reset_ms): (i64, i64, i64) =
+            self.eval("EVALSHA", &self.script, evalsha).await?;
         Ok(RateLimitDecision {
             allowed: allowed == 1,
             limit,
@@ -434,29 +434,25 @@ impl TaggedCache for RedisCache {
             check_tag(tag)?;
             keys.push(self.key(&tag_key(tag)));
         }
-        let keys: Vec<&[u8]> = keys.iter().map(|k| k.as_bytes()).collect();
-        let ttl_ms = (ttl.as_millis() as u64).to_string();
-        self.eval::<i64>(
-            "EVALSHA set_tagged",
-            &self.set_tagged,
-            &keys,
-            &[value, ttl_ms.as_bytes()],
-        )
-        .await
-        .map(drop)
+        let bytes = keys.iter().map(String::len).sum::<usize>() + value.len() + 20;
+        let mut evalsha = Self::evalsha(&self.set_tagged, keys.len(), 2, bytes);
+        for key in &keys {
+            evalsha.arg(key);
+        }
+        evalsha.arg(value).arg(ttl.as_millis() as u64);
+        self.eval::<i64>("EVALSHA set_tagged", &self.set_tagged, evalsha)
+            .await
+            .map(drop)
     }
 
     async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
         check_tag(tag)?;
         let set = self.key(&tag_key(tag));
         let taken = format!("{set}:invalidating:{:016x}", rand::random::<u64>());
+        let mut evalsha = Self::evalsha(&self.take_tag, 2, 0, set.len() + taken.len());
+        evalsha.arg(&set).arg(&taken);
         let existed: i64 = self
-            .eval(
-                "EVALSHA take_tag",
-                &self.take_tag,
-                &[set.as_bytes(), taken.as_bytes()],
-                &[],
-            )
+            .eval("EVALSHA take_tag", &self.take_tag, evalsha)
             .await?;
         if existed == 0 {
             return Ok(0);
