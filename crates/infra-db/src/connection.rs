@@ -314,19 +314,25 @@ impl DbConnection {
     }
 
     /// What every query does with its outcome: a serialization failure inside a transaction
-    /// means the transaction must be rolled back; instrumentation hears of the end.
+    /// means the transaction must be rolled back; then [`ended`](Self::ended).
     fn finish<T>(&mut self, sql: Option<&str>, outcome: QueryResult<T>) -> QueryResult<T> {
-        match &outcome {
-            Err(DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) => {
-                <AnsiTransactionManager as TransactionManager<Self>>::transaction_manager_status_mut(
-                    self,
-                )
-                .set_requires_rollback_maybe_up_to_top_level(true);
-            }
-            Err(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) => {
-                self.session_ended = true;
-            }
-            _ => {}
+        if let Err(DieselError::DatabaseError(DatabaseErrorKind::SerializationFailure, _)) =
+            &outcome
+        {
+            <AnsiTransactionManager as TransactionManager<Self>>::transaction_manager_status_mut(
+                self,
+            )
+            .set_requires_rollback_maybe_up_to_top_level(true);
+        }
+        self.ended(sql, &outcome);
+        outcome
+    }
+
+    /// What every statement does with its outcome: an ended session marks the connection
+    /// closed at once; instrumentation hears of the end.
+    fn ended<T>(&mut self, sql: Option<&str>, outcome: &QueryResult<T>) {
+        if let Err(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) = outcome {
+            self.session_ended = true;
         }
         if let Some(sql) = sql {
             self.instrumentation
@@ -335,7 +341,6 @@ impl DbConnection {
                     outcome.as_ref().err(),
                 ));
         }
-        outcome
     }
 }
 
@@ -350,18 +355,9 @@ impl SimpleAsyncConnection for DbConnection {
         let sql = self.instrumented.then_some(query);
         self.start(sql);
         let outcome = self.client.batch_execute(query).await.map_err(query_error);
-        if let Err(DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _)) = &outcome {
-            self.session_ended = true;
-        }
         // Not `finish`: the transaction manager sends its COMMIT through here and handles a
         // failed COMMIT itself.
-        if let Some(sql) = sql {
-            self.instrumentation
-                .on_connection_event(InstrumentationEvent::finish_query(
-                    &SqlText(sql),
-                    outcome.as_ref().err(),
-                ));
-        }
+        self.ended(sql, &outcome);
         outcome
     }
 }
