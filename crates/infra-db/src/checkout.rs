@@ -9,7 +9,8 @@
 //!
 //! - the client has noticed the socket closed: tokio-postgres stops a connection on any I/O
 //!   error, on end of stream, and on the server's `FATAL` (what `pg_terminate_backend`, a
-//!   restart or a failover sends), which marks it closed;
+//!   restart or a failover sends), which marks it closed — or a query on it already failed
+//!   because the session ended ([`DbConnection::is_closed`]);
 //! - the connection was returned inside a transaction diesel could not roll back.
 //!
 //! Either makes the connection broken: it is dropped, never handed out, and the pool opens a

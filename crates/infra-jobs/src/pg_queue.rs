@@ -20,7 +20,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use diesel::sql_types::{Array, BigInt, Integer, Nullable, Text};
 use diesel::{QueryableByName, sql_query};
-use diesel_async::{RunQueryDsl, SimpleAsyncConnection, TransactionManager};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use futures::StreamExt;
 use infra_core::{
     ClaimedJob, DeadLetter, Enqueued, Error, ErrorKind, Event, FunctionQueueStats, JobId, JobQueue,
@@ -258,7 +258,11 @@ impl PgQueue {
     /// Applies the queue's pending migrations (idempotent, safe to race).
     pub async fn migrate(&self) -> Result<Vec<String>> {
         let mut conn = self.db.get().await?;
-        in_transaction(&mut conn, |conn| Box::pin(migrate_on(conn))).await
+        // diesel-async's transaction: a connection whose transaction was dropped mid-way counts
+        // as broken, so the pool never hands it out still inside it.
+        conn.transaction(async |conn| migrate_on(conn).await)
+            .await
+            .map_err(map_diesel_error)
     }
 
     /// Enqueues `jobs` on `conn`, inside whatever transaction the caller has open: the jobs
@@ -332,34 +336,6 @@ async fn listen(db: &Database, wake: &Notify) -> Result<()> {
         wake.notify_one();
     }
     Err(Error::unavailable("the LISTEN connection closed"))
-}
-
-/// Runs `body` between BEGIN and COMMIT (ROLLBACK on error).
-async fn in_transaction<T, F>(conn: &mut DbConnection, body: F) -> Result<T>
-where
-    F: for<'c> FnOnce(
-        &'c mut DbConnection,
-    ) -> futures::future::BoxFuture<'c, diesel::QueryResult<T>>,
-{
-    // Through diesel-async's transaction manager, not bare BEGIN/COMMIT: a connection whose
-    // transaction was dropped mid-way counts as broken, so the pool never hands it out still
-    // inside it.
-    type Manager = diesel_async::AnsiTransactionManager;
-    <Manager as TransactionManager<DbConnection>>::begin_transaction(conn)
-        .await
-        .map_err(map_diesel_error)?;
-    match body(conn).await {
-        Ok(value) => {
-            <Manager as TransactionManager<DbConnection>>::commit_transaction(conn)
-                .await
-                .map_err(map_diesel_error)?;
-            Ok(value)
-        }
-        Err(err) => {
-            let _ = <Manager as TransactionManager<DbConnection>>::rollback_transaction(conn).await;
-            Err(map_diesel_error(err))
-        }
-    }
 }
 
 /// Applies the pending migrations; the advisory lock makes racing starts wait their turn.
@@ -771,7 +747,9 @@ impl JobQueue for PgQueue {
             // One statement, atomic on its own: no BEGIN/COMMIT round trips.
             return enqueue_on(&mut conn, jobs).await.map_err(map_diesel_error);
         }
-        in_transaction(&mut conn, move |conn| Box::pin(enqueue_on(conn, jobs))).await
+        conn.transaction(async move |conn| enqueue_on(conn, jobs).await)
+            .await
+            .map_err(map_diesel_error)
     }
 
     async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
