@@ -69,3 +69,40 @@ async fn wrong_signature_is_401_and_a_signed_non_webhook_is_400() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("body"), "{text}");
 }
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+/// A `channel_occupied` webhook created at `time_ms`, and its correct signature.
+fn signed_at(time_ms: u64) -> (String, String) {
+    let body = format!(
+        r#"{{"time_ms":{time_ms},"events":[{{"name":"channel_occupied","channel":"test_channel"}}]}}"#
+    );
+    let signature = signature::hmac_hex(&Secret::new(SECRET.to_owned()), body.as_bytes());
+    (body, signature)
+}
+
+#[tokio::test]
+async fn a_correctly_signed_webhook_from_long_ago_is_refused_as_a_replay() {
+    // Pusher's documented example, captured in 2012 and sent again: its signature is right.
+    let (status, text) = deliver(BODY, SIGNATURE).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{text}");
+    assert!(text.contains("time_ms"), "{text}");
+
+    // Six minutes old, or six minutes ahead: beyond the default five minutes either way.
+    let now = now_ms();
+    for time_ms in [now - 6 * 60_000, now + 6 * 60_000] {
+        let (body, signature) = signed_at(time_ms);
+        let (status, text) = deliver(&body, &signature).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{time_ms}: {text}");
+        assert!(text.contains("time_ms"), "{text}");
+    }
+
+    // A minute old: a delivery Pusher retried, accepted.
+    let (body, signature) = signed_at(now - 60_000);
+    assert_eq!(deliver(&body, &signature).await.0, StatusCode::OK);
+}
