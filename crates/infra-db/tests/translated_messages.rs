@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 
 use diesel::sql_types::{BigInt, Integer};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use infra_core::ErrorKind;
 use infra_db::{Database, DbConfig, Isolation, RetryPolicy};
 use support::TestDb;
 
@@ -44,12 +45,17 @@ async fn german_accounts(test: &str) -> (TestDb, Database) {
     let division = diesel::select(diesel::dsl::sql::<Integer>("1 / 0"))
         .get_result::<i32>(&mut conn)
         .await
-        .unwrap_err()
-        .to_string();
+        .unwrap_err();
     assert_eq!(
-        division, "Division durch Null",
+        division.to_string(),
+        "Division durch Null",
         "the server does not translate its messages (is PostgreSQL's German catalogue installed?)"
     );
+    // Any server error keeps its code, not only the ones diesel has a kind for.
+    assert_eq!(infra_db::sqlstate(&division).as_deref(), Some("22012"));
+    let mapped = infra_db::map_diesel_error(division);
+    assert_eq!(mapped.context("sqlstate"), Some("22012"));
+    assert_eq!(mapped.kind(), ErrorKind::Backend);
     conn.batch_execute(
         "CREATE TABLE accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL);
          INSERT INTO accounts VALUES (1, 100), (2, 100)",
@@ -105,29 +111,26 @@ impl Attempts {
 /// orders, lock each other out: PostgreSQL aborts one of them as a deadlock.
 async fn crosswise(
     database: &Database,
+    policy: RetryPolicy,
     (first, second): (i32, i32),
     amount: i64,
     barrier: Arc<tokio::sync::Barrier>,
     attempts: Arc<Attempts>,
 ) -> infra_core::Result<()> {
     database
-        .transaction(
-            Isolation::ReadCommitted,
-            RetryPolicy::default(),
-            move |conn| {
-                let attempt = attempts.count.fetch_add(1, Ordering::SeqCst);
-                let (barrier, attempts) = (barrier.clone(), attempts.clone());
-                Box::pin(async move {
-                    attempts.record(add(conn, first, amount).await)?;
-                    // Only the two first attempts meet; a retry goes straight on.
-                    if attempt < 2 {
-                        barrier.wait().await;
-                    }
-                    attempts.record(add(conn, second, amount).await)?;
-                    Ok(())
-                })
-            },
-        )
+        .transaction(Isolation::ReadCommitted, policy, move |conn| {
+            let attempt = attempts.count.fetch_add(1, Ordering::SeqCst);
+            let (barrier, attempts) = (barrier.clone(), attempts.clone());
+            Box::pin(async move {
+                attempts.record(add(conn, first, amount).await)?;
+                // Only the two first attempts meet; a retry goes straight on.
+                if attempt < 2 {
+                    barrier.wait().await;
+                }
+                attempts.record(add(conn, second, amount).await)?;
+                Ok(())
+            })
+        })
         .await
 }
 
@@ -136,8 +139,16 @@ async fn two_deadlocking_transactions_are_retried_by_sqlstate_and_both_commit() 
     let (db, database) = german_accounts("deadlock_de").await;
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let attempts = Arc::new(Attempts::default());
-    let one_then_two = crosswise(&database, (1, 2), 1, barrier.clone(), attempts.clone());
-    let two_then_one = crosswise(&database, (2, 1), 10, barrier, attempts.clone());
+    let policy = RetryPolicy::default();
+    let one_then_two = crosswise(
+        &database,
+        policy,
+        (1, 2),
+        1,
+        barrier.clone(),
+        attempts.clone(),
+    );
+    let two_then_one = crosswise(&database, policy, (2, 1), 10, barrier, attempts.clone());
     let (a, b) = tokio::join!(one_then_two, two_then_one);
     let errors = attempts.errors.lock().unwrap().clone();
     a.unwrap_or_else(|err| panic!("1→2 did not commit: {err} {err:?}; seen: {errors:?}"));
@@ -157,6 +168,41 @@ async fn two_deadlocking_transactions_are_retried_by_sqlstate_and_both_commit() 
         (111, 111),
         "both transactions committed, each once"
     );
+    drop(database);
+    db.drop_now().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deadlock_left_unretried_is_a_retryable_conflict_with_its_sqlstate() {
+    let (db, database) = german_accounts("deadlock_once_de").await;
+    let barrier = Arc::new(tokio::sync::Barrier::new(2));
+    let attempts = Arc::new(Attempts::default());
+    let once = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    let (a, b) = tokio::join!(
+        crosswise(
+            &database,
+            once,
+            (1, 2),
+            1,
+            barrier.clone(),
+            attempts.clone()
+        ),
+        crosswise(&database, once, (2, 1), 10, barrier, attempts.clone()),
+    );
+    let (err, committed) = match (a, b) {
+        (Err(err), Ok(())) => (err, (110, 110)),
+        (Ok(()), Err(err)) => (err, (101, 101)),
+        other => panic!("exactly one should have been aborted: {other:?}"),
+    };
+    assert_eq!(err.kind(), ErrorKind::Conflict, "{err:?}");
+    assert_eq!(err.context("sqlstate"), Some("40P01"), "{err:?}");
+    assert_eq!(err.context("attempts"), Some("1"));
+    assert!(err.is_retryable(), "{err:?}");
+    assert!(err.message().contains("Verklemmung"), "{err}");
+    assert_eq!(balances(&database).await, committed);
     drop(database);
     db.drop_now().await;
 }
