@@ -43,7 +43,9 @@ pub use error::{BoxError, Error, ErrorKind, Result};
 pub use event::{Event, EventSender};
 pub use event_limits::EventLimits;
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
-pub use http_status::{http_status_error, parse_retry_after};
+pub use http_status::{
+    MAX_RETRY_AFTER, http_status_error, parse_retry_after, parse_retry_after_at,
+};
 pub use job_concurrency::ConcurrencySlot;
 pub use job_queue::{
     ClaimedJob, DeadLetter, Enqueued, FunctionQueueStats, JobId, JobQueue, NewJob, Settlement,

@@ -1,13 +1,13 @@
 //! Property tests of infra-core's parsers of outside input: channel and event names,
-//! durations, and the `Env` readers of integers and booleans. For any input: no panic; a
-//! rejection is a typed `Error` of the right kind naming the field or variable; a valid value
-//! round-trips.
+//! durations, the `Env` readers of integers and booleans, and a server's `Retry-After`. For
+//! any input: no panic; a rejection is a typed `Error` of the right kind naming the field or
+//! variable; a valid value round-trips.
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use infra_core::{
     ChannelName, Env, ErrorKind, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN,
-    format_duration, parse_duration,
+    MAX_RETRY_AFTER, format_duration, parse_duration, parse_retry_after, parse_retry_after_at,
 };
 use proptest::prelude::*;
 
@@ -180,5 +180,51 @@ proptest! {
         let text = b.to_string();
         let env = Env::from_pairs([("DEBUG", text.as_str())]);
         prop_assert_eq!(env.bool("DEBUG").unwrap(), Some(b));
+    }
+
+    #[test]
+    fn any_retry_after_is_a_bounded_wait_or_an_error_naming_the_header(
+        text in prop_oneof![
+            ".{0,40}",
+            " ?[0-9]{1,30} ?",
+            "-?[0-9]{0,5}[.e+]?[0-9]{0,5}",
+            // Near-dates: every field drawn, so impossible days, months and times and the
+            // edges of the years an HTTP-date can name all come up.
+            "(Mon|Tue|Wed|Thu|Fri|Sat|Sun|Xyz), [0-9]{2} (Jan|Feb|Dec|Foo) (19[0-9]{2}|20[0-9]{2}|99[0-9]{2}|0000) [0-9]{2}:[0-9]{2}:[0-9]{2} (GMT|UTC)",
+            "(Monday|Friday|Sunday), [0-9]{2}-(Jan|Feb|Dec)-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT",
+            "(Mon|Fri|Sun) (Jan|Feb|Dec) [ 0-9][0-9] [0-9]{2}:[0-9]{2}:[0-9]{2} [0-9]{4}",
+        ]
+    ) {
+        match parse_retry_after(&text) {
+            Ok(wait) => prop_assert!(wait <= MAX_RETRY_AFTER, "{text:?}: {wait:?}"),
+            Err(err) => {
+                prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
+                prop_assert_eq!(err.field(), Some("Retry-After"));
+            }
+        }
+    }
+
+    #[test]
+    fn delay_seconds_are_read_exactly_up_to_the_cap(n in any::<u64>(), pad in " {0,2}") {
+        prop_assert_eq!(
+            parse_retry_after(&format!("{pad}{n}{pad}")).unwrap(),
+            Duration::from_secs(n).min(MAX_RETRY_AFTER)
+        );
+    }
+
+    #[test]
+    fn http_dates_are_read_as_the_wait_from_now_up_to_the_cap(
+        // Every second an HTTP-date can name: 1970 to the end of 9999.
+        at_secs in 0u64..253_402_300_800,
+        now_secs in 0u64..253_402_300_800,
+    ) {
+        let at = UNIX_EPOCH + Duration::from_secs(at_secs);
+        let now = UNIX_EPOCH + Duration::from_secs(now_secs);
+        let text = httpdate::fmt_http_date(at);
+        prop_assert_eq!(
+            parse_retry_after_at(&text, now).unwrap(),
+            Duration::from_secs(at_secs.saturating_sub(now_secs)).min(MAX_RETRY_AFTER),
+            "{}", text
+        );
     }
 }

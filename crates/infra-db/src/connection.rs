@@ -37,6 +37,7 @@ use binds::{
     placeholder_patches,
 };
 use pg_error::query_error;
+pub(crate) use pg_error::server_sqlstate;
 pub use row::{DbField, DbRow, DbRows};
 use statements::{StatementCache, StatementKey};
 

@@ -6,6 +6,8 @@ use diesel_async::pooled_connection::PoolError as ManagerError;
 use diesel_async::pooled_connection::deadpool::PoolError;
 use infra_core::{Error, ErrorKind};
 
+use crate::connection::server_sqlstate;
+
 /// SQLSTATE `serialization_failure`: a serializable transaction lost a conflict.
 pub const SERIALIZATION_FAILURE: &str = "40001";
 /// SQLSTATE `deadlock_detected`: PostgreSQL aborted one transaction of a lock cycle.
@@ -13,7 +15,8 @@ pub const DEADLOCK_DETECTED: &str = "40P01";
 
 /// The one retry rule: a transaction that failed with this SQLSTATE may succeed if re-run.
 /// Serialization failures (`40001`) and deadlocks (`40P01`) only; the decision is made on the
-/// code, never on message text. `map_diesel_error` and `Database::transaction` both ask here.
+/// code ([`sqlstate`]), never on message text. `map_diesel_error` and `Database::transaction`
+/// both ask here.
 ///
 /// ```
 /// assert!(infra_db::is_retryable_sqlstate("40001"));
@@ -27,48 +30,53 @@ pub fn is_retryable_sqlstate(sqlstate: &str) -> bool {
 /// Whether a query error is a serialization failure or a deadlock: the transaction may
 /// succeed if re-run. [`is_retryable_sqlstate`] applied to [`sqlstate`].
 pub fn is_retryable_transaction_error(err: &DieselError) -> bool {
-    sqlstate(err).is_some_and(is_retryable_sqlstate)
+    sqlstate(err).is_some_and(|code| is_retryable_sqlstate(&code))
 }
 
-/// The SQLSTATE of a query error, as far as the driver reports it.
+/// The SQLSTATE of a query error.
 ///
-/// The connection (the pool's [`DbConnection`](crate::DbConnection), or diesel-async's for
-/// `LISTEN` and migrations) turns PostgreSQL's error into one of diesel's `DatabaseErrorKind`s,
-/// and diesel's error has no room for the code itself, so the codes come from those kinds. The deadlock is the one
-/// retryable code diesel has no kind for; it is recognised by PostgreSQL's primary message,
-/// `deadlock detected`, compared whole. Under a non-English `lc_messages` that message is
-/// translated, and a deadlock then surfaces as a non-retried `Backend` error — never the
-/// reverse (nothing else is mistaken for a deadlock).
-pub fn sqlstate(err: &DieselError) -> Option<&'static str> {
+/// For every error PostgreSQL reports through the pool's [`DbConnection`](crate::DbConnection)
+/// this is the code the server sent — `40P01` for a deadlock, `22012` for a division by
+/// zero — whatever language `lc_messages` gives its message. For errors of diesel-async's own
+/// connection (`LISTEN`, migrations) only the codes diesel has a kind for are known (the
+/// unique, foreign-key, not-null, check, restrict and exclusion violations, read-only
+/// transaction, serialization failure); a socket closed without a server error reads as
+/// `08006`. Message text is never read.
+pub fn sqlstate(err: &DieselError) -> Option<String> {
     let DieselError::DatabaseError(kind, info) = err else {
         return None;
     };
-    match kind {
-        DatabaseErrorKind::UniqueViolation => Some("23505"),
-        DatabaseErrorKind::ForeignKeyViolation => Some("23503"),
-        DatabaseErrorKind::NotNullViolation => Some("23502"),
-        DatabaseErrorKind::CheckViolation => Some("23514"),
-        DatabaseErrorKind::RestrictViolation => Some("23001"),
-        DatabaseErrorKind::ExclusionViolation => Some("23P01"),
-        DatabaseErrorKind::ReadOnlyTransaction => Some("25006"),
-        DatabaseErrorKind::SerializationFailure => Some(SERIALIZATION_FAILURE),
-        DatabaseErrorKind::ClosedConnection => Some("08006"),
-        _ if info.message() == "deadlock detected" => Some(DEADLOCK_DETECTED),
-        _ => None,
+    if let Some(code) = server_sqlstate(&**info) {
+        return Some(code);
     }
+    let code = match kind {
+        DatabaseErrorKind::UniqueViolation => "23505",
+        DatabaseErrorKind::ForeignKeyViolation => "23503",
+        DatabaseErrorKind::NotNullViolation => "23502",
+        DatabaseErrorKind::CheckViolation => "23514",
+        DatabaseErrorKind::RestrictViolation => "23001",
+        DatabaseErrorKind::ExclusionViolation => "23P01",
+        DatabaseErrorKind::ReadOnlyTransaction => "25006",
+        DatabaseErrorKind::SerializationFailure => SERIALIZATION_FAILURE,
+        DatabaseErrorKind::ClosedConnection => "08006",
+        _ => return None,
+    };
+    Some(code.to_owned())
 }
 
-/// Maps a query error.
+/// Maps a query error: by its SQLSTATE, or (an ended session) by its kind.
 pub fn map_diesel_error(err: DieselError) -> Error {
     match &err {
         DieselError::NotFound => Error::new(ErrorKind::NotFound, "no row matched").with_source(err),
-        DieselError::DatabaseError(_, info) => {
+        DieselError::DatabaseError(kind, info) => {
             let code = sqlstate(&err);
-            let mapped = match code {
-                Some("23505" | "23P01") => ErrorKind::Conflict,
-                Some("23503" | "23502" | "23514" | "23001") => ErrorKind::InvalidInput,
-                Some(SERIALIZATION_FAILURE | DEADLOCK_DETECTED) => ErrorKind::Conflict,
-                Some("08006") => ErrorKind::Unavailable,
+            let mapped = match (kind, code.as_deref()) {
+                // A FATAL error or a closed socket: the session is over, whatever the code
+                // (57P01 for a terminated backend, 08006 without a server error).
+                (DatabaseErrorKind::ClosedConnection, _) => ErrorKind::Unavailable,
+                (_, Some("23505" | "23P01")) => ErrorKind::Conflict,
+                (_, Some("23503" | "23502" | "23514" | "23001")) => ErrorKind::InvalidInput,
+                (_, Some(code)) if is_retryable_sqlstate(code) => ErrorKind::Conflict,
                 _ => ErrorKind::Backend,
             };
             let mut message = format!("postgres: {}", info.message());
@@ -77,10 +85,10 @@ pub fn map_diesel_error(err: DieselError) -> Error {
             }
             let mut e = Error::new(mapped, message);
             if let Some(code) = code {
-                e = e.with_context("sqlstate", code);
-                if is_retryable_sqlstate(code) {
+                if is_retryable_sqlstate(&code) {
                     e = e.with_retryable(true);
                 }
+                e = e.with_context("sqlstate", code);
             }
             e.with_source(err)
         }
@@ -138,7 +146,7 @@ mod tests {
     }
 
     #[test]
-    fn retry_follows_the_sqlstate() {
+    fn retry_follows_the_sqlstate_never_the_message() {
         let serialization = db_error(
             DatabaseErrorKind::SerializationFailure,
             "could not serialize access due to read/write dependencies among transactions",
@@ -149,21 +157,17 @@ mod tests {
         assert_eq!(mapped.context("sqlstate"), Some("40001"));
         assert!(mapped.is_retryable());
 
-        // diesel-async reports a deadlock as an unknown kind with PostgreSQL's fixed message.
-        let deadlock = db_error(DatabaseErrorKind::Unknown, "deadlock detected");
-        assert_eq!(sqlstate(&deadlock), Some("40P01"));
-        let mapped = map_diesel_error(deadlock);
-        assert_eq!(mapped.kind(), ErrorKind::Conflict);
-        assert_eq!(mapped.context("sqlstate"), Some("40P01"));
-        assert!(mapped.is_retryable());
-
-        // Messages that merely mention a deadlock or serialization carry no such code.
+        // Text alone carries no code: an error worded like a deadlock or a serialization
+        // failure but not reported with its SQLSTATE (the pool's connection keeps the code of
+        // every server error; tests/translated_messages.rs) is not one.
         for message in [
+            "deadlock detected",
+            "Verklemmung (Deadlock) entdeckt",
             "deadlock detected in trigger foo",
             "could not serialize access",
-            "Deadlock Detected",
         ] {
             let err = db_error(DatabaseErrorKind::Unknown, message);
+            assert_eq!(sqlstate(&err), None, "{message}");
             assert!(!is_retryable_transaction_error(&err), "{message}");
             let mapped = map_diesel_error(err);
             assert_eq!(mapped.kind(), ErrorKind::Backend, "{message}");
@@ -178,5 +182,9 @@ mod tests {
         assert_eq!(unique.kind(), ErrorKind::Conflict);
         assert_eq!(unique.context("sqlstate"), Some("23505"));
         assert!(!unique.is_retryable());
+
+        let closed = map_diesel_error(db_error(DatabaseErrorKind::ClosedConnection, "gone"));
+        assert_eq!(closed.kind(), ErrorKind::Unavailable);
+        assert_eq!(closed.context("sqlstate"), Some("08006"));
     }
 }

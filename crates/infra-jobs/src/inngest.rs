@@ -70,20 +70,21 @@ impl InngestClient {
     /// Posts `body`, retrying what may succeed later until the deadline or the attempt limit.
     async fn post(&self, body: &serde_json::Value) -> Result<SendReply> {
         let endpoint = self.endpoint()?;
-        let deadline = Instant::now() + self.config.timeout;
+        // Time left is the timeout less the time spent, never a deadline on the clock: no
+        // timeout or wait, however long, is added to an `Instant`.
+        let started = Instant::now();
+        let remaining = || self.config.timeout.saturating_sub(started.elapsed());
         let max_attempts = self.config.max_attempts.max(1);
         let mut attempt = 1;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let failure = match self.attempt(&endpoint, body, remaining).await {
+            let failure = match self.attempt(&endpoint, body, remaining()).await {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
             let wait = failure
                 .retry_after
                 .unwrap_or_else(|| RETRY_BACKOFF.delay(attempt));
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if !failure.retry || attempt >= max_attempts || wait >= remaining {
+            if !failure.retry || attempt >= max_attempts || wait >= remaining() {
                 return Err(failure.error.with_context("attempts", attempt.to_string()));
             }
             tracing::debug!(attempt, error = %failure.error, ?wait, "retrying Inngest send");
@@ -126,7 +127,7 @@ impl InngestClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v).ok());
         let text = response.text().await.map_err(transport)?;
         let reply: Option<SendReply> = serde_json::from_str(&text).ok();
         // The body's `status` is the Event API's verdict; it matches the HTTP status except

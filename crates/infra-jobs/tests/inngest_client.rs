@@ -258,3 +258,38 @@ async fn a_hung_server_is_a_timeout_within_the_deadline() {
     .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
 }
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_capped_and_ends_the_send_at_once() {
+    // u64::MAX seconds, more digits than a u64 holds, a date thousands of years ahead: the
+    // wait asked for is cut to a day, which is beyond the deadline, so the send ends
+    // rate-limited — no panic, no wait.
+    for ask in [
+        "18446744073709551615",
+        "99999999999999999999999",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ] {
+        let (client, script) = scripted_server(
+            vec![(
+                429,
+                json!({"error": "rate limited", "status": 429}),
+                Some(ask),
+            )],
+            Duration::from_secs(5),
+        )
+        .await;
+        let send = tokio::spawn(async move { client.send(Event::new("a/b", json!({}))).await });
+        let err = tokio::time::timeout(Duration::from_secs(60), send)
+            .await
+            .expect("the send keeps its own deadline")
+            .expect("the send does not panic")
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::RateLimited, "{ask}: {err:?}");
+        assert_eq!(
+            err.retry_after(),
+            Some(Duration::from_secs(24 * 60 * 60)),
+            "{ask}"
+        );
+        assert_eq!(*script.requests.lock().unwrap(), 1, "{ask}");
+    }
+}

@@ -7,7 +7,10 @@
 //! specification's own (§4.1.4).
 
 use infra_core::ErrorKind;
-use infra_jobs::{SIGNATURE_HEADER, SignatureHeader, SigningKey, SigningKeys};
+use infra_jobs::{
+    SIGNATURE_HEADER, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR, SignatureHeader, SigningKey,
+    SigningKeys,
+};
 use proptest::prelude::*;
 
 const KEY: &str = "signkey-test-12345678";
@@ -146,6 +149,99 @@ proptest! {
             Err(err) => {
                 prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
                 prop_assert_eq!(err.field(), Some(SIGNATURE_HEADER));
+            }
+        }
+    }
+}
+
+fn key_part() -> impl Strategy<Value = String> {
+    "[0-9a-f]{2,64}"
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn any_signed_body_verifies_exactly_within_five_minutes_either_way(
+        body in proptest::collection::vec(any::<u8>(), 0..300),
+        part in key_part(),
+        t in 0i64..100_000_000_000,
+        skew in -1_000i64..1_000,
+    ) {
+        let keys = SigningKeys::new(format!("signkey-prod-{part}"));
+        let raw = keys.primary().header_value(&body, t);
+        let outcome = keys.verify_at(Some(&raw), &body, t + skew);
+        if skew.abs() <= 300 {
+            prop_assert_eq!(outcome.map(SigningKey::variable).ok(), Some(SIGNING_KEY_VAR));
+        } else {
+            let err = outcome.unwrap_err();
+            prop_assert_eq!(err.field(), Some(SIGNATURE_HEADER));
+            let age = skew.to_string();
+            prop_assert_eq!(err.context("age_seconds"), Some(age.as_str()));
+        }
+    }
+
+    #[test]
+    fn any_change_to_a_signed_body_is_refused(
+        body in proptest::collection::vec(any::<u8>(), 1..300),
+        flip in any::<proptest::sample::Index>(),
+        bit in 0u8..8,
+    ) {
+        let keys = SigningKeys::new(KEY).with_fallback("signkey-prod-abcdef");
+        let raw = keys.primary().header_value(&body, T);
+        let mut tampered = body.clone();
+        tampered[flip.index(body.len())] ^= 1 << bit;
+        let err = keys.verify_at(Some(&raw), &tampered, T).unwrap_err();
+        prop_assert_eq!(err.field(), Some(SIGNATURE_HEADER));
+        prop_assert!(err.to_string().contains(SIGNING_KEY_FALLBACK_VAR), "{err}");
+        // Signed with the fallback, it verifies and says which key matched.
+        let raw = keys.fallback().unwrap().header_value(&body, T);
+        prop_assert_eq!(
+            keys.verify_at(Some(&raw), &body, T).map(SigningKey::variable).ok(),
+            Some(SIGNING_KEY_FALLBACK_VAR)
+        );
+    }
+
+    #[test]
+    fn any_clock_and_any_header_give_an_answer(
+        now in any::<i64>(),
+        t in "[0-9]{1,12}",
+        raw_tail in ".{0,80}",
+    ) {
+        let keys = SigningKeys::new(KEY);
+        let raw = format!("t={t}&s={SIGNATURE}{raw_tail}");
+        if let Err(err) = keys.verify_at(Some(&raw), BODY.as_bytes(), now) {
+            prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
+            prop_assert_eq!(err.field(), Some(SIGNATURE_HEADER));
+        }
+        let missing = keys.verify_at(None, BODY.as_bytes(), now).unwrap_err();
+        prop_assert_eq!(missing.field(), Some(SIGNATURE_HEADER));
+    }
+
+    #[test]
+    fn any_configured_key_hashes_or_names_its_variable(key in prop_oneof![
+        ".{0,40}",
+        "signkey-[a-z_]{0,6}-[0-9a-fA-Fxz]{0,20}",
+        " ?signkey-prod-[0-9a-f]{0,16} ?",
+    ]) {
+        let keys = SigningKeys::new(key.clone()).with_fallback(key.clone());
+        for signing_key in [keys.primary(), keys.fallback().unwrap()] {
+            // Signing works for any key and verifies under it; hashing needs hex after the
+            // prefix.
+            let raw = signing_key.header_value(BODY.as_bytes(), T);
+            prop_assert!(keys.verify_at(Some(&raw), BODY.as_bytes(), T).is_ok());
+            match signing_key.hashed() {
+                Ok(token) => {
+                    // The key's own `signkey-<env>-` prefix, then SHA-256 in hex.
+                    let token = token.expose();
+                    let (prefix, digest) = token.split_at(token.len() - 64);
+                    prop_assert!(digest.bytes().all(|b| b.is_ascii_hexdigit()), "{digest}");
+                    prop_assert!(key.trim().starts_with(prefix), "{prefix}");
+                }
+                Err(err) => {
+                    prop_assert_eq!(err.kind(), ErrorKind::Config);
+                    prop_assert_eq!(err.variable(), Some(signing_key.variable()));
+                }
             }
         }
     }

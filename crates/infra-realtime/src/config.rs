@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::encryption::{EncryptionMasterKey, MASTER_KEY_VARIABLE};
 use crate::retry::RetryPolicy;
+use crate::webhook::{DEFAULT_WEBHOOK_TOLERANCE, webhook_tolerance_from_env};
 
 /// Settings of the Pusher Channels HTTP API client.
 #[derive(Clone)]
@@ -28,6 +29,9 @@ pub struct PusherConfig {
     pub encryption_master_key: Option<EncryptionMasterKey>,
     /// How failed calls are retried within [`timeout`](Self::timeout).
     pub retry: RetryPolicy,
+    /// How far a webhook's `time_ms` may lie from now, either way
+    /// (`PUSHER_WEBHOOK_TOLERANCE`, default 5 minutes).
+    pub webhook_tolerance: Duration,
 }
 
 impl PusherConfig {
@@ -46,6 +50,7 @@ impl PusherConfig {
             timeout: Duration::from_secs(10),
             encryption_master_key: None,
             retry: RetryPolicy::default(),
+            webhook_tolerance: DEFAULT_WEBHOOK_TOLERANCE,
         }
     }
 
@@ -66,6 +71,12 @@ impl PusherConfig {
         self.retry = retry;
         self
     }
+
+    /// Sets how far a webhook's `time_ms` may lie from now, either way.
+    pub fn with_webhook_tolerance(mut self, tolerance: Duration) -> Self {
+        self.webhook_tolerance = tolerance;
+        self
+    }
 }
 
 impl fmt::Debug for PusherConfig {
@@ -78,6 +89,7 @@ impl fmt::Debug for PusherConfig {
             .field("timeout", &self.timeout)
             .field("encryption_master_key", &self.encryption_master_key)
             .field("retry", &self.retry)
+            .field("webhook_tolerance", &self.webhook_tolerance)
             .finish()
     }
 }
@@ -171,6 +183,7 @@ impl RealtimeConfig {
                 .map(|raw| EncryptionMasterKey::from_base64(raw.expose()))
                 .transpose()?,
             retry: RetryPolicy::default(),
+            webhook_tolerance: webhook_tolerance_from_env(env)?,
         }))
     }
 }
@@ -185,6 +198,38 @@ mod tests {
             RealtimeConfig::from_env(&Env::empty()).unwrap(),
             RealtimeConfig::Local
         ));
+    }
+
+    #[test]
+    fn webhook_tolerance_from_the_environment() {
+        let creds = [
+            ("PUSHER_APP_ID", "3"),
+            ("PUSHER_KEY", "k"),
+            ("PUSHER_SECRET", "s"),
+        ];
+        let RealtimeConfig::Pusher(c) = RealtimeConfig::from_env(&Env::from_pairs(creds)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(c.webhook_tolerance, DEFAULT_WEBHOOK_TOLERANCE);
+        let env = Env::from_pairs(
+            creds
+                .into_iter()
+                .chain([("PUSHER_WEBHOOK_TOLERANCE", "90s")]),
+        );
+        let RealtimeConfig::Pusher(c) = RealtimeConfig::from_env(&env).unwrap() else {
+            panic!()
+        };
+        assert_eq!(c.webhook_tolerance, Duration::from_secs(90));
+        assert_eq!(
+            crate::AppCredentials::from(&c).webhook_tolerance,
+            Duration::from_secs(90)
+        );
+        let env = Env::from_pairs(creds.into_iter().chain([("PUSHER_WEBHOOK_TOLERANCE", "0")]));
+        assert_eq!(
+            RealtimeConfig::from_env(&env).unwrap_err().variable(),
+            Some("PUSHER_WEBHOOK_TOLERANCE")
+        );
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! alone.
 
 use std::fmt;
+use std::time::{Duration, SystemTime};
 
 use infra_core::{ChannelName, Error, Result, Secret};
 
@@ -11,9 +12,10 @@ use crate::channel_kind::ChannelKind;
 use crate::config::PusherConfig;
 use crate::encryption::{EncryptionMasterKey, MASTER_KEY_VARIABLE};
 use crate::signature;
-use crate::webhook::{self, Webhook};
+use crate::webhook::{self, DEFAULT_WEBHOOK_TOLERANCE, Webhook};
 
-/// App id, key, secret and, for encrypted channels, the master key.
+/// App id, key, secret and, for encrypted channels, the master key; and how old a webhook
+/// signed with them may be.
 #[derive(Clone)]
 pub struct AppCredentials {
     /// `PUSHER_APP_ID`.
@@ -24,6 +26,9 @@ pub struct AppCredentials {
     pub secret: Secret<String>,
     /// `PUSHER_ENCRYPTION_MASTER_KEY`, needed for `private-encrypted-` channels.
     pub encryption_master_key: Option<EncryptionMasterKey>,
+    /// How far a webhook's `time_ms` may lie from now, either way (`PUSHER_WEBHOOK_TOLERANCE`,
+    /// default [`DEFAULT_WEBHOOK_TOLERANCE`]).
+    pub webhook_tolerance: Duration,
 }
 
 impl AppCredentials {
@@ -38,7 +43,14 @@ impl AppCredentials {
             key: key.into(),
             secret: Secret::new(secret.into()),
             encryption_master_key: None,
+            webhook_tolerance: DEFAULT_WEBHOOK_TOLERANCE,
         }
+    }
+
+    /// Sets how far a webhook's `time_ms` may lie from now, either way.
+    pub fn with_webhook_tolerance(mut self, tolerance: Duration) -> Self {
+        self.webhook_tolerance = tolerance;
+        self
     }
 
     /// Adds the master key encrypted channels derive their secrets from.
@@ -96,14 +108,34 @@ impl AppCredentials {
         signature::authenticate_user(&self.key, &self.secret, socket_id, &user.to_user_data())
     }
 
-    /// Verifies a webhook's headers against its raw body and parses its events.
+    /// Verifies a webhook's headers against its raw body, parses its events and checks its
+    /// `time_ms` against the clock within [`webhook_tolerance`](Self::webhook_tolerance).
     pub fn verify_webhook(
         &self,
         header_key: &str,
         header_signature: &str,
         body: &[u8],
     ) -> Result<Webhook> {
-        webhook::verify_webhook(&self.key, &self.secret, header_key, header_signature, body)
+        self.verify_webhook_at(header_key, header_signature, body, SystemTime::now())
+    }
+
+    /// As [`verify_webhook`](Self::verify_webhook), with the receiver's clock given.
+    pub fn verify_webhook_at(
+        &self,
+        header_key: &str,
+        header_signature: &str,
+        body: &[u8],
+        now: SystemTime,
+    ) -> Result<Webhook> {
+        webhook::verify_webhook_at(
+            &self.key,
+            &self.secret,
+            header_key,
+            header_signature,
+            body,
+            self.webhook_tolerance,
+            now,
+        )
     }
 }
 
@@ -114,6 +146,7 @@ impl From<&PusherConfig> for AppCredentials {
             key: config.key.clone(),
             secret: config.secret.clone(),
             encryption_master_key: config.encryption_master_key.clone(),
+            webhook_tolerance: config.webhook_tolerance,
         }
     }
 }
@@ -125,6 +158,7 @@ impl fmt::Debug for AppCredentials {
             .field("key", &self.key)
             .field("secret", &self.secret)
             .field("encryption_master_key", &self.encryption_master_key)
+            .field("webhook_tolerance", &self.webhook_tolerance)
             .finish()
     }
 }

@@ -48,7 +48,9 @@ pub use pusher_client::PusherClient;
 pub use retry::RetryPolicy;
 pub use seed_channels::{Channels, Events};
 pub use service::RealtimeService;
-pub use webhook::{Webhook, WebhookEvent, verify_webhook};
+pub use webhook::{
+    DEFAULT_WEBHOOK_TOLERANCE, Webhook, WebhookEvent, verify_webhook, verify_webhook_at,
+};
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub use webhook_extractor::{VerifiedWebhook, WebhookRejection};

@@ -96,7 +96,8 @@ impl PusherClient {
         self.credentials.authenticate_user(socket_id, user)
     }
 
-    /// Verifies a webhook's headers against its raw body and returns its typed events.
+    /// Verifies a webhook's headers against its raw body, checks its `time_ms` within
+    /// [`PusherConfig::webhook_tolerance`] and returns its typed events.
     pub fn verify_webhook(
         &self,
         header_key: &str,
@@ -210,14 +211,16 @@ impl PusherClient {
     ) -> Result<T> {
         let path = format!("/apps/{}/{resource}", self.config.app_id);
         let body = body.map(|b| serde_json::to_vec(&b)).transpose()?;
-        let deadline = Instant::now() + self.config.timeout;
+        // Time left is the timeout less the time spent, never a deadline on the clock: no
+        // timeout or wait, however long, is added to an `Instant`.
+        let started = Instant::now();
+        let remaining = || self.config.timeout.saturating_sub(started.elapsed());
         let policy = self.config.retry;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let remaining = deadline.saturating_duration_since(Instant::now());
             let err = match self
-                .attempt(&method, &path, query, body.as_deref(), remaining)
+                .attempt(&method, &path, query, body.as_deref(), remaining())
                 .await
             {
                 Ok(text) => return decode_reply(&text),
@@ -227,7 +230,7 @@ impl PusherClient {
                 return Err(with_attempts(err, attempt));
             }
             let wait = policy.delay(attempt, err.retry_after());
-            if Instant::now() + wait >= deadline {
+            if wait >= remaining() {
                 return Err(with_attempts(err, attempt));
             }
             tracing::debug!(
@@ -282,7 +285,7 @@ impl PusherClient {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(parse_retry_after);
+            .and_then(|v| parse_retry_after(v).ok());
         let text = response.text().await.map_err(|e| self.transport_error(e))?;
         if status.is_success() {
             return Ok(text);

@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use infra_core::Backoff;
+use infra_core::{Backoff, MAX_RETRY_AFTER};
 
 /// How a failed call is retried.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,10 +50,11 @@ impl RetryPolicy {
     }
 
     /// The wait after failed attempt number `attempt` (1-based), with random jitter, at
-    /// least `retry_after` when the server asked for it.
+    /// least `retry_after` when the server asked for it — cut to [`MAX_RETRY_AFTER`], as
+    /// [`parse_retry_after`](infra_core::parse_retry_after) cuts what it reads.
     pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let backoff = self.backoff.delay(attempt);
-        retry_after.map_or(backoff, |floor| backoff.max(floor))
+        retry_after.map_or(backoff, |floor| backoff.max(floor.min(MAX_RETRY_AFTER)))
     }
 }
 
@@ -80,5 +81,6 @@ mod tests {
             Duration::from_secs(3)
         );
         assert_eq!(RetryPolicy::attempts(0).max_attempts, 1);
+        assert_eq!(p.delay(1, Some(Duration::MAX)), MAX_RETRY_AFTER);
     }
 }

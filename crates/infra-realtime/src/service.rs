@@ -31,9 +31,12 @@ impl RealtimeService {
                 None => crate::server::ServerConfig::embedded_default()
                     .with_cluster(crate::server::ClusterConfig::from_env(env)?),
             };
-            return Ok(RealtimeService::embedded(
-                crate::server::RealtimeServer::new(server_config)?,
-            ));
+            let mut service =
+                RealtimeService::embedded(crate::server::RealtimeServer::new(server_config)?);
+            service.credentials = service
+                .credentials
+                .with_webhook_tolerance(crate::webhook::webhook_tolerance_from_env(env)?);
+            return Ok(service);
         }
         RealtimeService::from_config(config)
     }
@@ -126,5 +129,26 @@ impl RealtimeService {
     /// `local` (the embedded server) or `pusher`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+}
+
+#[cfg(all(test, feature = "server"))]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn the_embedded_backend_takes_the_webhook_tolerance_too() {
+        let env = Env::from_pairs([("PUSHER_WEBHOOK_TOLERANCE", "2m")]);
+        let service = RealtimeService::from_env(&env).unwrap();
+        assert_eq!(service.backend(), "local");
+        assert_eq!(
+            service.credentials().webhook_tolerance,
+            Duration::from_secs(120)
+        );
+        let env = Env::from_pairs([("PUSHER_WEBHOOK_TOLERANCE", "later")]);
+        let err = RealtimeService::from_env(&env).err().unwrap();
+        assert_eq!(err.variable(), Some("PUSHER_WEBHOOK_TOLERANCE"));
     }
 }

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use crate::credentials::AppCredentials;
-use crate::webhook::{KEY_HEADER, SIGNATURE_HEADER, Webhook};
+use crate::webhook::{KEY_HEADER, SIGNATURE_HEADER, TIME_FIELD, Webhook};
 
 /// A webhook whose key and signature were checked against the app's credentials, which the
 /// router's state provides through `FromRef` (an [`AppCredentials`] field or the state
@@ -33,8 +33,9 @@ use crate::webhook::{KEY_HEADER, SIGNATURE_HEADER, Webhook};
 #[derive(Debug, Clone)]
 pub struct VerifiedWebhook(pub Webhook);
 
-/// Why a webhook was refused: 401 for a wrong key or signature, 400 for a body that is not a
-/// webhook, with the reason as text.
+/// Why a webhook was refused: 401 for a wrong key or signature or a `time_ms` beyond the
+/// credentials' [`webhook_tolerance`](AppCredentials::webhook_tolerance) (a replayed or
+/// misdated delivery), 400 for a body that is not a webhook, with the reason as text.
 #[derive(Debug)]
 pub struct WebhookRejection {
     status: StatusCode,
@@ -77,10 +78,12 @@ where
             .verify_webhook(&key, &signature, &body)
             .map(VerifiedWebhook)
             .map_err(|err| {
-                let signed =
-                    matches!(err.field(), Some(f) if f == KEY_HEADER || f == SIGNATURE_HEADER);
+                let unauthentic = matches!(
+                    err.field(),
+                    Some(f) if f == KEY_HEADER || f == SIGNATURE_HEADER || f == TIME_FIELD
+                );
                 WebhookRejection {
-                    status: if signed {
+                    status: if unauthentic {
                         StatusCode::UNAUTHORIZED
                     } else {
                         StatusCode::BAD_REQUEST

@@ -1,10 +1,17 @@
 //! Property tests of webhook bodies: whatever arrives, parsing never panics and a refusal is
-//! an invalid-input error naming `body` (or the header that failed); a signed webhook of any
-//! events round-trips through `verify_webhook`.
+//! an invalid-input error naming `body` (or the header that failed, or `time_ms` when the
+//! webhook is too old or too far ahead); a signed webhook of any events round-trips through
+//! `verify_webhook_at` at its own time, and is refused exactly when the receiver's clock is
+//! further from it than the tolerance.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use infra_core::{ChannelName, ErrorKind, Secret};
 use infra_realtime::signature::hmac_hex;
-use infra_realtime::webhook::{Webhook, WebhookEvent, parse_webhook, verify_webhook};
+use infra_realtime::webhook::{
+    DEFAULT_WEBHOOK_TOLERANCE, TIME_FIELD, Webhook, WebhookEvent, parse_webhook, verify_webhook,
+    verify_webhook_at,
+};
 use proptest::prelude::*;
 
 const KEY: &str = "278d425bdf160c739803";
@@ -82,11 +89,19 @@ proptest! {
             prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
             prop_assert_eq!(err.field(), Some("body"));
         }
-        // Correctly signed, the body itself is still checked.
+        // Correctly signed, the body itself is still checked (and with any tolerance, only
+        // the body).
         let signature = hmac_hex(&secret(), &body);
-        match verify_webhook(KEY, &secret(), KEY, &signature, &body) {
+        let verified = verify_webhook_at(KEY, &secret(), KEY, &signature, &body, Duration::MAX, SystemTime::now());
+        match verified {
             Ok(hook) => prop_assert_eq!(Ok::<_, String>(hook), parse_webhook(&body).map_err(|e| e.to_string())),
             Err(err) => prop_assert_eq!(err.field(), Some("body")),
+        }
+        // At the default tolerance a parsed body is either fresh or refused naming time_ms.
+        if let Err(err) = verify_webhook(KEY, &secret(), KEY, &signature, &body) {
+            prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
+            let field = err.field().unwrap_or_default();
+            prop_assert!(["body", TIME_FIELD].contains(&field), "{err}");
         }
     }
 
@@ -98,7 +113,8 @@ proptest! {
         let hook = Webhook { time_ms, events };
         let body = serde_json::to_vec(&hook).unwrap();
         let signature = hmac_hex(&secret(), &body);
-        let verified = verify_webhook(KEY, &secret(), KEY, &signature, &body)
+        let at_its_time = UNIX_EPOCH + Duration::from_millis(time_ms);
+        let verified = verify_webhook_at(KEY, &secret(), KEY, &signature, &body, DEFAULT_WEBHOOK_TOLERANCE, at_its_time)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
         prop_assert_eq!(verified, hook);
         // Any other key or signature is refused by name before the body is read.
@@ -106,5 +122,57 @@ proptest! {
         prop_assert_eq!(err.field(), Some("X-Pusher-Key"));
         let err = verify_webhook(KEY, &secret(), KEY, &hmac_hex(&secret(), b"x"), &body).unwrap_err();
         prop_assert_eq!(err.field(), Some("X-Pusher-Signature"));
+    }
+
+    #[test]
+    fn a_signed_webhook_is_refused_exactly_beyond_the_tolerance(
+        time_ms in 0u64..4_000_000_000_000,
+        offset_ms in -1_000_000i64..1_000_000,
+        tolerance_ms in 0u64..600_000,
+    ) {
+        let body = format!(r#"{{"time_ms":{time_ms},"events":[]}}"#);
+        let signature = hmac_hex(&secret(), body.as_bytes());
+        let at = UNIX_EPOCH + Duration::from_millis(time_ms);
+        let now = if offset_ms >= 0 {
+            at + Duration::from_millis(offset_ms as u64)
+        } else {
+            at.checked_sub(Duration::from_millis(offset_ms.unsigned_abs())).unwrap_or(UNIX_EPOCH)
+        };
+        let distance = now
+            .duration_since(at)
+            .or_else(|_| at.duration_since(now))
+            .unwrap();
+        let tolerance = Duration::from_millis(tolerance_ms);
+        let outcome = verify_webhook_at(KEY, &secret(), KEY, &signature, body.as_bytes(), tolerance, now);
+        if distance <= tolerance {
+            prop_assert!(outcome.is_ok(), "{distance:?} within {tolerance:?}: {outcome:?}");
+        } else {
+            let err = outcome.unwrap_err();
+            prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
+            prop_assert_eq!(err.field(), Some(TIME_FIELD));
+        }
+    }
+
+    #[test]
+    fn deeply_nested_client_event_data_is_refused_naming_the_body(depth in 128usize..20_000) {
+        let data = format!("{}1{}", "[".repeat(depth), "]".repeat(depth));
+        let body = format!(
+            r#"{{"time_ms":1,"events":[{{"name":"client_event","channel":"private-a","event":"client-x","socket_id":"1.2","data":{data}}}]}}"#
+        );
+        let err = parse_webhook(body.as_bytes()).unwrap_err();
+        prop_assert_eq!(err.field(), Some("body"));
+    }
+
+    #[test]
+    fn any_time_and_any_clock_give_an_answer(
+        time_ms in any::<u64>(),
+        now_ms in any::<u64>(),
+        tolerance_ms in any::<u64>(),
+    ) {
+        let hook = Webhook { time_ms, events: Vec::new() };
+        let now = UNIX_EPOCH + Duration::from_millis(now_ms);
+        let within = u128::from(time_ms.abs_diff(now_ms)) <= u128::from(tolerance_ms);
+        let checked = hook.check_time(Duration::from_millis(tolerance_ms), now);
+        prop_assert_eq!(checked.is_ok(), within, "{:?}", checked);
     }
 }

@@ -1,7 +1,42 @@
-//! tokio-postgres errors as diesel errors, keeping what PostgreSQL said.
+//! tokio-postgres errors as diesel errors, keeping what PostgreSQL said — its SQLSTATE
+//! included.
+//!
+//! diesel's error carries the server's report as a `Box<dyn DatabaseErrorInformation>`, whose
+//! methods offer the message, details and names but no code, and which cannot be downcast
+//! back to ours. So each server error's code is kept beside it, in a table keyed by the
+//! address of the boxed report: an error is put in when boxed and taken out when dropped, so
+//! while an error lives its address names it alone, and [`server_sqlstate`] finds the code of
+//! exactly that error — whatever language its message is in.
+
+use std::collections::HashMap;
+use std::sync::{LazyLock, Mutex, MutexGuard, PoisonError};
 
 use diesel::result::{DatabaseErrorInformation, DatabaseErrorKind, Error as DieselError};
 use tokio_postgres::error::{DbError, ErrorPosition, Severity, SqlState};
+
+/// The SQLSTATE of every [`ServerError`] alive, by the address of the boxed error. Only errors
+/// touch it (one insert and one removal each), never a successful query.
+static LIVE_CODES: LazyLock<Mutex<HashMap<usize, SqlState>>> = LazyLock::new(Mutex::default);
+
+fn live_codes() -> MutexGuard<'static, HashMap<usize, SqlState>> {
+    // The table stays consistent even if a holder panicked: each step is one map operation.
+    LIVE_CODES.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Where a boxed report lives: the identity of the error while it lives.
+fn address(info: &dyn DatabaseErrorInformation) -> usize {
+    (info as *const dyn DatabaseErrorInformation)
+        .cast::<()>()
+        .addr()
+}
+
+/// The SQLSTATE PostgreSQL sent with the error whose report this is, when the pool's
+/// connection made it (diesel-async's own connections keep no code).
+pub(crate) fn server_sqlstate(info: &dyn DatabaseErrorInformation) -> Option<String> {
+    live_codes()
+        .get(&address(info))
+        .map(|code| code.code().to_owned())
+}
 
 /// Maps a query's error: a server error keeps its kind (by SQLSTATE) and every field
 /// PostgreSQL sent; an ended session or a closed socket is diesel's `ClosedConnection`, so
@@ -30,7 +65,7 @@ pub(crate) fn query_error(err: tokio_postgres::Error) -> DieselError {
                 _ => DatabaseErrorKind::Unknown,
             }
         };
-        return DieselError::DatabaseError(kind, Box::new(ServerError(db.clone())));
+        return DieselError::DatabaseError(kind, ServerError::boxed(db.clone()));
     }
     let kind = if err.is_closed() {
         DatabaseErrorKind::ClosedConnection
@@ -40,8 +75,24 @@ pub(crate) fn query_error(err: tokio_postgres::Error) -> DieselError {
     DieselError::DatabaseError(kind, Box::new(err.to_string()))
 }
 
-/// What PostgreSQL reported, readable through diesel's error interface.
+/// What PostgreSQL reported, readable through diesel's error interface. Exists only boxed
+/// ([`ServerError::boxed`]), so that its address does not change while its code is listed.
 struct ServerError(DbError);
+
+impl ServerError {
+    fn boxed(report: DbError) -> Box<dyn DatabaseErrorInformation + Send + Sync> {
+        let code = report.code().clone();
+        let boxed = Box::new(ServerError(report));
+        live_codes().insert(address(&*boxed), code);
+        boxed
+    }
+}
+
+impl Drop for ServerError {
+    fn drop(&mut self) {
+        live_codes().remove(&address(self));
+    }
+}
 
 impl DatabaseErrorInformation for ServerError {
     fn message(&self) -> &str {
@@ -74,5 +125,51 @@ impl DatabaseErrorInformation for ServerError {
                 i32::try_from(*at).ok()
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the real PostgreSQL (`DATABASE_URL`, else the local one): the only test of this
+    //! binary that makes server errors, so the table holds nothing else.
+    use super::*;
+
+    #[tokio::test]
+    async fn each_server_error_knows_its_code_while_it_lives_and_leaves_nothing_behind() {
+        let url = std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL answers");
+        tokio::spawn(connection);
+        let mut errors = Vec::new();
+        for sql in ["SELECT 1/0", "SELECT * FROM no_such_table_here"] {
+            for _ in 0..50 {
+                errors.push(query_error(client.simple_query(sql).await.unwrap_err()));
+            }
+        }
+        let addresses: Vec<usize> = errors
+            .iter()
+            .map(|err| {
+                let DieselError::DatabaseError(_, info) = err else {
+                    panic!("{err:?}")
+                };
+                address(&**info)
+            })
+            .collect();
+        for (i, err) in errors.iter().enumerate() {
+            let DieselError::DatabaseError(_, info) = err else {
+                unreachable!()
+            };
+            let expected = if i < 50 { "22012" } else { "42P01" };
+            assert_eq!(server_sqlstate(&**info).as_deref(), Some(expected));
+        }
+        drop(errors);
+        let table = live_codes();
+        assert!(addresses.iter().all(|a| !table.contains_key(a)));
+        // An error that is not the server's has no code here.
+        let other: Box<dyn DatabaseErrorInformation + Send + Sync> = Box::new("x".to_owned());
+        drop(table);
+        assert_eq!(server_sqlstate(&*other), None);
     }
 }

@@ -39,11 +39,11 @@ impl Seen {
     }
 }
 
-/// A scripted reply: status, `Retry-After` seconds, body.
+/// A scripted reply: status, `Retry-After` as sent, body.
 #[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
-    pub retry_after: Option<u64>,
+    pub retry_after: Option<String>,
     pub body: String,
 }
 
@@ -58,8 +58,16 @@ impl Reply {
     pub fn rate_limited(retry_after: u64) -> Self {
         Reply {
             status: 429,
-            retry_after: Some(retry_after),
+            retry_after: Some(retry_after.to_string()),
             body: "Too many requests".into(),
+        }
+    }
+    /// `status` with `Retry-After: {retry_after}`, whatever that says.
+    pub fn retry_after(status: u16, retry_after: &str) -> Self {
+        Reply {
+            status,
+            retry_after: Some(retry_after.to_owned()),
+            body: "Try again later".into(),
         }
     }
 }
@@ -145,7 +153,7 @@ async fn api(
             if let Some(after) = reply.retry_after {
                 response
                     .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(after));
+                    .insert(header::RETRY_AFTER, HeaderValue::from_str(&after).unwrap());
             }
             response
         }
