@@ -15,6 +15,7 @@ mod health_probe;
 mod ingest;
 #[cfg(feature = "inngest")]
 mod inngest;
+mod jobs;
 mod memory_queue;
 mod outcome;
 #[cfg(feature = "postgres")]
@@ -26,7 +27,6 @@ mod runtime;
 mod serve;
 #[cfg(feature = "serve")]
 mod serve_config;
-mod service;
 mod signing;
 mod stats;
 mod worker;
@@ -48,6 +48,7 @@ pub use ingest::{
 };
 #[cfg(feature = "inngest")]
 pub use inngest::InngestClient;
+pub use jobs::Jobs;
 pub use memory_queue::MemoryQueue;
 pub use outcome::Outcome;
 #[cfg(feature = "postgres")]
@@ -58,7 +59,6 @@ pub use runtime::JobsRuntime;
 pub use serve::{REQ_VERSION, SDK_HEADER_VALUE, serve_router};
 #[cfg(feature = "serve")]
 pub use serve_config::{DEFAULT_SERVE_PATH, INNGEST_CLOUD_API, ServeConfig, ServeMode};
-pub use service::Jobs;
 pub use signing::{
     SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR,
     SignatureHeader, SigningKey, SigningKeys,
