@@ -135,6 +135,22 @@ impl<S> JobContext<S> {
     }
 
     /// The state the function was built with ([`FunctionBuilder::with_state`](crate::FunctionBuilder::with_state)).
+    ///
+    /// Asking for another type is a compile error, not a `None` at run time:
+    ///
+    /// ```compile_fail
+    /// use infra_jobs::{Function, JobContext, Outcome};
+    ///
+    /// #[derive(Clone)]
+    /// struct Db;
+    /// #[derive(Clone)]
+    /// struct Mailer;
+    ///
+    /// let f = Function::builder("f")
+    ///     .on_event("a/b")
+    ///     .with_state(Db)
+    ///     .raw_handler(|_event, ctx: JobContext<Mailer>| async move { Outcome::success() });
+    /// ```
     pub fn state(&self) -> &S {
         &self.state
     }
