@@ -5,11 +5,13 @@
 //! - `bench [crate…] [--quick] [--write-docs]`: every benchmark, then one table of our figures,
 //!   the strongest baselines and the ratios (`--write-docs` updates `docs/performance.md`)
 //! - `migrate [--status]`: apply pending database migrations, or list them
+//! - `jobs stats|dead|replay …`: the job queue's counts, dead letters and replay
 //! - `faults [scenario…] [--record]`: break services under load, report losses and recovery
 
 mod bench;
 mod ci;
 mod faults;
+mod jobs;
 mod migrate;
 mod realtime_probe;
 mod services;
@@ -29,6 +31,7 @@ fn main() -> ExitCode {
         "ci" => ci::run(rest),
         "bench" => bench::run(rest),
         "migrate" => migrate::run(rest),
+        "jobs" => jobs::run(rest),
         "faults" => faults::run(rest),
         // Hidden: the worker process the `jobs` fault scenario starts and SIGKILLs.
         "faults-jobs-worker" => faults::jobs::worker(rest),
@@ -63,6 +66,10 @@ tasks:
                       --quick shortens every workload (plumbing only, not figures);
                       --write-docs records the table and the machine in docs/performance.md
   migrate [--status]  apply pending database migrations, or list applied/pending
+  jobs stats [--json] | dead [--function F] [--limit N] [--json]
+     | replay <id> | replay --all [--function F]
+                      the job queue (PostgreSQL): counts per function, dead letters,
+                      replay of one or all (loads .env if present)
   faults [scenario] [--record]
                       kill services under load; report what was lost and the recovery
                       time (--record updates docs/reliability.md)";

@@ -75,11 +75,17 @@ impl Event {
     }
 }
 
-/// Sends events to whatever runs background functions.
+/// Sends events to whatever runs background functions: the one way to send an event, on
+/// every backend.
+///
+/// A typed payload ([`TypedEvent`](crate::TypedEvent)) is sent as its event:
+/// `events.send(payload.to_event()?)`. The TypeScript module's `sendEvent(name, data)` is
+/// `events.send(Event::new(name, data))`.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait EventSender: Send + Sync {
     /// Sends one event; returns its id.
+    #[doc(alias = "sendEvent")]
     async fn send(&self, event: Event) -> Result<String>;
 
     /// Sends several events in one call; returns their ids in order.

@@ -1,18 +1,25 @@
-//! The `JobQueue` trait: where function runs wait, are claimed under a lease and settle.
+//! The `JobQueue` trait: the hot path of a job queue — jobs are enqueued, claimed under a
+//! lease, kept alive by heartbeats and settled.
 //!
 //! A queue stores *jobs* (one function to run on one event) and knows nothing of handlers;
-//! the runtime in `infra-jobs` claims jobs, runs them and reports back. Every queue (the
-//! in-process one, the PostgreSQL one) passes `testkit::jobs`.
+//! the runtime in `infra-jobs` claims jobs, runs them and reports back. Inspection and repair
+//! (dead letters, replay, counts) are a separate capability, [`QueueAdmin`](crate::QueueAdmin),
+//! so the workers' dependency stays this small trait. Every queue (the in-process one, the
+//! PostgreSQL one) passes `testkit::jobs`.
+//!
+//! Invariants every implementation keeps:
+//! - a job is leased to at most one worker at a time; a lease that runs out makes the job
+//!   due again (delivery is at least once);
+//! - a settlement applies only while the settling worker still holds the lease;
+//! - an enqueue call is all or nothing, its results in the order of its jobs.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use serde::Serialize;
-
 use crate::error::Result;
 use crate::event::Event;
 use crate::job_concurrency::ConcurrencySlot;
+use async_trait::async_trait;
 
 /// A queue's id for a job.
 pub type JobId = i64;
@@ -164,52 +171,9 @@ pub enum Settlement {
     },
 }
 
-/// A job that failed for good, kept for inspection and replay.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeadLetter {
-    /// The queue's id (pass it to [`JobQueue::replay`]).
-    pub id: JobId,
-    /// The function that failed.
-    pub function_id: String,
-    /// The event it failed on.
-    pub event: Event,
-    /// Attempts made.
-    pub attempts: u32,
-    /// The last error.
-    pub error: String,
-    /// When it was given up, in milliseconds since the Unix epoch.
-    pub failed_at_ms: i64,
-}
-
-/// The queue's state for one function.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[non_exhaustive]
-pub struct FunctionQueueStats {
-    /// The function.
-    pub function_id: String,
-    /// Due and not claimed.
-    pub ready: u64,
-    /// Due later (delayed, debounced, waiting for a retry).
-    pub scheduled: u64,
-    /// Claimed under a live lease.
-    pub running: u64,
-    /// Dead letters.
-    pub dead: u64,
-    /// How long the oldest due job has waited, in milliseconds.
-    pub oldest_ready_age_ms: Option<u64>,
-}
-
-impl FunctionQueueStats {
-    /// Empty stats for `function_id`.
-    pub fn new(function_id: impl Into<String>) -> Self {
-        FunctionQueueStats {
-            function_id: function_id.into(),
-            ..Default::default()
-        }
-    }
-}
-
-/// Stores jobs durably or not; claims them under leases. Object safe.
+/// The hot path of a job queue: stores jobs durably or not and claims them under leases.
+/// Object safe; implemented for `Arc<T>`.
+#[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait JobQueue: Send + Sync {
     /// `memory`, `postgres`, …
@@ -239,19 +203,6 @@ pub trait JobQueue: Send + Sync {
 
     /// Returns when new work may be due, or after `max_wait`.
     async fn wait_for_work(&self, max_wait: Duration);
-
-    /// Dead letters, newest first, of one function or all.
-    async fn dead_letters(
-        &self,
-        function_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>>;
-
-    /// Puts a dead letter back in the queue, due now, with its attempts reset.
-    async fn replay(&self, id: JobId) -> Result<()>;
-
-    /// Per-function counts.
-    async fn stats(&self) -> Result<Vec<FunctionQueueStats>>;
 }
 
 #[async_trait]
@@ -276,18 +227,5 @@ impl<T: JobQueue + ?Sized> JobQueue for Arc<T> {
     }
     async fn wait_for_work(&self, max_wait: Duration) {
         (**self).wait_for_work(max_wait).await
-    }
-    async fn dead_letters(
-        &self,
-        function_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>> {
-        (**self).dead_letters(function_id, limit).await
-    }
-    async fn replay(&self, id: JobId) -> Result<()> {
-        (**self).replay(id).await
-    }
-    async fn stats(&self) -> Result<Vec<FunctionQueueStats>> {
-        (**self).stats().await
     }
 }

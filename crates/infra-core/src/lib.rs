@@ -10,11 +10,14 @@ mod event;
 mod event_limits;
 mod health;
 mod http_status;
+mod job_backend;
 mod job_concurrency;
 mod job_queue;
+mod queue_admin;
 mod rate_limit;
 mod realtime;
 mod reporter;
+mod retry_policy;
 mod secret;
 mod signature;
 mod typed_event;
@@ -29,6 +32,8 @@ pub mod testkit;
 pub mod mock {
     pub use crate::cache::MockCache;
     pub use crate::event::MockEventSender;
+    pub use crate::job_queue::MockJobQueue;
+    pub use crate::queue_admin::MockQueueAdmin;
     pub use crate::rate_limit::MockRateLimiter;
     pub use crate::realtime::MockRealtime;
     pub use crate::reporter::MockErrorReporter;
@@ -46,18 +51,19 @@ pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatu
 pub use http_status::{
     MAX_RETRY_AFTER, http_status_error, parse_retry_after, parse_retry_after_at,
 };
+pub use job_backend::JobBackend;
 pub use job_concurrency::ConcurrencySlot;
-pub use job_queue::{
-    ClaimedJob, DeadLetter, Enqueued, FunctionQueueStats, JobId, JobQueue, NewJob, Settlement,
-};
+pub use job_queue::{ClaimedJob, Enqueued, JobId, JobQueue, NewJob, Settlement};
+pub use queue_admin::{DeadLetter, FunctionQueueStats, JobFilter, QueueAdmin};
 pub use rate_limit::{RateLimitDecision, RateLimiter, RateLimiterExt, check_rate_limit_args};
 pub use realtime::{
     BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,
 };
 pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
+pub use retry_policy::RetryPolicy;
 pub use secret::{Secret, redact_url};
 pub use signature::{constant_time_eq, hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
-pub use typed_event::{TypedEvent, TypedEventSender};
+pub use typed_event::TypedEvent;
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).
 pub(crate) fn serde_millis<S: serde::Serializer>(

@@ -1,16 +1,15 @@
 //! Typed events: a payload type tied to its event name, checked by the compiler.
 
-use async_trait::async_trait;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
-use crate::event::{Event, EventSender};
+use crate::event::Event;
 
 /// A payload type that is always sent under one event name.
 ///
-/// The sender ([`TypedEventSender::send_typed`]) and the function receiving it both name the
-/// type, so a renamed field or event is a compile error rather than a silent mismatch.
+/// The sender (`events.send(payload.to_event()?)`) and the function receiving it both name
+/// the type, so a renamed field or event is a compile error rather than a silent mismatch.
 ///
 /// ```
 /// use infra_core::TypedEvent;
@@ -63,14 +62,3 @@ pub trait TypedEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
         })
     }
 }
-
-/// `send_typed` on every [`EventSender`], including `Arc<dyn EventSender>`.
-#[async_trait]
-pub trait TypedEventSender: EventSender {
-    /// Sends `event` under its type's name; returns the event id.
-    async fn send_typed<E: TypedEvent>(&self, event: &E) -> Result<String> {
-        self.send(event.to_event()?).await
-    }
-}
-
-impl<T: EventSender + ?Sized> TypedEventSender for T {}

@@ -35,7 +35,9 @@ pub use error::{
     sqlstate,
 };
 #[cfg(feature = "postgres")]
-pub use migrations::{MigrationStatus, migration_status, run_pending_migrations};
+pub use migrations::{
+    MIGRATION_LOCK_KEY, MigrationStatus, migration_status, run_pending_migrations,
+};
 pub use pagination::{Keyset, MAX_TAKE, Page};
 #[cfg(feature = "postgres")]
 pub use tls::SslMode;

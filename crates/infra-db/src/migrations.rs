@@ -2,8 +2,16 @@
 //!
 //! The library owns no schema: an app embeds its own folder with
 //! `diesel_migrations::embed_migrations!("migrations")` and passes the result here (and so
-//! does any other crate with tables of its own).
+//! does any other crate with tables of its own, such as infra-jobs' queue). Every set is
+//! recorded in diesel's `__diesel_schema_migrations`, so versions must not collide between
+//! sets.
+//!
+//! Runs are serialised across processes by a session advisory lock
+//! ([`MIGRATION_LOCK_KEY`]): several processes starting at once apply each migration once,
+//! and the later ones find nothing pending.
 
+use diesel::RunQueryDsl;
+use diesel::sql_types::BigInt;
 use diesel_async::AsyncPgConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness};
@@ -12,6 +20,10 @@ use infra_core::{Error, Result};
 use crate::database::Database;
 use crate::error::map_connection_error;
 use crate::session::establish;
+
+/// The advisory lock key (`pg_advisory_lock`, one bigint) that migration runs hold:
+/// "infra_db" in ASCII.
+pub const MIGRATION_LOCK_KEY: i64 = 0x696e_6672_615f_6462;
 
 /// One migration and whether the database has it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +77,19 @@ pub async fn run_pending_migrations(
     migrations: EmbeddedMigrations,
 ) -> Result<Vec<String>> {
     with_harness(db, move |harness| {
-        Ok(harness
+        // Held for the whole run: another process's run waits, then finds nothing pending.
+        diesel::sql_query("SELECT pg_advisory_lock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(harness)?;
+        let applied: Vec<String> = harness
             .run_pending_migrations(migrations)?
             .into_iter()
             .map(|v| v.to_string())
-            .collect())
+            .collect();
+        diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<BigInt, _>(MIGRATION_LOCK_KEY)
+            .execute(harness)?;
+        Ok(applied)
     })
     .await
 }

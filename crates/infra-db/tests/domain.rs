@@ -56,6 +56,31 @@ async fn migrations_apply_once_and_report_status() {
     db.drop_now().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_runs_apply_each_migration_once() {
+    let db = TestDb::create("migrate_race").await;
+    let database = db.database();
+    let runs = (0..4).map(|_| {
+        let database = database.clone();
+        tokio::spawn(async move { run_pending_migrations(&database, FIXTURE_MIGRATIONS).await })
+    });
+    let mut applied = Vec::new();
+    for run in futures::future::join_all(runs).await {
+        applied.extend(run.unwrap().expect("every concurrent run succeeds"));
+    }
+    let all = migration_status(&database, FIXTURE_MIGRATIONS)
+        .await
+        .unwrap();
+    assert_eq!(
+        applied.len(),
+        all.len(),
+        "each migration applied by one run"
+    );
+    assert!(all.iter().all(|m| m.applied));
+    drop(database);
+    db.drop_now().await;
+}
+
 async fn seeded(test: &str, users_count: i64) -> (TestDb, Database, i64) {
     let db = TestDb::create(test).await;
     let database = db.database();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use diesel::sql_types::{Array, BigInt, Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use infra_core::testkit::bench_report::{Goal, Row, Side};
-use infra_core::{Event, EventSender, JobQueue};
+use infra_core::{Event, EventSender, JobBackend};
 use infra_db::{Database, DbConfig};
 use infra_jobs::{Function, JobsRuntime, MemoryQueue, Outcome, PgQueue, WorkerSettings};
 use serde_json::json;
@@ -68,7 +68,7 @@ fn settings() -> WorkerSettings {
 }
 
 /// Enqueues `n` no-op jobs with the runtime stopped, then starts it and times the drain.
-async fn drain(queue: Arc<dyn JobQueue>, n: u64) -> (f64, f64) {
+async fn drain(queue: Arc<dyn JobBackend>, n: u64) -> (f64, f64) {
     let done = Arc::new(AtomicU64::new(0));
     let rt = JobsRuntime::with_settings(queue, Default::default(), settings());
     let d = done.clone();
@@ -82,7 +82,7 @@ async fn drain(queue: Arc<dyn JobQueue>, n: u64) -> (f64, f64) {
             .unwrap(),
     )
     .unwrap();
-    rt.queue().unwrap().prepare().await.unwrap();
+    rt.prepare().await.unwrap();
     let started = Instant::now();
     let mut sent = 0;
     while sent < n {
@@ -118,7 +118,7 @@ async fn drain(queue: Arc<dyn JobQueue>, n: u64) -> (f64, f64) {
 }
 
 /// Send-to-start latency on an idle queue: one event at a time, spaced out.
-async fn latency(queue: Arc<dyn JobQueue>) -> (f64, f64) {
+async fn latency(queue: Arc<dyn JobBackend>) -> (f64, f64) {
     let samples = Arc::new(Mutex::new(Vec::new()));
     let rt = JobsRuntime::with_settings(queue, Default::default(), settings());
     let s = samples.clone();

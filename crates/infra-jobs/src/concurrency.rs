@@ -1,4 +1,9 @@
 //! In-process concurrency limits per function, global and per key.
+//!
+//! Invariants: a run holds one permit of every limit that applies to its event for its whole
+//! attempt, so no limit is exceeded inside this process; a limit whose key the event lacks
+//! does not apply. Semaphores are made per (function, limit, key value) on first use, and
+//! idle ones are dropped once more than 10,000 exist.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

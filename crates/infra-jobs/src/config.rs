@@ -3,13 +3,20 @@
 use std::fmt;
 use std::time::Duration;
 
-use infra_core::{Env, Error, Result, Secret, parse_url};
+use infra_core::{Backoff, Env, Error, Result, RetryPolicy, Secret, parse_url};
 use url::Url;
 
 /// Inngest Cloud's event API.
 pub const INNGEST_CLOUD_EVENT_API: &str = "https://inn.gs";
 /// The Inngest dev server's default address.
 pub const INNGEST_DEV_SERVER: &str = "http://127.0.0.1:8288";
+
+/// How the Inngest client retries one send unless configured otherwise: 5 attempts,
+/// 100 ms doubling up to 2 s between them (as Inngest's own SDKs do).
+pub const DEFAULT_INNGEST_RETRY: RetryPolicy = RetryPolicy::new(
+    5,
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(2)),
+);
 
 /// Settings of the Inngest Event API client.
 #[derive(Clone)]
@@ -22,9 +29,9 @@ pub struct InngestConfig {
     pub base_url: Url,
     /// Deadline of one send, retries included (`INNGEST_TIMEOUT`, default 10s).
     pub timeout: Duration,
-    /// Most attempts of one send: 429, 5xx and transport failures are retried with jittered
-    /// exponential back-off while the deadline allows (default 5).
-    pub max_attempts: u32,
+    /// Attempts of one send: 429, 5xx and transport failures are retried with the policy's
+    /// jittered back-off while the deadline allows (default [`DEFAULT_INNGEST_RETRY`]).
+    pub retry: RetryPolicy,
 }
 
 impl InngestConfig {
@@ -34,7 +41,7 @@ impl InngestConfig {
             event_key: Secret::new(event_key.into()),
             base_url,
             timeout: Duration::from_secs(10),
-            max_attempts: 5,
+            retry: DEFAULT_INNGEST_RETRY,
         }
     }
 }
@@ -45,7 +52,7 @@ impl fmt::Debug for InngestConfig {
             .field("event_key", &self.event_key)
             .field("base_url", &self.base_url.as_str())
             .field("timeout", &self.timeout)
-            .field("max_attempts", &self.max_attempts)
+            .field("retry", &self.retry)
             .finish()
     }
 }
@@ -145,7 +152,7 @@ impl JobsConfig {
             event_key,
             base_url,
             timeout,
-            max_attempts: 5,
+            retry: DEFAULT_INNGEST_RETRY,
         }))
     }
 }

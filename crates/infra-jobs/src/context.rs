@@ -1,30 +1,46 @@
-//! What a handler gets besides its event: the attempt, cancellation and the app's state.
+//! What a handler gets besides its event: the attempt, cancellation and the state its
+//! function was built with.
+//!
+//! The state is typed: a function built with `.with_state(deps)` gets a
+//! `JobContext<Deps>`, and [`JobContext::state`] returns `&Deps` — asking for another type
+//! does not compile (as axum's `State<S>`). A function built without state has
+//! `JobContext<()>`.
 
-use std::any::Any;
 use std::sync::Arc;
 
 use infra_core::Event;
 use tokio_util::sync::CancellationToken;
 
-/// The app's shared state, handed to every handler (a pool, clients, settings).
-pub type AppState = Arc<dyn Any + Send + Sync>;
-
 /// The context of one run.
 ///
 /// The token is cancelled when the run's timeout passes or the runtime shuts down; a
 /// long handler should watch [`JobContext::cancelled`] and stop early.
+///
+/// ```
+/// use std::sync::Arc;
+/// use infra_core::Event;
+/// use infra_jobs::JobContext;
+///
+/// #[derive(Clone)]
+/// struct Deps { greeting: &'static str }
+///
+/// let ctx = JobContext::new("greet", "run-1", Arc::new(Event::new("a/b", serde_json::json!({}))), 1, 3)
+///     .with_state(Deps { greeting: "hello" });
+/// assert_eq!(ctx.state().greeting, "hello");
+/// assert_eq!((ctx.attempt(), ctx.max_attempts()), (1, 3));
+/// ```
 #[derive(Clone)]
-pub struct JobContext {
+pub struct JobContext<S = ()> {
     function_id: Arc<str>,
     run_id: String,
     attempt: u32,
     max_attempts: u32,
     event: Arc<Event>,
     cancel: CancellationToken,
-    state: Option<AppState>,
+    state: S,
 }
 
-impl std::fmt::Debug for JobContext {
+impl<S> std::fmt::Debug for JobContext<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobContext")
             .field("function_id", &self.function_id)
@@ -36,7 +52,8 @@ impl std::fmt::Debug for JobContext {
 }
 
 impl JobContext {
-    /// A context for one attempt (numbered from 1) of `function_id` on `event`.
+    /// A context without state for one attempt (numbered from 1) of `function_id` on
+    /// `event`.
     pub fn new(
         function_id: impl Into<Arc<str>>,
         run_id: impl Into<String>,
@@ -51,20 +68,30 @@ impl JobContext {
             max_attempts,
             event,
             cancel: CancellationToken::new(),
-            state: None,
+            state: (),
         }
     }
+}
 
+impl<S> JobContext<S> {
     /// Uses `cancel` as the run's cancellation token.
     pub fn with_cancellation(mut self, cancel: CancellationToken) -> Self {
         self.cancel = cancel;
         self
     }
 
-    /// Hands the app's state to the handler.
-    pub fn with_state(mut self, state: Option<AppState>) -> Self {
-        self.state = state;
-        self
+    /// The same context carrying `state` (what a function built with state hands its
+    /// handler).
+    pub fn with_state<T>(self, state: T) -> JobContext<T> {
+        JobContext {
+            function_id: self.function_id,
+            run_id: self.run_id,
+            attempt: self.attempt,
+            max_attempts: self.max_attempts,
+            event: self.event,
+            cancel: self.cancel,
+            state,
+        }
     }
 
     /// The function being run.
@@ -107,8 +134,24 @@ impl JobContext {
         self.cancel.cancelled().await
     }
 
-    /// The app's state as `T`, if the runtime was given a `T`.
-    pub fn state<T: Any + Send + Sync>(&self) -> Option<&T> {
-        self.state.as_ref()?.downcast_ref::<T>()
+    /// The state the function was built with ([`FunctionBuilder::with_state`](crate::FunctionBuilder::with_state)).
+    ///
+    /// Asking for another type is a compile error, not a `None` at run time:
+    ///
+    /// ```compile_fail
+    /// use infra_jobs::{Function, JobContext, Outcome};
+    ///
+    /// #[derive(Clone)]
+    /// struct Db;
+    /// #[derive(Clone)]
+    /// struct Mailer;
+    ///
+    /// let f = Function::builder("f")
+    ///     .on_event("a/b")
+    ///     .with_state(Db)
+    ///     .raw_handler(|_event, ctx: JobContext<Mailer>| async move { Outcome::success() });
+    /// ```
+    pub fn state(&self) -> &S {
+        &self.state
     }
 }

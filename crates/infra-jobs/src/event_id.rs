@@ -1,4 +1,7 @@
-//! Event ids for backends that assign their own.
+//! Event ids for backends that assign their own, and the clock the crate reads.
+//!
+//! Invariants: an id sorts by its creation time to the millisecond and is unique with 64
+//! random bits; times are milliseconds since the Unix epoch (0 if the clock is before it).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

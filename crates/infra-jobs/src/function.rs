@@ -1,4 +1,8 @@
 //! Functions: an id, triggers, options and a handler.
+//!
+//! A [`Function`] is complete when built: its handler owns the typed state it needs
+//! ([`FunctionBuilder::with_state`]), so a registered function never looks anything up at run
+//! time and a missing or mistyped state is a compile error.
 
 use std::fmt;
 use std::future::Future;
@@ -14,6 +18,7 @@ use infra_core::{Backoff, Error, Event, Result, TypedEvent, format_duration};
 use crate::context::JobContext;
 use crate::cron::CronSchedule;
 use crate::event_key::EventKey;
+use crate::function_options::{Concurrency, Debounce, FunctionOptions, Idempotency};
 use crate::outcome::Outcome;
 
 /// What starts a function.
@@ -28,80 +33,7 @@ pub enum Trigger {
 /// The name of the event a cron trigger delivers, as Inngest names it.
 pub const CRON_EVENT_NAME: &str = "inngest/scheduled.timer";
 
-/// The back-off of function attempts unless a function sets its own: 1 s doubling up to
-/// 10 minutes, equal jitter.
-pub const DEFAULT_BACKOFF: Backoff =
-    Backoff::new(Duration::from_secs(1), Duration::from_secs(10 * 60));
-
-/// At most `limit` runs at once, in all or per key.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Concurrency {
-    /// Runs at once.
-    pub limit: u32,
-    /// Counted per value of this key (such as `event.data.userId`), else over all runs.
-    pub key: Option<EventKey>,
-}
-
-/// Duplicate events (same key) inside `window` run once.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Idempotency {
-    /// The key computed from the event.
-    pub key: EventKey,
-    /// How long a key suppresses duplicates.
-    pub window: Duration,
-}
-
-/// Waits `period` after the last event (per key) before running, with that last event.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Debounce {
-    /// The quiet period.
-    pub period: Duration,
-    /// Debounced per value of this key, else over all events.
-    pub key: Option<EventKey>,
-}
-
-/// How a function runs.
-#[derive(Debug, Clone, PartialEq)]
-#[non_exhaustive]
-pub struct FunctionOptions {
-    /// Retries after the first attempt (default 3, so 4 attempts).
-    pub retries: u32,
-    /// Delay between attempts.
-    pub backoff: Backoff,
-    /// Deadline of one attempt (default 5 minutes); passing it is a retryable failure.
-    pub timeout: Duration,
-    /// Higher runs first among ready runs (default 0).
-    pub priority: i32,
-    /// Concurrency limits, all of which apply (such as 20 in all and 1 per user).
-    pub concurrency: Vec<Concurrency>,
-    /// Deduplication of events.
-    pub idempotency: Option<Idempotency>,
-    /// Debounce.
-    pub debounce: Option<Debounce>,
-}
-
-impl Default for FunctionOptions {
-    fn default() -> Self {
-        FunctionOptions {
-            retries: 3,
-            backoff: DEFAULT_BACKOFF,
-            timeout: Duration::from_secs(5 * 60),
-            priority: 0,
-            concurrency: Vec::new(),
-            idempotency: None,
-            debounce: None,
-        }
-    }
-}
-
-impl FunctionOptions {
-    /// Attempts in all: `retries + 1`.
-    pub fn max_attempts(&self) -> u32 {
-        self.retries.saturating_add(1)
-    }
-}
-
-/// A handler with its event decoded: takes the raw event and the context.
+/// A handler with its state bound: takes the raw event and a context without state.
 type DynHandler = Arc<dyn Fn(Event, JobContext) -> BoxFuture<'static, Outcome> + Send + Sync>;
 
 /// A registered background function.
@@ -132,7 +64,30 @@ impl Function {
         FunctionBuilder::new(id.into(), Vec::new())
     }
 
-    /// A function triggered by `E`'s events and receiving them as `E`.
+    /// A function triggered by `E`'s events and receiving them as `E` (finish with
+    /// [`FunctionBuilder::handler`]).
+    ///
+    /// ```
+    /// use infra_core::TypedEvent;
+    /// use infra_jobs::{Function, JobContext, Outcome};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct InvoiceOverdue { invoice_id: String }
+    /// impl TypedEvent for InvoiceOverdue { const NAME: &'static str = "billing/invoice.overdue"; }
+    ///
+    /// #[derive(Clone)]
+    /// struct Mailer { from: String }
+    ///
+    /// let remind = Function::typed::<InvoiceOverdue>("remind-overdue")
+    ///     .retries(5)
+    ///     .with_state(Mailer { from: "billing@example.com".into() })
+    ///     .handler(|event: InvoiceOverdue, ctx: JobContext<Mailer>| async move {
+    ///         let _ = (&ctx.state().from, event.invoice_id);
+    ///         Outcome::success()
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(remind.options().max_attempts(), 6);
+    /// ```
     pub fn typed<E: TypedEvent>(id: impl Into<String>) -> FunctionBuilder<E> {
         FunctionBuilder::new(id.into(), vec![Trigger::Event(E::NAME.to_owned())])
     }
@@ -190,13 +145,15 @@ impl Function {
     }
 }
 
-/// Builds a [`Function`]; `E` is the event type its handler receives.
-pub struct FunctionBuilder<E> {
+/// Builds a [`Function`]; `E` is the event type its handler receives, `S` the state it
+/// receives in its [`JobContext`] (none until [`FunctionBuilder::with_state`]).
+pub struct FunctionBuilder<E, S = ()> {
     id: String,
     name: Option<String>,
     triggers: Vec<Trigger>,
     options: FunctionOptions,
     errors: Vec<Error>,
+    state: S,
     _event: PhantomData<fn(E)>,
 }
 
@@ -208,6 +165,24 @@ impl<E> FunctionBuilder<E> {
             triggers,
             options: FunctionOptions::default(),
             errors: Vec::new(),
+            state: (),
+            _event: PhantomData,
+        }
+    }
+}
+
+impl<E, S> FunctionBuilder<E, S> {
+    /// Hands `state` (a pool, clients, settings) to every run: the handler receives a
+    /// `JobContext<T>` whose [`state`](JobContext::state) is a clone of it. Clone is per run,
+    /// so share what is large behind an `Arc` (as axum's `State` does).
+    pub fn with_state<T: Clone + Send + Sync + 'static>(self, state: T) -> FunctionBuilder<E, T> {
+        FunctionBuilder {
+            id: self.id,
+            name: self.name,
+            triggers: self.triggers,
+            options: self.options,
+            errors: self.errors,
+            state,
             _event: PhantomData,
         }
     }
@@ -227,15 +202,15 @@ impl<E> FunctionBuilder<E> {
         self
     }
 
-    /// Retries after the first attempt.
+    /// Retries after the first attempt (Inngest's `retries`; default 3).
     pub fn retries(mut self, retries: u32) -> Self {
-        self.options.retries = retries;
+        self.options.retry = self.options.retry.with_retries(retries);
         self
     }
 
-    /// The backoff between attempts.
+    /// The back-off between attempts.
     pub fn backoff(mut self, backoff: Backoff) -> Self {
-        self.options.backoff = backoff;
+        self.options.retry = self.options.retry.with_backoff(backoff);
         self
     }
 
@@ -334,7 +309,7 @@ impl<E> FunctionBuilder<E> {
     }
 }
 
-impl FunctionBuilder<Event> {
+impl<S: Clone + Send + Sync + 'static> FunctionBuilder<Event, S> {
     /// Also runs on every event named `name`.
     pub fn on_event(mut self, name: impl Into<String>) -> Self {
         self.triggers.push(Trigger::Event(name.into()));
@@ -344,29 +319,32 @@ impl FunctionBuilder<Event> {
     /// Finishes with a handler receiving the raw event.
     pub fn raw_handler<F, Fut, O>(self, handler: F) -> Result<Function>
     where
-        F: Fn(Event, JobContext) -> Fut + Send + Sync + 'static,
+        F: Fn(Event, JobContext<S>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = O> + Send + 'static,
         O: Into<Outcome>,
     {
-        self.finish(Arc::new(move |event, ctx| {
-            let run = handler(event, ctx);
+        let state = self.state.clone();
+        self.finish(Arc::new(move |event, ctx: JobContext| {
+            let run = handler(event, ctx.with_state(state.clone()));
             async move { run.await.into() }.boxed()
         }))
     }
 }
 
-impl<E: TypedEvent> FunctionBuilder<E> {
+impl<E: TypedEvent, S: Clone + Send + Sync + 'static> FunctionBuilder<E, S> {
     /// Finishes with a handler receiving `E`; an event that does not decode as `E` fails
     /// for good (retrying cannot fix it).
     pub fn handler<F, Fut, O>(self, handler: F) -> Result<Function>
     where
-        F: Fn(E, JobContext) -> Fut + Send + Sync + 'static,
+        F: Fn(E, JobContext<S>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = O> + Send + 'static,
         O: Into<Outcome>,
     {
         let handler = Arc::new(handler);
-        self.finish(Arc::new(move |event, ctx| {
+        let state = self.state.clone();
+        self.finish(Arc::new(move |event, ctx: JobContext| {
             let handler = handler.clone();
+            let ctx = ctx.with_state(state.clone());
             async move {
                 match E::from_event(&event) {
                     Ok(typed) => handler(typed, ctx).await.into(),

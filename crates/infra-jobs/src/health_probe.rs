@@ -1,16 +1,22 @@
-//! The jobs health check: a probe job the built-in probe function completes.
+//! The jobs health probe: a probe event that the built-in probe function completes.
+//!
+//! The probe sends an event through the runtime's own send path and waits for the built-in
+//! function to run it, which proves the queue, a worker and dispatch work together. Each
+//! probe waits under a nonce of its own; the event names the worker process that waits. A
+//! probe job that another process sharing the queue claims is sent again (a fresh job, woken
+//! by the same notification) until the waiting process runs it.
 
-use std::sync::Weak;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
-use infra_core::{Event, EventSender, HealthCheck, Probe, Result};
+use futures::future::BoxFuture;
+use infra_core::{Event, EventSender, Probe, Result};
 use tokio::sync::oneshot;
 
 use crate::event_id::new_event_id;
 use crate::function::Function;
 use crate::outcome::Outcome;
-use crate::runtime::{Delivery, Inner, JobsRuntime};
 use crate::stats::Totals;
 
 /// The id of the built-in function the health probe runs.
@@ -18,10 +24,44 @@ pub const PROBE_FUNCTION_ID: &str = "infra-jobs.health-probe";
 /// The event the health probe sends.
 pub const PROBE_EVENT_NAME: &str = "infra-jobs/health.probe";
 
-/// The built-in function the health probe runs: it completes the waiting probe. A probe job
-/// that another process sharing the queue claims is sent again (a fresh job, woken by the
-/// same notification), until the process that waits for it runs it.
-pub(crate) fn probe_function(runtime: Weak<Inner>) -> Function {
+/// Sends a probe event again (through the runtime that owns the probe function).
+pub(crate) type Resend = Arc<dyn Fn(Event) -> BoxFuture<'static, Result<String>> + Send + Sync>;
+
+/// The probes of this process waiting for their job to run, by nonce.
+#[derive(Default)]
+pub(crate) struct ProbeWaiters {
+    waiting: Mutex<HashMap<String, oneshot::Sender<()>>>,
+}
+
+impl ProbeWaiters {
+    fn wait(&self, nonce: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.lock().insert(nonce.to_owned(), tx);
+        rx
+    }
+
+    fn forget(&self, nonce: &str) {
+        self.lock().remove(nonce);
+    }
+
+    fn finish(&self, nonce: &str) {
+        if let Some(tx) = self.lock().remove(nonce) {
+            let _ = tx.send(());
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, oneshot::Sender<()>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The built-in function the health probe runs: it completes the probe of `worker_id`
+/// waiting in `waiters`, and passes other processes' probes on with `resend`.
+pub(crate) fn probe_function(
+    worker_id: Arc<str>,
+    waiters: Arc<ProbeWaiters>,
+    resend: Resend,
+) -> Function {
     Function::builder(PROBE_FUNCTION_ID)
         .name("infra-jobs health probe")
         .on_event(PROBE_EVENT_NAME)
@@ -29,21 +69,17 @@ pub(crate) fn probe_function(runtime: Weak<Inner>) -> Function {
         .priority(i32::MAX)
         .timeout(Duration::from_secs(5))
         .raw_handler(move |event: Event, _ctx| {
-            let runtime = runtime.clone();
+            let (worker_id, waiters, resend) = (worker_id.clone(), waiters.clone(), resend.clone());
             async move {
-                let Some(inner) = runtime.upgrade() else {
-                    return Outcome::success();
-                };
-                let runtime = JobsRuntime { inner };
-                if event.data["worker"].as_str() != Some(runtime.worker_id()) {
+                if event.data["worker"].as_str() != Some(&*worker_id) {
                     let again = Event::new(PROBE_EVENT_NAME, event.data.clone());
-                    return match runtime.send(again).await {
+                    return match resend(again).await {
                         Ok(_) => Outcome::success(),
                         Err(e) => Outcome::fail(format!("cannot pass the probe on: {e}")),
                     };
                 }
                 if let Some(nonce) = event.data["nonce"].as_str() {
-                    runtime.finish_probe(nonce);
+                    waiters.finish(nonce);
                 }
                 Outcome::success()
             }
@@ -51,92 +87,37 @@ pub(crate) fn probe_function(runtime: Weak<Inner>) -> Function {
         .expect("probe function definition is valid")
 }
 
-impl JobsRuntime {
-    /// Wakes the health probe waiting for `nonce`.
-    fn finish_probe(&self, nonce: &str) {
-        if let Some(tx) = self
-            .inner
-            .probes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(nonce)
-        {
-            let _ = tx.send(());
-        }
+/// Sends a probe for `worker_id` through `sender` and waits for the probe function to run
+/// it; `totals` describes the queue afterwards. Degraded while dead letters exist.
+pub(crate) async fn run_probe(
+    sender: &dyn EventSender,
+    worker_id: &str,
+    waiters: &ProbeWaiters,
+    totals: impl AsyncFnOnce() -> Result<Totals>,
+) -> Result<Probe> {
+    let nonce = new_event_id();
+    let done = waiters.wait(&nonce);
+    let started = Instant::now();
+    let sent = sender
+        .send(Event::new(
+            PROBE_EVENT_NAME,
+            serde_json::json!({ "nonce": nonce, "worker": worker_id }),
+        ))
+        .await;
+    if let Err(e) = sent {
+        waiters.forget(&nonce);
+        return Err(e);
     }
-
-    async fn totals(&self) -> Result<Totals> {
-        Ok(Totals::of(&self.stats().await?))
-    }
-}
-
-#[async_trait]
-impl HealthCheck for JobsRuntime {
-    fn service(&self) -> &str {
-        "jobs"
-    }
-    fn backend(&self) -> &str {
-        JobsRuntime::backend(self)
-    }
-    /// Memory and PostgreSQL: sends a probe event and waits for the built-in probe function
-    /// to run it (so the queue, a worker and the dispatch path all work). Inngest: checks
-    /// the key without creating events.
-    async fn probe(&self) -> Result<Probe> {
-        if let Delivery::Forward { health, .. } = &self.inner.delivery {
-            return health.probe().await;
-        }
-        let running = self
-            .inner
-            .started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-            && !self.inner.shutdown.is_cancelled();
-        if !running {
-            // No worker here to run a probe job: prove the queue answers instead. On
-            // PostgreSQL other processes may be the workers; in memory nothing will run.
-            let totals = self.totals().await?;
-            let detail = format!("workers not started in this process; {totals}");
-            return Ok(if self.backend() == "memory" {
-                Probe::degraded(detail)
-            } else {
-                Probe::healthy(detail)
-            });
-        }
-        let nonce = new_event_id();
-        let (tx, rx) = oneshot::channel();
-        self.inner
-            .probes
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(nonce.clone(), tx);
-        let started = Instant::now();
-        let sent = self
-            .send(Event::new(
-                PROBE_EVENT_NAME,
-                serde_json::json!({ "nonce": nonce, "worker": self.inner.worker_id }),
-            ))
-            .await;
-        if let Err(e) = sent {
-            self.inner
-                .probes
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&nonce);
-            return Err(e);
-        }
-        let _ = rx.await;
-        let took = started.elapsed();
-        let totals = self.totals().await?;
-        let detail = format!(
-            "probe job ran in {}; {totals}",
-            infra_core::format_duration(took)
-        );
-        let dead = totals.dead;
-        if dead > 0 {
-            Ok(Probe::degraded(detail))
-        } else {
-            Ok(Probe::healthy(detail))
-        }
-    }
+    let _ = done.await;
+    let took = started.elapsed();
+    let totals = totals().await?;
+    let detail = format!(
+        "probe job ran in {}; {totals}",
+        infra_core::format_duration(took)
+    );
+    Ok(if totals.dead > 0 {
+        Probe::degraded(detail)
+    } else {
+        Probe::healthy(detail)
+    })
 }

@@ -106,10 +106,10 @@ struct IngestState {
 ///
 /// ```
 /// use std::sync::Arc;
-/// use infra_jobs::{IngestConfig, LocalEventBus, ingest_router};
+/// use infra_jobs::{IngestConfig, JobsRuntime, MemoryQueue, ingest_router};
 ///
-/// let bus = Arc::new(LocalEventBus::default());
-/// let app: axum::Router = ingest_router(bus, IngestConfig::new(["key-1"]));
+/// let runtime = JobsRuntime::new(Arc::new(MemoryQueue::new()));
+/// let app: axum::Router = ingest_router(Arc::new(runtime), IngestConfig::new(["key-1"]));
 /// ```
 pub fn ingest_router(sender: Arc<dyn EventSender>, config: IngestConfig) -> Router {
     Router::new()

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infra_core::{
-    Backoff, Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, http_status_error,
+    Error, ErrorKind, Event, EventSender, HealthCheck, Probe, Result, http_status_error,
     parse_retry_after, redact_url,
 };
 use serde::Deserialize;
@@ -17,9 +17,6 @@ use tokio::time::Instant;
 
 use crate::config::InngestConfig;
 use crate::event_id::now_ms;
-
-/// The back-off between attempts of one send.
-const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
 
 /// Sends events to Inngest Cloud or the Inngest dev server: `POST {base}/e/{event_key}`.
 #[derive(Debug, Clone)]
@@ -74,17 +71,15 @@ impl InngestClient {
         // timeout or wait, however long, is added to an `Instant`.
         let started = Instant::now();
         let remaining = || self.config.timeout.saturating_sub(started.elapsed());
-        let max_attempts = self.config.max_attempts.max(1);
+        let retry = self.config.retry;
         let mut attempt = 1;
         loop {
             let failure = match self.attempt(&endpoint, body, remaining()).await {
                 Ok(reply) => return Ok(reply),
                 Err(failure) => failure,
             };
-            let wait = failure
-                .retry_after
-                .unwrap_or_else(|| RETRY_BACKOFF.delay(attempt));
-            if !failure.retry || attempt >= max_attempts || wait >= remaining() {
+            let wait = failure.retry_after.unwrap_or_else(|| retry.delay(attempt));
+            if !failure.retry || !retry.allows_another(attempt) || wait >= remaining() {
                 return Err(failure.error.with_context("attempts", attempt.to_string()));
             }
             tracing::debug!(attempt, error = %failure.error, ?wait, "retrying Inngest send");

@@ -1,9 +1,13 @@
 //! `MemoryQueue`: the in-process queue, the embedded default.
 //!
 //! Same semantics as the PostgreSQL queue (priorities, delays, leases, idempotency windows,
-//! debounce, dead letters) without durability: a laptop runs the app's functions with zero
-//! setup. Ready jobs sit in an ordered set keyed like the PostgreSQL claim's `ORDER BY`, so a
-//! claim costs O(log n) per job rather than a scan.
+//! debounce, dead letters, replay) without durability: a laptop runs the app's functions with
+//! zero setup. Ready jobs sit in an ordered set keyed like the PostgreSQL claim's `ORDER BY`,
+//! so a claim costs O(log n) per job rather than a scan.
+//!
+//! Invariants: every live job is in exactly one of `ready`, `scheduled` and `leased`, or is
+//! a dead letter (kept in `jobs` for replay, in no index); one mutex guards it all, and each
+//! call holds it once.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap};
@@ -12,8 +16,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use infra_core::{
-    ClaimedJob, DeadLetter, Enqueued, Error, ErrorKind, FunctionQueueStats, JobId, JobQueue,
-    NewJob, Result, Settlement,
+    ClaimedJob, DeadLetter, Enqueued, Error, ErrorKind, FunctionQueueStats, JobFilter, JobId,
+    JobQueue, NewJob, QueueAdmin, Result, Settlement,
 };
 use tokio::sync::Notify;
 
@@ -83,6 +87,18 @@ impl State {
                 self.ready.insert(key);
             }
         }
+    }
+
+    /// Puts the dead letter at `pos` back, due `now` with its attempts reset.
+    fn revive(&mut self, pos: usize, now: i64) {
+        let dead = self.dead.remove(pos);
+        let job = self
+            .jobs
+            .get_mut(&dead.id)
+            .expect("dead letters keep their job");
+        job.attempts = 0;
+        job.new.run_at_ms = now;
+        self.queue(dead.id, now);
     }
 
     fn release_lease(&mut self, id: JobId) -> Option<Job> {
@@ -317,43 +333,10 @@ impl JobQueue for MemoryQueue {
         };
         let _ = tokio::time::timeout(wait, self.wake.notified()).await;
     }
+}
 
-    async fn dead_letters(
-        &self,
-        function_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>> {
-        let s = self.lock();
-        Ok(s.dead
-            .iter()
-            .rev()
-            .filter(|d| function_id.is_none_or(|f| d.function_id == f))
-            .take(limit)
-            .cloned()
-            .collect())
-    }
-
-    async fn replay(&self, id: JobId) -> Result<()> {
-        let now = now_ms();
-        {
-            let mut s = self.lock();
-            let Some(pos) = s.dead.iter().position(|d| d.id == id) else {
-                return Err(Error::new(
-                    ErrorKind::NotFound,
-                    format!("no dead letter with id {id}"),
-                ));
-            };
-            s.dead.remove(pos);
-            let job = s.jobs.get_mut(&id).expect("dead letters keep their job");
-            job.attempts = 0;
-            job.new.run_at_ms = now;
-            s.queue(id, now);
-        }
-        self.wake.notify_waiters();
-        self.wake.notify_one();
-        Ok(())
-    }
-
+#[async_trait]
+impl QueueAdmin for MemoryQueue {
     async fn stats(&self) -> Result<Vec<FunctionQueueStats>> {
         let now = now_ms();
         let s = self.lock();
@@ -378,5 +361,54 @@ impl JobQueue for MemoryQueue {
         let mut out: Vec<_> = by_fn.into_values().collect();
         out.sort_by(|a, b| a.function_id.cmp(&b.function_id));
         Ok(out)
+    }
+
+    async fn dead_letters(&self, filter: &JobFilter, limit: usize) -> Result<Vec<DeadLetter>> {
+        let s = self.lock();
+        Ok(s.dead
+            .iter()
+            .rev()
+            .filter(|d| filter.matches_function(&d.function_id))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
+    async fn replay(&self, id: JobId) -> Result<()> {
+        {
+            let mut s = self.lock();
+            let Some(pos) = s.dead.iter().position(|d| d.id == id) else {
+                return Err(Error::new(
+                    ErrorKind::NotFound,
+                    format!("no dead letter with id {id}"),
+                ));
+            };
+            s.revive(pos, now_ms());
+        }
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    async fn replay_all(&self, filter: &JobFilter) -> Result<u64> {
+        let now = now_ms();
+        let mut replayed = 0;
+        {
+            let mut s = self.lock();
+            let mut pos = 0;
+            while pos < s.dead.len() {
+                if filter.matches_function(&s.dead[pos].function_id) {
+                    s.revive(pos, now);
+                    replayed += 1;
+                } else {
+                    pos += 1;
+                }
+            }
+        }
+        if replayed > 0 {
+            self.wake.notify_waiters();
+            self.wake.notify_one();
+        }
+        Ok(replayed)
     }
 }

@@ -1,4 +1,8 @@
 //! What a function run returns.
+//!
+//! Invariants: only a `Retry` is tried again, and only while attempts remain (its own delay,
+//! else the function's back-off); a `Fail` makes the run a dead letter at once, whatever
+//! attempts remain; an `Error` maps by its retryability.
 
 use std::time::Duration;
 

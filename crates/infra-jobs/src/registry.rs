@@ -1,7 +1,12 @@
 //! The app's functions, by id and by triggering event.
+//!
+//! A [`FunctionRegistry`] is a value; a runtime keeps it in a [`SharedRegistry`], which
+//! registration replaces whole (copy on write). Readers — the send path, the workers, the
+//! cron scheduler, the serve handler — take a snapshot and never hold a lock while a
+//! function runs. Ids are unique.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use infra_core::{Error, ErrorKind, Result};
 
@@ -66,5 +71,31 @@ impl FunctionRegistry {
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
+    }
+}
+
+/// The registry a runtime and its workers share: snapshots to read, copy on write to
+/// register.
+#[derive(Clone, Default)]
+pub(crate) struct SharedRegistry {
+    current: Arc<RwLock<Arc<FunctionRegistry>>>,
+}
+
+impl SharedRegistry {
+    /// The functions registered so far.
+    pub(crate) fn snapshot(&self) -> Arc<FunctionRegistry> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Adds `function`; a second one with the same id is a conflict and changes nothing.
+    pub(crate) fn register(&self, function: Function) -> Result<()> {
+        let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let mut next = FunctionRegistry::clone(&guard);
+        next.register(function)?;
+        *guard = Arc::new(next);
+        Ok(())
     }
 }

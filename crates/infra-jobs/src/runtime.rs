@@ -1,35 +1,43 @@
-//! `JobsRuntime`: registered functions, the queue they run from, and the workers.
+//! `JobsRuntime`: the app's functions, where their events go, and the workers that run them.
+//!
+//! The runtime owns its parts and hands each one only what it uses: workers get a
+//! [`WorkerConfig`] (the queue's hot path, the shared registry, settings), the cron scheduler
+//! the queue and the registry, operators' tools the queue's [`QueueAdmin`]. Invariants:
+//! - every send is validated against the [`EventLimits`] as a whole before anything is
+//!   enqueued, and a batch's jobs are enqueued in one all-or-nothing call;
+//! - `start` prepares the queue and starts the tasks once; `shutdown` stops claiming, cancels
+//!   running handlers' tokens and waits for settlements up to the grace period;
+//! - with a forwarding backend (Inngest) there is no queue here: sends are forwarded and
+//!   Inngest runs the functions through [`JobsRuntime::invoke`].
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, Weak};
 
 use async_trait::async_trait;
+use futures::FutureExt;
 use infra_core::{
-    ClaimedJob, DeadLetter, Error, ErrorKind, Event, EventLimits, EventSender, FunctionQueueStats,
-    HealthCheck, JobId, JobQueue, NewJob, Result, Settlement,
+    Error, ErrorKind, Event, EventLimits, EventSender, FunctionQueueStats, HealthCheck, JobBackend,
+    Probe, QueueAdmin, Result,
 };
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::concurrency::ConcurrencyLimiter;
-use crate::concurrency_scope::concurrency_slots;
-use crate::context::{AppState, JobContext};
+use crate::context::JobContext;
+use crate::cron_scheduler::spawn_cron_scheduler;
 use crate::event_id::{new_event_id, now_ms};
-use crate::function::{CRON_EVENT_NAME, Function, Trigger};
-use crate::health_probe::probe_function;
-pub use crate::health_probe::{PROBE_EVENT_NAME, PROBE_FUNCTION_ID};
+use crate::function::Function;
+use crate::health_probe::{ProbeWaiters, Resend, probe_function, run_probe};
 use crate::outcome::Outcome;
-use crate::registry::FunctionRegistry;
-use crate::stats::{FunctionStats, JobsStats, RunCounters};
+use crate::planning::plan_jobs;
+use crate::registry::{FunctionRegistry, SharedRegistry};
+use crate::stats::{FunctionStats, JobsStats, RunTally, Totals};
+use crate::worker::{WorkerConfig, spawn_workers};
 use crate::worker_settings::WorkerSettings;
 
 /// Where sent events go.
-#[derive(Clone)]
-pub(crate) enum Delivery {
+enum Delivery {
     /// Into a queue this runtime's workers (and others sharing it) run.
-    Queue(Arc<dyn JobQueue>),
+    Queue(Arc<dyn JobBackend>),
     /// To another system that runs the functions (Inngest, which calls back through the
     /// serve handler and [`JobsRuntime::invoke`]).
     Forward {
@@ -39,19 +47,17 @@ pub(crate) enum Delivery {
     },
 }
 
-pub(crate) struct Inner {
-    pub(crate) registry: RwLock<Arc<FunctionRegistry>>,
-    pub(crate) delivery: Delivery,
-    pub(crate) limits: EventLimits,
-    pub(crate) state: std::sync::OnceLock<AppState>,
-    pub(crate) settings: WorkerSettings,
-    pub(crate) worker_id: String,
-    pub(crate) counters: Mutex<HashMap<String, RunCounters>>,
-    pub(crate) limiter: ConcurrencyLimiter,
-    pub(crate) shutdown: CancellationToken,
-    pub(crate) started: Mutex<Option<Vec<tokio::task::JoinHandle<()>>>>,
-    pub(crate) probes: Mutex<HashMap<String, oneshot::Sender<()>>>,
-    pub(crate) in_flight: Mutex<HashSet<JobId>>,
+struct Inner {
+    functions: SharedRegistry,
+    delivery: Delivery,
+    limits: EventLimits,
+    settings: WorkerSettings,
+    worker_id: Arc<str>,
+    tally: Arc<RunTally>,
+    shutdown: CancellationToken,
+    /// The tasks `start` spawned; `None` until then.
+    started: Mutex<Option<Vec<JoinHandle<()>>>>,
+    probes: Arc<ProbeWaiters>,
 }
 
 /// Runs the app's functions: send events into it ([`EventSender`]), register functions,
@@ -75,7 +81,7 @@ pub(crate) struct Inner {
 /// ```
 #[derive(Clone)]
 pub struct JobsRuntime {
-    pub(crate) inner: Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for JobsRuntime {
@@ -89,7 +95,7 @@ impl std::fmt::Debug for JobsRuntime {
 
 impl JobsRuntime {
     /// A runtime over `queue` with default limits and settings.
-    pub fn new(queue: Arc<dyn JobQueue>) -> Self {
+    pub fn new(queue: Arc<dyn JobBackend>) -> Self {
         JobsRuntime::build(
             Delivery::Queue(queue),
             EventLimits::default(),
@@ -99,7 +105,7 @@ impl JobsRuntime {
 
     /// A runtime over `queue` with `limits` and `settings`.
     pub fn with_settings(
-        queue: Arc<dyn JobQueue>,
+        queue: Arc<dyn JobBackend>,
         limits: EventLimits,
         settings: WorkerSettings,
     ) -> Self {
@@ -128,60 +134,46 @@ impl JobsRuntime {
     fn build(delivery: Delivery, limits: EventLimits, settings: WorkerSettings) -> Self {
         let runtime = JobsRuntime {
             inner: Arc::new(Inner {
-                registry: RwLock::new(Arc::new(FunctionRegistry::new())),
+                functions: SharedRegistry::default(),
                 delivery,
                 limits,
-                state: std::sync::OnceLock::new(),
+                settings,
                 worker_id: format!(
                     "{}-{}-{:08x}",
                     hostname(),
                     std::process::id(),
                     rand::random::<u32>()
-                ),
-                settings,
-                counters: Mutex::new(HashMap::new()),
-                limiter: ConcurrencyLimiter::default(),
+                )
+                .into(),
+                tally: Arc::default(),
                 shutdown: CancellationToken::new(),
                 started: Mutex::new(None),
-                probes: Mutex::new(HashMap::new()),
-                in_flight: Mutex::new(HashSet::new()),
+                probes: Arc::default(),
             }),
         };
+        // The probe function sends through this runtime, which owns it: a weak handle, so
+        // the runtime can still be dropped.
+        let weak = Arc::downgrade(&runtime.inner);
+        let resend: Resend = Arc::new(move |event| resend_probe(weak.clone(), event).boxed());
         runtime
-            .register(probe_function(Arc::downgrade(&runtime.inner)))
+            .register(probe_function(
+                runtime.inner.worker_id.clone(),
+                runtime.inner.probes.clone(),
+                resend,
+            ))
             .expect("the probe function is valid and registered first");
         runtime
     }
 
-    /// Hands `state` to every handler ([`JobContext::state`]); it can be set once.
-    pub fn with_state<T: std::any::Any + Send + Sync>(self, state: T) -> Result<Self> {
-        self.inner
-            .state
-            .set(Arc::new(state))
-            .map_err(|_| Error::new(ErrorKind::Conflict, "the app state is already set"))?;
-        Ok(self)
-    }
-
-    /// Registers a function; it runs for events sent from now on.
+    /// Registers a function; it runs for events sent from now on. A second function with
+    /// the same id is a `Conflict` error.
     pub fn register(&self, function: Function) -> Result<()> {
-        let mut guard = self
-            .inner
-            .registry
-            .write()
-            .unwrap_or_else(|e| e.into_inner());
-        let mut next = FunctionRegistry::clone(&guard);
-        next.register(function)?;
-        *guard = Arc::new(next);
-        Ok(())
+        self.inner.functions.register(function)
     }
 
     /// The registered functions (a snapshot), including the built-in probe.
     pub fn functions(&self) -> Arc<FunctionRegistry> {
-        self.inner
-            .registry
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.inner.functions.snapshot()
     }
 
     /// The event limits every send is checked against.
@@ -202,16 +194,27 @@ impl JobsRuntime {
         &self.inner.worker_id
     }
 
-    /// The queue, when the runtime runs functions itself.
-    pub fn queue(&self) -> Option<Arc<dyn JobQueue>> {
+    /// The queue's administration — stats, dead letters, replay — when this runtime runs
+    /// functions from a queue; `None` when Inngest keeps the runs (use its dashboard).
+    pub fn admin(&self) -> Option<Arc<dyn QueueAdmin>> {
         match &self.inner.delivery {
             Delivery::Queue(q) => Some(q.clone()),
             Delivery::Forward { .. } => None,
         }
     }
 
+    /// Prepares the queue's store without starting workers (PostgreSQL: applies the
+    /// queue's migrations); [`start`](JobsRuntime::start) does it too. Nothing to prepare
+    /// when Inngest runs the functions.
+    pub async fn prepare(&self) -> Result<()> {
+        match &self.inner.delivery {
+            Delivery::Queue(q) => q.prepare().await,
+            Delivery::Forward { .. } => Ok(()),
+        }
+    }
+
     /// Runs one attempt of `function_id` on `event` here and now (what Inngest's invoke
-    /// request asks for): the handler under its timeout, with the app state.
+    /// request asks for): the handler under its timeout, with the state it was built with.
     pub async fn invoke(
         &self,
         function_id: &str,
@@ -234,25 +237,13 @@ impl JobsRuntime {
             attempt.max(1),
             max_attempts,
         )
-        .with_cancellation(self.inner.shutdown.child_token())
-        .with_state(self.app_state());
+        .with_cancellation(self.inner.shutdown.child_token());
         let span = tracing::info_span!("job", function = function_id, run_id, attempt);
         let outcome = function.run(event, ctx).instrument(span).await;
-        self.count(function_id, &outcome, false);
+        self.inner
+            .tally
+            .record(function_id, outcome.is_success(), false);
         Ok(outcome)
-    }
-
-    /// The jobs `events` become: one per triggered function.
-    /// `caller_ids[i]` says whether event `i` came with its own id (which then deduplicates).
-    fn plan(&self, events: &[Event], caller_ids: &[bool], now: i64) -> Vec<NewJob> {
-        let registry = self.functions();
-        let mut jobs = Vec::new();
-        for (event, &dedup) in events.iter().zip(caller_ids) {
-            for function in registry.triggered_by(&event.name) {
-                jobs.push(plan_job(function, event.clone(), now, dedup));
-            }
-        }
-        jobs
     }
 
     /// Sends `event` inside the caller's own diesel-async transaction on the PostgreSQL
@@ -278,26 +269,25 @@ impl JobsRuntime {
         let caller_id = event.id.is_some();
         let id = event.id.get_or_insert_with(new_event_id).clone();
         event.ts.get_or_insert(now);
-        let jobs = self.plan(std::slice::from_ref(&event), &[caller_id], now);
+        let jobs = plan_jobs(
+            &self.functions(),
+            std::slice::from_ref(&event),
+            &[caller_id],
+            now,
+        );
         if !jobs.is_empty() {
             crate::PgQueue::enqueue_on(conn, jobs).await?;
         }
         Ok(id)
     }
 
-    /// Queue state and counters per registered function.
+    /// Queue state and this process's run counters per registered function.
     pub async fn stats(&self) -> Result<JobsStats> {
-        let queue_stats = match &self.inner.delivery {
-            Delivery::Queue(q) => q.stats().await?,
-            Delivery::Forward { .. } => Vec::new(),
+        let queue_stats = match self.admin() {
+            Some(admin) => admin.stats().await?,
+            None => Vec::new(),
         };
-        let counters = self
-            .inner
-            .counters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        let mut functions: Vec<FunctionStats> = Vec::new();
+        let counters = self.inner.tally.snapshot();
         let registry = self.functions();
         let mut ids: Vec<String> = registry.iter().map(|f| f.id().to_owned()).collect();
         for q in &queue_stats {
@@ -306,81 +296,48 @@ impl JobsRuntime {
             }
         }
         ids.sort();
-        for id in ids {
-            let queue = queue_stats
-                .iter()
-                .find(|q| q.function_id == id)
-                .cloned()
-                .unwrap_or_else(|| FunctionQueueStats::new(id.clone()));
-            let runs = counters.get(&id).copied().unwrap_or_default();
-            functions.push(FunctionStats { queue, runs });
-        }
+        let functions = ids
+            .into_iter()
+            .map(|id| {
+                let queue = queue_stats
+                    .iter()
+                    .find(|q| q.function_id == id)
+                    .cloned()
+                    .unwrap_or_else(|| FunctionQueueStats::new(id.clone()));
+                let runs = counters.get(&id).copied().unwrap_or_default();
+                FunctionStats { queue, runs }
+            })
+            .collect();
         Ok(JobsStats {
             backend: self.backend(),
             functions,
         })
     }
 
-    /// Dead letters, newest first, of one function or all.
-    pub async fn dead_letters(
-        &self,
-        function_id: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<DeadLetter>> {
-        self.require_queue()?.dead_letters(function_id, limit).await
-    }
-
-    /// Runs a dead letter again from its first attempt.
-    pub async fn replay(&self, id: JobId) -> Result<()> {
-        self.require_queue()?.replay(id).await
-    }
-
-    fn require_queue(&self) -> Result<Arc<dyn JobQueue>> {
-        self.queue().ok_or_else(|| {
-            Error::new(
-                ErrorKind::Backend,
-                "Inngest keeps the runs: use its dashboard for failed runs and replay",
-            )
-            .with_context("backend", self.backend())
-        })
-    }
-
     /// Prepares the queue (PostgreSQL: applies the queue's migrations) and starts the
     /// workers and the cron scheduler. Calling it again does nothing.
     pub async fn start(&self) -> Result<()> {
-        let Delivery::Queue(queue) = &self.inner.delivery else {
+        let Delivery::Queue(backend) = &self.inner.delivery else {
             return Ok(());
         };
-        if self
-            .inner
-            .started
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some()
-        {
+        if self.is_started() {
             return Ok(());
         }
-        queue.prepare().await?;
-        let mut tasks = Vec::new();
-        let (settle_tx, settle_rx) = mpsc::unbounded_channel();
-        tasks.push(tokio::spawn(crate::worker::settle_loop(
-            self.clone(),
-            queue.clone(),
-            settle_rx,
-        )));
-        tasks.push(tokio::spawn(crate::worker::heartbeat_loop(
-            self.clone(),
-            queue.clone(),
-        )));
-        tasks.push(tokio::spawn(crate::worker::claim_loop(
-            self.clone(),
-            queue.clone(),
-            settle_tx,
-        )));
-        tasks.push(tokio::spawn(crate::worker::cron_loop(
-            self.clone(),
-            queue.clone(),
-        )));
+        backend.prepare().await?;
+        let queue: Arc<dyn infra_core::JobQueue> = backend.clone();
+        let mut tasks = spawn_workers(WorkerConfig {
+            queue: queue.clone(),
+            functions: self.inner.functions.clone(),
+            settings: self.inner.settings.clone(),
+            worker_id: self.inner.worker_id.clone(),
+            shutdown: self.inner.shutdown.clone(),
+            tally: self.inner.tally.clone(),
+        });
+        tasks.push(spawn_cron_scheduler(
+            queue,
+            self.inner.functions.clone(),
+            self.inner.shutdown.clone(),
+        ));
         let mut started = self.inner.started.lock().unwrap_or_else(|e| e.into_inner());
         if started.is_some() {
             for t in tasks {
@@ -409,108 +366,21 @@ impl JobsRuntime {
         }
     }
 
-    pub(crate) fn settings(&self) -> &WorkerSettings {
-        &self.inner.settings
-    }
-
-    pub(crate) fn shutdown_token(&self) -> &CancellationToken {
-        &self.inner.shutdown
-    }
-
-    pub(crate) fn limiter(&self) -> &ConcurrencyLimiter {
-        &self.inner.limiter
-    }
-
-    pub(crate) fn in_flight(&self) -> &Mutex<HashSet<JobId>> {
-        &self.inner.in_flight
-    }
-
-    pub(crate) fn app_state(&self) -> Option<AppState> {
-        self.inner.state.get().cloned()
-    }
-
-    pub(crate) fn count(&self, function_id: &str, outcome: &Outcome, dead: bool) {
-        let mut counters = self
-            .inner
-            .counters
+    fn is_started(&self) -> bool {
+        self.inner
+            .started
             .lock()
-            .unwrap_or_else(|e| e.into_inner());
-        let c = counters.entry(function_id.to_owned()).or_default();
-        c.attempts += 1;
-        if outcome.is_success() {
-            c.successes += 1;
-        } else {
-            c.failures += 1;
-        }
-        if dead {
-            c.dead_lettered += 1;
-        }
-    }
-
-    /// The settlement of a claimed job's outcome.
-    pub(crate) fn settlement(
-        function: &Function,
-        job: &ClaimedJob,
-        outcome: &Outcome,
-    ) -> Settlement {
-        match outcome {
-            Outcome::Success(_) => Settlement::Completed,
-            Outcome::Retry { error, after } => {
-                if job.attempt >= job.max_attempts {
-                    Settlement::Dead {
-                        error: error.clone(),
-                    }
-                } else {
-                    let delay =
-                        after.unwrap_or_else(|| function.options().backoff.delay(job.attempt));
-                    Settlement::Retry {
-                        run_at_ms: now_ms() + delay.as_millis() as i64,
-                        error: error.clone(),
-                    }
-                }
-            }
-            Outcome::Fail { error } => Settlement::Dead {
-                error: error.clone(),
-            },
-        }
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
     }
 }
 
-/// The job `function` runs for `event`; `dedup_by_id` when the sender chose the event id
-/// (a generated id is unique anyway, so it costs no idempotency record).
-pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id: bool) -> NewJob {
-    let options = function.options();
-    let ts = event.ts.unwrap_or(now);
-    let mut run_at = ts.max(now);
-    let mut job = NewJob::new(function.id(), event, run_at)
-        .with_priority(options.priority)
-        .with_max_attempts(options.max_attempts());
-    if let Some(idem) = &options.idempotency {
-        if let Some(key) = idem.key.evaluate(&job.event) {
-            job = job.with_idempotency(key, idem.window);
-        }
-    } else if let Some(id) = job.event.id.clone().filter(|_| dedup_by_id) {
-        // Inngest's rule: an event id deduplicates for 24 hours.
-        job = job.with_idempotency(format!("event:{id}"), Duration::from_secs(24 * 3600));
+/// Sends a probe event again through the runtime behind `weak`, if it still exists.
+async fn resend_probe(weak: Weak<Inner>, event: Event) -> Result<String> {
+    match weak.upgrade() {
+        Some(inner) => JobsRuntime { inner }.send(event).await,
+        None => Ok(String::new()),
     }
-    if let Some(debounce) = &options.debounce {
-        let key = match &debounce.key {
-            Some(k) => k.evaluate(&job.event).unwrap_or_default(),
-            None => String::new(),
-        };
-        run_at = run_at.max(now + debounce.period.as_millis() as i64);
-        job.run_at_ms = run_at;
-        job = job.with_debounce_key(key);
-    }
-    if let Some(c) = options.concurrency.iter().find_map(|c| c.key.as_ref())
-        && let Some(key) = c.evaluate(&job.event)
-    {
-        job = job.with_concurrency_key(key);
-    }
-    for slot in concurrency_slots(function, &job.event) {
-        job = job.with_concurrency_slot(slot);
-    }
-    job
 }
 
 #[async_trait]
@@ -525,9 +395,10 @@ impl EventSender for JobsRuntime {
     /// function's job in one all-or-nothing call.
     async fn send_many(&self, mut events: Vec<Event>) -> Result<Vec<String>> {
         self.inner.limits.validate_batch(&events)?;
-        if let Delivery::Forward { sender, .. } = &self.inner.delivery {
-            return sender.send_many(events).await;
-        }
+        let queue = match &self.inner.delivery {
+            Delivery::Queue(queue) => queue,
+            Delivery::Forward { sender, .. } => return sender.send_many(events).await,
+        };
         let now = now_ms();
         let caller_ids: Vec<bool> = events.iter().map(|e| e.id.is_some()).collect();
         for event in &mut events {
@@ -538,11 +409,42 @@ impl EventSender for JobsRuntime {
             .iter()
             .map(|e| e.id.clone().unwrap_or_default())
             .collect();
-        let jobs = self.plan(&events, &caller_ids, now);
+        let jobs = plan_jobs(&self.functions(), &events, &caller_ids, now);
         if !jobs.is_empty() {
-            self.require_queue()?.enqueue(jobs).await?;
+            queue.enqueue(jobs).await?;
         }
         Ok(ids)
+    }
+}
+
+#[async_trait]
+impl HealthCheck for JobsRuntime {
+    fn service(&self) -> &str {
+        "jobs"
+    }
+    fn backend(&self) -> &str {
+        JobsRuntime::backend(self)
+    }
+    /// Memory and PostgreSQL: sends a probe event and waits for the built-in probe function
+    /// to run it (so the queue, a worker and the dispatch path all work). Inngest: checks
+    /// the key without creating events.
+    async fn probe(&self) -> Result<Probe> {
+        if let Delivery::Forward { health, .. } = &self.inner.delivery {
+            return health.probe().await;
+        }
+        let totals = async || Ok(Totals::of(&self.stats().await?));
+        let running = self.is_started() && !self.inner.shutdown.is_cancelled();
+        if !running {
+            // No worker here to run a probe job: prove the queue answers instead. On
+            // PostgreSQL other processes may be the workers; in memory nothing will run.
+            let detail = format!("workers not started in this process; {}", totals().await?);
+            return Ok(if self.backend() == "memory" {
+                Probe::degraded(detail)
+            } else {
+                Probe::healthy(detail)
+            });
+        }
+        run_probe(self, &self.inner.worker_id, &self.inner.probes, totals).await
     }
 }
 
@@ -551,31 +453,4 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into())
-}
-
-/// Ties cron triggers to the event they deliver.
-pub(crate) fn cron_event(function: &Function, expression: &str, fire_ms: i64) -> Event {
-    Event::new(
-        CRON_EVENT_NAME,
-        serde_json::json!({ "cron": expression, "function": function.id() }),
-    )
-    .with_id(format!("cron:{}:{fire_ms}", function.id()))
-    .with_ts(fire_ms)
-}
-
-/// The cron triggers of `function`.
-pub(crate) fn cron_triggers(function: &Function) -> Vec<crate::cron::CronSchedule> {
-    function
-        .triggers()
-        .iter()
-        .filter_map(|t| match t {
-            Trigger::Cron(c) => Some(c.clone()),
-            Trigger::Event(_) => None,
-        })
-        .collect()
-}
-
-/// Limits in-process dispatch: the number of jobs a worker runs at once.
-pub(crate) fn slots(settings: &WorkerSettings) -> Arc<Semaphore> {
-    Arc::new(Semaphore::new(settings.concurrency.max(1)))
 }

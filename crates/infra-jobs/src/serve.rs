@@ -26,8 +26,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::function::{Function, Trigger};
+use crate::health_probe::PROBE_FUNCTION_ID;
 use crate::outcome::Outcome;
-use crate::runtime::{JobsRuntime, PROBE_FUNCTION_ID};
+use crate::runtime::JobsRuntime;
 use crate::serve_config::{ServeConfig, ServeMode};
 use crate::signing::{SIGNATURE_HEADER, SigningKey};
 

@@ -1,5 +1,10 @@
 //! What `JobsRuntime::stats` reports: queue state and run counters per function.
+//!
+//! The counters are this process's since its runtime was built ([`RunTally`], shared by the
+//! workers and the invoke path); the queue state is the queue's, across every process.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use infra_core::FunctionQueueStats;
@@ -16,6 +21,37 @@ pub struct RunCounters {
     pub failures: u64,
     /// Runs that became dead letters.
     pub dead_lettered: u64,
+}
+
+/// The run counters of every function, recorded as attempts end.
+#[derive(Default)]
+pub(crate) struct RunTally {
+    by_function: Mutex<HashMap<String, RunCounters>>,
+}
+
+impl RunTally {
+    /// Counts one attempt of `function_id`; `dead` when it made the run a dead letter.
+    pub(crate) fn record(&self, function_id: &str, succeeded: bool, dead: bool) {
+        let mut counters = self.by_function.lock().unwrap_or_else(|e| e.into_inner());
+        let c = counters.entry(function_id.to_owned()).or_default();
+        c.attempts += 1;
+        if succeeded {
+            c.successes += 1;
+        } else {
+            c.failures += 1;
+        }
+        if dead {
+            c.dead_lettered += 1;
+        }
+    }
+
+    /// The counters so far.
+    pub(crate) fn snapshot(&self) -> HashMap<String, RunCounters> {
+        self.by_function
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
 }
 
 /// One function's queue state and counters.

@@ -1,24 +1,81 @@
-//! The worker tasks of a started runtime: claim, run, settle in batches, heartbeat, cron.
+//! The worker tasks of a started runtime: claim jobs, run them, settle them in batches, and
+//! keep their leases alive.
+//!
+//! Workers are handed everything they use in a [`WorkerConfig`] built by the runtime (the
+//! queue's hot path, the shared registry, settings, the shutdown token, the run tally) and
+//! never reach back into the runtime. Invariants:
+//! - a job runs only while this process holds a slot (`WorkerSettings::concurrency`) and
+//!   every in-process concurrency limit of its function admits it;
+//! - every claimed job is settled exactly once by this worker, or left to its lease when
+//!   settling keeps failing (it then runs again: at least once, never lost);
+//! - leases of running jobs are extended until they settle, also while shutting down.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use infra_core::{ClaimedJob, JobId, JobQueue, Settlement};
-use tokio::sync::{OwnedSemaphorePermit, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::concurrency::ConcurrencyLimiter;
 use crate::context::JobContext;
 use crate::event_id::now_ms;
-use crate::runtime::{JobsRuntime, cron_event, cron_triggers, plan_job, slots};
+use crate::planning::settlement;
+use crate::registry::SharedRegistry;
+use crate::stats::RunTally;
+use crate::worker_settings::WorkerSettings;
+
+/// What a runtime hands its workers.
+pub(crate) struct WorkerConfig {
+    /// Where jobs are claimed and settled.
+    pub(crate) queue: Arc<dyn JobQueue>,
+    /// The functions jobs name.
+    pub(crate) functions: SharedRegistry,
+    /// Slots, batch sizes, lease, poll interval.
+    pub(crate) settings: WorkerSettings,
+    /// The id leases are held under.
+    pub(crate) worker_id: Arc<str>,
+    /// Cancelled when the runtime shuts down.
+    pub(crate) shutdown: CancellationToken,
+    /// Where attempts are counted.
+    pub(crate) tally: Arc<RunTally>,
+}
+
+/// The state the worker tasks share.
+struct Worker {
+    config: WorkerConfig,
+    limiter: ConcurrencyLimiter,
+    /// Claimed and not yet settled: the jobs whose leases the heartbeat extends.
+    in_flight: Mutex<HashSet<JobId>>,
+}
+
+/// Starts the claim, settle and heartbeat tasks; they end after shutdown, once every
+/// claimed job has settled.
+pub(crate) fn spawn_workers(config: WorkerConfig) -> Vec<JoinHandle<()>> {
+    let worker = Arc::new(Worker {
+        config,
+        limiter: ConcurrencyLimiter::default(),
+        in_flight: Mutex::new(HashSet::new()),
+    });
+    let (settle_tx, settle_rx) = mpsc::unbounded_channel();
+    vec![
+        tokio::spawn(settle_loop(worker.clone(), settle_rx)),
+        tokio::spawn(heartbeat_loop(worker.clone())),
+        tokio::spawn(claim_loop(worker, settle_tx)),
+    ]
+}
 
 type SettleTx = mpsc::UnboundedSender<(JobId, Settlement)>;
 
 /// Claims jobs while there are free slots and spawns a task per job.
-pub(crate) async fn claim_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>, settle: SettleTx) {
-    let settings = runtime.settings().clone();
-    let shutdown = runtime.shutdown_token().clone();
-    let slots = slots(&settings);
+async fn claim_loop(worker: Arc<Worker>, settle: SettleTx) {
+    let settings = worker.config.settings.clone();
+    let shutdown = worker.config.shutdown.clone();
+    let queue = worker.config.queue.clone();
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let worthwhile = (settings.claim_batch.min(settings.concurrency) / 2).max(1);
     let mut last_claim_full = false;
     loop {
@@ -49,7 +106,7 @@ pub(crate) async fn claim_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>, s
         }
         let asked = permits.len();
         let claimed = queue
-            .claim(runtime.worker_id(), asked, settings.lease)
+            .claim(&worker.config.worker_id, asked, settings.lease)
             .await;
         last_claim_full = matches!(&claimed, Ok(jobs) if jobs.len() == asked);
         match claimed {
@@ -62,14 +119,11 @@ pub(crate) async fn claim_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>, s
             }
             Ok(jobs) => {
                 {
-                    let mut in_flight = runtime
-                        .in_flight()
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut in_flight = worker.in_flight.lock().unwrap_or_else(|e| e.into_inner());
                     in_flight.extend(jobs.iter().map(|j| j.id));
                 }
                 for (job, permit) in jobs.into_iter().zip(permits) {
-                    tokio::spawn(run_job(runtime.clone(), job, permit, settle.clone()));
+                    tokio::spawn(run_job(worker.clone(), job, permit, settle.clone()));
                 }
             }
             Err(err) => {
@@ -86,12 +140,18 @@ pub(crate) async fn claim_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>, s
 
 /// Runs one claimed job and hands its settlement to the settle loop.
 async fn run_job(
-    runtime: JobsRuntime,
+    worker: Arc<Worker>,
     job: ClaimedJob,
     _slot: OwnedSemaphorePermit,
     settle: SettleTx,
 ) {
-    let Some(function) = runtime.functions().get(&job.function_id).cloned() else {
+    let Some(function) = worker
+        .config
+        .functions
+        .snapshot()
+        .get(&job.function_id)
+        .cloned()
+    else {
         let _ = settle.send((
             job.id,
             Settlement::Dead {
@@ -103,9 +163,9 @@ async fn run_job(
         ));
         return;
     };
-    let shutdown = runtime.shutdown_token().clone();
+    let shutdown = worker.config.shutdown.clone();
     let _limits = tokio::select! {
-        permits = runtime.limiter().acquire(&function, &job.event) => permits,
+        permits = worker.limiter.acquire(&function, &job.event) => permits,
         _ = shutdown.cancelled() => {
             let _ = settle.send((job.id, Settlement::Release { run_at_ms: now_ms() }));
             return;
@@ -118,8 +178,7 @@ async fn run_job(
         job.attempt,
         job.max_attempts,
     )
-    .with_cancellation(shutdown.child_token())
-    .with_state(runtime.app_state());
+    .with_cancellation(shutdown.child_token());
     let span = tracing::info_span!(
         "job",
         function = function.id(),
@@ -131,9 +190,12 @@ async fn run_job(
         .run(job.event.clone(), ctx)
         .instrument(span.clone())
         .await;
-    let settlement = JobsRuntime::settlement(&function, &job, &outcome);
+    let settlement = settlement(&function, &job, &outcome);
     let dead = matches!(settlement, Settlement::Dead { .. });
-    runtime.count(function.id(), &outcome, dead);
+    worker
+        .config
+        .tally
+        .record(function.id(), outcome.is_success(), dead);
     match &settlement {
         Settlement::Retry { error, run_at_ms } => span.in_scope(|| {
             tracing::warn!(error = %error, retry_in_ms = run_at_ms - now_ms(), "job failed; will retry")
@@ -148,11 +210,8 @@ async fn run_job(
 
 /// Settles finished jobs in batches: whatever finished while the last batch was written goes
 /// in the next one (immediate batched completion).
-pub(crate) async fn settle_loop(
-    runtime: JobsRuntime,
-    queue: Arc<dyn JobQueue>,
-    mut rx: mpsc::UnboundedReceiver<(JobId, Settlement)>,
-) {
+async fn settle_loop(worker: Arc<Worker>, mut rx: mpsc::UnboundedReceiver<(JobId, Settlement)>) {
+    let queue = worker.config.queue.clone();
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < 2_000 {
@@ -164,7 +223,7 @@ pub(crate) async fn settle_loop(
         let ids: Vec<JobId> = batch.iter().map(|(id, _)| *id).collect();
         let mut delay = Duration::from_millis(50);
         for attempt in 1..=5 {
-            match queue.settle(runtime.worker_id(), batch.clone()).await {
+            match queue.settle(&worker.config.worker_id, batch.clone()).await {
                 Ok(()) => break,
                 Err(err) if attempt < 5 => {
                     tracing::warn!(error = %err, jobs = batch.len(), "settling jobs failed; retrying");
@@ -177,10 +236,7 @@ pub(crate) async fn settle_loop(
                 }
             }
         }
-        let mut in_flight = runtime
-            .in_flight()
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut in_flight = worker.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
             in_flight.remove(&id);
         }
@@ -188,9 +244,10 @@ pub(crate) async fn settle_loop(
 }
 
 /// Extends the leases of running jobs until shutdown leaves none running.
-pub(crate) async fn heartbeat_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>) {
-    let settings = runtime.settings().clone();
-    let shutdown = runtime.shutdown_token().clone();
+async fn heartbeat_loop(worker: Arc<Worker>) {
+    let settings = worker.config.settings.clone();
+    let shutdown = worker.config.shutdown.clone();
+    let queue = worker.config.queue.clone();
     let mut last_beat = tokio::time::Instant::now();
     loop {
         if shutdown.is_cancelled() {
@@ -202,8 +259,8 @@ pub(crate) async fn heartbeat_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue
                 _ = shutdown.cancelled() => {}
             }
         }
-        let ids: Vec<JobId> = runtime
-            .in_flight()
+        let ids: Vec<JobId> = worker
+            .in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
@@ -217,54 +274,10 @@ pub(crate) async fn heartbeat_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue
         }
         last_beat = tokio::time::Instant::now();
         if let Err(err) = queue
-            .heartbeat(runtime.worker_id(), &ids, settings.lease)
+            .heartbeat(&worker.config.worker_id, &ids, settings.lease)
             .await
         {
             tracing::warn!(error = %err, jobs = ids.len(), "extending leases failed");
-        }
-    }
-}
-
-/// Enqueues cron-triggered runs when their time comes. Every worker runs this loop; the
-/// fire time in the event id makes the runs of one tick collapse into one job.
-pub(crate) async fn cron_loop(runtime: JobsRuntime, queue: Arc<dyn JobQueue>) {
-    let shutdown = runtime.shutdown_token().clone();
-    let mut next: HashMap<(String, String), i64> = HashMap::new();
-    loop {
-        let now = now_ms();
-        let mut sleep_until = now + 1_000;
-        let registry = runtime.functions();
-        let mut jobs = Vec::new();
-        for function in registry.scheduled() {
-            for schedule in cron_triggers(function) {
-                let key = (function.id().to_owned(), schedule.expression().to_owned());
-                let at = *next
-                    .entry(key.clone())
-                    .or_insert_with(|| schedule.next_after(now).unwrap_or(i64::MAX));
-                if at <= now {
-                    jobs.push(plan_job(
-                        function,
-                        cron_event(function, schedule.expression(), at),
-                        now,
-                        true,
-                    ));
-                    let following = schedule.next_after(at.max(now)).unwrap_or(i64::MAX);
-                    next.insert(key, following);
-                    sleep_until = sleep_until.min(following);
-                } else {
-                    sleep_until = sleep_until.min(at);
-                }
-            }
-        }
-        if !jobs.is_empty()
-            && let Err(err) = queue.enqueue(jobs).await
-        {
-            tracing::warn!(error = %err, "enqueuing cron runs failed");
-        }
-        let wait = Duration::from_millis((sleep_until - now_ms()).clamp(1, 1_000) as u64);
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shutdown.cancelled() => return,
         }
     }
 }

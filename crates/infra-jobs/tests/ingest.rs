@@ -1,25 +1,88 @@
-//! The Inngest-compatible ingestion route in front of an event sender (here the in-process
-//! bus, a real backend): replies, status codes, and nothing enqueued from a rejected request.
+//! The Inngest-compatible ingestion route in front of the jobs runtime on the in-process
+//! queue: replies, status codes, the events functions receive, and nothing enqueued from a
+//! rejected request.
 #![cfg(feature = "serve")]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use infra_core::{Env, ErrorKind, Event, EventLimits};
 use infra_jobs::{
-    Function, IngestConfig, JobsRuntime, LocalEventBus, MemoryQueue, Outcome, WorkerSettings,
-    ingest_router,
+    Function, IngestConfig, JobsRuntime, MemoryQueue, Outcome, WorkerSettings, ingest_router,
 };
 use serde_json::{Value, json};
-use tokio::sync::broadcast::Receiver;
+use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
 
-async fn serve(config: IngestConfig) -> (String, Receiver<Event>) {
-    let bus = Arc::new(LocalEventBus::default());
-    let rx = bus.subscribe();
-    let app = ingest_router(bus, config);
+/// The event names the tests send; one recording function runs on all of them.
+const NAMES: [&str; 6] = [
+    "calendar/sync.requested",
+    "email/send.requested",
+    "user/signup",
+    "a/b",
+    "a/ok",
+    "a/big",
+];
+
+/// The route on a started runtime whose one function hands every event it runs to `rx`, one
+/// at a time in enqueue order.
+struct Ingest {
+    base: String,
+    rx: UnboundedReceiver<Event>,
+    runtime: JobsRuntime,
+}
+
+async fn serve(config: IngestConfig) -> Ingest {
+    let runtime = JobsRuntime::with_settings(
+        Arc::new(MemoryQueue::new()),
+        EventLimits::default(),
+        WorkerSettings::default()
+            .with_concurrency(1)
+            .with_poll_interval(Duration::from_millis(50)),
+    );
+    let (tx, rx) = unbounded_channel();
+    let record = NAMES
+        .iter()
+        .fold(Function::builder("record"), |f, name| f.on_event(*name))
+        .with_state(tx)
+        .raw_handler(|event: Event, ctx| async move {
+            ctx.state().send(event).unwrap();
+            Outcome::success()
+        })
+        .unwrap();
+    runtime.register(record).unwrap();
+    runtime.start().await.unwrap();
+    let app = ingest_router(Arc::new(runtime.clone()), config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (format!("http://{addr}"), rx)
+    Ingest {
+        base: format!("http://{addr}"),
+        rx,
+        runtime,
+    }
+}
+
+impl Ingest {
+    /// The next event a function ran on.
+    async fn next(&mut self) -> Event {
+        tokio::time::timeout(Duration::from_secs(20), self.rx.recv())
+            .await
+            .expect("an event runs in time")
+            .expect("the runtime is alive")
+    }
+
+    /// Nothing was enqueued: no job waits, runs or is dead, none ran, and none was received.
+    async fn assert_nothing_enqueued(&mut self) {
+        let stats = self.runtime.stats().await.unwrap();
+        let f = stats.function("record").unwrap();
+        let q = &f.queue;
+        assert_eq!(
+            (q.ready, q.scheduled, q.running, q.dead, f.runs.attempts),
+            (0, 0, 0, 0, 0),
+            "nothing of a rejected request is enqueued"
+        );
+        assert!(self.rx.try_recv().is_err());
+    }
 }
 
 async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
@@ -36,7 +99,8 @@ async fn post(url: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
 
 #[tokio::test]
 async fn accepts_one_event_or_a_batch_and_replies_like_inngest() {
-    let (base, mut rx) = serve(IngestConfig::new(["key-a", "key-b"])).await;
+    let mut ingest = serve(IngestConfig::new(["key-a", "key-b"])).await;
+    let base = ingest.base.clone();
     let (status, reply) = post(
         &format!("{base}/e/key-a"),
         r#"{"name":"calendar/sync.requested","data":{"userId":"u1"},"id":"dedup-1","v":"1"}"#,
@@ -44,8 +108,9 @@ async fn accepts_one_event_or_a_batch_and_replies_like_inngest() {
     .await;
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply, json!({"ids": ["dedup-1"], "status": 200}));
-    let event = rx.recv().await.unwrap();
+    let event = ingest.next().await;
     assert_eq!(event.name, "calendar/sync.requested");
+    assert_eq!(event.id.as_deref(), Some("dedup-1"));
     assert_eq!(event.data["userId"], "u1");
 
     let batch = json!([
@@ -56,28 +121,29 @@ async fn accepts_one_event_or_a_batch_and_replies_like_inngest() {
     assert_eq!(status, 200, "{reply}");
     assert_eq!(reply["status"], 200);
     assert_eq!(reply["ids"].as_array().unwrap().len(), 2);
-    assert_eq!(rx.recv().await.unwrap().name, "email/send.requested");
-    let second = rx.recv().await.unwrap();
+    assert_eq!(ingest.next().await.name, "email/send.requested");
+    let second = ingest.next().await;
     assert_eq!(second.user, Some(json!({"id": "u2"})));
     assert_eq!(second.ts, Some(1_700_000_000_000));
 }
 
 #[tokio::test]
 async fn an_unknown_key_is_401_and_enqueues_nothing() {
-    let (base, mut rx) = serve(IngestConfig::new(["key-a"])).await;
+    let mut ingest = serve(IngestConfig::new(["key-a"])).await;
+    let base = ingest.base.clone();
     for key in ["key-b", "key-", "key-aa", "KEY-A"] {
         let (status, reply) = post(&format!("{base}/e/{key}"), r#"{"name":"a/b","data":{}}"#).await;
         assert_eq!(status, 401, "{key}");
         assert_eq!(reply["status"], 401);
         assert!(reply["error"].as_str().unwrap().contains("key"), "{reply}");
     }
-    assert!(rx.try_recv().is_err());
+    ingest.assert_nothing_enqueued().await;
 }
 
 #[tokio::test]
 async fn bad_json_and_invalid_events_are_400_with_the_reason() {
-    let (base, mut rx) = serve(IngestConfig::new(["k"])).await;
-    let url = format!("{base}/e/k");
+    let mut ingest = serve(IngestConfig::new(["k"])).await;
+    let url = format!("{}/e/k", ingest.base);
     let cases = [
         (r#"{"name": "a/b", "data": {"#, "not JSON"),
         ("42", "event object or an array"),
@@ -104,17 +170,15 @@ async fn bad_json_and_invalid_events_are_400_with_the_reason() {
         let error = reply["error"].as_str().unwrap();
         assert!(error.contains(reason), "{body}: {error}");
     }
-    assert!(
-        rx.try_recv().is_err(),
-        "nothing of a rejected request is enqueued"
-    );
+    ingest.assert_nothing_enqueued().await;
 }
 
 #[tokio::test]
 async fn an_oversized_body_is_413_and_enqueues_nothing() {
     let mut config = IngestConfig::new(["k"]);
     config.max_body_bytes = 4096;
-    let (base, mut rx) = serve(config).await;
+    let mut ingest = serve(config).await;
+    let base = ingest.base.clone();
     let big = json!([
         {"name": "a/ok", "data": {}},
         {"name": "a/big", "data": {"blob": "x".repeat(8192)}},
@@ -123,7 +187,7 @@ async fn an_oversized_body_is_413_and_enqueues_nothing() {
     assert_eq!(status, 413, "{reply}");
     assert_eq!(reply["status"], 413);
     assert!(reply["error"].as_str().unwrap().contains("4096"), "{reply}");
-    assert!(rx.try_recv().is_err());
+    ingest.assert_nothing_enqueued().await;
     // Just under the limit is fine.
     let (status, _) = post(
         &format!("{base}/e/k"),
@@ -131,14 +195,18 @@ async fn an_oversized_body_is_413_and_enqueues_nothing() {
     )
     .await;
     assert_eq!(status, 200);
+    assert_eq!(
+        ingest.next().await.data["blob"].as_str().map(str::len),
+        Some(3000)
+    );
 }
 
 #[tokio::test]
 async fn an_empty_batch_is_accepted_and_sends_nothing() {
-    let (base, mut rx) = serve(IngestConfig::new(["k"])).await;
-    let (status, reply) = post(&format!("{base}/e/k"), "[]").await;
+    let mut ingest = serve(IngestConfig::new(["k"])).await;
+    let (status, reply) = post(&format!("{}/e/k", ingest.base), "[]").await;
     assert_eq!((status, reply), (200, json!({"ids": [], "status": 200})));
-    assert!(rx.try_recv().is_err());
+    ingest.assert_nothing_enqueued().await;
 }
 
 #[test]

@@ -18,13 +18,26 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 
-use infra_core::Event;
+use infra_core::{Event, TypedEvent};
 use infra_jobs::{
-    CalendarSyncRequested, Function, IngestConfig, JobContext, JobsRuntime, MemoryQueue, Outcome,
-    SigningKey, WorkerSettings, ingest_router,
+    Function, IngestConfig, JobContext, JobsRuntime, MemoryQueue, Outcome, SigningKey,
+    WorkerSettings, ingest_router,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+/// The calendar agent's sync request, with the JSON keys the TypeScript module sends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CalendarSyncRequested {
+    user_id: String,
+    calendar_id: String,
+    workspace_id: String,
+}
+
+impl TypedEvent for CalendarSyncRequested {
+    const NAME: &'static str = "calendar/sync.requested";
+}
 
 fn compat_dir() -> PathBuf {
     let compat = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/compat");

@@ -100,22 +100,25 @@ async fn record(
     Ok(())
 }
 
-/// The functions every worker process registers.
-fn functions() -> Vec<Function> {
+/// The functions every worker process registers, recording into `db`.
+fn functions(db: &Database) -> Vec<Function> {
     vec![
         Function::builder("global-limit")
             .on_event("t/global-limit")
             .concurrency(GLOBAL_LIMIT)
+            .with_state(db.clone())
             .raw_handler(handler)
             .unwrap(),
         Function::builder("per-user")
             .on_event("t/per-user")
             .concurrency_per_key(PER_USER_LIMIT, "event.data.user")
+            .with_state(db.clone())
             .raw_handler(handler)
             .unwrap(),
         Function::builder("held")
             .on_event("t/held")
             .concurrency(HELD_LIMIT)
+            .with_state(db.clone())
             .raw_handler(handler)
             .unwrap(),
     ]
@@ -123,8 +126,8 @@ fn functions() -> Vec<Function> {
 
 /// Records the start and end of one run, sleeping `event.data.ms` in between (on the first
 /// attempt `event.data.first_ms` when given: long enough to be killed mid-run).
-async fn handler(event: Event, ctx: JobContext) -> infra_core::Result<()> {
-    let db = ctx.state::<Database>().expect("app state").clone();
+async fn handler(event: Event, ctx: JobContext<Database>) -> infra_core::Result<()> {
+    let db = ctx.state().clone();
     let run = format!("{:016x}", rand_u64());
     let key = event.data["user"].as_str().map(str::to_owned);
     let job = event.data["n"].as_i64().unwrap_or_default().to_string();
@@ -156,10 +159,8 @@ fn runtime(db: &Database) -> JobsRuntime {
             // lease while its handler runs is the one case the limit cannot cover.
             .with_lease(Duration::from_secs(10))
             .with_poll_interval(Duration::from_millis(100)),
-    )
-    .with_state(db.clone())
-    .unwrap();
-    for f in functions() {
+    );
+    for f in functions(db) {
         rt.register(f).unwrap();
     }
     rt
@@ -234,7 +235,7 @@ async fn setup(name: &str) -> (support::TestDb, Database, JobsRuntime) {
     let test_db = support::TestDb::create(name).await;
     let db = patient_database(&test_db.url);
     let sender = runtime(&db);
-    sender.queue().unwrap().prepare().await.unwrap();
+    sender.prepare().await.unwrap();
     db.get()
         .await
         .unwrap()

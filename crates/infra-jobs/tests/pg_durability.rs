@@ -24,17 +24,16 @@ fn runtime(db: &Database, concurrency: usize) -> JobsRuntime {
             .with_lease(Duration::from_secs(1))
             .with_poll_interval(Duration::from_millis(100)),
     )
-    .with_state(db.clone())
-    .unwrap()
 }
 
 /// The function both workers run: records its effect once per idempotency key.
-fn effect_function() -> Function {
+fn effect_function(db: &Database) -> Function {
     Function::builder("record-effect")
         .on_event("t/effect")
         .idempotency(["event.data.key"], Duration::from_secs(3600))
-        .raw_handler(|event: Event, ctx: JobContext| async move {
-            let db = ctx.state::<Database>().expect("app state").clone();
+        .with_state(db.clone())
+        .raw_handler(|event: Event, ctx: JobContext<Database>| async move {
+            let db = ctx.state().clone();
             tokio::time::sleep(Duration::from_millis(5)).await;
             let mut conn = db.get().await?;
             let key = event.data["key"].as_str().unwrap_or_default().to_owned();
@@ -55,7 +54,7 @@ async fn child_worker_process() {
     let url = std::env::var(CHILD_ENV).expect("started by the parent test");
     let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
     let rt = runtime(&db, 4);
-    rt.register(effect_function()).unwrap();
+    rt.register(effect_function(&db)).unwrap();
     rt.start().await.unwrap();
     tokio::time::sleep(Duration::from_secs(600)).await;
 }
@@ -65,8 +64,8 @@ async fn a_killed_worker_loses_no_job() {
     let test_db = support::TestDb::create("sigkill").await;
     let db = test_db.database();
     let sender = runtime(&db, 1);
-    sender.register(effect_function()).unwrap();
-    sender.queue().unwrap().prepare().await.unwrap();
+    sender.register(effect_function(&db)).unwrap();
+    sender.prepare().await.unwrap();
     db.get()
         .await
         .unwrap()
@@ -124,7 +123,7 @@ async fn a_killed_worker_loses_no_job() {
     .await;
 
     let rescuer = runtime(&db, 8);
-    rescuer.register(effect_function()).unwrap();
+    rescuer.register(effect_function(&db)).unwrap();
     rescuer.start().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while support::count(&db, "SELECT count(*) AS n FROM infra_jobs").await > 0 {
@@ -306,7 +305,14 @@ async fn health_probe_proves_this_process_even_when_others_share_the_queue() {
             assert!(report.detail.contains("probe job ran"), "{}", report.detail);
         }
     }
-    assert!(workers[0].dead_letters(None, 10).await.unwrap().is_empty());
+    let admin = workers[0].admin().unwrap();
+    assert!(
+        admin
+            .dead_letters(&infra_core::JobFilter::all(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for rt in &workers {
         rt.shutdown().await;
     }

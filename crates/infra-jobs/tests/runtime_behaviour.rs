@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use infra_core::{Event, EventSender, JobQueue};
+use infra_core::{Event, EventSender, JobBackend, JobFilter};
 use infra_jobs::{
     Backoff, CRON_EVENT_NAME, Function, JobContext, JobsRuntime, MemoryQueue, Outcome, PgQueue,
     WorkerSettings,
@@ -21,7 +21,7 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-fn runtime(queue: Arc<dyn JobQueue>, concurrency: usize) -> JobsRuntime {
+fn runtime(queue: Arc<dyn JobBackend>, concurrency: usize) -> JobsRuntime {
     JobsRuntime::with_settings(
         queue,
         Default::default(),
@@ -57,7 +57,7 @@ fn recorder(
     }
 }
 
-async fn concurrency_limits_are_never_exceeded(queue: Arc<dyn JobQueue>) {
+async fn concurrency_limits_are_never_exceeded(queue: Arc<dyn JobBackend>) {
     let rt = runtime(queue, 16);
     #[derive(Default)]
     struct Gauge {
@@ -126,7 +126,7 @@ async fn concurrency_limits_are_never_exceeded(queue: Arc<dyn JobQueue>) {
     rt.shutdown().await;
 }
 
-async fn priority_orders_waiting_runs(queue: Arc<dyn JobQueue>) {
+async fn priority_orders_waiting_runs(queue: Arc<dyn JobBackend>) {
     let rt = runtime(queue, 1);
     let log: Log = Default::default();
     for (id, event, priority) in [("low", "t/low", 0), ("high", "t/high", 10)] {
@@ -160,7 +160,7 @@ async fn priority_orders_waiting_runs(queue: Arc<dyn JobQueue>) {
     rt.shutdown().await;
 }
 
-async fn delayed_events_do_not_run_early(queue: Arc<dyn JobQueue>) {
+async fn delayed_events_do_not_run_early(queue: Arc<dyn JobBackend>) {
     let rt = runtime(queue, 4);
     let log: Log = Default::default();
     rt.register(
@@ -181,7 +181,7 @@ async fn delayed_events_do_not_run_early(queue: Arc<dyn JobQueue>) {
     rt.shutdown().await;
 }
 
-async fn cron_fires_on_schedule(queue: Arc<dyn JobQueue>) {
+async fn cron_fires_on_schedule(queue: Arc<dyn JobBackend>) {
     let rt = runtime(queue, 4);
     let log: Log = Default::default();
     rt.register(
@@ -215,7 +215,7 @@ async fn cron_fires_on_schedule(queue: Arc<dyn JobQueue>) {
     }
 }
 
-async fn debounce_runs_once_with_the_last_event(queue: Arc<dyn JobQueue>) {
+async fn debounce_runs_once_with_the_last_event(queue: Arc<dyn JobBackend>) {
     let rt = runtime(queue, 4);
     let log: Log = Default::default();
     rt.register(
@@ -245,7 +245,7 @@ async fn debounce_runs_once_with_the_last_event(queue: Arc<dyn JobQueue>) {
     rt.shutdown().await;
 }
 
-async fn retries_dead_letters_and_replay(queue: Arc<dyn JobQueue>) {
+async fn retries_dead_letters_and_replay(queue: Arc<dyn JobBackend>) {
     let rt = runtime(queue, 4);
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let seen = attempts.clone();
@@ -273,11 +273,11 @@ async fn retries_dead_letters_and_replay(queue: Arc<dyn JobQueue>) {
     rt.send(Event::new("t/fail", json!({ "x": 1 })))
         .await
         .unwrap();
-    let rt2 = rt.clone();
+    let admin = rt.admin().expect("a queue runtime has an admin");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let dead = loop {
-        let d = rt2
-            .dead_letters(Some("fails-twice-then-for-good"), 10)
+        let d = admin
+            .dead_letters(&JobFilter::function("fails-twice-then-for-good"), 10)
             .await
             .unwrap();
         if !d.is_empty() {
@@ -293,7 +293,7 @@ async fn retries_dead_letters_and_replay(queue: Arc<dyn JobQueue>) {
         "backoff waited (≥ half the base with jitter)"
     );
     assert_eq!((dead[0].attempts, dead[0].error.as_str()), (3, "gave up"));
-    rt.replay(dead[0].id).await.unwrap();
+    admin.replay(dead[0].id).await.unwrap();
     wait_until("the replay", || attempts.lock().unwrap().len() == 4).await;
     assert_eq!(
         attempts.lock().unwrap()[3].0,

@@ -4,13 +4,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use infra_core::{Event, EventSender, HealthCheck, HealthStatus, TypedEventSender};
+use infra_core::{Event, EventSender, HealthCheck, HealthStatus, JobFilter, TypedEvent};
 use infra_jobs::{
-    Backoff, CalendarSyncRequested, Function, JobContext, JobsRuntime, MemoryQueue, Outcome,
-    WorkerSettings, schedule_calendar_sync,
+    Backoff, Function, JobContext, JobsRuntime, MemoryQueue, Outcome, WorkerSettings,
 };
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc;
+
+/// A typed event with the TypeScript module's camelCase keys.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ReportRequested {
+    user_id: String,
+    report_id: String,
+}
+
+impl TypedEvent for ReportRequested {
+    const NAME: &'static str = "reports/report.requested";
+}
 
 fn runtime() -> JobsRuntime {
     JobsRuntime::with_settings(
@@ -21,36 +33,65 @@ fn runtime() -> JobsRuntime {
 }
 
 #[tokio::test]
-async fn typed_function_receives_the_seed_event() {
+async fn typed_function_receives_its_event_and_state() {
     let runtime = runtime();
     let (tx, mut rx) = mpsc::unbounded_channel();
     runtime
         .register(
-            Function::typed::<CalendarSyncRequested>("sync-calendar")
-                .handler(move |event: CalendarSyncRequested, ctx: JobContext| {
-                    let tx = tx.clone();
-                    async move {
-                        tx.send((event, ctx.attempt())).unwrap();
+            Function::typed::<ReportRequested>("build-report")
+                .with_state(tx)
+                .handler(
+                    |event: ReportRequested, ctx: JobContext<mpsc::UnboundedSender<_>>| async move {
+                        ctx.state().send((event, ctx.attempt())).unwrap();
                         Outcome::success()
-                    }
-                })
+                    },
+                )
                 .unwrap(),
         )
         .unwrap();
     runtime.start().await.unwrap();
-    schedule_calendar_sync(&runtime, "u1", "c1", "w1")
-        .await
-        .unwrap();
+    let requested = ReportRequested {
+        user_id: "u1".into(),
+        report_id: "r1".into(),
+    };
+    let event = requested.to_event().unwrap();
+    assert_eq!(event.data, json!({ "userId": "u1", "reportId": "r1" }));
+    runtime.send(event).await.unwrap();
     let (event, attempt) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(event.user_id, "u1");
-    assert_eq!(event.calendar_id, "c1");
-    assert_eq!(event.workspace_id, "w1");
+    assert_eq!(event, requested);
     assert_eq!(attempt, 1);
-    runtime.send_typed(&event).await.unwrap();
-    assert!(rx.recv().await.is_some());
+    runtime
+        .send(Event::new(ReportRequested::NAME, json!({ "userId": "u2" })))
+        .await
+        .unwrap();
+    runtime.send(requested.to_event().unwrap()).await.unwrap();
+    let (event, _) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        event, requested,
+        "an event that does not decode never reaches the handler"
+    );
+    let admin = runtime.admin().unwrap();
+    let dead = wait_for(|| async {
+        let d = admin
+            .dead_letters(&JobFilter::function("build-report"), 10)
+            .await
+            .unwrap();
+        (!d.is_empty()).then_some(d)
+    })
+    .await;
+    assert_eq!(
+        dead.len(),
+        1,
+        "the undecodable event fails for good at once"
+    );
+    assert_eq!(dead[0].attempts, 1);
+    assert!(dead[0].error.contains("reportId"), "{}", dead[0].error);
     runtime.shutdown().await;
 }
 
@@ -115,9 +156,10 @@ async fn retries_then_dead_letter_then_replay() {
         .send(Event::new("x/fail", json!({ "n": 1 })))
         .await
         .unwrap();
+    let admin = runtime.admin().unwrap();
     let dead = wait_for(|| async {
-        let d = runtime
-            .dead_letters(Some("always-fails"), 10)
+        let d = admin
+            .dead_letters(&JobFilter::function("always-fails"), 10)
             .await
             .unwrap();
         (!d.is_empty()).then_some(d)
@@ -132,7 +174,7 @@ async fn retries_then_dead_letter_then_replay() {
     assert_eq!(f.runs.attempts, 3);
     assert_eq!(f.runs.dead_lettered, 1);
 
-    runtime.replay(dead[0].id).await.unwrap();
+    admin.replay(dead[0].id).await.unwrap();
     wait_for(|| async { (calls.load(Ordering::SeqCst) == 6).then_some(()) }).await;
     let report = runtime.check().await;
     assert_eq!(report.status, HealthStatus::Degraded, "{}", report.detail);

@@ -12,12 +12,25 @@ use axum::Json;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, post};
-use infra_core::Event;
+use infra_core::{Event, TypedEvent};
 use infra_jobs::{
-    CalendarSyncRequested, Function, JobContext, JobsRuntime, MemoryQueue, Outcome, ServeConfig,
-    ServeMode, SigningKey, SigningKeys, serve_router,
+    Function, JobContext, JobsRuntime, MemoryQueue, Outcome, ServeConfig, ServeMode, SigningKey,
+    SigningKeys, serve_router,
 };
 use serde_json::{Value, json};
+
+/// The calendar agent's sync request, with the JSON keys the TypeScript module sends.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct CalendarSyncRequested {
+    user_id: String,
+    calendar_id: String,
+    workspace_id: String,
+}
+
+impl TypedEvent for CalendarSyncRequested {
+    const NAME: &'static str = "calendar/sync.requested";
+}
 
 const APP: &str = "calendar-agent";
 const KEY: &str = "signkey-test-12345678";

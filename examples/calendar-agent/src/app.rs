@@ -10,7 +10,6 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use infra::db::Database;
-use infra::jobs::schedule_calendar_sync;
 use infra::realtime::{Events, RealtimeNotify};
 use infra::{Error, ErrorKind, Infra, RateLimiter};
 use serde::Deserialize;
@@ -18,6 +17,7 @@ use serde_json::json;
 
 use crate::demo_auth::{DemoAuthorizer, DemoSessions};
 use crate::demo_data::{DemoUser, calendar_of};
+use crate::events::schedule_calendar_sync;
 use crate::preferences::{self, Preferences};
 
 /// Sync requests a user may make per window.

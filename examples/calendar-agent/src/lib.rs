@@ -3,7 +3,8 @@
 //!
 //! - its own schema and migrations (`migrations/`, [`MIGRATIONS`]), applied on start;
 //! - user preferences cache-aside over PostgreSQL, invalidated on update ([`preferences`]);
-//! - `POST /api/calendars/{id}/sync`, rate limited, queueing `calendar/sync.requested`;
+//! - `POST /api/calendars/{id}/sync`, rate limited, queueing `calendar/sync.requested`
+//!   ([`events`]);
 //! - the sync as a background function ([`sync`]): events from a [`provider`], written in
 //!   one transaction, progress announced on the user's private channel, failures reported;
 //! - a page (pusher-js served by the app) where a demo user watches a sync happen live.
@@ -13,6 +14,7 @@
 pub mod app;
 pub mod demo_auth;
 pub mod demo_data;
+pub mod events;
 pub mod preferences;
 pub mod provider;
 pub mod schema;

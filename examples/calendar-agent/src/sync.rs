@@ -1,5 +1,5 @@
 //! Calendar sync as a background function: `calendar/sync.requested` (sent by
-//! `POST /api/calendars/{id}/sync` through `schedule_calendar_sync`) runs
+//! `POST /api/calendars/{id}/sync` through [`schedule_calendar_sync`](crate::events::schedule_calendar_sync)) runs
 //! [`sync_function`], which reads the provider's events, writes them in one transaction and
 //! tells the user's private channel how it went.
 
@@ -10,11 +10,12 @@ use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
 use infra::db::{Database, Isolation, RetryPolicy};
-use infra::jobs::{CalendarSyncRequested, Function, JobContext, Outcome};
+use infra::jobs::{Function, JobContext, Outcome};
 use infra::monitoring::Monitoring;
 use infra::realtime::RealtimeNotify;
 use infra::{Error, ErrorKind, Realtime, Result};
 
+use crate::events::CalendarSyncRequested;
 use crate::provider::CalendarProvider;
 use crate::schema::calendar_events;
 
@@ -37,19 +38,24 @@ pub struct SyncDeps {
 /// The background function: one sync per user at a time, two retries with backoff, a
 /// minute per attempt.
 pub fn sync_function(deps: SyncDeps) -> Result<Function> {
-    let deps = Arc::new(deps);
     Function::typed::<CalendarSyncRequested>(SYNC_FUNCTION_ID)
         .name("Sync a calendar")
         .retries(2)
         .timeout(Duration::from_secs(60))
         .concurrency_per_key(1, "event.data.userId")
-        .handler(move |event: CalendarSyncRequested, ctx: JobContext| {
-            let deps = deps.clone();
-            async move { run(&deps, &event, &ctx).await }
-        })
+        .with_state(deps)
+        .handler(
+            |event: CalendarSyncRequested, ctx: JobContext<SyncDeps>| async move {
+                run(ctx.state(), &event, &ctx).await
+            },
+        )
 }
 
-async fn run(deps: &SyncDeps, event: &CalendarSyncRequested, ctx: &JobContext) -> Outcome {
+async fn run(
+    deps: &SyncDeps,
+    event: &CalendarSyncRequested,
+    ctx: &JobContext<SyncDeps>,
+) -> Outcome {
     match sync(deps, event).await {
         Ok(count) => {
             // The sync is done even if this announcement fails; don't redo it for that.

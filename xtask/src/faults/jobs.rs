@@ -65,9 +65,8 @@ fn jobs_runtime(db: &Database) -> Result<JobsRuntime> {
             .with_concurrency(CONCURRENCY)
             .with_lease(LEASE)
             .with_poll_interval(Duration::from_millis(100)),
-    )
-    .with_state(db.clone())?;
-    jobs.register(effect_function()?)?;
+    );
+    jobs.register(effect_function(db)?)?;
     Ok(jobs)
 }
 
@@ -75,15 +74,13 @@ fn jobs_runtime(db: &Database) -> Result<JobsRuntime> {
 /// effect in `effects` only if the key has none yet. `effects` has no unique constraint, so a
 /// second effect for a key would show in the count; `runs` shows every run that committed,
 /// i.e. what a handler without the guard would have recorded.
-fn effect_function() -> Result<Function> {
+fn effect_function(db: &Database) -> Result<Function> {
     Ok(Function::builder("record-effect")
         .on_event(EVENT)
         .idempotency(["event.data.key"], Duration::from_secs(3600))
-        .raw_handler(|event: Event, ctx: JobContext| async move {
-            let db = ctx
-                .state::<Database>()
-                .ok_or_else(|| infra::Error::backend("the worker has no Database state"))?
-                .clone();
+        .with_state(db.clone())
+        .raw_handler(|event: Event, ctx: JobContext<Database>| async move {
+            let db = ctx.state().clone();
             let key = event.data["key"].as_str().unwrap_or_default().to_owned();
             tokio::time::sleep(WORK).await;
             let mut conn = db.get().await?;
@@ -136,11 +133,7 @@ fn run(runtime: &tokio::runtime::Runtime, url: &str) -> Result<FaultReport> {
     // Enqueue everything with a stopped runtime: every job waits in PostgreSQL.
     let acknowledged = runtime.block_on(async {
         let sender = jobs_runtime(&db)?;
-        sender
-            .queue()
-            .context("a PgQueue runtime has a queue")?
-            .prepare()
-            .await?;
+        sender.prepare().await?;
         db.get()
             .await?
             .batch_execute(
@@ -232,7 +225,11 @@ fn run(runtime: &tokio::runtime::Runtime, url: &str) -> Result<FaultReport> {
                 _ => tokio::time::sleep(Duration::from_millis(20)).await,
             }
         };
-        let dead = rescuer.dead_letters(None, 100).await.map(|d| d.len());
+        let admin = rescuer.admin().context("a PgQueue runtime has an admin")?;
+        let dead = admin
+            .dead_letters(&infra::JobFilter::all(), 100)
+            .await
+            .map(|d| d.len());
         rescuer.shutdown().await;
         let recovery = outcome?;
         anyhow::Ok((recovery, backlog_done.unwrap_or(recovery), dead?))

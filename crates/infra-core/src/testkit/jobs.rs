@@ -1,4 +1,5 @@
-//! The `JobQueue` conformance suite: every queue (in-process, PostgreSQL) must pass it.
+//! The job queue conformance suite: every queue (in-process, PostgreSQL) must pass it, for
+//! its hot path ([`JobQueue`]) and its administration ([`QueueAdmin`](crate::QueueAdmin)).
 //!
 //! Cases run one after another on one queue and leave nothing due behind them; each uses its
 //! own function ids.
@@ -7,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::unique_key;
-use crate::{ClaimedJob, Enqueued, ErrorKind, Event, JobQueue, NewJob, Settlement};
+use crate::{
+    ClaimedJob, Enqueued, ErrorKind, Event, JobBackend, JobFilter, JobQueue, NewJob, Settlement,
+};
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -51,8 +54,8 @@ async fn claim_of(
     got
 }
 
-/// Runs every case in order.
-pub async fn run_all(queue: Arc<dyn JobQueue>) {
+/// Runs every case in order: the hot path's, then administration's.
+pub async fn run_all(queue: Arc<dyn JobBackend>) {
     queue.prepare().await.expect("prepare");
     claims_by_priority_then_due_time(queue.as_ref()).await;
     delayed_jobs_wait(queue.as_ref()).await;
@@ -61,6 +64,7 @@ pub async fn run_all(queue: Arc<dyn JobQueue>) {
     debounce_merges_into_the_waiting_job(queue.as_ref()).await;
     expired_leases_are_taken_over(queue.as_ref()).await;
     stats_count_by_state(queue.as_ref()).await;
+    dead_letters_and_bulk_replay_follow_the_filter(queue.as_ref()).await;
 }
 
 /// Higher priority first, then earlier due time; a claim leases each job once.
@@ -117,7 +121,7 @@ pub async fn delayed_jobs_wait(queue: &dyn JobQueue) {
 }
 
 /// A retry counts an attempt; dead letters are listed and replay from attempt 1.
-pub async fn retry_dead_letter_and_replay(queue: &dyn JobQueue) {
+pub async fn retry_dead_letter_and_replay(queue: &dyn JobBackend) {
     let f = unique_key("dead");
     queue
         .enqueue(vec![job(&f, 1).with_max_attempts(2)])
@@ -148,7 +152,7 @@ pub async fn retry_dead_letter_and_replay(queue: &dyn JobQueue) {
         .await
         .expect("settle");
     let dead = queue
-        .dead_letters(Some(&f), 10)
+        .dead_letters(&JobFilter::function(&f), 10)
         .await
         .expect("dead letters");
     assert_eq!(dead.len(), 1);
@@ -163,7 +167,7 @@ pub async fn retry_dead_letter_and_replay(queue: &dyn JobQueue) {
     queue.replay(dead[0].id).await.expect("replay");
     assert!(
         queue
-            .dead_letters(Some(&f), 10)
+            .dead_letters(&JobFilter::function(&f), 10)
             .await
             .expect("dead letters")
             .is_empty()
@@ -252,7 +256,7 @@ pub async fn debounce_merges_into_the_waiting_job(queue: &dyn JobQueue) {
 
 /// A lease that runs out hands the job to another worker; the first one's late settlement
 /// is ignored; heartbeats keep a lease alive.
-pub async fn expired_leases_are_taken_over(queue: &dyn JobQueue) {
+pub async fn expired_leases_are_taken_over(queue: &dyn JobBackend) {
     let f = unique_key("lease");
     queue
         .enqueue(vec![
@@ -303,7 +307,7 @@ pub async fn expired_leases_are_taken_over(queue: &dyn JobQueue) {
         .expect("settle");
     assert!(
         queue
-            .dead_letters(Some(&f), 10)
+            .dead_letters(&JobFilter::function(&f), 10)
             .await
             .expect("dead")
             .is_empty(),
@@ -321,7 +325,7 @@ pub async fn expired_leases_are_taken_over(queue: &dyn JobQueue) {
 }
 
 /// Stats count ready, scheduled, running and dead jobs per function.
-pub async fn stats_count_by_state(queue: &dyn JobQueue) {
+pub async fn stats_count_by_state(queue: &dyn JobBackend) {
     let f = unique_key("stats");
     let mut later = job(&f, 3);
     later.run_at_ms = now_ms() + 3_600_000;
@@ -358,4 +362,129 @@ pub async fn stats_count_by_state(queue: &dyn JobQueue) {
         .find(|s| s.function_id == f)
         .expect("function listed");
     assert_eq!((s.ready, s.scheduled, s.running, s.dead), (0, 1, 0, 1));
+}
+
+/// Dead letters are listed by function; a bulk replay puts back exactly the dead letters its
+/// filter selects, and a replayed job no longer counts as dead.
+pub async fn dead_letters_and_bulk_replay_follow_the_filter(queue: &dyn JobBackend) {
+    let (f, g) = (unique_key("bulk-f"), unique_key("bulk-g"));
+    queue
+        .enqueue(vec![job(&f, 1), job(&f, 2), job(&g, 3)])
+        .await
+        .expect("enqueue");
+    let mut held = claim_of_any(queue, 3).await;
+    held.sort_by_key(|j| j.event.data["n"].as_i64());
+    let dead = held
+        .iter()
+        .map(|j| {
+            let error = format!("failed {}", j.event.data["n"]);
+            (j.id, Settlement::Dead { error })
+        })
+        .collect();
+    queue.settle("w", dead).await.expect("settle");
+    let of_f = queue
+        .dead_letters(&JobFilter::function(&f), 10)
+        .await
+        .expect("dead letters");
+    assert_eq!(of_f.len(), 2, "two dead letters of {f}: {of_f:?}");
+    assert!(of_f.iter().all(|d| d.function_id == f));
+    assert_eq!(
+        queue
+            .dead_letters(&JobFilter::function(&f), 1)
+            .await
+            .expect("dead letters")
+            .len(),
+        1,
+        "the limit holds"
+    );
+    let all = queue
+        .dead_letters(&JobFilter::all(), 10_000)
+        .await
+        .expect("dead letters");
+    assert!(
+        all.iter().any(|d| d.function_id == g),
+        "no filter lists every function"
+    );
+
+    assert_eq!(
+        queue
+            .replay_all(&JobFilter::function(&f))
+            .await
+            .expect("replay all"),
+        2
+    );
+    assert!(
+        queue
+            .dead_letters(&JobFilter::function(&f), 10)
+            .await
+            .expect("dead letters")
+            .is_empty()
+    );
+    assert_eq!(
+        queue
+            .dead_letters(&JobFilter::function(&g), 10)
+            .await
+            .expect("dead letters")
+            .len(),
+        1,
+        "the other function's dead letter stays"
+    );
+    let again = claim_of(queue, "w", &f, 2).await;
+    assert_eq!(again.len(), 2);
+    assert!(
+        again.iter().all(|j| j.attempt == 1),
+        "replayed from attempt 1"
+    );
+    let stats = queue.stats().await.expect("stats");
+    let of_f = stats.iter().find(|s| s.function_id == f).expect("listed");
+    assert_eq!((of_f.dead, of_f.running), (0, 2));
+    queue
+        .settle(
+            "w",
+            again
+                .iter()
+                .map(|j| (j.id, Settlement::Completed))
+                .collect(),
+        )
+        .await
+        .expect("settle");
+    assert_eq!(
+        queue
+            .replay_all(&JobFilter::function(&f))
+            .await
+            .expect("replay all"),
+        0,
+        "nothing left to replay"
+    );
+    assert_eq!(
+        queue
+            .replay_all(&JobFilter::function(&g))
+            .await
+            .expect("replay all"),
+        1
+    );
+    let last = claim_of(queue, "w", &g, 1).await;
+    queue
+        .settle("w", vec![(last[0].id, Settlement::Completed)])
+        .await
+        .expect("settle");
+}
+
+/// Claims until `want` jobs of any function are held or the deadline passes.
+async fn claim_of_any(queue: &dyn JobQueue, want: usize) -> Vec<ClaimedJob> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    let mut got = Vec::new();
+    while got.len() < want && tokio::time::Instant::now() < deadline {
+        got.extend(
+            queue
+                .claim("w", want - got.len(), LEASE)
+                .await
+                .expect("claim"),
+        );
+        if got.len() < want {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!(got.len(), want, "claimed every job in time");
+    got
 }

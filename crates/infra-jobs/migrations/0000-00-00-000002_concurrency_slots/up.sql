@@ -5,13 +5,15 @@
 -- such jobs out of everything below. "Running" is a job row with `locked_by` set: the slots
 -- are the leased job rows themselves, so there is no counter to drift, and a crashed
 -- worker's slots free themselves with its leases.
+--
+-- Every statement is idempotent, as in the first migration.
 ALTER TABLE infra_jobs
-    ADD COLUMN concurrency_scopes text[],
-    ADD COLUMN concurrency_limits integer[];
+    ADD COLUMN IF NOT EXISTS concurrency_scopes text[],
+    ADD COLUMN IF NOT EXISTS concurrency_limits integer[];
 
 -- Running jobs by scope. Only leased jobs with limits are in it: unlimited jobs never touch
 -- it, and it stays as small as the work running across the cluster.
-CREATE INDEX infra_jobs_running_scopes ON infra_jobs USING gin (concurrency_scopes)
+CREATE INDEX IF NOT EXISTS infra_jobs_running_scopes ON infra_jobs USING gin (concurrency_scopes)
     WHERE concurrency_scopes IS NOT NULL AND locked_by IS NOT NULL;
 
 -- The claim's cheap pre-filter: whether every limit of a job has room as of the statement's
@@ -20,7 +22,7 @@ CREATE INDEX infra_jobs_running_scopes ON infra_jobs USING gin (concurrency_scop
 -- the claimed batch so they do not crowd out jobs that can run. plpgsql rather than SQL:
 -- the planner would try to inline a SQL function on every claim, parsing its body, only
 -- to give up; plpgsql also keeps its plan for the session.
-CREATE FUNCTION infra_jobs_has_room(scopes text[], limits integer[]) RETURNS boolean
+CREATE OR REPLACE FUNCTION infra_jobs_has_room(scopes text[], limits integer[]) RETURNS boolean
     LANGUAGE plpgsql STABLE AS $$
 BEGIN
     RETURN coalesce((
@@ -51,7 +53,7 @@ $$;
 --    and stay counted as running, which errs on the safe side.
 -- 4. The count is of leased rows, so a slot is freed only by a settlement or a lease handed
 --    back, and never handed out twice.
-CREATE FUNCTION infra_jobs_claim_limited(candidates bigint[], worker text, lease_ms bigint)
+CREATE OR REPLACE FUNCTION infra_jobs_claim_limited(candidates bigint[], worker text, lease_ms bigint)
     RETURNS TABLE (id bigint, function_id text, event text, attempts integer,
                    max_attempts integer, priority integer, concurrency_key text,
                    enqueued_at bigint, run_at bigint)
@@ -75,7 +77,7 @@ BEGIN
 
     -- 1. The scopes' locks, in ascending key order. Two scopes hashing alike share a lock:
     --    that only makes their claimers take turns. The two-key form keeps these locks apart
-    --    from single-bigint advisory locks (the migration lock, the app's own); 0x696a ("ij")
+    --    from single-bigint advisory locks (infra-db's migration lock, the app's own); 0x696a ("ij")
     --    names infra-jobs' scope locks.
     FOR lock_key IN SELECT DISTINCT hashtext(s) AS k FROM unnest(scope_list) AS s ORDER BY k LOOP
         PERFORM pg_advisory_xact_lock(x'696a'::integer, lock_key);

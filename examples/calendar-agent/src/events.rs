@@ -1,9 +1,11 @@
-//! The seed app's events and helpers (`scheduleCalendarSync`, `sendEmail` in its `jobs.ts`).
+//! The app's background events and the helpers that send them — the TypeScript module's
+//! `scheduleCalendarSync` and `sendEmail` (its `jobs.ts`).
 //!
 //! The JSON keys are the ones the TypeScript app sends, so a function written on either side
-//! reads the same events.
+//! reads the same events. The helpers are the app's own: `infra` sends any typed event with
+//! `events.send(payload.to_event()?)`.
 
-use infra_core::{EventSender, Result, TypedEvent, TypedEventSender};
+use infra::{EventSender, Result, TypedEvent};
 use serde::{Deserialize, Serialize};
 
 /// `calendar/sync.requested`: `{ "userId", "calendarId", "workspaceId" }`.
@@ -40,23 +42,22 @@ impl TypedEvent for EmailSendRequested {
     const NAME: &'static str = "email/send.requested";
 }
 
-/// The seed's `scheduleCalendarSync(userId, calendarId, workspaceId)`; returns the event id.
+/// `scheduleCalendarSync(userId, calendarId, workspaceId)`; returns the event id.
 pub async fn schedule_calendar_sync(
     events: &(impl EventSender + ?Sized),
     user_id: &str,
     calendar_id: &str,
     workspace_id: &str,
 ) -> Result<String> {
-    events
-        .send_typed(&CalendarSyncRequested {
-            user_id: user_id.to_owned(),
-            calendar_id: calendar_id.to_owned(),
-            workspace_id: workspace_id.to_owned(),
-        })
-        .await
+    let request = CalendarSyncRequested {
+        user_id: user_id.to_owned(),
+        calendar_id: calendar_id.to_owned(),
+        workspace_id: workspace_id.to_owned(),
+    };
+    events.send(request.to_event()?).await
 }
 
-/// The seed's `sendEmail(to, subject, template, data)`; returns the event id.
+/// `sendEmail(to, subject, template, data)`; returns the event id.
 pub async fn send_email(
     events: &(impl EventSender + ?Sized),
     to: &str,
@@ -64,14 +65,13 @@ pub async fn send_email(
     template: &str,
     data: serde_json::Value,
 ) -> Result<String> {
-    events
-        .send_typed(&EmailSendRequested {
-            to: to.to_owned(),
-            subject: subject.to_owned(),
-            template: template.to_owned(),
-            data,
-        })
-        .await
+    let request = EmailSendRequested {
+        to: to.to_owned(),
+        subject: subject.to_owned(),
+        template: template.to_owned(),
+        data,
+    };
+    events.send(request.to_event()?).await
 }
 
 #[cfg(test)]
