@@ -21,7 +21,7 @@ use infra_core::{
 };
 use tokio::sync::Notify;
 
-use crate::event_id::now_ms;
+use crate::event_id::{ms_after, now_ms};
 
 struct Job {
     new: NewJob,
@@ -162,7 +162,7 @@ impl JobQueue for MemoryQueue {
                             continue;
                         }
                         _ => {
-                            let until = now + new.idempotency_window.as_millis() as i64;
+                            let until = ms_after(now, new.idempotency_window);
                             s.idempotency.insert(k, until);
                         }
                     }
@@ -210,7 +210,7 @@ impl JobQueue for MemoryQueue {
 
     async fn claim(&self, worker: &str, limit: usize, lease: Duration) -> Result<Vec<ClaimedJob>> {
         let now = now_ms();
-        let until = now + lease.as_millis() as i64;
+        let until = ms_after(now, lease);
         let mut s = self.lock();
         s.promote(now);
         let mut claimed = Vec::new();
@@ -246,7 +246,7 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn heartbeat(&self, worker: &str, ids: &[JobId], lease: Duration) -> Result<()> {
-        let until = now_ms() + lease.as_millis() as i64;
+        let until = ms_after(now_ms(), lease);
         let mut s = self.lock();
         for &id in ids {
             let Some(job) = s.jobs.get_mut(&id) else {

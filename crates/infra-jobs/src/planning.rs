@@ -18,7 +18,7 @@ use infra_core::{ClaimedJob, Event, NewJob, Settlement};
 
 use crate::concurrency_scope::concurrency_slots;
 use crate::cron::CronSchedule;
-use crate::event_id::now_ms;
+use crate::event_id::{ms_after, now_ms};
 use crate::function::{CRON_EVENT_NAME, Function, Trigger};
 use crate::outcome::Outcome;
 use crate::registry::FunctionRegistry;
@@ -63,7 +63,7 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id:
             Some(k) => k.evaluate(&job.event).unwrap_or_default(),
             None => String::new(),
         };
-        run_at = run_at.max(now + debounce.period.as_millis() as i64);
+        run_at = run_at.max(ms_after(now, debounce.period));
         job.run_at_ms = run_at;
         job = job.with_debounce_key(key);
     }
@@ -109,7 +109,7 @@ pub(crate) fn settlement(function: &Function, job: &ClaimedJob, outcome: &Outcom
             } else {
                 let delay = after.unwrap_or_else(|| function.options().retry.delay(job.attempt));
                 Settlement::Retry {
-                    run_at_ms: now_ms() + delay.as_millis() as i64,
+                    run_at_ms: ms_after(now_ms(), delay),
                     error: error.clone(),
                 }
             }
