@@ -74,7 +74,9 @@ async fn a_quiet_websocket_outlives_the_http_timeouts() {
     let mut client = Client::connect(server.addr).await;
     // Three times both timeouts with nothing sent either way (the activity timeout is 120 s).
     tokio::time::sleep(Duration::from_secs(3)).await;
-    client.send(json!({"event": "pusher:ping", "data": {}})).await;
+    client
+        .send(json!({"event": "pusher:ping", "data": {}}))
+        .await;
     let pong = client.recv_event("pusher:pong", None).await;
     assert_eq!(pong["event"], "pusher:pong");
 }

@@ -17,6 +17,7 @@
 //! captured; on by default with `monitoring`) and, when asked, a rate limit on the API routes.
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Json;
@@ -25,8 +26,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use infra_core::Secret;
+use infra_core::http_server;
+use infra_core::{Result, Secret};
 use serde::Serialize;
+use tokio::net::TcpListener;
 
 use crate::Infra;
 
@@ -46,11 +49,23 @@ impl Infra {
     /// infra.start().await?;
     /// let app: axum::Router = infra.router();
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    /// axum::serve(listener, app).await?;
+    /// infra.serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
     /// # Ok(()) }
     /// ```
     pub fn router(self: &Arc<Self>) -> Router {
         self.routes().build()
+    }
+
+    /// Serves `router` (this router, or the app's own with it merged in) on `listener` until
+    /// `shutdown` completes, with the limits of `INFRA_HTTP_HEADER_READ_TIMEOUT`,
+    /// `INFRA_HTTP_IDLE_TIMEOUT` and `INFRA_HTTP_MAX_BODY_BYTES` on every connection and the
+    /// peer's address on every request (which the rate limit keys on). Use it instead of
+    /// `axum::serve`, which has no header-read timeout; see [`infra_core::http_server`].
+    pub async fn serve<F>(&self, listener: TcpListener, router: Router, shutdown: F) -> Result<()>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        http_server::serve(listener, router, self.http_server_config(), shutdown).await
     }
 
     /// A builder of the router, to add the app's realtime authorizer, a rate limit, or to

@@ -43,6 +43,8 @@ pub struct Infra {
     ingest: Option<infra_jobs::IngestConfig>,
     #[cfg(all(feature = "jobs", feature = "http"))]
     inngest_serve: Option<infra_jobs::ServeConfig>,
+    #[cfg(feature = "http")]
+    http_server: infra_core::http_server::HttpServerConfig,
 }
 
 impl Infra {
@@ -103,6 +105,8 @@ impl Infra {
             } else {
                 None
             },
+            #[cfg(feature = "http")]
+            http_server: infra_core::http_server::HttpServerConfig::from_env(env)?,
         })
     }
 
@@ -192,6 +196,12 @@ impl Infra {
     #[cfg(all(feature = "jobs", feature = "http"))]
     pub fn inngest_serve_config(&self) -> Option<&infra_jobs::ServeConfig> {
         self.inngest_serve.as_ref()
+    }
+
+    /// The limits [`serve`](Infra::serve) puts on connections (`INFRA_HTTP_*`).
+    #[cfg(feature = "http")]
+    pub fn http_server_config(&self) -> infra_core::http_server::HttpServerConfig {
+        self.http_server
     }
 
     /// The ingestion route's settings, when `INFRA_JOBS_INGEST_KEYS` is set.
