@@ -139,4 +139,23 @@ impl HealthCheck for JobsRuntime {
             Ok(Probe::healthy(detail))
         }
     }
+    /// Whether this process's workers run, from local state: no probe job, no queue query
+    /// (the database's own readiness covers PostgreSQL), no call to Inngest.
+    async fn ping(&self) -> Result<Probe> {
+        if let Delivery::Forward { health, .. } = &self.inner.delivery {
+            return health.ping().await;
+        }
+        let running = self
+            .inner
+            .started
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some()
+            && !self.inner.shutdown.is_cancelled();
+        Ok(match (running, self.backend()) {
+            (true, _) => Probe::healthy("workers running"),
+            (false, "memory") => Probe::degraded("workers not started in this process"),
+            (false, _) => Probe::healthy("workers not started in this process"),
+        })
+    }
 }
