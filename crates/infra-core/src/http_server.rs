@@ -149,10 +149,13 @@ fn positive(variable: &str, timeout: Duration) -> Result<Duration> {
 /// let config = HttpServerConfig::from_env(&Env::process())?;
 /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await
 ///     .map_err(|e| infra_core::Error::backend("cannot listen").with_source(e))?;
+/// // Stops when `stop` is sent to (a binary would wait for SIGTERM or Ctrl-C instead).
+/// let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
 /// serve(listener, router, config, async {
-///     let _ = tokio::signal::ctrl_c().await;
+///     let _ = stopped.await;
 /// })
 /// .await?;
+/// # drop(stop);
 /// # Ok(()) }
 /// ```
 pub async fn serve<F>(

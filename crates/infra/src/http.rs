@@ -47,7 +47,7 @@ impl Infra {
     /// infra.start().await?;
     /// let app: axum::Router = infra.router();
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    /// infra.serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+    /// infra.serve(listener, app, std::future::pending()).await?; // or a shutdown signal
     /// # Ok(()) }
     /// ```
     pub fn router(self: &Arc<Self>) -> Router {
