@@ -84,7 +84,8 @@ impl RateLimitLayer {
     }
 
     /// Takes the client's address from `X-Forwarded-For` as `proxies` allow (and the peer
-    /// address otherwise), instead of the peer address alone.
+    /// address otherwise), instead of the peer address alone. Replaces a
+    /// [`with_key`](RateLimitLayer::with_key) extractor.
     pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
         self.key = KeySource::ClientAddress {
             proxies,

@@ -198,7 +198,8 @@ pub fn liveness_routes() -> Router {
 /// Services built in but not configured report `not_configured` and don't fail readiness.
 ///
 /// Unauthenticated, so cheap: each service's [`HealthCheck::ping`](infra_core::HealthCheck::ping)
-/// (a `PING`, a `SELECT 1`, local state), one report in flight at a time and its answer reused
+/// (a `PING`, a `SELECT 1`, local state; for Pusher, whose client has no cheaper check, its
+/// channels query), one report in flight at a time and its answer reused
 /// for `INFRA_READINESS_CACHE_TTL` (default 2s). The end-to-end probes are
 /// [`admin_routes`]'.
 pub fn readiness_routes(infra: Arc<Infra>) -> Router {
