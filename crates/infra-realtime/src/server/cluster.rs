@@ -111,6 +111,11 @@ pub(crate) trait ClusterAdapter: Send + Sync {
 
     /// How the node's link to the cluster is.
     fn health(&self) -> ClusterHealth;
+
+    /// Changes recorded but not yet written to the cluster.
+    fn queued_changes(&self) -> usize {
+        0
+    }
 }
 
 /// One process that is the whole cluster: no hop, no shared state.

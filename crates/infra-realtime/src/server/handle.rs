@@ -123,18 +123,24 @@ impl RealtimeServer {
         self.default_app().channels("").into_keys().collect()
     }
 
-    /// What the server holds over all apps (sockets, channels, presence members, users).
+    /// What the server holds over all apps (sockets, channels, presence members, users) and
+    /// what waits to leave it (webhooks, changes for the cluster).
     pub fn state_counts(&self) -> StateCounts {
-        self.hub
-            .apps()
-            .iter()
-            .map(|app| app.counts())
-            .fold(StateCounts::default(), |a, b| StateCounts {
+        self.hub.apps().iter().map(|app| app.counts()).fold(
+            StateCounts {
+                cluster_changes_queued: self.hub.cluster().queued_changes(),
+                ..StateCounts::default()
+            },
+            |a, b| StateCounts {
                 sockets: a.sockets + b.sockets,
                 channels: a.channels + b.channels,
                 members: a.members + b.members,
                 users: a.users + b.users,
-            })
+                webhooks_queued: a.webhooks_queued + b.webhooks_queued,
+                webhooks_dropped: a.webhooks_dropped + b.webhooks_dropped,
+                cluster_changes_queued: a.cluster_changes_queued,
+            },
+        )
     }
 
     /// Closes every connection with 4200 (reconnect now) and waits up to `deadline` for them

@@ -113,6 +113,12 @@ pub struct StateCounts {
     pub members: usize,
     /// Signed-in users.
     pub users: usize,
+    /// Webhook events waiting for delivery (at most a bounded backlog).
+    pub webhooks_queued: usize,
+    /// Webhook events dropped because the backlog was full.
+    pub webhooks_dropped: u64,
+    /// Changes of this node's state waiting for the cluster's Redis (0 on a single node).
+    pub cluster_changes_queued: usize,
 }
 
 /// A presence identity: the user id (as a string) and its `user_info`.
@@ -549,11 +555,16 @@ impl AppHub {
     /// What the app holds.
     pub fn counts(&self) -> StateCounts {
         let state = self.lock();
+        let (webhooks_queued, webhooks_dropped) =
+            self.webhooks.as_ref().map_or((0, 0), WebhookQueue::counts);
         StateCounts {
             sockets: state.sockets.len(),
             channels: state.channels.len(),
             members: state.channels.values().map(|c| c.members.len()).sum(),
             users: state.users.len(),
+            webhooks_queued,
+            webhooks_dropped,
+            cluster_changes_queued: 0,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! and webhooks, on axum. See `docs/realtime-server.md`.
 
 mod app;
+mod app_limits;
 mod cluster;
 mod cluster_config;
 mod connection;
@@ -15,7 +16,8 @@ mod redis_cluster;
 mod redis_scripts;
 mod webhook;
 
-pub use app::{AppConfig, AppLimits, ServerConfig, load_apps_file};
+pub use app::{AppConfig, DEFAULT_WRITE_TIMEOUT, ServerConfig, load_apps_file};
+pub use app_limits::AppLimits;
 pub use cluster_config::{ClusterConfig, DEFAULT_LEASE, DEFAULT_PREFIX, REDIS_URL_VAR};
 pub use handle::RealtimeServer;
 pub use hub::StateCounts;

@@ -112,6 +112,8 @@ struct Shared {
     connected: watch::Sender<bool>,
     live_nodes: AtomicUsize,
     relays_dropped: AtomicU64,
+    /// Changes recorded and not yet taken by the state writer.
+    changes_queued: AtomicUsize,
     last_error: Mutex<Option<String>>,
     /// Tells this process's lease from a predecessor's (or a duplicate's) with the same id.
     token: String,
@@ -198,6 +200,7 @@ impl RedisCluster {
                 connected: watch::Sender::new(false),
                 live_nodes: AtomicUsize::new(0),
                 relays_dropped: AtomicU64::new(0),
+                changes_queued: AtomicUsize::new(0),
                 last_error: Mutex::new(None),
                 token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
                 leaving: AtomicBool::new(false),
@@ -324,7 +327,12 @@ impl ClusterAdapter for RedisCluster {
         });
     }
 
+    fn queued_changes(&self) -> usize {
+        self.shared.changes_queued.load(Ordering::Relaxed)
+    }
+
     fn record(&self, app_id: &str, change: StateChange) {
+        self.shared.changes_queued.fetch_add(1, Ordering::Relaxed);
         let _ = self.ops_tx.send(Op::Change {
             app: app_id.to_owned(),
             change,
@@ -488,6 +496,9 @@ async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::Receiver<Relay>) {
 async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, mut rx: mpsc::UnboundedReceiver<Op>) {
     let mut left = false;
     while let Some(op) = rx.recv().await {
+        if matches!(op, Op::Change { .. }) {
+            shared.changes_queued.fetch_sub(1, Ordering::Relaxed);
+        }
         let Some(hub) = hub.upgrade() else { return };
         match op {
             // Once the node gave up its lease and left the node set, nothing it wrote would

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -125,10 +126,18 @@ struct Target {
     still_left: Option<StillLeft>,
 }
 
+/// How many events wait and how many were dropped, shared by the queue and its worker.
+#[derive(Default)]
+struct Backlog {
+    waiting: AtomicUsize,
+    dropped: AtomicU64,
+}
+
 /// The queue of one app's webhooks; its worker starts with the first event.
 pub(crate) struct WebhookQueue {
     target: std::sync::Mutex<Option<Target>>,
     tx: OnceLock<mpsc::Sender<WebhookEvent>>,
+    backlog: Arc<Backlog>,
 }
 
 impl WebhookQueue {
@@ -142,7 +151,20 @@ impl WebhookQueue {
                 still_left: None,
             })),
             tx: OnceLock::new(),
+            backlog: Arc::default(),
         }
+    }
+
+    /// Events waiting for delivery (handed over or due later), and events dropped so far.
+    pub fn counts(&self) -> (usize, u64) {
+        let handed_over = self
+            .tx
+            .get()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity());
+        (
+            handed_over + self.backlog.waiting.load(Ordering::Relaxed),
+            self.backlog.dropped.load(Ordering::Relaxed),
+        )
     }
 
     /// Asks `still_left` before sending a leave event that fell due (clustered nodes).
@@ -164,17 +186,18 @@ impl WebhookQueue {
             let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
             let target = self.target.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(target) = target {
-                tokio::spawn(run(target, rx));
+                tokio::spawn(run(target, rx, self.backlog.clone()));
             }
             tx
         });
         if tx.try_send(event).is_err() {
+            self.backlog.dropped.fetch_add(1, Ordering::Relaxed);
             tracing::warn!("webhook queue full; an event was dropped");
         }
     }
 }
 
-async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>) {
+async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>, backlog: Arc<Backlog>) {
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -217,6 +240,7 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>) {
                 true
             }
         });
+        backlog.waiting.store(pending.len(), Ordering::Relaxed);
         let mut events = Vec::with_capacity(due.len());
         for event in due {
             let holds = match &target.still_left {
