@@ -247,13 +247,20 @@ impl HealthCheck for RealtimeServer {
     async fn probe(&self) -> Result<Probe> {
         let counts = self.state_counts();
         let cluster = self.hub.cluster().health();
-        let detail = format!(
+        let mut detail = format!(
             "embedded Pusher server: {} app(s), {} connection(s), {} occupied channel(s); {}",
             self.hub.apps().len(),
             counts.sockets,
             counts.channels,
             cluster.detail
         );
+        if counts.webhooks_queued > 0 || counts.webhooks_dropped > 0 {
+            detail.push_str(&format!(
+                "; {} webhook event(s) waiting, {} webhook events dropped since start (backlog \
+                 full: a slow receiver or a flood)",
+                counts.webhooks_queued, counts.webhooks_dropped
+            ));
+        }
         Ok(if cluster.healthy {
             Probe::healthy(detail)
         } else {

@@ -15,6 +15,7 @@ mod redis_cluster;
 #[cfg(feature = "server-redis")]
 mod redis_scripts;
 mod webhook;
+mod webhook_backlog;
 
 pub use app::{AppConfig, DEFAULT_WRITE_TIMEOUT, ServerConfig, load_apps_file};
 pub use app_limits::AppLimits;
