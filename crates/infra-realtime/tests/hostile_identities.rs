@@ -46,12 +46,14 @@ async fn channel_data_on_a_private_channel_creates_no_presence_identity() {
     assert!(relayed.get("user_id").is_none(), "{relayed}");
 
     // A presence channel with a private-style signature (not over the channel data) fails.
-    let private_style =
-        signature::authorize_channel(KEY, &secret(), &intruder.socket_id, &ch("presence-x"), None)
-            .unwrap();
+    let over_channel_only = signature::hmac_hex(
+        &secret(),
+        format!("{}:presence-x", intruder.socket_id).as_bytes(),
+    );
+    let private_style = format!("{KEY}:{over_channel_only}");
     let refused = intruder
         .subscribe_with(
-            json!({"channel": "presence-x", "auth": private_style.auth, "channel_data": forged}),
+            json!({"channel": "presence-x", "auth": private_style, "channel_data": forged}),
         )
         .await;
     assert_eq!(refused["event"], "pusher:subscription_error");

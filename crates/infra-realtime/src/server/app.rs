@@ -329,8 +329,10 @@ mod tests {
 
     #[test]
     fn apps_file_rules() {
-        let mut base = AppLimits::default();
-        base.max_channels_per_connection = 9;
+        let base = AppLimits {
+            max_channels_per_connection: 9,
+            ..AppLimits::default()
+        };
         let apps = parse_apps(
             r#"{"apps":[{"id":"1","key":"a","secret":"s","limits":{"client_events":false}},
                         {"id":"2","key":"b","secret":"t","webhook_url":"http://h/x"}]}"#,

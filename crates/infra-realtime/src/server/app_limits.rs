@@ -204,8 +204,10 @@ mod tests {
 
     #[test]
     fn an_apps_file_replaces_only_what_it_names() {
-        let mut base = AppLimits::default();
-        base.max_channels_per_connection = 5;
+        let base = AppLimits {
+            max_channels_per_connection: 5,
+            ..AppLimits::default()
+        };
         let fields = serde_json::json!({"client_events": false, "max_connections": 3});
         let limits = base.overridden_by(fields.as_object().unwrap()).unwrap();
         assert!(!limits.client_events);
@@ -217,8 +219,10 @@ mod tests {
                 .unwrap_err()
                 .contains("max_conections")
         );
-        let mut zero = AppLimits::default();
-        zero.max_queued_bytes = 0;
+        let zero = AppLimits {
+            max_queued_bytes: 0,
+            ..AppLimits::default()
+        };
         assert!(zero.check().unwrap_err().contains("max_queued_bytes"));
     }
 }

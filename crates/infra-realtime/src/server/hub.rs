@@ -4,54 +4,36 @@
 //! sees `subscription_succeeded` before any event published after it, and events in order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
 
 use super::app::{AppConfig, ServerConfig};
 use super::cluster::{ClusterAdapter, JoinOutcome, StateChange};
+pub(crate) use super::kill_switch::Kill;
+use super::outbox::Outbox;
+use super::peer_counts::{PeerCounts, peer_key};
 use super::protocol::{CloseCode, frame, subscription_error};
 use super::webhook::{StillLeft, WebhookEvent, WebhookQueue};
 
 /// How long the last event of a `cache-` channel is kept for late subscribers.
 const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
+/// How often expired cache entries are swept (reads check the age themselves meanwhile).
+const CACHE_SWEEP: Duration = Duration::from_secs(60);
 
 /// Channels whose subscribers are signed-in users, not authorized sockets.
 pub(crate) const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 
-/// Asks one connection's task to close with a code; the first code wins.
-#[derive(Default)]
-pub(crate) struct Kill {
-    code: AtomicU16,
-    notify: Notify,
-}
-
-impl Kill {
-    pub fn trigger(&self, code: CloseCode) {
-        if self
-            .code
-            .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // `notify_one` keeps a permit when the task is not waiting yet.
-            self.notify.notify_one();
-        }
-    }
-
-    pub async fn wait(&self) -> CloseCode {
-        self.notify.notified().await;
-        CloseCode::from_code(self.code.load(Ordering::Acquire)).unwrap_or(CloseCode::GoingAway)
-    }
-}
-
 /// One connection as the hub sees it.
 pub(crate) struct Socket {
-    tx: mpsc::Sender<Utf8Bytes>,
+    outbox: Outbox,
     kill: Arc<Kill>,
+    /// The client address its per-address limit counts, when the server knows it.
+    peer: Option<IpAddr>,
     user: Option<String>,
     channels: HashSet<String>,
 }
@@ -99,6 +81,9 @@ struct AppState {
     channels: HashMap<String, Channel>,
     users: HashMap<String, HashSet<String>>,
     cache: HashMap<String, (Utf8Bytes, Instant)>,
+    /// When expired cache entries were last swept.
+    cache_swept: Option<Instant>,
+    peers: PeerCounts,
 }
 
 /// How many things the hub holds, to prove nothing stays behind after clients leave.
@@ -122,12 +107,14 @@ pub struct StateCounts {
 }
 
 /// A presence identity: the user id (as a string) and its `user_info`.
+#[derive(Debug)]
 pub(crate) struct Presence {
     pub user_id: String,
     pub user_info: Value,
 }
 
 /// Why a subscription was refused: an HTTP-like status and a message.
+#[derive(Debug)]
 pub(crate) struct Refusal {
     pub status: u16,
     pub message: String,
@@ -177,22 +164,32 @@ impl AppHub {
         }
     }
 
-    /// Adds a socket unless the app is at its connection limit.
+    /// Adds a socket unless the app is at its connection limit, or the socket's address at
+    /// its own (`peer` is `None` when the server does not know the address).
     pub fn register(
         &self,
         socket_id: &str,
-        tx: mpsc::Sender<Utf8Bytes>,
+        outbox: Outbox,
         kill: Arc<Kill>,
+        peer: Option<IpAddr>,
     ) -> Result<(), CloseCode> {
+        let limits = &self.config.limits;
         let mut state = self.lock();
-        if state.sockets.len() >= self.config.limits.max_connections {
+        if state.sockets.len() >= limits.max_connections {
+            return Err(CloseCode::OverCapacity);
+        }
+        let peer = peer.map(peer_key);
+        if let Some(key) = peer
+            && !state.peers.try_add(key, limits.max_connections_per_ip)
+        {
             return Err(CloseCode::OverCapacity);
         }
         state.sockets.insert(
             socket_id.to_owned(),
             Socket {
-                tx,
+                outbox,
                 kill,
+                peer,
                 user: None,
                 channels: HashSet::new(),
             },
@@ -200,7 +197,8 @@ impl AppHub {
         Ok(())
     }
 
-    /// Removes a socket and everything it held: subscriptions, presence, sign-in.
+    /// Removes a socket and everything it held: subscriptions, presence, sign-in, its place
+    /// in its address's count. Costs one step per channel it held, and nothing after.
     pub fn remove(&self, socket_id: &str) {
         let mut state = self.lock();
         let Some(socket) = state.sockets.remove(socket_id) else {
@@ -211,6 +209,9 @@ impl AppHub {
         }
         if let Some(user) = socket.user {
             forget_user_socket(&mut state, &user, socket_id);
+        }
+        if let Some(peer) = socket.peer {
+            state.peers.remove(peer);
         }
     }
 
@@ -234,6 +235,16 @@ impl AppHub {
             return Err(Refusal {
                 status: 403,
                 message: "sign in as this user first".into(),
+            });
+        }
+        let cap = self.config.limits.max_channels_per_connection;
+        if socket.channels.len() >= cap && !socket.channels.contains(channel) {
+            return Err(Refusal {
+                status: 403,
+                message: format!(
+                    "this connection is subscribed to {cap} channels, the most it may hold; \
+                     unsubscribe from one first"
+                ),
             });
         }
         if self.cluster.is_shared() {
@@ -386,9 +397,16 @@ impl AppHub {
         let mut state = self.lock();
         if is_cache_channel(channel) {
             let now = Instant::now();
-            state
-                .cache
-                .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
+            // Sweeping on every publish would cost every kept channel per event.
+            if state
+                .cache_swept
+                .is_none_or(|swept| now.duration_since(swept) >= CACHE_SWEEP)
+            {
+                state
+                    .cache
+                    .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
+                state.cache_swept = Some(now);
+            }
             state
                 .cache
                 .insert(channel.to_owned(), (message.clone(), now));
@@ -446,7 +464,13 @@ impl AppHub {
             return;
         };
         let previous = socket.user.replace(user_id.to_owned());
-        if let Some(previous) = previous {
+        if let Some(previous) = previous.filter(|previous| previous != user_id) {
+            // The socket is another user now: it leaves the previous user's channel, so that
+            // user's events and terminations no longer reach it.
+            let user_channel = format!("{USER_CHANNEL_PREFIX}{previous}");
+            if socket.channels.remove(&user_channel) {
+                self.leave(&mut state, socket_id, &user_channel);
+            }
             forget_user_socket(&mut state, &previous, socket_id);
         }
         state
@@ -912,10 +936,11 @@ pub(crate) fn is_cache_channel(name: &str) -> bool {
     rest.starts_with("cache-")
 }
 
-/// Queues a frame for a socket; a full queue means the client stopped keeping up, so it is
-/// closed instead of buffering without bound or slowing everyone else down.
+/// Queues a frame for a socket; a full queue (in frames or bytes) means the client stopped
+/// keeping up, so it is closed instead of buffering without bound or slowing everyone else
+/// down.
 fn deliver(socket: &Socket, message: Utf8Bytes) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = socket.tx.try_send(message) {
+    if socket.outbox.push(message).is_err() {
         socket.kill.trigger(CloseCode::SlowClient);
     }
 }
@@ -941,6 +966,7 @@ pub(crate) struct Hub {
     by_id: HashMap<String, usize>,
     pub activity_timeout: Duration,
     pub pong_timeout: Duration,
+    pub write_timeout: Duration,
     next_socket: AtomicU64,
     cluster: Arc<dyn ClusterAdapter>,
 }
@@ -968,6 +994,7 @@ impl Hub {
             by_id,
             activity_timeout: config.activity_timeout,
             pong_timeout: config.pong_timeout,
+            write_timeout: config.write_timeout,
             next_socket: AtomicU64::new(1),
             cluster,
         }
@@ -998,6 +1025,7 @@ impl Hub {
 
 #[cfg(test)]
 mod tests {
+    use super::super::outbox::{OutboxReceiver, outbox};
     use super::*;
 
     /// A node of a cluster whose answers the test gives by hand.
@@ -1041,9 +1069,9 @@ mod tests {
         Utf8Bytes::from(frame(event, Some("presence-x"), &json!({"user_id": user})))
     }
 
-    fn received(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
+    fn received(rx: &mut OutboxReceiver) -> Vec<String> {
         let mut events = Vec::new();
-        while let Ok(message) = rx.try_recv() {
+        while let Some(message) = rx.try_recv() {
             let value: Value = serde_json::from_str(message.as_str()).unwrap();
             let event = value["event"].as_str().unwrap().to_owned();
             let user = serde_json::from_str::<Value>(value["data"].as_str().unwrap_or("{}"))
@@ -1062,8 +1090,8 @@ mod tests {
             Duration::ZERO,
             Arc::new(Clustered),
         );
-        let (tx, mut rx) = mpsc::channel(64);
-        app.register("1.1", tx, Arc::default()).unwrap();
+        let (tx, mut rx) = outbox(64, 1 << 20);
+        app.register("1.1", tx, Arc::default(), None).unwrap();
         let presence = Presence {
             user_id: "me".into(),
             user_info: Value::Null,

@@ -3,13 +3,19 @@
 
 mod app;
 mod app_limits;
+mod client_auth;
+mod client_message;
 mod cluster;
 mod cluster_config;
 mod connection;
 mod handle;
 mod http_api;
 mod hub;
+mod kill_switch;
+mod outbox;
+mod peer_counts;
 mod protocol;
+mod rate_window;
 #[cfg(feature = "server-redis")]
 mod redis_cluster;
 #[cfg(feature = "server-redis")]
