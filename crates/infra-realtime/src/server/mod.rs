@@ -20,6 +20,8 @@ mod rate_window;
 mod redis_cluster;
 #[cfg(feature = "server-redis")]
 mod redis_scripts;
+#[cfg(feature = "server-redis")]
+mod state_queue;
 mod webhook;
 mod webhook_backlog;
 
