@@ -69,7 +69,11 @@ async fn run(env: Env) -> Result<(), Error> {
     tracing::info!(address = %local, apps = ?apps, "infra-realtime-server listening on {local}");
     // Stop accepting first, so clients told to reconnect cannot land on this process again;
     // upgraded WebSockets outlive `serve` and are closed right after.
-    axum::serve(listener, server.router())
+    // With each connection's peer address, for INFRA_REALTIME_MAX_CONNECTIONS_PER_IP.
+    let service = server
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, service)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| Error::backend("the server stopped").with_source(e))?;
