@@ -107,7 +107,7 @@ async fn a_write_that_cannot_finish_within_the_write_timeout_disconnects() {
     limits.max_queued_bytes = 64 * 1024 * 1024;
     limits.send_buffer_frames = 10_000;
     let config = ServerConfig::new(vec![app().with_limits(limits)])
-        .with_write_timeout(Duration::from_secs(2));
+        .with_write_timeout(Duration::from_secs(3));
     let (server, addr) = start(config).await;
     let (mut stalled, reading) = stalled_and_bystander(addr).await;
     flood(&server).await;
