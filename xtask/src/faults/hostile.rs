@@ -688,7 +688,7 @@ fn table(rows: &[Row], baseline_cpu: f64, baseline_p99: Option<f64>) -> String {
                 .map_or("no events".into(), |p| format!("{p:.1} ms")),
             r.idle_after.map_or(
                 format!("not within {} s", IDLE_PATIENCE.as_secs()),
-                |d| format!("{} ms", d.as_millis())
+                |d| format!("≤ {} ms", d.as_millis())
             ),
             mib(r.rss_before_kib),
             mib(r.rss_peak_kib),
