@@ -151,6 +151,14 @@ async fn one_address_gets_at_most_its_connections_then_4100() {
     assert_eq!(code, 4100);
     assert_eq!(frames[0]["event"], "pusher:error");
     assert_eq!(data_of(&frames[0])["code"], 4100);
+    assert!(
+        data_of(&frames[0])["message"]
+            .as_str()
+            .unwrap()
+            .contains("3 connections from this address"),
+        "{}",
+        frames[0]
+    );
 
     // Another address is not held back by this one's connections.
     let elsewhere = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));

@@ -113,8 +113,8 @@ pub(crate) async fn serve(
     let limits = &app.config.limits;
     let (outbox, mut queued) = outbox(limits.send_buffer_frames, limits.max_queued_bytes);
     let kill = Arc::new(Kill::default());
-    if let Err(code) = app.register(&socket_id, outbox, kill.clone(), peer) {
-        return writer.close_with_error(code, code.reason()).await;
+    if let Err((code, message)) = app.register(&socket_id, outbox, kill.clone(), peer) {
+        return writer.close_with_error(code, &message).await;
     }
     let mut registration = Registration {
         app: app.clone(),

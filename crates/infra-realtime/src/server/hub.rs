@@ -176,17 +176,25 @@ impl AppHub {
         outbox: Outbox,
         kill: Arc<Kill>,
         peer: Option<IpAddr>,
-    ) -> Result<(), CloseCode> {
+    ) -> Result<(), (CloseCode, String)> {
         let limits = &self.config.limits;
         let mut state = self.lock();
         if state.sockets.len() >= limits.max_connections {
-            return Err(CloseCode::OverCapacity);
+            let message = format!(
+                "Over capacity: the app has {} connections, its limit",
+                limits.max_connections
+            );
+            return Err((CloseCode::OverCapacity, message));
         }
         let peer = peer.map(peer_key);
         if let Some(key) = peer
             && !state.peers.try_add(key, limits.max_connections_per_ip)
         {
-            return Err(CloseCode::OverCapacity);
+            let message = format!(
+                "Over capacity: {} connections from this address, its limit",
+                limits.max_connections_per_ip
+            );
+            return Err((CloseCode::OverCapacity, message));
         }
         state.sockets.insert(
             socket_id.to_owned(),
