@@ -3,7 +3,9 @@
 //! while a legitimate subscriber receives an event every 20 ms triggered through the HTTP API.
 //!
 //! Attacks: one socket subscribing to 100,000 channels; a subscriber that stops reading while
-//! 600 events of 9 KB go to its channel; 1,500 connections from one address. For each: the
+//! 600 events of 9 KB go to its channel; 1,500 connections from one address; 200 connections
+//! that never finish their request head (slowloris, closed by `INFRA_HTTP_HEADER_READ_TIMEOUT`,
+//! 10 s by default). For each: the
 //! load, what the server did, the legitimate subscriber's p99 latency during the attack, the
 //! time from the attacker leaving until the server is idle again (its CPU back to what the
 //! legitimate traffic costs, and the attacker's channels gone), and its memory and CPU after.
@@ -39,6 +41,10 @@ const FIREHOSE_EVENTS: usize = 600;
 const FIREHOSE_BYTES: usize = 9 * 1024;
 /// Connections the flooding address opens.
 const CONNECTION_FLOOD: usize = 1_500;
+/// Connections that send half a request head and then nothing.
+const SLOWLORIS: usize = 200;
+/// Longest wait for the server to close a slowloris connection (its default timeout is 10 s).
+const SLOWLORIS_PATIENCE: Duration = Duration::from_secs(30);
 /// Where the attackers connect from: not the legitimate subscriber's address.
 const ATTACKER: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 /// Longest wait for the server to be idle again.
@@ -496,6 +502,62 @@ async fn connection_flood(addr: SocketAddr) -> Result<(String, Vec<Socket>)> {
     ))
 }
 
+/// `SLOWLORIS` connections that send an unfinished request head, held until the server
+/// closes them.
+async fn slowloris(addr: SocketAddr) -> Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut waits = tokio::task::JoinSet::new();
+    for _ in 0..SLOWLORIS {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(ATTACKER, 0))?;
+        let mut stream = socket.connect(addr).await?;
+        let opened = Instant::now();
+        stream
+            .write_all(format!("GET /apps/{APP_ID}/channels HTTP/1.1\r\nHost: x\r\n").as_bytes())
+            .await?;
+        waits.spawn(async move {
+            let mut buf = [0u8; 256];
+            // The server's close shows as the end of the stream (or a reset).
+            let closed = tokio::time::timeout(SLOWLORIS_PATIENCE, async {
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(_) => {}
+                    }
+                }
+            })
+            .await;
+            closed.ok().map(|()| opened.elapsed())
+        });
+    }
+    let mut closed_after = Vec::new();
+    let mut open = 0usize;
+    while let Some(wait) = waits.join_next().await {
+        match wait? {
+            Some(after) => closed_after.push(after),
+            None => open += 1,
+        }
+    }
+    closed_after.sort();
+    Ok(match (closed_after.first(), closed_after.last()) {
+        (Some(first), Some(last)) => format!(
+            "{} of {SLOWLORIS} closed by the server {:.2}–{:.2} s after they opened{}",
+            closed_after.len(),
+            first.as_secs_f64(),
+            last.as_secs_f64(),
+            if open > 0 {
+                format!(
+                    "; {open} still open after {} s",
+                    SLOWLORIS_PATIENCE.as_secs()
+                )
+            } else {
+                String::new()
+            }
+        ),
+        _ => format!("none closed within {} s", SLOWLORIS_PATIENCE.as_secs()),
+    })
+}
+
 /// Builds the server binary in release mode; returns its path.
 fn release_binary() -> Result<std::path::PathBuf> {
     let root = crate::project_root();
@@ -582,7 +644,12 @@ pub fn attacks(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
         let baseline_p99 = legit.p99_ms(from, legit.since_start());
 
         let mut rows = Vec::new();
-        for attack in ["subscribe flood", "subscriber that stops reading", "connection flood"] {
+        for attack in [
+            "subscribe flood",
+            "subscriber that stops reading",
+            "connection flood",
+            "slowloris",
+        ] {
             let (rss_before, _) = proc_stats(pid)?;
             let stop_watch = Arc::new(AtomicBool::new(false));
             let memory = watch_memory(pid, stop_watch.clone());
@@ -596,6 +663,10 @@ pub fn attacks(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
                 "subscriber that stops reading" => (
                     format!("a subscriber with a 4 KiB receive buffer stops reading; {FIREHOSE_EVENTS} events of {} KB go to its channel", FIREHOSE_BYTES / 1024),
                     stalled_reader(server.addr, &api).await?,
+                ),
+                "slowloris" => (
+                    format!("{SLOWLORIS} connections send `GET /apps/{APP_ID}/channels HTTP/1.1\\r\\nHost: x\\r\\n` and never finish the head"),
+                    slowloris(server.addr).await?,
                 ),
                 _ => {
                     let (outcome, held) = connection_flood(server.addr).await?;
