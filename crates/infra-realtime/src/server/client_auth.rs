@@ -6,7 +6,8 @@ use infra_core::{ChannelName, Secret};
 use serde_json::Value;
 
 use super::client_message::{SignInRequest, SubscribeRequest, split_auth};
-use super::hub::{Presence, Refusal, USER_CHANNEL_PREFIX};
+use super::protocol::USER_CHANNEL_PREFIX;
+use super::subscription::{Presence, Refusal};
 use crate::signature::verify_hmac_hex;
 
 /// Longest presence `user_id` accepted.
