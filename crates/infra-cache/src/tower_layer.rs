@@ -34,7 +34,7 @@ use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use infra_core::{RateLimitDecision, RateLimiter};
 use tower::{Layer, Service};
 
-pub use crate::trusted_proxies::{TRUSTED_PROXIES_VAR, TrustedProxies};
+pub use infra_core::http_server::{TRUSTED_PROXIES_VAR, TrustedProxies};
 
 /// Longest key taken from a request; longer ones (a forged header) are cut, so a client can't
 /// make its key invalid and slip past the limiter.

@@ -24,6 +24,7 @@
 //! finish, and closes idle keep-alive connections.
 
 mod stall_guards;
+mod trusted_proxies;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -47,6 +48,7 @@ use tower::ServiceExt;
 use crate::env::Env;
 use crate::error::{Error, Result};
 use stall_guards::{IdleBody, StalledWriteGuard};
+pub use trusted_proxies::{TRUSTED_PROXIES_VAR, TrustedProxies};
 
 /// The variable bounding the time a client has to send a request's head.
 pub const HEADER_READ_TIMEOUT_VAR: &str = "INFRA_HTTP_HEADER_READ_TIMEOUT";

@@ -29,7 +29,7 @@ use crate::channel_kind::ChannelKind;
 use crate::credentials::AppCredentials;
 use crate::signature::check_socket_id;
 
-/// Where pusher-js's `channelAuthorization.endpoint` points (the seed's endpoint).
+/// Where pusher-js's `channelAuthorization.endpoint` points (the TypeScript module's endpoint).
 pub const CHANNEL_AUTH_PATH: &str = "/api/pusher/auth";
 /// Where pusher-js's `userAuthentication.endpoint` points.
 pub const USER_AUTH_PATH: &str = "/api/pusher/user-auth";

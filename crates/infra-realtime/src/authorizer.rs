@@ -56,7 +56,7 @@ pub enum UserDecision {
 ///
 /// ```
 /// use infra_core::{async_trait, ChannelName, Result};
-/// use infra_realtime::{AuthRequest, Authorizer, ChannelDecision, Channels, UserData, UserDecision};
+/// use infra_realtime::{AuthRequest, Authorizer, ChannelDecision, UserData, UserDecision, private_user_channel};
 ///
 /// struct OwnChannelOnly;
 ///
@@ -76,7 +76,7 @@ pub enum UserDecision {
 ///         let Some(user_id) = current_user(request) else {
 ///             return Ok(ChannelDecision::deny("not signed in"));
 ///         };
-///         if *channel == Channels::user_private(&user_id)? {
+///         if *channel == private_user_channel(&user_id)? {
 ///             Ok(ChannelDecision::Allow)
 ///         } else {
 ///             Ok(ChannelDecision::deny(format!("user {user_id} may not join {channel}")))

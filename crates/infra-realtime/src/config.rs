@@ -3,11 +3,11 @@
 use std::fmt;
 use std::time::Duration;
 
-use infra_core::{Env, Error, Result, Secret};
+use infra_core::{Env, Error, Result, RetryPolicy, Secret};
 use url::Url;
 
 use crate::encryption::{EncryptionMasterKey, MASTER_KEY_VARIABLE};
-use crate::retry::RetryPolicy;
+use crate::pusher_retry::DEFAULT_PUSHER_RETRY;
 use crate::webhook::{DEFAULT_WEBHOOK_TOLERANCE, webhook_tolerance_from_env};
 
 /// Settings of the Pusher Channels HTTP API client.
@@ -27,7 +27,8 @@ pub struct PusherConfig {
     pub timeout: Duration,
     /// `PUSHER_ENCRYPTION_MASTER_KEY`: base64 of 32 bytes, for `private-encrypted-` channels.
     pub encryption_master_key: Option<EncryptionMasterKey>,
-    /// How failed calls are retried within [`timeout`](Self::timeout).
+    /// How failed calls are retried within [`timeout`](Self::timeout) (default
+    /// [`DEFAULT_PUSHER_RETRY`]); a 429's `Retry-After` is a floor under each wait.
     pub retry: RetryPolicy,
     /// How far a webhook's `time_ms` may lie from now, either way
     /// (`PUSHER_WEBHOOK_TOLERANCE`, default 5 minutes).
@@ -49,7 +50,7 @@ impl PusherConfig {
             base_url,
             timeout: Duration::from_secs(10),
             encryption_master_key: None,
-            retry: RetryPolicy::default(),
+            retry: DEFAULT_PUSHER_RETRY,
             webhook_tolerance: DEFAULT_WEBHOOK_TOLERANCE,
         }
     }
@@ -182,7 +183,7 @@ impl RealtimeConfig {
                 .optional_secret(MASTER_KEY_VARIABLE)
                 .map(|raw| EncryptionMasterKey::from_base64(raw.expose()))
                 .transpose()?,
-            retry: RetryPolicy::default(),
+            retry: DEFAULT_PUSHER_RETRY,
             webhook_tolerance: webhook_tolerance_from_env(env)?,
         }))
     }

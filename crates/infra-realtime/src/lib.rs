@@ -12,11 +12,11 @@ mod credentials;
 pub mod encryption;
 mod http_api;
 mod limits;
-mod notify;
 #[cfg(feature = "pusher")]
 mod pusher_client;
-mod retry;
-mod seed_channels;
+mod pusher_retry;
+mod realtime_event;
+mod realtime_notify;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
@@ -42,11 +42,11 @@ pub use http_api::{
     PresenceUsers, TriggerOptions, TriggerReply, check_user_id, info_param,
 };
 pub use limits::{MAX_BATCH_EVENTS, MAX_CHANNELS_PER_TRIGGER, MAX_DATA_BYTES};
-pub use notify::RealtimeNotify;
 #[cfg(feature = "pusher")]
 pub use pusher_client::PusherClient;
-pub use retry::RetryPolicy;
-pub use seed_channels::{Channels, Events};
+pub use pusher_retry::DEFAULT_PUSHER_RETRY;
+pub use realtime_event::RealtimeEvent;
+pub use realtime_notify::{RealtimeNotify, private_user_channel};
 pub use service::RealtimeService;
 pub use webhook::{
     DEFAULT_WEBHOOK_TOLERANCE, Webhook, WebhookEvent, verify_webhook, verify_webhook_at,

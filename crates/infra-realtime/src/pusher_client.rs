@@ -2,7 +2,7 @@
 //!
 //! Every call is signed afresh per attempt (the signature covers `auth_timestamp`, so a
 //! retried request must not reuse the first one's), retried on 5xx, 429 and transport
-//! failures as [`RetryPolicy`](crate::RetryPolicy) says, and bounded as a whole by
+//! failures as [`PusherConfig::retry`](crate::PusherConfig::retry) says, and bounded as a whole by
 //! `PUSHER_TIMEOUT`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -26,6 +26,7 @@ use crate::http_api::{
     TriggerOptions, TriggerReply, check_user_id, info_param,
 };
 use crate::limits::{check_batch, check_data_size, check_trigger};
+use crate::pusher_retry::retry_wait;
 use crate::signature;
 use crate::webhook::Webhook;
 
@@ -229,7 +230,7 @@ impl PusherClient {
             if !err.is_retryable() || attempt >= policy.max_attempts {
                 return Err(with_attempts(err, attempt));
             }
-            let wait = policy.delay(attempt, err.retry_after());
+            let wait = retry_wait(&policy, attempt, err.retry_after());
             if wait >= remaining() {
                 return Err(with_attempts(err, attempt));
             }
@@ -381,7 +382,7 @@ impl HealthCheck for PusherClient {
         "pusher"
     }
     /// Lists channels: a signed read that proves the host answers and accepts the
-    /// credentials, and counts the occupied channels (the seed's "monitor connection count").
+    /// credentials, and counts the occupied channels (the TypeScript module's "monitor connection count").
     async fn probe(&self) -> Result<Probe> {
         let listed = self.channels(&ChannelsQuery::all()).await?;
         Ok(Probe::healthy(format!(

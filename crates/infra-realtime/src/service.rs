@@ -14,8 +14,8 @@ pub struct RealtimeService {
     #[cfg(feature = "server")]
     server: Option<crate::server::RealtimeServer>,
     #[cfg(feature = "pusher")]
-    pusher: Option<Arc<crate::PusherClient>>,
-    credentials: crate::AppCredentials,
+    pusher: Option<Arc<crate::pusher_client::PusherClient>>,
+    credentials: crate::credentials::AppCredentials,
     backend: &'static str,
 }
 
@@ -52,8 +52,8 @@ impl RealtimeService {
             )),
             #[cfg(feature = "pusher")]
             RealtimeConfig::Pusher(config) => {
-                let credentials = crate::AppCredentials::from(&config);
-                let client = Arc::new(crate::PusherClient::new(config)?);
+                let credentials = crate::credentials::AppCredentials::from(&config);
+                let client = Arc::new(crate::pusher_client::PusherClient::new(config)?);
                 Ok(RealtimeService {
                     realtime: client.clone(),
                     health: client.clone(),
@@ -76,7 +76,7 @@ impl RealtimeService {
     #[cfg(feature = "server")]
     pub fn embedded(server: crate::server::RealtimeServer) -> Self {
         let app = server.app();
-        let credentials = crate::AppCredentials::new(
+        let credentials = crate::credentials::AppCredentials::new(
             app.id.clone(),
             app.key.clone(),
             app.secret.expose().clone(),
@@ -112,13 +112,13 @@ impl RealtimeService {
     /// The Pusher client, when that is the backend: channel queries, user termination,
     /// trigger options, auth signing.
     #[cfg(feature = "pusher")]
-    pub fn pusher(&self) -> Option<Arc<crate::PusherClient>> {
+    pub fn pusher(&self) -> Option<Arc<crate::pusher_client::PusherClient>> {
         self.pusher.clone()
     }
 
     /// The app's credentials (Pusher's, or the embedded server's first app): what the auth
     /// endpoint signs channel authorizations with, and the key pusher-js connects with.
-    pub fn credentials(&self) -> &crate::AppCredentials {
+    pub fn credentials(&self) -> &crate::credentials::AppCredentials {
         &self.credentials
     }
 

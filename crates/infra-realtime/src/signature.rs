@@ -5,20 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use infra_core::{ChannelName, Error, Result, Secret};
+use infra_core::{ChannelName, Error, Result, Secret, hmac_sha256_hex, verify_hmac_sha256_hex};
 use md5::{Digest, Md5};
 
 pub use crate::auth_payload::{ChannelAuth, UserAuth};
-
-/// Hex HMAC-SHA256 of `message` with `secret` (infra-core's, shared with Inngest's signing).
-pub fn hmac_hex(secret: &Secret<String>, message: &[u8]) -> String {
-    infra_core::hmac_sha256_hex(secret, message)
-}
-
-/// Checks a hex HMAC-SHA256 signature in constant time.
-pub fn verify_hmac_hex(secret: &Secret<String>, message: &[u8], signature_hex: &str) -> bool {
-    infra_core::verify_hmac_sha256_hex(secret, message, signature_hex)
-}
 
 /// Hex MD5 of a request body, the `body_md5` query parameter.
 pub fn body_md5(body: &[u8]) -> String {
@@ -63,7 +53,7 @@ pub fn sign_request(
     if let Some(body) = body {
         params.insert("body_md5".into(), body_md5(body));
     }
-    let signature = hmac_hex(secret, string_to_sign(method, path, &params).as_bytes());
+    let signature = hmac_sha256_hex(secret, string_to_sign(method, path, &params).as_bytes());
     params.insert("auth_signature".into(), signature);
     params
 }
@@ -112,7 +102,7 @@ pub fn verify_request(
         .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
         .collect();
     let to_sign = string_to_sign(method, path, &lowered);
-    if !verify_hmac_hex(secret, to_sign.as_bytes(), signature) {
+    if !verify_hmac_sha256_hex(secret, to_sign.as_bytes(), signature) {
         return Err(Error::invalid_input(
             "auth_signature",
             "does not match the request",
@@ -176,7 +166,7 @@ pub fn authorize_channel(
         (false, _) => format!("{socket_id}:{channel}"),
     };
     Ok(ChannelAuth {
-        auth: format!("{key}:{}", hmac_hex(secret, to_sign.as_bytes())),
+        auth: format!("{key}:{}", hmac_sha256_hex(secret, to_sign.as_bytes())),
         channel_data: if channel.is_presence() {
             channel_data.map(str::to_owned)
         } else {
@@ -208,7 +198,7 @@ pub fn authenticate_user(
     }
     let to_sign = format!("{socket_id}::user::{user_data}");
     Ok(UserAuth {
-        auth: format!("{key}:{}", hmac_hex(secret, to_sign.as_bytes())),
+        auth: format!("{key}:{}", hmac_sha256_hex(secret, to_sign.as_bytes())),
         user_data: user_data.to_owned(),
     })
 }
@@ -228,7 +218,7 @@ pub fn verify_webhook(
             "is not this app's key",
         ));
     }
-    if !verify_hmac_hex(secret, body, header_signature) {
+    if !verify_hmac_sha256_hex(secret, body, header_signature) {
         return Err(Error::invalid_input(
             "X-Pusher-Signature",
             "does not match the body",

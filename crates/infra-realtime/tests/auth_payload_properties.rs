@@ -7,7 +7,8 @@
 //! and a change to it does not.
 
 use infra_core::{ChannelName, ErrorKind, Secret};
-use infra_realtime::signature::{authenticate_user, authorize_channel, hmac_hex, verify_hmac_hex};
+use infra_core::{hmac_sha256_hex, verify_hmac_sha256_hex};
+use infra_realtime::signature::{authenticate_user, authorize_channel};
 use infra_realtime::{
     ChannelAuth, EncryptedPayload, EncryptionMasterKey, PresenceMember, SharedSecret, UserAuth,
     UserData,
@@ -102,14 +103,14 @@ proptest! {
         let (key, signature) = auth.auth.split_once(':').unwrap();
         prop_assert_eq!(key, KEY);
         let signed = format!("{socket_id}:{channel}:{data}");
-        prop_assert!(verify_hmac_hex(&secret(), signed.as_bytes(), signature));
+        prop_assert!(verify_hmac_sha256_hex(&secret(), signed.as_bytes(), signature));
         prop_assert_eq!(serde_json::from_str::<PresenceMember>(auth.channel_data.as_deref().unwrap()).unwrap(), member);
 
         let user = UserData { id: user_id, user_info: None, watchlist };
         let reply = authenticate_user(KEY, &secret(), &socket_id, &user.to_user_data()).unwrap();
         let (_, signature) = reply.auth.split_once(':').unwrap();
         let signed = format!("{socket_id}::user::{}", reply.user_data);
-        prop_assert!(verify_hmac_hex(&secret(), signed.as_bytes(), signature));
+        prop_assert!(verify_hmac_sha256_hex(&secret(), signed.as_bytes(), signature));
         prop_assert_eq!(serde_json::from_str::<UserData>(&reply.user_data).unwrap(), user);
     }
 
@@ -119,13 +120,13 @@ proptest! {
         claimed in prop_oneof![".{0,80}", "[0-9a-fA-F]{0,70}", " ?[0-9a-f]{64} ?"],
         upper in any::<bool>(),
     ) {
-        let right = hmac_hex(&secret(), &message);
+        let right = hmac_sha256_hex(&secret(), &message);
         // Hex case and surrounding blanks do not matter; any other difference does.
         let shown = if upper { right.to_uppercase() } else { right.clone() };
         let padded = format!(" {shown}\n");
-        prop_assert!(verify_hmac_hex(&secret(), &message, &padded));
+        prop_assert!(verify_hmac_sha256_hex(&secret(), &message, &padded));
         prop_assert_eq!(
-            verify_hmac_hex(&secret(), &message, &claimed),
+            verify_hmac_sha256_hex(&secret(), &message, &claimed),
             claimed.trim().eq_ignore_ascii_case(&right)
         );
     }

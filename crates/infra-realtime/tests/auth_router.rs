@@ -8,9 +8,9 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode, header};
 use infra_core::{ChannelName, Result, Secret, async_trait};
 use infra_realtime::{
-    AppCredentials, AuthRequest, Authorizer, CHANNEL_AUTH_PATH, ChannelDecision, Channels,
+    AppCredentials, AuthRequest, Authorizer, CHANNEL_AUTH_PATH, ChannelDecision,
     EncryptionMasterKey, PresenceMember, USER_AUTH_PATH, UserData, UserDecision, auth_router,
-    signature,
+    private_user_channel, signature,
 };
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -38,10 +38,10 @@ impl Authorizer for OwnChannelOnly {
         let Some(user) = current_user(request) else {
             return Ok(ChannelDecision::deny("not signed in"));
         };
-        if *channel == Channels::user_private(&user)? {
+        if *channel == private_user_channel(&user)? {
             return Ok(ChannelDecision::Allow);
         }
-        if *channel == Channels::presence_workspace("w1")? {
+        if channel.as_str() == "presence-workspace-w1" {
             return Ok(ChannelDecision::AllowPresence(
                 PresenceMember::new(user.clone())
                     .with_info(json!({"name": format!("User {user}")})),

@@ -46,7 +46,7 @@ async fn channel_data_on_a_private_channel_creates_no_presence_identity() {
     assert!(relayed.get("user_id").is_none(), "{relayed}");
 
     // A presence channel with a private-style signature (not over the channel data) fails.
-    let over_channel_only = signature::hmac_hex(
+    let over_channel_only = infra_core::hmac_sha256_hex(
         &secret(),
         format!("{}:presence-x", intruder.socket_id).as_bytes(),
     );

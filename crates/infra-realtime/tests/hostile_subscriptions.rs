@@ -9,6 +9,7 @@ mod server_support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
+use infra_core::http_server::TrustedProxies;
 use infra_realtime::server::{AppLimits, ServerConfig};
 use serde_json::{Value, json};
 use server_support::*;
@@ -176,4 +177,61 @@ async fn one_address_gets_at_most_its_connections_then_4100() {
         again.subscribe("open").await["event"],
         "pusher_internal:subscription_succeeded"
     );
+}
+
+/// A connection through a proxy at `addr`, which says the client is `client`.
+async fn through_proxy(addr: std::net::SocketAddr, client: &str) -> Client {
+    let path = format!("/app/{KEY}?protocol=7&client=js&version=8.4.0");
+    Client {
+        ws: connect_forwarded(addr, &path, client).await,
+        socket_id: String::new(),
+        activity_timeout: 0,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_trusted_proxies_each_forwarded_client_has_its_own_count() {
+    // Every connection comes from 127.0.0.1, the proxy; the limit is per client behind it.
+    let config = limits(|l| l.max_connections_per_ip = 2)
+        .with_trusted_proxies(TrustedProxies::parse("127.0.0.0/8").unwrap());
+    let (_server, addr) = start_with_peer_addresses(config).await;
+    let mut held = Vec::new();
+    for client in ["203.0.113.1", "203.0.113.1", "203.0.113.2", "203.0.113.2"] {
+        let mut connection = Client::established(through_proxy(addr, client).await.ws).await;
+        assert_eq!(
+            connection.subscribe("open").await["event"],
+            "pusher_internal:subscription_succeeded"
+        );
+        held.push(connection);
+    }
+    // The third of one client is refused, whatever the others behind the proxy hold.
+    let (code, frames) = through_proxy(addr, "203.0.113.1").await.closed().await;
+    assert_eq!(code, 4100);
+    assert!(
+        data_of(&frames[0])["message"]
+            .as_str()
+            .unwrap()
+            .contains("2 connections from this address"),
+        "{}",
+        frames[0]
+    );
+    // A client that writes its own X-Forwarded-For is read from the right, past our proxies:
+    // the address the proxy appended counts, not the one the client made up.
+    let (code, _) = through_proxy(addr, "198.51.100.7, 203.0.113.2")
+        .await
+        .closed()
+        .await;
+    assert_eq!(code, 4100);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_trusted_proxies_a_forwarded_for_header_is_ignored() {
+    let (_server, addr) = start_with_peer_addresses(limits(|l| l.max_connections_per_ip = 2)).await;
+    let mut held = Vec::new();
+    for client in ["203.0.113.1", "203.0.113.2"] {
+        held.push(Client::established(through_proxy(addr, client).await.ws).await);
+    }
+    // Both counted under the socket's peer, 127.0.0.1: a third is refused, whatever it claims.
+    let (code, _) = through_proxy(addr, "203.0.113.3").await.closed().await;
+    assert_eq!(code, 4100);
 }

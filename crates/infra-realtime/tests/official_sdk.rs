@@ -27,7 +27,7 @@ async fn official_sdk_and_our_signatures_agree() {
 
     let secret = Secret::new(SECRET.to_owned());
     let webhook_body = r#"{"time_ms":1327078148132,"events":[{"name":"channel_occupied","channel":"test_channel"}]}"#;
-    let webhook_signature = signature::hmac_hex(&secret, webhook_body.as_bytes());
+    let webhook_signature = infra_core::hmac_sha256_hex(&secret, webhook_body.as_bytes());
 
     // A master key as `PUSHER_ENCRYPTION_MASTER_KEY` holds it (base64 of 32 bytes).
     let master_key_base64 = "VGhpcyBpcyBhIHN0cmluZyB0aGF0IGlzIDMyIGNocnM=";

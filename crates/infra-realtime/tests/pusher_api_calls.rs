@@ -8,11 +8,11 @@ mod support;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use infra_core::{BatchEvent, ChannelName, ErrorKind, EventName, Realtime};
+use infra_core::{Backoff, BatchEvent, ChannelName, ErrorKind, EventName, Realtime, RetryPolicy};
 use infra_realtime::encryption::MASTER_KEY_VARIABLE;
 use infra_realtime::{
     ChannelAttribute, ChannelAttributes, ChannelsQuery, EncryptedPayload, EncryptionMasterKey,
-    PusherClient, PusherConfig, RetryPolicy, SharedSecret, TriggerOptions,
+    PusherClient, PusherConfig, SharedSecret, TriggerOptions,
 };
 use serde_json::json;
 use support::{KEY, Reply, SECRET, pusher_api, pusher_api_scripted};
@@ -26,9 +26,10 @@ fn ev(n: &str) -> EventName {
 }
 
 fn client(base: url::Url) -> PusherClient {
-    let config = PusherConfig::new(base, "3", KEY, SECRET).with_retry(
-        RetryPolicy::attempts(3).with_delays(Duration::from_millis(10), Duration::from_millis(50)),
-    );
+    let config = PusherConfig::new(base, "3", KEY, SECRET).with_retry(RetryPolicy::new(
+        3,
+        Backoff::new(Duration::from_millis(10), Duration::from_millis(50)),
+    ));
     PusherClient::new(config).unwrap()
 }
 

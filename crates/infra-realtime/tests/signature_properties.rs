@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 
-use infra_core::{ChannelName, ErrorKind, Secret};
+use infra_core::{ChannelName, ErrorKind, Secret, hmac_sha256_hex, verify_hmac_sha256_hex};
 use infra_realtime::signature::{
-    authenticate_user, authorize_channel, check_socket_id, hmac_hex, sign_request, verify_hmac_hex,
-    verify_request, verify_webhook,
+    authenticate_user, authorize_channel, check_socket_id, sign_request, verify_request,
+    verify_webhook,
 };
 use proptest::prelude::*;
 
@@ -42,10 +42,18 @@ fn assert_auth_signs(auth: &str, signed: &str) -> Result<(), TestCaseError> {
         .ok_or_else(|| TestCaseError::fail(format!("no `:` in {auth}")))?;
     prop_assert_eq!(key, KEY);
     prop_assert_eq!(signature.len(), 64);
-    prop_assert!(verify_hmac_hex(&secret(), signed.as_bytes(), signature));
+    prop_assert!(verify_hmac_sha256_hex(
+        &secret(),
+        signed.as_bytes(),
+        signature
+    ));
     // A different message does not verify with the same signature.
     let other = format!("{signed}x");
-    prop_assert!(!verify_hmac_hex(&secret(), other.as_bytes(), signature));
+    prop_assert!(!verify_hmac_sha256_hex(
+        &secret(),
+        other.as_bytes(),
+        signature
+    ));
     Ok(())
 }
 
@@ -125,7 +133,7 @@ proptest! {
         match verify_webhook(KEY, &secret(), &header_key, &header_signature, &body) {
             Ok(()) => {
                 prop_assert_eq!(header_key.as_str(), KEY);
-                prop_assert_eq!(header_signature.trim(), hmac_hex(&secret(), &body));
+                prop_assert_eq!(header_signature.trim(), hmac_sha256_hex(&secret(), &body));
             }
             Err(err) => {
                 prop_assert_eq!(err.kind(), ErrorKind::InvalidInput);
@@ -141,7 +149,7 @@ proptest! {
         flip in any::<proptest::sample::Index>(),
         bit in 0u8..8,
     ) {
-        let signature = hmac_hex(&secret(), &body);
+        let signature = hmac_sha256_hex(&secret(), &body);
         prop_assert!(verify_webhook(KEY, &secret(), KEY, &signature, &body).is_ok());
         let mut tampered = body.clone();
         tampered[flip.index(body.len())] ^= 1 << bit;

@@ -9,7 +9,7 @@ use axum::body::{Body, to_bytes};
 use axum::http::{Request, StatusCode};
 use axum::routing::post;
 use infra_core::Secret;
-use infra_realtime::{AppCredentials, VerifiedWebhook, WebhookEvent, signature};
+use infra_realtime::{AppCredentials, VerifiedWebhook, WebhookEvent};
 use tower::ServiceExt;
 
 const KEY: &str = "278d425bdf160c739803";
@@ -77,7 +77,8 @@ async fn wrong_signature_is_401_and_a_signed_non_webhook_is_400() {
     assert!(text.contains("X-Pusher-Signature"), "{text}");
 
     let not_a_webhook = r#"{"hello":"world"}"#;
-    let signed = signature::hmac_hex(&Secret::new(SECRET.to_owned()), not_a_webhook.as_bytes());
+    let signed =
+        infra_core::hmac_sha256_hex(&Secret::new(SECRET.to_owned()), not_a_webhook.as_bytes());
     let (status, text) = deliver(not_a_webhook, &signed).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(text.contains("body"), "{text}");
@@ -95,7 +96,7 @@ fn signed_at(time_ms: u64) -> (String, String) {
     let body = format!(
         r#"{{"time_ms":{time_ms},"events":[{{"name":"channel_occupied","channel":"test_channel"}}]}}"#
     );
-    let signature = signature::hmac_hex(&Secret::new(SECRET.to_owned()), body.as_bytes());
+    let signature = infra_core::hmac_sha256_hex(&Secret::new(SECRET.to_owned()), body.as_bytes());
     (body, signature)
 }
 

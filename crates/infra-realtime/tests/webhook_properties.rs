@@ -6,8 +6,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use infra_core::hmac_sha256_hex;
 use infra_core::{ChannelName, ErrorKind, Secret};
-use infra_realtime::signature::hmac_hex;
 use infra_realtime::webhook::{
     DEFAULT_WEBHOOK_TOLERANCE, TIME_FIELD, Webhook, WebhookEvent, parse_webhook, verify_webhook,
     verify_webhook_at,
@@ -91,7 +91,7 @@ proptest! {
         }
         // Correctly signed, the body itself is still checked (and with any tolerance, only
         // the body).
-        let signature = hmac_hex(&secret(), &body);
+        let signature = hmac_sha256_hex(&secret(), &body);
         let verified = verify_webhook_at(KEY, &secret(), KEY, &signature, &body, Duration::MAX, SystemTime::now());
         match verified {
             Ok(hook) => prop_assert_eq!(Ok::<_, String>(hook), parse_webhook(&body).map_err(|e| e.to_string())),
@@ -112,7 +112,7 @@ proptest! {
     ) {
         let hook = Webhook { time_ms, events };
         let body = serde_json::to_vec(&hook).unwrap();
-        let signature = hmac_hex(&secret(), &body);
+        let signature = hmac_sha256_hex(&secret(), &body);
         let at_its_time = UNIX_EPOCH + Duration::from_millis(time_ms);
         let verified = verify_webhook_at(KEY, &secret(), KEY, &signature, &body, DEFAULT_WEBHOOK_TOLERANCE, at_its_time)
             .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -120,7 +120,7 @@ proptest! {
         // Any other key or signature is refused by name before the body is read.
         let err = verify_webhook(KEY, &secret(), "other", &signature, &body).unwrap_err();
         prop_assert_eq!(err.field(), Some("X-Pusher-Key"));
-        let err = verify_webhook(KEY, &secret(), KEY, &hmac_hex(&secret(), b"x"), &body).unwrap_err();
+        let err = verify_webhook(KEY, &secret(), KEY, &hmac_sha256_hex(&secret(), b"x"), &body).unwrap_err();
         prop_assert_eq!(err.field(), Some("X-Pusher-Signature"));
     }
 
@@ -131,7 +131,7 @@ proptest! {
         tolerance_ms in 0u64..600_000,
     ) {
         let body = format!(r#"{{"time_ms":{time_ms},"events":[]}}"#);
-        let signature = hmac_hex(&secret(), body.as_bytes());
+        let signature = hmac_sha256_hex(&secret(), body.as_bytes());
         let at = UNIX_EPOCH + Duration::from_millis(time_ms);
         let now = if offset_ms >= 0 {
             at + Duration::from_millis(offset_ms as u64)

@@ -10,7 +10,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use infra::db::Database;
-use infra::realtime::{Events, RealtimeNotify};
+use infra::realtime::RealtimeNotify;
 use infra::{Error, ErrorKind, Infra, RateLimiter};
 use serde::Deserialize;
 use serde_json::json;
@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::demo_auth::{DemoAuthorizer, DemoSessions};
 use crate::demo_data::{DemoUser, calendar_of};
 use crate::events::schedule_calendar_sync;
+use crate::notifications::{CalendarSyncStarted, Events};
 use crate::preferences::{self, Preferences};
 
 /// Sync requests a user may make per window.
@@ -256,7 +257,12 @@ async fn request_sync(
     if let Err(err) = state
         .infra
         .realtime()
-        .notify_calendar_sync_started(&user_id.to_string(), &calendar_id.to_string())
+        .notify_user(
+            &user_id.to_string(),
+            &CalendarSyncStarted {
+                calendar_id: calendar_id.to_string(),
+            },
+        )
         .await
     {
         tracing::warn!(error = %err, "could not announce a started sync");

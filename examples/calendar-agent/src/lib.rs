@@ -15,6 +15,7 @@ pub mod app;
 pub mod demo_auth;
 pub mod demo_data;
 pub mod events;
+pub mod notifications;
 pub mod preferences;
 pub mod provider;
 pub mod schema;

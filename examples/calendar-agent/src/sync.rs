@@ -16,6 +16,7 @@ use infra::realtime::RealtimeNotify;
 use infra::{Error, ErrorKind, Realtime, Result};
 
 use crate::events::CalendarSyncRequested;
+use crate::notifications::{CalendarSyncCompleted, CalendarSyncFailed};
 use crate::provider::CalendarProvider;
 use crate::schema::calendar_events;
 
@@ -61,7 +62,13 @@ async fn run(
             // The sync is done even if this announcement fails; don't redo it for that.
             if let Err(err) = deps
                 .realtime
-                .notify_calendar_sync_completed(&event.user_id, &event.calendar_id, count)
+                .notify_user(
+                    &event.user_id,
+                    &CalendarSyncCompleted {
+                        calendar_id: event.calendar_id.clone(),
+                        events_synced: count,
+                    },
+                )
                 .await
             {
                 tracing::warn!(error = %err, "could not announce a completed sync");
@@ -79,7 +86,13 @@ async fn run(
                 );
                 let _ = deps
                     .realtime
-                    .notify_calendar_sync_failed(&event.user_id, &event.calendar_id, err.message())
+                    .notify_user(
+                        &event.user_id,
+                        &CalendarSyncFailed {
+                            calendar_id: event.calendar_id.clone(),
+                            reason: err.message().to_owned(),
+                        },
+                    )
                     .await;
             }
             Outcome::from(err)

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
-use infra::realtime::{ChannelsQuery, PusherClient, PusherConfig, RetryPolicy};
+use infra::RetryPolicy;
+use infra::realtime::{ChannelsQuery, PusherClient, PusherConfig};
 use infra::{ChannelName, EventName, Realtime};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
-use infra::realtime::{ChannelAttribute, PusherClient, PusherConfig, RetryPolicy, signature};
+use infra::RetryPolicy;
+use infra::realtime::{ChannelAttribute, PusherClient, PusherConfig, signature};
 use infra::{ChannelName, EventName, Realtime, Secret};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;

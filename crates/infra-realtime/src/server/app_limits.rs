@@ -69,7 +69,7 @@ impl Default for AppLimits {
             max_channels_per_connection: 1_000,
             max_subscribes_per_second: 1_000,
             max_queued_bytes: 1024 * 1024,
-            max_payload_bytes: crate::MAX_DATA_BYTES,
+            max_payload_bytes: crate::limits::MAX_DATA_BYTES,
             max_presence_members: 100,
             max_presence_user_info_bytes: 1024,
             client_events: true,

@@ -2,12 +2,12 @@
 //! the app signed for it) and the user it signs in as. Signatures are checked in constant time
 //! over exactly the strings the protocol signs.
 
-use infra_core::{ChannelName, Secret};
+use infra_core::{ChannelName, Secret, verify_hmac_sha256_hex};
 use serde_json::Value;
 
 use super::client_message::{SignInRequest, SubscribeRequest, split_auth};
-use super::hub::{Presence, Refusal, USER_CHANNEL_PREFIX};
-use crate::signature::verify_hmac_hex;
+use super::protocol::USER_CHANNEL_PREFIX;
+use super::subscription::{Presence, Refusal};
 
 /// Longest presence `user_id` accepted.
 const MAX_USER_ID_CHARS: usize = 128;
@@ -50,7 +50,7 @@ pub(crate) fn authorize_subscription(
     }
     if !name.is_presence() {
         let signed = format!("{socket_id}:{channel}");
-        return if verify_hmac_hex(app.secret, signed.as_bytes(), signature) {
+        return if verify_hmac_sha256_hex(app.secret, signed.as_bytes(), signature) {
             Ok(None)
         } else {
             Err(refusal(401, "invalid signature"))
@@ -61,7 +61,7 @@ pub(crate) fn authorize_subscription(
         .as_deref()
         .ok_or_else(|| refusal(400, "presence channels need `channel_data`"))?;
     let signed = format!("{socket_id}:{channel}:{channel_data}");
-    if !verify_hmac_hex(app.secret, signed.as_bytes(), signature) {
+    if !verify_hmac_sha256_hex(app.secret, signed.as_bytes(), signature) {
         return Err(refusal(401, "invalid signature"));
     }
     presence_identity(channel_data, app.max_user_info_bytes).map(Some)
@@ -109,7 +109,7 @@ pub(crate) fn verify_sign_in(
     let (key, signature) = split_auth(request.auth.as_deref())
         .map_err(|_| SignInRefused("`auth` must be `key:signature`"))?;
     let signed = format!("{socket_id}::user::{user_data}");
-    if key != app.key || !verify_hmac_hex(app.secret, signed.as_bytes(), signature) {
+    if key != app.key || !verify_hmac_sha256_hex(app.secret, signed.as_bytes(), signature) {
         return Err(SignInRefused("invalid sign-in signature"));
     }
     let id = serde_json::from_str::<Value>(user_data)
@@ -172,7 +172,7 @@ mod tests {
             .unwrap();
         assert_eq!(identity.user_id, "10");
         // A presence subscription signed like a private one does not pass.
-        let over_channel_only = crate::signature::hmac_hex(&secret, b"1234.1234:presence-x");
+        let over_channel_only = infra_core::hmac_sha256_hex(&secret, b"1234.1234:presence-x");
         let private_style = request(
             "presence-x",
             Some(format!("{KEY}:{over_channel_only}")),

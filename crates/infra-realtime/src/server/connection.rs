@@ -1,6 +1,7 @@
-//! One WebSocket connection: one task reading frames, writing the socket's queue, and keeping
-//! time (the server's ping after `activity_timeout` of silence, 4201 when the pong is late, the
-//! write timeout for a client that stops reading).
+//! One WebSocket connection: the upgrade (with the client address its per-address limit
+//! counts), then one task reading frames, writing the socket's queue, and keeping time (the
+//! server's ping after `activity_timeout` of silence, 4201 when the pong is late, the write
+//! timeout for a client that stops reading).
 
 use std::future::Future;
 use std::net::IpAddr;
@@ -9,18 +10,69 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
+use axum::extract::{FromRequestParts, Path, Query, State, WebSocketUpgrade};
+use axum::http::request::Parts;
+use axum::response::Response;
+use serde::Deserialize;
 use serde_json::json;
 use tokio::time::sleep_until;
 
 use super::client_auth::{AppKeys, authorize_subscription, verify_sign_in};
 use super::client_message::{ClientEvent, ClientMessage, SignInRequest, SubscribeRequest};
-use super::hub::{AppHub, Hub, Kill, Refusal};
+use super::hub::AppHub;
+use super::kill_switch::Kill;
+use super::node::Node;
 use super::outbox::outbox;
 use super::protocol::{CloseCode, check_protocol, error_frame, frame, subscription_error};
 use super::rate_window::RateWindow;
+use super::subscription::Refusal;
+
+/// Bytes tungstenite reads at a time; small, because an idle connection keeps this buffer.
+const READ_BUFFER_BYTES: usize = 4096;
 
 /// Bytes a frame may have beyond the app's payload limit (event name, channel, auth).
 const FRAME_OVERHEAD: usize = 4096;
+
+#[derive(Deserialize)]
+pub(crate) struct ConnectParams {
+    protocol: Option<String>,
+}
+
+/// The request's client address, as the node's trusted proxies allow it to be known: the
+/// socket's peer (when the server was started with each connection's `ConnectInfo`), or the
+/// address those proxies wrote in `X-Forwarded-For`.
+pub(crate) struct ClientAddress(Option<IpAddr>);
+
+impl FromRequestParts<Arc<Node>> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        node: &Arc<Node>,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(node.trusted_proxies.client_ip(parts)))
+    }
+}
+
+/// `GET /app/{key}`: the WebSocket upgrade.
+pub(crate) async fn upgrade(
+    State(node): State<Arc<Node>>,
+    Path(key): Path<String>,
+    Query(params): Query<ConnectParams>,
+    ClientAddress(peer): ClientAddress,
+    ws: WebSocketUpgrade,
+) -> Response {
+    // tungstenite refuses frames beyond this itself; the connection checks the app's own,
+    // smaller limit and answers with the protocol's error.
+    let max_message = node.hub().by_key(&key).map_or(64 * 1024, |app| {
+        4 * app.config.limits.max_payload_bytes + 64 * 1024
+    });
+    ws.read_buffer_size(READ_BUFFER_BYTES)
+        .write_buffer_size(0)
+        .max_message_size(max_message)
+        .max_frame_size(max_message)
+        .on_upgrade(move |socket| serve(node, key, params.protocol, peer, socket))
+}
 
 /// Removes the socket from the hub however the task ends, or earlier (`leave`) when the
 /// connection is being closed and only its goodbye is left to send.
@@ -91,8 +143,8 @@ impl Writer {
 
 /// Serves one upgraded connection until it closes. `peer` is the client's address when the
 /// server knows it (for the per-address limit).
-pub(crate) async fn serve(
-    hub: Arc<Hub>,
+async fn serve(
+    node: Arc<Node>,
     key: String,
     protocol: Option<String>,
     peer: Option<IpAddr>,
@@ -100,16 +152,16 @@ pub(crate) async fn serve(
 ) {
     let mut writer = Writer {
         socket,
-        timeout: hub.write_timeout,
+        timeout: node.write_timeout,
     };
-    let Some(app) = hub.by_key(&key).cloned() else {
+    let Some(app) = node.hub().by_key(&key).cloned() else {
         let code = CloseCode::UnknownApp;
         return writer.close_with_error(code, code.reason()).await;
     };
     if let Err(code) = check_protocol(protocol.as_deref()) {
         return writer.close_with_error(code, code.reason()).await;
     }
-    let socket_id = hub.new_socket_id();
+    let socket_id = node.hub().new_socket_id();
     let limits = &app.config.limits;
     let (outbox, mut queued) = outbox(limits.send_buffer_frames, limits.max_queued_bytes);
     let kill = Arc::new(Kill::default());
@@ -124,7 +176,7 @@ pub(crate) async fn serve(
     let established = frame(
         "pusher:connection_established",
         None,
-        &json!({"socket_id": socket_id, "activity_timeout": hub.activity_timeout.as_secs()}),
+        &json!({"socket_id": socket_id, "activity_timeout": node.activity_timeout.as_secs()}),
     );
     if writer
         .send(Message::Text(established.into()))
@@ -134,12 +186,13 @@ pub(crate) async fn serve(
         return;
     }
     let mut conn = Connection {
+        node: node.clone(),
         app,
         socket_id,
         client_events: RateWindow::new(),
         subscribes: RateWindow::new(),
     };
-    let timer = sleep_until((Instant::now() + hub.activity_timeout).into());
+    let timer = sleep_until((Instant::now() + node.activity_timeout).into());
     tokio::pin!(timer);
     // One wait for the connection's whole life: a fresh `Notified` per loop would register
     // with (and leave) the `Notify`'s waiter list, under its lock, for every frame sent.
@@ -171,7 +224,7 @@ pub(crate) async fn serve(
                         break Ending::Error(CloseCode::InvalidMessage, "binary frames are not part of the protocol".into());
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
-                        timer.as_mut().reset((Instant::now() + hub.activity_timeout).into());
+                        timer.as_mut().reset((Instant::now() + node.activity_timeout).into());
                         pinged = false;
                         continue;
                     }
@@ -181,7 +234,7 @@ pub(crate) async fn serve(
                         break Ending::Error(CloseCode::InvalidMessage, format!("unreadable frame: {e}"));
                     }
                 };
-                timer.as_mut().reset((Instant::now() + hub.activity_timeout).into());
+                timer.as_mut().reset((Instant::now() + node.activity_timeout).into());
                 pinged = false;
                 if let Err((code, message)) = conn.handle(&text) {
                     break Ending::Error(code, message);
@@ -193,7 +246,7 @@ pub(crate) async fn serve(
                 }
                 pinged = true;
                 conn.app.send_to_socket(&conn.socket_id, frame("pusher:ping", None, &json!({})));
-                timer.as_mut().reset((Instant::now() + hub.pong_timeout).into());
+                timer.as_mut().reset((Instant::now() + node.pong_timeout).into());
             }
         }
     };
@@ -217,6 +270,7 @@ enum Ending {
 
 /// What a connection knows about itself.
 struct Connection {
+    node: Arc<Node>,
     app: Arc<AppHub>,
     socket_id: String,
     client_events: RateWindow,
@@ -353,7 +407,8 @@ impl Connection {
         } else {
             None
         };
-        self.app.client_event(
+        self.node.client_event(
+            &self.app,
             &self.socket_id,
             channel,
             &event.event,

@@ -18,7 +18,10 @@ use infra_core::{ChannelName, EventName};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::hub::{AppHub, ChannelStats, Hub, USER_CHANNEL_PREFIX};
+use super::hub::AppHub;
+use super::node::Node;
+use super::presence_store::ChannelStats;
+use super::protocol::USER_CHANNEL_PREFIX;
 use crate::limits::{MAX_BATCH_EVENTS, MAX_CHANNELS_PER_TRIGGER};
 use crate::signature::{check_socket_id, verify_request};
 
@@ -39,14 +42,15 @@ type ApiResult = Result<Json<Value>, ApiError>;
 
 /// Finds the app and verifies the request's signature.
 fn authenticate(
-    hub: &Hub,
+    node: &Node,
     app_id: &str,
     method: &Method,
     uri: &Uri,
     query: Option<&str>,
     body: &[u8],
 ) -> Result<(Arc<AppHub>, BTreeMap<String, String>), ApiError> {
-    let app = hub
+    let app = node
+        .hub()
         .by_id(app_id)
         .cloned()
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("Unknown app `{app_id}`")))?;
@@ -217,10 +221,11 @@ fn info_json(stats: Option<ChannelStats>, info: &HashSet<String>) -> Value {
     Value::Object(out)
 }
 
-async fn deliver(app: &AppHub, trigger: &CheckedTrigger) -> Value {
+async fn deliver(node: &Node, app: &AppHub, trigger: &CheckedTrigger) -> Value {
     let mut infos = Map::new();
     for channel in &trigger.channels {
-        app.publish(
+        node.publish(
+            app,
             channel,
             &trigger.name,
             &trigger.data,
@@ -229,7 +234,7 @@ async fn deliver(app: &AppHub, trigger: &CheckedTrigger) -> Value {
         if !trigger.info.is_empty() {
             infos.insert(
                 channel.clone(),
-                info_json(app.query_channel(channel).await, &trigger.info),
+                info_json(node.channel(app, channel).await, &trigger.info),
             );
         }
     }
@@ -238,17 +243,17 @@ async fn deliver(app: &AppHub, trigger: &CheckedTrigger) -> Value {
 
 /// `POST /apps/{app_id}/events`.
 pub(crate) async fn events(
-    State(hub): State<Arc<Hub>>,
+    State(node): State<Arc<Node>>,
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    let (app, _) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &body)?;
+    let (app, _) = authenticate(&node, &app_id, &method, &uri, query.as_deref(), &body)?;
     let trigger = check_trigger(&app, parse_body(&body)?)?;
-    let infos = deliver(&app, &trigger).await;
-    app.flush_relays().await;
+    let infos = deliver(&node, &app, &trigger).await;
+    node.flush().await;
     if trigger.info.is_empty() {
         Ok(Json(json!({})))
     } else {
@@ -263,14 +268,14 @@ struct BatchBody {
 
 /// `POST /apps/{app_id}/batch_events`: every event is checked before any is delivered.
 pub(crate) async fn batch_events(
-    State(hub): State<Arc<Hub>>,
+    State(node): State<Arc<Node>>,
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    let (app, _) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &body)?;
+    let (app, _) = authenticate(&node, &app_id, &method, &uri, query.as_deref(), &body)?;
     let batch: BatchBody = parse_body(&body)?;
     if batch.batch.is_empty() || batch.batch.len() > MAX_BATCH_EVENTS {
         return Err(bad_request(format!(
@@ -291,14 +296,14 @@ pub(crate) async fn batch_events(
     let wants_info = checked.iter().any(|t| !t.info.is_empty());
     let mut infos: Vec<Value> = Vec::with_capacity(checked.len());
     for trigger in &checked {
-        let info = deliver(&app, trigger).await;
+        let info = deliver(&node, &app, trigger).await;
         infos.push(
             info.as_object()
                 .and_then(|m| m.values().next().cloned())
                 .unwrap_or_else(|| json!({})),
         );
     }
-    app.flush_relays().await;
+    node.flush().await;
     if wants_info {
         Ok(Json(json!({"batch": infos})))
     } else {
@@ -308,13 +313,13 @@ pub(crate) async fn batch_events(
 
 /// `GET /apps/{app_id}/channels` (`filter_by_prefix`, `info=user_count` for presence).
 pub(crate) async fn channels(
-    State(hub): State<Arc<Hub>>,
+    State(node): State<Arc<Node>>,
     Path(app_id): Path<String>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let (app, params) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &[])?;
+    let (app, params) = authenticate(&node, &app_id, &method, &uri, query.as_deref(), &[])?;
     let prefix = params.get("filter_by_prefix").map_or("", String::as_str);
     let info = parse_info(params.get("info").map(String::as_str));
     for attribute in &info {
@@ -328,8 +333,8 @@ pub(crate) async fn channels(
             other => return Err(bad_request(format!("unknown info attribute `{other}`"))),
         }
     }
-    let channels: Map<String, Value> = app
-        .query_channels(prefix)
+    let channels: Map<String, Value> = node
+        .channels(&app, prefix)
         .await
         .into_iter()
         .map(|(name, stats)| {
@@ -345,17 +350,17 @@ pub(crate) async fn channels(
 
 /// `GET /apps/{app_id}/channels/{channel}` (`info=user_count,subscription_count`).
 pub(crate) async fn channel(
-    State(hub): State<Arc<Hub>>,
+    State(node): State<Arc<Node>>,
     Path((app_id, channel)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let (app, params) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &[])?;
+    let (app, params) = authenticate(&node, &app_id, &method, &uri, query.as_deref(), &[])?;
     check_channel(&channel)?;
     let info = parse_info(params.get("info").map(String::as_str));
     check_info(&info, std::slice::from_ref(&channel))?;
-    let stats = app.query_channel(&channel).await;
+    let stats = node.channel(&app, &channel).await;
     let occupied = stats.is_some();
     let mut body = info_json(stats, &info);
     body["occupied"] = json!(occupied);
@@ -364,19 +369,19 @@ pub(crate) async fn channel(
 
 /// `GET /apps/{app_id}/channels/{channel}/users` (presence channels).
 pub(crate) async fn users(
-    State(hub): State<Arc<Hub>>,
+    State(node): State<Arc<Node>>,
     Path((app_id, channel)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
 ) -> ApiResult {
-    let (app, _) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &[])?;
+    let (app, _) = authenticate(&node, &app_id, &method, &uri, query.as_deref(), &[])?;
     check_channel(&channel)?;
     if !channel.starts_with("presence-") {
         return Err(bad_request("users are listed for presence channels only"));
     }
-    let users: Vec<Value> = app
-        .query_users(&channel)
+    let users: Vec<Value> = node
+        .users(&app, &channel)
         .await
         .into_iter()
         .map(|id| json!({"id": id}))
@@ -387,7 +392,7 @@ pub(crate) async fn users(
 /// `POST /users/{user_id}/terminate_connections`, as the PyPI SDK sends it: the app is the
 /// one whose key signed the request (`auth_key`), the signature is over the path as sent.
 pub(crate) async fn terminate_connections_by_key(
-    State(hub): State<Arc<Hub>>,
+    State(node): State<Arc<Node>>,
     Path(user_id): Path<String>,
     method: Method,
     uri: Uri,
@@ -399,25 +404,26 @@ pub(crate) async fn terminate_connections_by_key(
     let key = params
         .get("auth_key")
         .ok_or_else(|| unauthorized("`auth_key` is missing"))?;
-    let app = hub
+    let app = node
+        .hub()
         .by_key(key)
         .cloned()
         .ok_or_else(|| unauthorized("unknown `auth_key`"))?;
     let (app, _) = verify(app, params, &method, &uri, &body)?;
-    app.terminate_user(&user_id);
+    node.terminate_user(&app, &user_id);
     Ok(Json(json!({})))
 }
 
 /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`.
 pub(crate) async fn terminate_connections(
-    State(hub): State<Arc<Hub>>,
+    State(node): State<Arc<Node>>,
     Path((app_id, user_id)): Path<(String, String)>,
     method: Method,
     uri: Uri,
     RawQuery(query): RawQuery,
     body: Bytes,
 ) -> ApiResult {
-    let (app, _) = authenticate(&hub, &app_id, &method, &uri, query.as_deref(), &body)?;
-    app.terminate_user(&user_id);
+    let (app, _) = authenticate(&node, &app_id, &method, &uri, query.as_deref(), &body)?;
+    node.terminate_user(&app, &user_id);
     Ok(Json(json!({})))
 }

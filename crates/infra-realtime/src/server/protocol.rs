@@ -80,6 +80,10 @@ impl CloseCode {
     }
 }
 
+/// Channels whose subscribers are signed-in users (`pusher:signin`), not authorized sockets:
+/// `#server-to-user-{user_id}`, where the server SDKs' `sendToUser` triggers.
+pub(crate) const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
+
 /// A frame from a client.
 #[derive(Debug, Deserialize)]
 pub(crate) struct ClientFrame {
@@ -127,6 +131,24 @@ pub(crate) fn subscription_error(channel: &str, status: u16, error: &str) -> Str
         "pusher:subscription_error",
         Some(channel),
         &json!({"type": "AuthError", "error": error, "status": status}),
+    )
+}
+
+/// `pusher_internal:member_added` of a presence channel.
+pub(crate) fn member_added(channel: &str, user_id: &str, user_info: &Value) -> String {
+    frame(
+        "pusher_internal:member_added",
+        Some(channel),
+        &json!({"user_id": user_id, "user_info": user_info}),
+    )
+}
+
+/// `pusher_internal:member_removed` of a presence channel.
+pub(crate) fn member_removed(channel: &str, user_id: &str) -> String {
+    frame(
+        "pusher_internal:member_removed",
+        Some(channel),
+        &json!({"user_id": user_id}),
     )
 }
 

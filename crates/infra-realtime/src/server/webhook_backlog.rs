@@ -8,7 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-use super::webhook::WebhookEvent;
+use super::webhook_event::WebhookEvent;
 
 /// What a waiting leave is about; the arrival with the same key cancels it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

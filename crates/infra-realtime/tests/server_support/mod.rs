@@ -81,6 +81,26 @@ pub async fn connect_from(
     ws
 }
 
+/// A WebSocket to `addr` whose upgrade request carries `X-Forwarded-For: {forwarded_for}`, as
+/// a proxy in front of the server writes it.
+pub async fn connect_forwarded(
+    addr: SocketAddr,
+    path_and_query: &str,
+    forwarded_for: &str,
+) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}{path_and_query}")
+        .into_client_request()
+        .unwrap();
+    request
+        .headers_mut()
+        .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+    let (ws, _) = tokio_tungstenite::connect_async(request)
+        .await
+        .expect("websocket handshake");
+    ws
+}
+
 /// A protocol-level test client.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,

@@ -13,10 +13,10 @@ use std::sync::Mutex;
 
 use tokio::sync::{Notify, oneshot};
 
-use super::cluster::StateChange;
+use crate::server::presence_store::StateChange;
 
 /// What the state writer does, in order.
-pub(crate) enum Op {
+pub(super) enum Op {
     Change {
         app: String,
         change: StateChange,
@@ -37,7 +37,7 @@ struct Inner {
     closed: bool,
 }
 
-pub(crate) struct StateQueue {
+pub(super) struct StateQueue {
     inner: Mutex<Inner>,
     ready: Notify,
     capacity: usize,

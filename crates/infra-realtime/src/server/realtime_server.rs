@@ -1,28 +1,23 @@
-//! The in-process handle: the router to mount, `Realtime` without HTTP, counts and shutdown.
+//! `RealtimeServer`, the server's public handle: the router to mount, `Realtime` without HTTP,
+//! counts, health and shutdown, over one [`Node`].
 
-use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State, WebSocketUpgrade};
-use axum::http::request::Parts;
-use axum::response::Response;
 use axum::routing::{get, post};
 use infra_core::{BatchEvent, ChannelName, Error, EventName, HealthCheck, Probe, Realtime, Result};
-use serde::Deserialize;
 
-use super::app::{AppConfig, ServerConfig};
-use super::cluster::{ClusterAdapter, SingleNode};
+use super::app_config::AppConfig;
 use super::connection;
 use super::http_api;
-use super::hub::{AppHub, Hub, StateCounts};
+use super::hub::AppHub;
+use super::node::Node;
 use super::protocol::CloseCode;
+use super::server_config::ServerConfig;
+use super::state_counts::StateCounts;
 use crate::limits::{check_batch, check_trigger};
-
-/// Bytes tungstenite reads at a time; small, because an idle connection keeps this buffer.
-const READ_BUFFER_BYTES: usize = 4096;
 
 /// A Pusher-protocol server living in this process.
 ///
@@ -31,57 +26,16 @@ const READ_BUFFER_BYTES: usize = 4096;
 /// straight to the connected sockets of the first app, without HTTP.
 #[derive(Clone)]
 pub struct RealtimeServer {
-    hub: Arc<Hub>,
+    node: Arc<Node>,
 }
 
 impl std::fmt::Debug for RealtimeServer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RealtimeServer")
-            .field("apps", &self.hub.apps().len())
+            .field("apps", &self.node.hub().apps().len())
             .field("connections", &self.connection_count())
             .finish()
     }
-}
-
-#[derive(Deserialize)]
-struct ConnectParams {
-    protocol: Option<String>,
-}
-
-/// The client's address, when the server was started with axum's
-/// `into_make_service_with_connect_info::<SocketAddr>()`.
-struct PeerAddress(Option<IpAddr>);
-
-impl<S: Send + Sync> FromRequestParts<S> for PeerAddress {
-    type Rejection = std::convert::Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(PeerAddress(
-            parts
-                .extensions
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|info| info.0.ip()),
-        ))
-    }
-}
-
-async fn upgrade(
-    State(hub): State<Arc<Hub>>,
-    Path(key): Path<String>,
-    Query(params): Query<ConnectParams>,
-    PeerAddress(peer): PeerAddress,
-    ws: WebSocketUpgrade,
-) -> Response {
-    // tungstenite refuses frames beyond this itself; the connection checks the app's own,
-    // smaller limit and answers with the protocol's error.
-    let max_message = hub.by_key(&key).map_or(64 * 1024, |app| {
-        4 * app.config.limits.max_payload_bytes + 64 * 1024
-    });
-    ws.read_buffer_size(READ_BUFFER_BYTES)
-        .write_buffer_size(0)
-        .max_message_size(max_message)
-        .max_frame_size(max_message)
-        .on_upgrade(move |socket| connection::serve(hub, key, params.protocol, peer, socket))
 }
 
 impl RealtimeServer {
@@ -93,25 +47,26 @@ impl RealtimeServer {
                 "the realtime server needs at least one app",
             ));
         }
-        let cluster = cluster_adapter(&config)?;
-        let hub = Arc::new(Hub::new(config, cluster.clone()));
-        cluster.start(Arc::downgrade(&hub))?;
-        Ok(RealtimeServer { hub })
+        Ok(RealtimeServer {
+            node: Node::start(config)?,
+        })
     }
 
     /// Waits until the node reaches its cluster's Redis (true at once for a single node);
     /// false after `wait`, the node then serves its own clients and keeps trying.
     pub async fn cluster_ready(&self, wait: Duration) -> bool {
-        self.hub.cluster().ready(wait).await
+        self.node.ready(wait).await
     }
 
     /// The WebSocket endpoint `/app/{key}` and the HTTP API `/apps/{id}/…` (and
-    /// `/users/{id}/terminate_connections`, where the PyPI SDK posts it). Serve it with
-    /// `into_make_service_with_connect_info::<SocketAddr>()` for the per-address connection
-    /// limit to apply.
+    /// `/users/{id}/terminate_connections`, where the PyPI SDK posts it). Serve it with each
+    /// connection's peer address (`infra_core::http_server::serve` does; with `axum::serve`,
+    /// `into_make_service_with_connect_info::<SocketAddr>()`) for the per-address connection
+    /// limit to apply; behind proxies, name them in
+    /// [`ServerConfig::trusted_proxies`](super::ServerConfig::trusted_proxies).
     pub fn router(&self) -> Router {
         Router::new()
-            .route("/app/{key}", get(upgrade))
+            .route("/app/{key}", get(connection::upgrade))
             .route("/apps/{app_id}/events", post(http_api::events))
             .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
             .route("/apps/{app_id}/channels", get(http_api::channels))
@@ -130,7 +85,7 @@ impl RealtimeServer {
                 "/users/{user_id}/terminate_connections",
                 post(http_api::terminate_connections_by_key),
             )
-            .with_state(self.hub.clone())
+            .with_state(self.node.clone())
     }
 
     /// The app `Realtime` triggers on: the first one configured.
@@ -139,7 +94,7 @@ impl RealtimeServer {
     }
 
     fn default_app(&self) -> &Arc<AppHub> {
-        &self.hub.apps()[0]
+        &self.node.hub().apps()[0]
     }
 
     /// Open connections over all apps.
@@ -155,28 +110,14 @@ impl RealtimeServer {
     /// What the server holds over all apps (sockets, channels, presence members, users) and
     /// what waits to leave it (webhooks, changes for the cluster).
     pub fn state_counts(&self) -> StateCounts {
-        self.hub.apps().iter().map(|app| app.counts()).fold(
-            StateCounts {
-                cluster_changes_queued: self.hub.cluster().queued_changes(),
-                ..StateCounts::default()
-            },
-            |a, b| StateCounts {
-                sockets: a.sockets + b.sockets,
-                channels: a.channels + b.channels,
-                members: a.members + b.members,
-                users: a.users + b.users,
-                webhooks_queued: a.webhooks_queued + b.webhooks_queued,
-                webhooks_dropped: a.webhooks_dropped + b.webhooks_dropped,
-                cluster_changes_queued: a.cluster_changes_queued,
-            },
-        )
+        self.node.counts()
     }
 
     /// Closes every connection with 4200 (reconnect now) and waits up to `deadline` for them
     /// to be gone; returns how many were still open. A cluster node then leaves its cluster
     /// (its state is removed from Redis at once, not when its lease runs out).
     pub async fn shutdown(&self, deadline: Duration) -> usize {
-        for app in self.hub.apps() {
+        for app in self.node.hub().apps() {
             app.close_all(CloseCode::GoingAway);
         }
         let until = tokio::time::Instant::now() + deadline;
@@ -184,31 +125,8 @@ impl RealtimeServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let left = self.connection_count();
-        self.hub.cluster().leave().await;
+        self.node.leave().await;
         left
-    }
-}
-
-/// The adapter the configuration asks for: Redis when a cluster is configured.
-fn cluster_adapter(config: &ServerConfig) -> Result<Arc<dyn ClusterAdapter>> {
-    let Some(cluster) = &config.cluster else {
-        return Ok(Arc::new(SingleNode));
-    };
-    #[cfg(feature = "server-redis")]
-    {
-        let ids = config.apps.iter().map(|a| a.id.as_str());
-        Ok(Arc::new(super::redis_cluster::RedisCluster::new(
-            cluster.clone(),
-            ids,
-        )?))
-    }
-    #[cfg(not(feature = "server-redis"))]
-    {
-        let _ = cluster;
-        Err(Error::config(
-            super::cluster_config::REDIS_URL_VAR,
-            "is set but infra-realtime was built without its `server-redis` feature",
-        ))
     }
 }
 
@@ -238,22 +156,29 @@ impl Realtime for RealtimeServer {
     ) -> Result<()> {
         refuse_encrypted(channels.iter())?;
         let encoded = check_trigger(channels, data)?;
+        let app = self.default_app();
         for channel in channels {
-            self.default_app()
-                .publish(channel.as_str(), event.as_str(), &encoded, None);
+            self.node
+                .publish(app, channel.as_str(), event.as_str(), &encoded, None);
         }
-        self.default_app().flush_relays().await;
+        self.node.flush().await;
         Ok(())
     }
 
     async fn trigger_batch(&self, batch: &[BatchEvent]) -> Result<()> {
         refuse_encrypted(batch.iter().map(|e| &e.channel))?;
         let encoded = check_batch(batch)?;
+        let app = self.default_app();
         for (event, data) in batch.iter().zip(encoded) {
-            self.default_app()
-                .publish(event.channel.as_str(), event.name.as_str(), &data, None);
+            self.node.publish(
+                app,
+                event.channel.as_str(),
+                event.name.as_str(),
+                &data,
+                None,
+            );
         }
-        self.default_app().flush_relays().await;
+        self.node.flush().await;
         Ok(())
     }
 }
@@ -265,7 +190,7 @@ impl HealthCheck for RealtimeServer {
     }
     /// `local`, like every service's embedded default; `redis` when nodes share a Redis.
     fn backend(&self) -> &str {
-        if self.hub.cluster().is_shared() {
+        if self.node.is_clustered() {
             "redis"
         } else {
             "local"
@@ -275,10 +200,10 @@ impl HealthCheck for RealtimeServer {
     /// off from its cluster's Redis is degraded: it still serves its own clients.
     async fn probe(&self) -> Result<Probe> {
         let counts = self.state_counts();
-        let cluster = self.hub.cluster().health();
+        let cluster = self.node.health();
         let mut detail = format!(
             "embedded Pusher server: {} app(s), {} connection(s), {} occupied channel(s); {}",
-            self.hub.apps().len(),
+            self.node.hub().apps().len(),
             counts.sockets,
             counts.channels,
             cluster.detail

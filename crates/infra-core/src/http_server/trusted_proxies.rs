@@ -1,4 +1,5 @@
-//! Which proxies may say who the client is: the client address a rate limit keys on.
+//! Which proxies may say who the client is: the client address a rate limit keys on, and the
+//! one the realtime server's per-address connection limit counts.
 //!
 //! `X-Forwarded-For` is written by whoever sends the request, so it names the client only
 //! where a proxy of ours appended to it. Every proxy appends the address it received the
@@ -9,8 +10,11 @@ use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use infra_core::{Env, Error, Result};
+use axum::http;
 use ipnet::IpNet;
+
+use crate::env::Env;
+use crate::error::{Error, Result};
 
 /// The variable naming the proxies in front of the app.
 pub const TRUSTED_PROXIES_VAR: &str = "INFRA_TRUSTED_PROXIES";

@@ -1,5 +1,5 @@
-//! Webhooks: signed, batched, delivered by a background task with retries and back-off, so a
-//! slow or failing receiver never holds up the connections.
+//! One app's webhook queue: events signed, batched and delivered by a background task with
+//! retries and back-off, so a slow or failing receiver never holds up the connections.
 //!
 //! `channel_vacated` and `member_removed` wait [`ServerConfig::leave_delay`](super::ServerConfig)
 //! first: when the channel is occupied again (or the user re-joins) within that time, both
@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use infra_core::{Backoff, Secret};
-use serde_json::{Value, json};
+use infra_core::{Backoff, RetryPolicy, Secret};
+use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::webhook_backlog::{Accepted, WebhookBacklog};
-use crate::signature::hmac_hex;
+use super::webhook_event::WebhookEvent;
 
 /// Events one POST carries at most.
 const MAX_BATCH: usize = 100;
@@ -28,77 +28,13 @@ pub(crate) const BACKLOG_CAPACITY: usize = 10_000;
 /// Events on their way from the connections to the worker; the worker takes them within
 /// microseconds unless it is busy delivering, when new ones are dropped and counted.
 const HANDOVER_CAPACITY: usize = 1024;
-/// Attempts per batch before it is given up (and logged).
-const MAX_ATTEMPTS: u32 = 5;
-/// Waits between deliveries of one batch: 0.5 s doubling up to 30 s, jittered so a receiver
-/// coming back is not hit by every node's retries at once.
-const DELIVERY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
-
-/// One webhook event.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum WebhookEvent {
-    ChannelOccupied {
-        channel: String,
-    },
-    ChannelVacated {
-        channel: String,
-    },
-    MemberAdded {
-        channel: String,
-        user_id: String,
-    },
-    MemberRemoved {
-        channel: String,
-        user_id: String,
-    },
-    ClientEvent {
-        channel: String,
-        event: String,
-        data: String,
-        socket_id: String,
-        user_id: Option<String>,
-    },
-}
-
-impl WebhookEvent {
-    fn to_json(&self) -> Value {
-        match self {
-            WebhookEvent::ChannelOccupied { channel } => {
-                json!({"name": "channel_occupied", "channel": channel})
-            }
-            WebhookEvent::ChannelVacated { channel } => {
-                json!({"name": "channel_vacated", "channel": channel})
-            }
-            WebhookEvent::MemberAdded { channel, user_id } => {
-                json!({"name": "member_added", "channel": channel, "user_id": user_id})
-            }
-            WebhookEvent::MemberRemoved { channel, user_id } => {
-                json!({"name": "member_removed", "channel": channel, "user_id": user_id})
-            }
-            WebhookEvent::ClientEvent {
-                channel,
-                event,
-                data,
-                socket_id,
-                user_id,
-            } => {
-                let mut v = json!({"name": "client_event", "channel": channel, "event": event,
-                    "data": data, "socket_id": socket_id});
-                if let Some(user_id) = user_id {
-                    v["user_id"] = json!(user_id);
-                }
-                v
-            }
-        }
-    }
-
-    fn is_leave(&self) -> bool {
-        matches!(
-            self,
-            WebhookEvent::ChannelVacated { .. } | WebhookEvent::MemberRemoved { .. }
-        )
-    }
-}
+/// How one batch is delivered: 5 attempts before it is given up (and logged), 0.5 s doubling
+/// up to 30 s between them, jittered so a receiver coming back is not hit by every node's
+/// retries at once.
+const DELIVERY_RETRY: RetryPolicy = RetryPolicy::new(
+    5,
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
+);
 
 /// Whether a `channel_vacated` / `member_removed` still holds when it falls due (the channel
 /// is still vacant, the user still gone) over the whole cluster; true when it cannot tell.
@@ -265,7 +201,7 @@ pub(crate) fn sign_batch(
         "{{\"time_ms\":{time_ms},\"events\":{}}}",
         Value::Array(events)
     );
-    let signature = hmac_hex(secret, body.as_bytes());
+    let signature = infra_core::hmac_sha256_hex(secret, body.as_bytes());
     (body, signature)
 }
 
@@ -275,7 +211,8 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
         .map(|d| d.as_millis())
         .unwrap_or_default();
     let (body, signature) = sign_batch(&target.secret, time_ms, events);
-    for attempt in 1..=MAX_ATTEMPTS {
+    let attempts = DELIVERY_RETRY.max_attempts;
+    for attempt in 1..=attempts {
         let result = http
             .post(target.url.clone())
             .header("Content-Type", "application/json")
@@ -291,18 +228,20 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
             }
             Err(e) => tracing::warn!(error = %e.without_url(), attempt, "webhook not delivered"),
         }
-        if attempt < MAX_ATTEMPTS {
-            tokio::time::sleep(DELIVERY_BACKOFF.delay(attempt)).await;
+        if DELIVERY_RETRY.allows_another(attempt) {
+            tokio::time::sleep(DELIVERY_RETRY.delay(attempt)).await;
         }
     }
     tracing::error!(
         host = target.url.host_str().unwrap_or("?"),
-        "webhook batch given up after {MAX_ATTEMPTS} attempts"
+        "webhook batch given up after {attempts} attempts"
     );
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

@@ -1,0 +1,106 @@
+//! What the node's Redis tasks share: the client, the one multiplexed connection while Redis
+//! is reachable, the node's lease bookkeeping and its last failure.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use infra_core::{Error, Result};
+use redis::aio::MultiplexedConnection;
+use tokio::sync::watch;
+
+use super::keys::Keys;
+use super::scripts::Scripts;
+use crate::server::cluster_config::{ClusterConfig, REDIS_URL_VAR};
+
+/// Longest wait for one Redis call before the node counts it as failed.
+pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The node's link to its cluster's Redis. Holds no queue sender, so the tasks it is shared
+/// with end when the node drops its own handles.
+pub(super) struct Link {
+    pub config: ClusterConfig,
+    pub keys: Keys,
+    pub scripts: Scripts,
+    pub client: redis::Client,
+    /// The multiplexed connection while Redis is reachable.
+    connection: Mutex<Option<MultiplexedConnection>>,
+    pub connected: watch::Sender<bool>,
+    /// Nodes holding a lease at the last look, this one included.
+    pub live_nodes: AtomicUsize,
+    last_error: Mutex<Option<String>>,
+    /// Tells this process's lease from a predecessor's (or a duplicate's) with the same id.
+    pub token: String,
+    /// Set by a graceful leave: no more heartbeats.
+    pub leaving: AtomicBool,
+    /// A state write failed while connected: the next good heartbeat asks for a resync.
+    pub needs_resync: AtomicBool,
+    /// Held around a heartbeat, so a leave cannot give up the lease while a heartbeat that
+    /// would take it again is in flight.
+    pub lease_guard: tokio::sync::Mutex<()>,
+}
+
+impl Link {
+    pub fn new(config: ClusterConfig) -> Result<Self> {
+        let client = redis::Client::open(config.redis_url.expose().as_str())
+            .map_err(|e| Error::config(REDIS_URL_VAR, format_args!("is not usable: {e}")))?;
+        Ok(Link {
+            keys: Keys::new(&config.key_prefix),
+            scripts: Scripts::new(),
+            client,
+            connection: Mutex::new(None),
+            connected: watch::Sender::new(false),
+            live_nodes: AtomicUsize::new(0),
+            last_error: Mutex::new(None),
+            token: format!("{}-{:016x}", std::process::id(), rand::random::<u64>()),
+            leaving: AtomicBool::new(false),
+            needs_resync: AtomicBool::new(false),
+            lease_guard: tokio::sync::Mutex::new(()),
+            config,
+        })
+    }
+
+    /// The connection, while Redis is reachable.
+    pub fn connection(&self) -> Option<MultiplexedConnection> {
+        self.connection
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn set_connection(&self, connection: Option<MultiplexedConnection>) {
+        let up = connection.is_some();
+        *self.connection.lock().unwrap_or_else(|e| e.into_inner()) = connection;
+        self.connected.send_replace(up);
+    }
+
+    /// A write of this node's state failed: Redis may now disagree with the hub.
+    pub fn write_failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.needs_resync.store(true, Ordering::SeqCst);
+        self.failed(what, error);
+    }
+
+    pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        tracing::warn!(node = %self.config.node_id, error = %error, "realtime cluster: {what}");
+        *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(format!("{what}: {error}"));
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+/// Runs a Redis call with the call timeout.
+pub(super) async fn call<T>(
+    future: impl std::future::Future<Output = redis::RedisResult<T>>,
+) -> std::result::Result<T, String> {
+    match tokio::time::timeout(CALL_TIMEOUT, future).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer within {CALL_TIMEOUT:?}")),
+    }
+}

@@ -1,0 +1,71 @@
+//! The events a server sends its app's webhook, as Pusher names and shapes them.
+
+use serde_json::{Value, json};
+
+/// One webhook event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum WebhookEvent {
+    ChannelOccupied {
+        channel: String,
+    },
+    ChannelVacated {
+        channel: String,
+    },
+    MemberAdded {
+        channel: String,
+        user_id: String,
+    },
+    MemberRemoved {
+        channel: String,
+        user_id: String,
+    },
+    ClientEvent {
+        channel: String,
+        event: String,
+        data: String,
+        socket_id: String,
+        user_id: Option<String>,
+    },
+}
+
+impl WebhookEvent {
+    /// The event as it goes into a delivery's `events`.
+    pub fn to_json(&self) -> Value {
+        match self {
+            WebhookEvent::ChannelOccupied { channel } => {
+                json!({"name": "channel_occupied", "channel": channel})
+            }
+            WebhookEvent::ChannelVacated { channel } => {
+                json!({"name": "channel_vacated", "channel": channel})
+            }
+            WebhookEvent::MemberAdded { channel, user_id } => {
+                json!({"name": "member_added", "channel": channel, "user_id": user_id})
+            }
+            WebhookEvent::MemberRemoved { channel, user_id } => {
+                json!({"name": "member_removed", "channel": channel, "user_id": user_id})
+            }
+            WebhookEvent::ClientEvent {
+                channel,
+                event,
+                data,
+                socket_id,
+                user_id,
+            } => {
+                let mut v = json!({"name": "client_event", "channel": channel, "event": event,
+                    "data": data, "socket_id": socket_id});
+                if let Some(user_id) = user_id {
+                    v["user_id"] = json!(user_id);
+                }
+                v
+            }
+        }
+    }
+
+    /// `channel_vacated` / `member_removed`: held back by the leave delay.
+    pub fn is_leave(&self) -> bool {
+        matches!(
+            self,
+            WebhookEvent::ChannelVacated { .. } | WebhookEvent::MemberRemoved { .. }
+        )
+    }
+}
