@@ -194,6 +194,16 @@ impl JobsRuntime {
         &self.inner.worker_id
     }
 
+    /// Where events go, as a trait object (the runtime is an [`EventSender`] itself).
+    pub fn events(&self) -> Arc<dyn EventSender> {
+        Arc::new(self.clone())
+    }
+
+    /// The health check, as a trait object (the runtime is a [`HealthCheck`] itself).
+    pub fn health(&self) -> Arc<dyn HealthCheck> {
+        Arc::new(self.clone())
+    }
+
     /// The queue's administration — stats, dead letters, replay — when this runtime runs
     /// functions from a queue; `None` when Inngest keeps the runs (use its dashboard).
     pub fn admin(&self) -> Option<Arc<dyn QueueAdmin>> {
