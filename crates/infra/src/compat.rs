@@ -13,7 +13,7 @@
 //! | `sendEvent(name, data)` | [`send_event`] | [`EventSender::send`] of an [`Event::new`] |
 //! | `triggerEvent(channel, event, data)` | [`trigger_event`] | [`Realtime::trigger`] on one checked [`ChannelName`] and [`EventName`] |
 //! | `testAllConnections()` | [`test_all_connections`] | [`Infra::check`] |
-//! | `testDatabaseConnection()` | `test_database_connection` (feature `db`) | [`HealthCheck::check`](infra_core::HealthCheck::check) of the `Database` |
+//! | `testDatabaseConnection()` | `test_database_connection` (feature `db`) | the `Database`'s [`check`](crate::HealthCheck::check) |
 //!
 //! ```
 //! # #[cfg(feature = "cache")] {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use infra_core::{DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, Probe, Result, Secret};
 
-use crate::connections::ConnectionReport;
+use crate::connection_report::ConnectionReport;
 
 /// The services this binary was built with, each on the backend its variables select.
 ///

@@ -2,7 +2,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod compat;
-mod connections;
+mod connection_report;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
@@ -10,7 +10,7 @@ mod infra;
 #[cfg(feature = "http")]
 mod readiness;
 
-pub use connections::ConnectionReport;
+pub use connection_report::ConnectionReport;
 pub use infra::{DEFAULT_READINESS_CACHE_TTL, Infra};
 
 // What an app names: the service traits, their typed layers and arguments, the error, the

@@ -138,7 +138,10 @@ async fn the_umbrella_deadline_bounds_a_silent_server() {
         }
     });
     let env = Env::from_pairs([
-        ("DATABASE_URL", format!("postgres://postgres@127.0.0.1:{port}/x")),
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{port}/x"),
+        ),
         ("DATABASE_CONNECT_TIMEOUT", "60s".into()),
         ("DATABASE_ACQUIRE_TIMEOUT", "60s".into()),
         ("INFRA_HEALTH_TIMEOUT", "1s".into()),
