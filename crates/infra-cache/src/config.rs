@@ -13,7 +13,8 @@ pub const REDIS_URL_VARIABLES: [&str; 2] = ["REDIS_URL", UPSTASH_URL_VARIABLE];
 /// The TypeScript module's name of Upstash's REST endpoint.
 pub const UPSTASH_URL_VARIABLE: &str = "UPSTASH_REDIS_REST_URL";
 
-/// The TypeScript module's name of Upstash's REST token (and, with a Redis URL there, the password).
+/// The TypeScript module's name of Upstash's REST token (and, with a Redis URL there, the
+/// password).
 pub const UPSTASH_TOKEN_VARIABLE: &str = "UPSTASH_REDIS_REST_TOKEN";
 
 /// Which counting algorithm a rate limiter uses.

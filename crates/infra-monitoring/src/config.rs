@@ -19,8 +19,8 @@ const DSN_SHAPE: &str = "(expected https://<public key>@<host>/<project id>)";
 /// `sentry::types::Dsn` (which also derives the envelope URL and the auth header), so
 /// what we accept is exactly what the client accepts, plus one rule of Sentry's ingestion:
 /// the project id is a number. Without the feature nothing here can send to Sentry, so the
-/// value is only kept (and [`Monitoring::from_config`](crate::Monitoring::from_config) refuses it, naming
-/// the variable). `Debug` never shows the key.
+/// value is only kept (and [`Monitoring::from_config`](crate::Monitoring::from_config)
+/// refuses it, naming the variable). `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
     variable: &'static str,

@@ -1,5 +1,5 @@
-//! `ErrorTracking`: the TypeScript module's `ErrorTracking.apiError(route, error, status)` and its
-//! siblings, with consistent tags and fingerprints so Sentry groups them well.
+//! `ErrorTracking`: the TypeScript module's `ErrorTracking.apiError(route, error, status)` and
+//! its siblings, with consistent tags and fingerprints so Sentry groups them well.
 
 use infra_core::{Context, DynError, Level};
 
