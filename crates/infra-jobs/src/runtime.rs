@@ -60,8 +60,10 @@ struct Inner {
     probes: Arc<ProbeWaiters>,
 }
 
-/// Runs the app's functions: send events into it ([`EventSender`]), register functions,
-/// [`start`](JobsRuntime::start) workers. Cheap to clone.
+/// The jobs service: runs the app's functions. Send events into it ([`EventSender`]),
+/// register functions, [`start`](JobsRuntime::start) workers. Cheap to clone.
+/// [`from_env`](JobsRuntime::from_env) builds it on the backend the environment selects;
+/// [`new`](JobsRuntime::new) over a queue of the caller's, as here:
 ///
 /// ```
 /// use infra_core::{Event, EventSender};

@@ -11,6 +11,8 @@ mod infra;
 mod readiness;
 
 pub use connection_report::ConnectionReport;
+#[cfg(all(feature = "jobs", feature = "http"))]
+pub use infra::DEFAULT_INNGEST_APP_ID;
 pub use infra::{DEFAULT_READINESS_CACHE_TTL, Infra};
 
 // What an app names: the service traits, their typed layers and arguments, the error, the
