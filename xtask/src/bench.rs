@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use infra::testkit::bench_report::{self, QUICK_ENV, REPORT_ENV, Row};
+use infra::core::testkit::bench_report::{self, QUICK_ENV, REPORT_ENV, Row};
 use xshell::{Shell, cmd};
 
 /// Crates with benchmarks.

@@ -355,7 +355,7 @@ fn postgres_kill(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
     let database = TempDatabase::create(runtime, "pg")?;
     let (name, db_url) = (database.name.clone(), database.url.clone());
     let outcome = (|| -> Result<FaultReport> {
-        let db = Database::new(DbConfig::new(&db_url)?)?;
+        let db = Database::from_config(DbConfig::new(&db_url)?)?;
         runtime.block_on(async {
             let mut conn = db.get().await?;
             diesel::sql_query("CREATE TABLE acks (id BIGINT PRIMARY KEY)")
@@ -486,7 +486,7 @@ fn calendar_agent_without_redis(runtime: &tokio::runtime::Runtime) -> Result<Fau
             ("REDIS_COMMAND_TIMEOUT", "200ms".to_owned()),
             ("INFRA_JOBS_BACKEND", "memory".to_owned()),
         ]);
-        let infra = Arc::new(infra::Infra::from_env_with(&env)?);
+        let infra = Arc::new(infra::Infra::from_env(&env)?);
         let app = calendar_agent::start(
             infra.clone(),
             Arc::new(calendar_agent::provider::FakeProvider::new(3)),
@@ -534,7 +534,7 @@ fn calendar_agent_without_redis(runtime: &tokio::runtime::Runtime) -> Result<Fau
         // Every accepted sync runs (the queue is not Redis).
         let deadline = Instant::now() + Duration::from_secs(60);
         let completed = loop {
-            let stats = infra.jobs().runtime().stats().await?;
+            let stats = infra.jobs().stats().await?;
             let done = stats
                 .function(calendar_agent::sync::SYNC_FUNCTION_ID)
                 .map(|f| f.runs.successes)

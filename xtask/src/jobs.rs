@@ -15,9 +15,10 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
+use infra::Env;
+use infra::core::{JobFilter, JobId, QueueAdmin, format_duration};
 use infra::db::Database;
 use infra::jobs::{JobsConfig, PgQueue};
-use infra::{Env, JobFilter, JobId, QueueAdmin, format_duration};
 
 const USAGE: &str = "usage: cargo xtask jobs stats [--json]
        cargo xtask jobs dead [--function F] [--limit N] [--json]

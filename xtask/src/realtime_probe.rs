@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
-use infra::{ChannelName, EventName, HealthReport, HealthStatus, Infra};
+use infra::{ChannelName, EventName, HealthReport, HealthStatus, Infra, Realtime};
 use tokio_tungstenite::tungstenite::Message;
 
 const CHANNEL: &str = "infra-verify-probe";
@@ -13,7 +13,7 @@ const EVENT: &str = "infra.verify.probe";
 
 /// The realtime report to put in place of the service's own, when realtime runs embedded.
 pub async fn probe(infra: &Infra, deadline: Duration) -> Option<HealthReport> {
-    let service = infra.realtime_service();
+    let service = infra.realtime();
     let server = service.server()?;
     let started = Instant::now();
     let outcome = tokio::time::timeout(deadline, round_trip(infra, server.router())).await;
@@ -30,7 +30,7 @@ pub async fn probe(infra: &Infra, deadline: Duration) -> Option<HealthReport> {
             HealthStatus::Unhealthy,
             format!(
                 "no probe event reached the subscriber within {}",
-                infra::format_duration(deadline)
+                infra::core::format_duration(deadline)
             ),
         ),
     };
@@ -53,7 +53,7 @@ async fn round_trip(infra: &Infra, router: axum::Router) -> Result<()> {
 }
 
 async fn subscribe_and_receive(infra: &Infra, addr: std::net::SocketAddr) -> Result<()> {
-    let key = &infra.realtime_service().credentials().key;
+    let key = &infra.realtime().credentials().key;
     let url = format!("ws://{addr}/app/{key}?protocol=7&client=infra-verify&version=1");
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str())
         .await

@@ -1,7 +1,8 @@
 //! `cargo xtask verify [--json]`: one report with a line per service.
 
 use anyhow::Result;
-use infra::{HealthStatus, Infra, format_duration};
+use infra::core::format_duration;
+use infra::{Env, HealthStatus, Infra};
 
 pub fn run(args: &[String]) -> Result<bool> {
     let json = args.iter().any(|a| a == "--json");
@@ -9,12 +10,12 @@ pub fn run(args: &[String]) -> Result<bool> {
         anyhow::bail!("verify: unknown argument `{unknown}` (expected --json)");
     }
     crate::load_dotenv()?;
-    let infra = Infra::from_env()?;
+    let infra = Infra::from_env(&Env::process())?;
     let runtime = tokio::runtime::Runtime::new()?;
     let report = runtime.block_on(async {
         // The jobs probe is run by a worker: start them, as an app does.
         let started = infra.start().await;
-        let mut report = infra.test_all_connections().await;
+        let mut report = infra.check().await;
         // The embedded realtime server proves itself to a real WebSocket subscriber.
         if let Some(realtime) = crate::realtime_probe::probe(&infra, infra.health_deadline()).await
             && let Some(slot) = report.services.iter_mut().find(|r| r.service == "realtime")

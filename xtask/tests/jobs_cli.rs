@@ -5,10 +5,11 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::Duration;
 
+use infra::Event;
+use infra::core::{JobBackend, JobId, NewJob, Settlement};
 use infra::db::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use infra::db::{Database, DbConfig, diesel};
 use infra::jobs::PgQueue;
-use infra::{Event, JobBackend, JobId, NewJob, Settlement};
 use serde_json::{Value, json};
 
 fn base_url() -> url::Url {
@@ -158,7 +159,7 @@ fn stats_dead_letters_and_replay_through_the_admin_trait() {
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "no jobs");
 
     let queue: Arc<dyn JobBackend> = Arc::new(PgQueue::new(
-        Database::new(DbConfig::new(&url).unwrap()).unwrap(),
+        Database::from_config(DbConfig::new(&url).unwrap()).unwrap(),
     ));
     let held = rt.block_on(async {
         queue.prepare().await.unwrap();

@@ -6,15 +6,15 @@ use std::time::Duration;
 use infra_core::{Env, Error, RateLimitDecision, Result, Secret, redact_url};
 
 /// Variables that may hold the cache's URL, in order of preference. `REDIS_URL` holds a
-/// `redis://`/`rediss://` URL; the seed's `UPSTASH_REDIS_REST_URL` holds either Upstash's
-/// `https://` REST endpoint (selecting `UpstashRestCache`) or a
-/// Redis URL.
+/// `redis://`/`rediss://` URL; the TypeScript module's `UPSTASH_REDIS_REST_URL` holds either
+/// Upstash's `https://` REST endpoint (selecting `UpstashRestCache`) or a Redis URL.
 pub const REDIS_URL_VARIABLES: [&str; 2] = ["REDIS_URL", UPSTASH_URL_VARIABLE];
 
-/// The seed's name of Upstash's REST endpoint.
+/// The TypeScript module's name of Upstash's REST endpoint.
 pub const UPSTASH_URL_VARIABLE: &str = "UPSTASH_REDIS_REST_URL";
 
-/// The seed's name of Upstash's REST token (and, with a Redis URL there, the password).
+/// The TypeScript module's name of Upstash's REST token (and, with a Redis URL there, the
+/// password).
 pub const UPSTASH_TOKEN_VARIABLE: &str = "UPSTASH_REDIS_REST_TOKEN";
 
 /// Which counting algorithm a rate limiter uses.

@@ -1,7 +1,11 @@
 //! The cache backend chosen from the environment.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
 use infra_core::{Cache, Env, HealthCheck, RateLimiter, Result};
 
 #[cfg(any(feature = "redis", feature = "memory", feature = "upstash"))]
@@ -9,7 +13,32 @@ use crate::config::CacheBackendConfig;
 use crate::config::CacheConfig;
 use crate::tags::TaggedCache;
 
-/// The cache, the rate limiter and their health check, built from the environment.
+/// The cache service: the cache, the rate limiter and their health check, on the backend the
+/// environment selects. Cheap to clone.
+///
+/// It is a [`Cache`] (and a [`TaggedCache`]) itself, so `service.get_json(…)` works through
+/// [`CacheExt`](infra_core::CacheExt); the trait objects — for code that holds an
+/// `Arc<dyn Cache>` or takes a mock in its tests — come from [`cache`](Self::cache),
+/// [`tagged`](Self::tagged), [`rate_limiter`](Self::rate_limiter) and
+/// [`health`](Self::health).
+///
+/// ```
+/// # #[cfg(feature = "memory")] { // the in-memory default is a feature
+/// use std::time::Duration;
+/// use infra_cache::CacheService;
+/// use infra_core::{CacheExt, Env, RateLimiter};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// let cache = CacheService::from_env(&Env::empty()).unwrap(); // memory: no REDIS_URL
+/// assert_eq!(cache.backend(), "memory");
+/// cache.set_json("user:42:prefs", &serde_json::json!({"tz": "UTC"}), Duration::from_secs(3600)).await.unwrap();
+/// let prefs: Option<serde_json::Value> = cache.get_json("user:42:prefs").await.unwrap();
+/// assert_eq!(prefs.unwrap()["tz"], "UTC");
+/// let decision = cache.rate_limiter().check("ip:203.0.113.9", 10, Duration::from_secs(60)).await.unwrap();
+/// assert_eq!(decision.remaining, 9);
+/// # });
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct CacheService {
     cache: Arc<dyn Cache>,
@@ -117,6 +146,111 @@ impl CacheService {
     /// `redis`, `upstash` or `memory`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+}
+
+/// The future every [`Cache`] method returns (what `#[async_trait]` generates).
+type CacheFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+// Written out rather than with `#[async_trait]`: each call hands back the backend's own
+// future, so going through the service costs no allocation of its own.
+impl Cache for CacheService {
+    fn get<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, Option<Vec<u8>>>
+    where
+        's: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        self.cache.get(key)
+    }
+
+    fn set<'s, 'k, 'v, 'f>(
+        &'s self,
+        key: &'k str,
+        value: &'v [u8],
+        ttl: Duration,
+    ) -> CacheFuture<'f, ()>
+    where
+        's: 'f,
+        'k: 'f,
+        'v: 'f,
+        Self: 'f,
+    {
+        self.cache.set(key, value, ttl)
+    }
+
+    fn delete<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, bool>
+    where
+        's: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        self.cache.delete(key)
+    }
+
+    fn exists<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, bool>
+    where
+        's: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        self.cache.exists(key)
+    }
+
+    fn ttl<'s, 'k, 'f>(&'s self, key: &'k str) -> CacheFuture<'f, Option<Duration>>
+    where
+        's: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        self.cache.ttl(key)
+    }
+
+    fn get_many<'s, 'k, 'f>(&'s self, keys: &'k [String]) -> CacheFuture<'f, Vec<Option<Vec<u8>>>>
+    where
+        's: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        self.cache.get_many(keys)
+    }
+
+    fn set_many<'s, 'f>(
+        &'s self,
+        entries: Vec<(String, Vec<u8>)>,
+        ttl: Duration,
+    ) -> CacheFuture<'f, ()>
+    where
+        's: 'f,
+        Self: 'f,
+    {
+        self.cache.set_many(entries, ttl)
+    }
+
+    fn delete_prefix<'s, 'k, 'f>(&'s self, prefix: &'k str) -> CacheFuture<'f, u64>
+    where
+        's: 'f,
+        'k: 'f,
+        Self: 'f,
+    {
+        self.cache.delete_prefix(prefix)
+    }
+}
+
+#[async_trait]
+impl TaggedCache for CacheService {
+    async fn set_tagged(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: Duration,
+        tags: &[&str],
+    ) -> Result<()> {
+        self.tagged.set_tagged(key, value, ttl, tags).await
+    }
+
+    async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
+        self.tagged.invalidate_tag(tag).await
     }
 }
 

@@ -27,6 +27,15 @@ async fn memory_passes_the_cache_suite() {
     testkit::cache::run_all(Arc::new(MemoryCache::new(MemoryConfig::default()))).await;
 }
 
+/// `CacheService` is a `Cache` itself, forwarding to the backend the environment picked: the
+/// suite passes through it as through the backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cache_service_passes_the_cache_suite() {
+    let service = infra_cache::CacheService::from_env(&infra_core::Env::empty()).unwrap();
+    assert_eq!(service.backend(), "memory");
+    testkit::cache::run_all(Arc::new(service)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_passes_the_rate_limit_suite_with_every_algorithm() {
     for algorithm in RateLimitAlgorithm::ALL {

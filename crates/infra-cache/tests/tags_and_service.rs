@@ -171,6 +171,12 @@ async fn service_picks_memory_without_redis_url() {
 }
 
 #[tokio::test]
+async fn the_service_invalidates_by_tag_itself() {
+    let service = CacheService::from_env(&Env::empty()).unwrap();
+    tag_suite(&service).await;
+}
+
+#[tokio::test]
 async fn service_picks_redis_with_redis_url() {
     let prefix = support::namespace("service");
     let env = Env::from_pairs([

@@ -12,7 +12,7 @@ use std::time::Duration;
 use infra_cache::{
     CacheService, FailurePolicy, RateLimitAlgorithm, TaggedCache, UpstashConfig, UpstashRestCache,
 };
-use infra_core::{Cache, Env, ErrorKind, HealthCheck, HealthStatus, RateLimiterExt, testkit};
+use infra_core::{Cache, Env, ErrorKind, HealthCheck, HealthStatus, RateLimiter, testkit};
 use support::own_redis::{OwnRedis, spare_port};
 use support::upstash_stand_in::StandIn;
 
@@ -112,17 +112,16 @@ async fn a_decision_is_one_request_and_noscript_falls_back_to_eval() {
     let cache = upstash(&stand_in, "rl:", RateLimitAlgorithm::SlidingWindow);
     let window = Duration::from_secs(60);
 
-    let first = cache.check_rate_limit("ip:1", 3, window).await.unwrap();
+    let first = RateLimiter::check(&cache, "ip:1", 3, window).await.unwrap();
     assert!(first.allowed && !first.fallback && first.remaining == 2);
     assert_eq!(stand_in.received(), ["EVALSHA", "EVAL"]);
 
     for remaining in [1, 0] {
-        let d = cache.check_rate_limit("ip:1", 3, window).await.unwrap();
+        let d = RateLimiter::check(&cache, "ip:1", 3, window).await.unwrap();
         assert_eq!((d.allowed, d.remaining), (true, remaining));
     }
     assert!(
-        !cache
-            .check_rate_limit("ip:1", 3, window)
+        !RateLimiter::check(&cache, "ip:1", 3, window)
             .await
             .unwrap()
             .allowed
@@ -153,8 +152,7 @@ async fn a_refused_token_is_a_config_error_naming_the_token_variable() {
         assert!(!printed.contains("wrong-token-secret"), "{printed}");
     }
     // Not an outage: the rate limiter reports it instead of applying its failure policy.
-    let err = cache
-        .check_rate_limit("ip", 1, Duration::from_secs(1))
+    let err = RateLimiter::check(&cache, "ip", 1, Duration::from_secs(1))
         .await
         .unwrap_err();
     assert_eq!(err.variable(), Some("UPSTASH_REDIS_REST_TOKEN"));
@@ -201,8 +199,7 @@ async fn an_unreachable_endpoint_is_unavailable_and_the_limiter_follows_its_poli
         "{err:?}"
     );
     assert!(err.is_retryable());
-    let d = cache
-        .check_rate_limit("ip", 5, Duration::from_secs(60))
+    let d = RateLimiter::check(&cache, "ip", 5, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(d.fallback && !d.allowed, "fail-closed while down");
@@ -259,8 +256,7 @@ async fn a_stalled_endpoint_times_out_instead_of_hanging() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Timeout, "{err:?}");
     assert!(err.to_string().contains("upstash GET"), "{err}");
-    let d = cache
-        .check_rate_limit("ip", 5, Duration::from_secs(60))
+    let d = RateLimiter::check(&cache, "ip", 5, Duration::from_secs(60))
         .await
         .unwrap();
     assert!(d.fallback && d.allowed, "fail-open by default");

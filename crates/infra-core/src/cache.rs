@@ -13,8 +13,8 @@ use crate::error::{Error, ErrorKind, Result};
 
 /// A key-value cache of bytes with per-entry TTLs.
 ///
-/// Keys are non-empty UTF-8 strings; every write takes a TTL (the seed's advice: always set
-/// one). Backends validate keys, values and TTLs with [`CacheLimits`] and return
+/// Keys are non-empty UTF-8 strings; every write takes a TTL (the TypeScript module's advice:
+/// always set one). Backends validate keys, values and TTLs with [`CacheLimits`] and return
 /// [`ErrorKind::InvalidInput`] naming the field.
 ///
 /// The typed layer, [`CacheExt`], is implemented for every `Cache`, `dyn Cache` included.
@@ -169,26 +169,6 @@ pub trait CacheExt: Cache {
             let bytes = encode_json(key, value)?;
             self.set(key, &bytes, ttl).await
         }
-    }
-
-    /// The seed's `getCached(key)`: [`get_json`](CacheExt::get_json) under the name the
-    /// TypeScript code used, so ported call sites read the same.
-    fn get_cached<T: DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<T>>> + Send {
-        self.get_json(key)
-    }
-
-    /// The seed's `setCached(key, value, ttl)`: [`set_json`](CacheExt::set_json) by its
-    /// TypeScript name.
-    fn set_cached<T: Serialize + Sync + ?Sized>(
-        &self,
-        key: &str,
-        value: &T,
-        ttl: Duration,
-    ) -> impl Future<Output = Result<()>> + Send {
-        self.set_json(key, value, ttl)
     }
 
     /// Cache-aside: returns the cached value, or runs `load`, caches its result for `ttl`

@@ -11,13 +11,13 @@ use crate::error::{Error, Result};
 ///
 /// ```
 /// use infra_core::Event;
-/// let event = Event::new("calendar/event.created", serde_json::json!({ "id": 7 }))
+/// let event = Event::new("user/signed.up", serde_json::json!({ "userId": "u7" }))
 ///     .with_id("evt-7");
-/// assert_eq!(event.name, "calendar/event.created");
+/// assert_eq!(event.name, "user/signed.up");
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
-    /// The event name, such as `calendar/event.created`.
+    /// The event name, such as `user/signed.up`.
     pub name: String,
     /// The payload; an object.
     #[serde(default)]
@@ -79,13 +79,11 @@ impl Event {
 /// every backend.
 ///
 /// A typed payload ([`TypedEvent`](crate::TypedEvent)) is sent as its event:
-/// `events.send(payload.to_event()?)`. The TypeScript module's `sendEvent(name, data)` is
-/// `events.send(Event::new(name, data))`.
+/// `events.send(payload.to_event()?)`; an untyped one as `events.send(Event::new(name, data))`.
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait EventSender: Send + Sync {
     /// Sends one event; returns its id.
-    #[doc(alias = "sendEvent")]
     async fn send(&self, event: Event) -> Result<String>;
 
     /// Sends several events in one call; returns their ids in order.

@@ -6,6 +6,7 @@ mod cache;
 mod duration;
 mod env;
 mod error;
+mod error_reporter;
 mod event;
 mod event_limits;
 mod health;
@@ -19,7 +20,6 @@ mod job_queue;
 mod queue_admin;
 mod rate_limit;
 mod realtime;
-mod reporter;
 mod retry_policy;
 mod secret;
 mod signature;
@@ -34,12 +34,12 @@ pub mod testkit;
 #[cfg_attr(docsrs, doc(cfg(feature = "mock")))]
 pub mod mock {
     pub use crate::cache::MockCache;
+    pub use crate::error_reporter::MockErrorReporter;
     pub use crate::event::MockEventSender;
     pub use crate::job_queue::MockJobQueue;
     pub use crate::queue_admin::MockQueueAdmin;
     pub use crate::rate_limit::MockRateLimiter;
     pub use crate::realtime::MockRealtime;
-    pub use crate::reporter::MockErrorReporter;
 }
 
 pub use async_trait::async_trait;
@@ -48,6 +48,7 @@ pub use cache::{Cache, CacheExt, CacheLimits, decode_json, encode_json};
 pub use duration::{format_duration, parse_duration};
 pub use env::{Env, parse_url};
 pub use error::{BoxError, Error, ErrorKind, Result};
+pub use error_reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
 pub use event::{Event, EventSender};
 pub use event_limits::EventLimits;
 pub use health::{DEFAULT_HEALTH_DEADLINE, HealthCheck, HealthReport, HealthStatus, Probe};
@@ -58,11 +59,10 @@ pub use job_backend::JobBackend;
 pub use job_concurrency::ConcurrencySlot;
 pub use job_queue::{ClaimedJob, Enqueued, JobId, JobQueue, NewJob, Settlement};
 pub use queue_admin::{DeadLetter, FunctionQueueStats, JobFilter, QueueAdmin};
-pub use rate_limit::{RateLimitDecision, RateLimiter, RateLimiterExt, check_rate_limit_args};
+pub use rate_limit::{RateLimitDecision, RateLimiter, check_rate_limit_args};
 pub use realtime::{
     BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,
 };
-pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
 pub use retry_policy::RetryPolicy;
 pub use secret::{Secret, redact_url};
 pub use signature::{constant_time_eq, hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};

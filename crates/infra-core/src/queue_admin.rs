@@ -71,9 +71,9 @@ impl FunctionQueueStats {
 /// ```
 /// use infra_core::JobFilter;
 ///
-/// assert!(JobFilter::all().matches_function("sync-calendar"));
-/// let one = JobFilter::function("sync-calendar");
-/// assert!(one.matches_function("sync-calendar"));
+/// assert!(JobFilter::all().matches_function("remind-overdue"));
+/// let one = JobFilter::function("remind-overdue");
+/// assert!(one.matches_function("remind-overdue"));
 /// assert!(!one.matches_function("send-email"));
 /// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

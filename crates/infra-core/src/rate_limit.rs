@@ -6,6 +6,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::Serialize;
 
+use crate::cache::CacheLimits;
 use crate::error::{Error, Result};
 
 /// The answer to one rate-limit check.
@@ -36,27 +37,6 @@ pub trait RateLimiter: Send + Sync {
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision>;
 }
 
-/// The seed's names on top of any [`RateLimiter`], `dyn RateLimiter` and mocks included.
-///
-/// An extension trait rather than provided methods of [`RateLimiter`]: mockall mocks every
-/// method of the trait it is given, so a provided alias would be a second, separately mocked
-/// method, and a test expecting `check` would fail when the code calls the seed's name.
-#[async_trait]
-pub trait RateLimiterExt: RateLimiter {
-    /// The seed's `checkRateLimit(key, limit, window)`: [`check`](RateLimiter::check) by its
-    /// TypeScript name.
-    async fn check_rate_limit(
-        &self,
-        key: &str,
-        limit: u64,
-        window: Duration,
-    ) -> Result<RateLimitDecision> {
-        self.check(key, limit, window).await
-    }
-}
-
-impl<L: RateLimiter + ?Sized> RateLimiterExt for L {}
-
 #[async_trait]
 impl<T: RateLimiter + ?Sized> RateLimiter for Arc<T> {
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
@@ -71,15 +51,18 @@ impl<T: RateLimiter + ?Sized> RateLimiter for Box<T> {
     }
 }
 
-/// Validates the arguments of [`RateLimiter::check`] the same way for every backend.
+/// Validates the arguments of [`RateLimiter::check`] the same way for every backend: a key
+/// within the cache's key limit ([`CacheLimits::max_key_bytes`], default 1024 bytes), a limit
+/// of at least 1, a window of at least 1 ms.
 pub fn check_rate_limit_args(key: &str, limit: u64, window: Duration) -> Result<()> {
     if key.is_empty() {
         return Err(Error::invalid_input("key", "must not be empty"));
     }
-    if key.len() > 1024 {
+    let max_key_bytes = CacheLimits::default().max_key_bytes;
+    if key.len() > max_key_bytes {
         return Err(Error::invalid_input(
             "key",
-            format_args!("is {} bytes; the limit is 1024", key.len()),
+            format_args!("is {} bytes; the limit is {max_key_bytes}", key.len()),
         ));
     }
     if limit == 0 {

@@ -28,7 +28,7 @@ use crate::event::Event;
 /// assert_eq!(event.data["userId"], "u1");
 /// ```
 pub trait TypedEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
-    /// The event name, such as `calendar/sync.requested`.
+    /// The event name, such as `user/signed.up`.
     const NAME: &'static str;
 
     /// The untyped event: [`Self::NAME`] with `self` as its `data` object.

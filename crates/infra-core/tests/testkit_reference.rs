@@ -130,32 +130,3 @@ async fn cache_suite_passes_on_reference_backend() {
 async fn rate_limit_suite_passes_on_reference_backend() {
     testkit::rate_limit::run_all(Arc::new(MapLimiter::default())).await;
 }
-
-#[tokio::test]
-async fn the_seed_names_read_the_same() {
-    use infra_core::{CacheExt, RateLimiterExt};
-    let cache = MapCache::default();
-    cache
-        .set_cached(
-            "prefs:1",
-            &serde_json::json!({"tz": "UTC"}),
-            Duration::from_secs(5),
-        )
-        .await
-        .unwrap();
-    let got: Option<serde_json::Value> = cache.get_cached("prefs:1").await.unwrap();
-    assert_eq!(got.unwrap()["tz"], "UTC");
-    let limiter = MapLimiter::default();
-    let d = limiter
-        .check_rate_limit("ip:1", 1, Duration::from_secs(60))
-        .await
-        .unwrap();
-    assert!(d.allowed && d.remaining == 0);
-    assert!(
-        !limiter
-            .check_rate_limit("ip:1", 1, Duration::from_secs(60))
-            .await
-            .unwrap()
-            .allowed
-    );
-}

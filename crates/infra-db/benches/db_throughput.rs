@@ -261,7 +261,7 @@ async fn run() {
 
     let mut config = DbConfig::new(&url).unwrap();
     config.pool_size = TASKS;
-    let db = Database::new(config).unwrap();
+    let db = Database::from_config(config).unwrap();
 
     run_pending_migrations(&db, FIXTURE_MIGRATIONS)
         .await

@@ -1,4 +1,5 @@
-//! `Database`: a deadpool pool of [`DbConnection`](crate::DbConnection)s.
+//! `Database`: the primary's deadpool pool of [`DbConnection`](crate::DbConnection)s, and the
+//! read replicas beside it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,18 +9,21 @@ use diesel::sql_types::{Integer, Text};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use infra_core::{Env, Error, HealthCheck, Probe, Result};
 
-use crate::checkout::{ConnectionManager, Pool, checkout};
 use crate::config::DbConfig;
 use crate::connection::DbConnection;
+use crate::connection_manager::{Pool, PooledConnection, build_pool, checkout};
 use crate::error::{map_connection_error, map_diesel_error, map_pool_error};
 use crate::replicas::Replicas;
 use crate::session::{Session, establish};
 
-/// A connection borrowed from the pool; returned when dropped.
-pub type PooledConnection = deadpool::managed::Object<ConnectionManager>;
-
-/// A pooled PostgreSQL database, cheap to clone and share (the seed's Prisma singleton,
-/// without a hidden global: build it once, clone it into handlers).
+/// A pooled PostgreSQL database, cheap to clone and share (the TypeScript module's Prisma
+/// singleton, without a hidden global: build it once, clone it into handlers).
+///
+/// [`get`](Database::get) checks out a connection to the primary, for reads and writes;
+/// [`read`](Database::read) one to the next healthy read replica when `DATABASE_REPLICA_URLS`
+/// names any, else to the primary; [`transaction`](Database::transaction) runs a body in a
+/// transaction on the primary and retries serialization failures and deadlocks. Whether the
+/// database answers is its [`HealthCheck`] (`db.check().await`).
 ///
 /// Building never connects; connections open on first use. A checkout drops connections whose
 /// socket is closed (the server killed them, an I/O error) and verifies with `SELECT 1` those
@@ -47,32 +51,14 @@ struct Inner {
     reaper: std::sync::OnceLock<()>,
 }
 
-/// A pool over `url` with `config`'s sizes and timeouts.
-pub(crate) fn build_pool(url: &str, config: &DbConfig) -> Result<Pool> {
-    let manager = ConnectionManager::new(url, config);
-    Pool::builder(manager)
-        .max_size(config.pool_size)
-        // Most recently used first: under light load the spare connections sit idle, so they
-        // are verified (or closed by the idle timeout) instead of each staying just fresh
-        // enough to skip the check.
-        .queue_mode(deadpool::managed::QueueMode::Lifo)
-        .runtime(deadpool::Runtime::Tokio1)
-        .wait_timeout(Some(config.acquire_timeout))
-        .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
-        // The manager bounds its own `SELECT 1` (the only I/O of a recycle).
-        .recycle_timeout(None)
-        .build()
-        .map_err(|e| Error::backend(format!("cannot build the PostgreSQL pool: {e}")))
-}
-
 impl Database {
     /// Builds the pool from `DATABASE_URL` and the `DATABASE_*` settings.
     pub fn from_env(env: &Env) -> Result<Self> {
-        Database::new(DbConfig::from_env(env)?)
+        Database::from_config(DbConfig::from_env(env)?)
     }
 
     /// Builds the pool for `config`, without connecting.
-    pub fn new(config: DbConfig) -> Result<Self> {
+    pub fn from_config(config: DbConfig) -> Result<Self> {
         let pool = build_pool(config.url.expose(), &config)?;
         let replicas = Replicas::new(&config)?;
         Ok(Database {
@@ -85,10 +71,24 @@ impl Database {
         })
     }
 
-    /// A connection to the primary, within the acquire timeout.
+    /// A connection to the primary, for reads and writes, within the acquire timeout.
     pub async fn get(&self) -> Result<PooledConnection> {
         self.start_idle_reaper();
         checkout(&self.inner.pool).await.map_err(map_pool_error)
+    }
+
+    /// A connection for reads: the next healthy replica (round robin), else the primary.
+    pub async fn read(&self) -> Result<PooledConnection> {
+        self.start_idle_reaper();
+        match self.inner.replicas.checkout().await {
+            Some(conn) => Ok(conn),
+            None => self.get().await,
+        }
+    }
+
+    /// How many read replicas are configured.
+    pub fn replica_count(&self) -> usize {
+        self.inner.replicas.len()
     }
 
     /// A connection of its own to the primary, outside the pool, with the pool's TLS, connect
@@ -117,7 +117,7 @@ impl Database {
 
     /// Closes connections idle longer than `idle_timeout`. Started on first use, because
     /// building a `Database` needs no runtime; it stops when the last clone is dropped.
-    pub(crate) fn start_idle_reaper(&self) {
+    fn start_idle_reaper(&self) {
         if self.inner.reaper.set(()).is_err() {
             return;
         }
@@ -134,10 +134,6 @@ impl Database {
         });
     }
 
-    pub(crate) fn replicas(&self) -> &Replicas {
-        &self.inner.replicas
-    }
-
     /// The primary's pool.
     pub fn pool(&self) -> &Pool {
         &self.inner.pool
@@ -148,8 +144,13 @@ impl Database {
         &self.inner.config
     }
 
-    /// `SELECT 1` through the pool: the seed's `testDatabaseConnection`.
-    pub async fn test_database_connection(&self) -> Result<()> {
+    /// The health check as a trait object (the database is one itself).
+    pub fn health(&self) -> Arc<dyn HealthCheck> {
+        Arc::new(self.clone())
+    }
+
+    /// `SELECT 1` through the pool.
+    async fn select_one(&self) -> Result<()> {
         let mut conn = self.get().await?;
         let one: i32 = diesel::select(diesel::dsl::sql::<Integer>("1"))
             .get_result(&mut conn)
@@ -174,7 +175,7 @@ impl HealthCheck for Database {
     }
 
     async fn probe(&self) -> Result<Probe> {
-        self.test_database_connection().await?;
+        self.select_one().await?;
         let mut conn = self.get().await?;
         let version: String = diesel::select(diesel::dsl::sql::<Text>(
             "current_setting('server_version')",

@@ -1,10 +1,10 @@
 #![doc = include_str!("../README.md")]
 
-#[cfg(feature = "postgres")]
-mod checkout;
 mod config;
 #[cfg(feature = "postgres")]
 mod connection;
+#[cfg(feature = "postgres")]
+mod connection_manager;
 #[cfg(feature = "postgres")]
 mod database;
 #[cfg(feature = "postgres")]
@@ -21,19 +21,22 @@ mod tls;
 #[cfg(feature = "postgres")]
 mod transaction;
 
-#[cfg(feature = "postgres")]
-pub use checkout::{ConnectionManager, Pool};
 pub use config::DbConfig;
 #[cfg(feature = "postgres")]
 pub use connection::{DbConnection, DbField, DbRow, DbRows};
 #[cfg(feature = "postgres")]
-pub use database::{Database, PooledConnection};
+pub use connection_manager::{ConnectionManager, Pool, PooledConnection};
+#[cfg(feature = "postgres")]
+pub use database::Database;
 #[cfg(feature = "postgres")]
 pub use error::{
     DEADLOCK_DETECTED, SERIALIZATION_FAILURE, is_retryable_sqlstate,
     is_retryable_transaction_error, map_connection_error, map_diesel_error, map_pool_error,
     sqlstate,
 };
+/// The retry policy [`Database::transaction`] takes: the workspace's one, from infra-core.
+#[cfg(feature = "postgres")]
+pub use infra_core::RetryPolicy;
 #[cfg(feature = "postgres")]
 pub use migrations::{
     MIGRATION_LOCK_KEY, MigrationStatus, migration_status, run_pending_migrations,
@@ -42,7 +45,7 @@ pub use pagination::{Keyset, MAX_TAKE, Page};
 #[cfg(feature = "postgres")]
 pub use tls::SslMode;
 #[cfg(feature = "postgres")]
-pub use transaction::{Isolation, RetryPolicy};
+pub use transaction::{DEFAULT_TRANSACTION_RETRY, Isolation};
 
 #[cfg(feature = "postgres")]
 pub use diesel;

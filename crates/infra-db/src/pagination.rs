@@ -1,4 +1,4 @@
-//! Pagination: take/skip as the seed does, and keyset for deep pages.
+//! Pagination: take/skip as the TypeScript module does, and keyset for deep pages.
 
 use infra_core::{Error, Result};
 

@@ -1,4 +1,5 @@
-//! Read replicas: round robin, skipping replicas that just failed, falling back to the primary.
+//! Read replicas: round robin, skipping replicas that just failed. A `Database` owns them
+//! beside its primary's pool and falls back to the primary when none answers.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -6,9 +7,8 @@ use std::time::{Duration, Instant};
 
 use infra_core::{Result, redact_url};
 
-use crate::checkout::{Pool, checkout};
 use crate::config::DbConfig;
-use crate::database::{Database, PooledConnection, build_pool};
+use crate::connection_manager::{Pool, PooledConnection, build_pool, checkout};
 
 /// How long a replica that failed a checkout is left out.
 const COOL_DOWN: Duration = Duration::from_secs(10);
@@ -59,7 +59,7 @@ impl Replicas {
     }
 
     /// A connection to the next healthy replica, or `None` when none answers.
-    async fn checkout(&self) -> Option<PooledConnection> {
+    pub(crate) async fn checkout(&self) -> Option<PooledConnection> {
         let n = self.list.len();
         for _ in 0..n {
             let replica = &self.list[self.next.fetch_add(1, Ordering::Relaxed) % n];
@@ -84,26 +84,5 @@ impl Replicas {
             }
         }
         None
-    }
-}
-
-impl Database {
-    /// A connection for reads: the next healthy replica (round robin), else the primary.
-    pub async fn read(&self) -> Result<PooledConnection> {
-        self.start_idle_reaper();
-        match self.replicas().checkout().await {
-            Some(conn) => Ok(conn),
-            None => self.get().await,
-        }
-    }
-
-    /// A connection for writes: always the primary.
-    pub async fn write(&self) -> Result<PooledConnection> {
-        self.get().await
-    }
-
-    /// How many read replicas are configured.
-    pub fn replica_count(&self) -> usize {
-        self.replicas().len()
     }
 }

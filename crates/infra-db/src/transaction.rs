@@ -5,7 +5,7 @@ use std::time::Duration;
 use diesel::result::Error as DieselError;
 use diesel_async::{AnsiTransactionManager, TransactionManager};
 use futures::future::BoxFuture;
-use infra_core::{Backoff, Error, Result};
+use infra_core::{Backoff, Error, Result, RetryPolicy};
 
 use crate::connection::DbConnection;
 use crate::database::Database;
@@ -23,42 +23,32 @@ pub enum Isolation {
     Serializable,
 }
 
-/// How many times, and how far apart, a transaction is retried.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included (at least 1).
-    pub max_attempts: u32,
-    /// The wait before each retry (default 10 ms doubling up to 500 ms, equal jitter so
-    /// retrying transactions don't collide again in lockstep).
-    pub backoff: Backoff,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 5,
-            backoff: Backoff::new(Duration::from_millis(10), Duration::from_millis(500)),
-        }
-    }
-}
+/// How a transaction is retried unless the caller says otherwise: 5 attempts in all, the
+/// waits 10 ms doubling up to 500 ms with equal jitter, so retrying transactions don't collide
+/// again in lockstep.
+pub const DEFAULT_TRANSACTION_RETRY: RetryPolicy = RetryPolicy::new(
+    5,
+    Backoff::new(Duration::from_millis(10), Duration::from_millis(500)),
+);
 
 impl Database {
     /// Runs `body` in a transaction on the primary and commits it. `body` runs inside the
     /// transaction and must not open one of its own. A serialization failure or
     /// deadlock ([`is_retryable_sqlstate`](crate::is_retryable_sqlstate)) rolls back and
-    /// re-runs `body` (up to `policy.max_attempts`, with jittered back-off); any other error
+    /// re-runs `body` (up to `policy.max_attempts`, with its jittered back-off; usually
+    /// [`DEFAULT_TRANSACTION_RETRY`]); any other error
     /// rolls back and returns at once. The error returned keeps the last attempt's kind and
     /// `sqlstate` context and adds `attempts`.
     ///
     /// ```no_run
     /// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
     /// use diesel_async::RunQueryDsl;
-    /// use infra_db::{Isolation, RetryPolicy};
+    /// use infra_db::{DEFAULT_TRANSACTION_RETRY, Isolation};
     ///
     /// let moved = db
-    ///     .transaction(Isolation::Serializable, RetryPolicy::default(), |conn| {
+    ///     .transaction(Isolation::Serializable, DEFAULT_TRANSACTION_RETRY, |conn| {
     ///         Box::pin(async move {
-    ///             diesel::sql_query("UPDATE calendar_events SET starts_at = starts_at + interval '1 hour' WHERE id = 1")
+    ///             diesel::sql_query("UPDATE accounts SET balance = balance - 10 WHERE id = 1")
     ///                 .execute(conn)
     ///                 .await
     ///         })
@@ -88,7 +78,7 @@ impl Database {
                 Err(err) if is_retryable_transaction_error(&err) && attempt < attempts => {
                     tracing::debug!(attempt, error = %err, "retrying transaction");
                     drop(conn);
-                    tokio::time::sleep(policy.backoff.delay(attempt)).await;
+                    tokio::time::sleep(policy.delay(attempt)).await;
                     attempt += 1;
                 }
                 Err(err) => return Err(final_error(map_diesel_error(err), attempt)),

@@ -15,7 +15,7 @@ use support::TestDb;
 async fn health_reports_version_and_pool_state() {
     let db = TestDb::create("health").await;
     let database = db.database();
-    database.test_database_connection().await.unwrap();
+    database.probe().await.unwrap();
     let report = database.check().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{}", report.detail);
     assert!(
@@ -55,7 +55,7 @@ async fn connections_killed_server_side_are_replaced() {
     drop(admin);
     for _ in 0..5 {
         database
-            .test_database_connection()
+            .probe()
             .await
             .expect("the pool replaces dead connections");
     }
@@ -98,7 +98,7 @@ async fn closed_connections_are_dropped_on_checkout_without_a_round_trip() {
     let db = TestDb::create("closed").await;
     let mut config = DbConfig::new(&db.url).unwrap();
     config.verify_after_idle = Duration::from_secs(3600);
-    let database = Database::new(config).unwrap();
+    let database = Database::from_config(config).unwrap();
     let warm: Vec<_> = futures::future::join_all((0..4).map(|_| database.get())).await;
     assert!(warm.iter().all(|c| c.is_ok()));
     drop(warm);
@@ -127,7 +127,7 @@ async fn zero_window_verifies_every_checkout() {
     let db = TestDb::create("verify").await;
     let mut config = DbConfig::new(&db.url).unwrap();
     config.verify_after_idle = Duration::ZERO;
-    let database = Database::new(config).unwrap();
+    let database = Database::from_config(config).unwrap();
     let warm: Vec<_> = futures::future::join_all((0..3).map(|_| database.get())).await;
     drop(warm);
     let mut admin = database.get().await.unwrap();
@@ -165,11 +165,11 @@ async fn closed_port_is_unavailable() {
         .local_addr()
         .unwrap()
         .port();
-    let database = Database::new(
+    let database = Database::from_config(
         DbConfig::new(&format!("postgres://postgres:pw@127.0.0.1:{port}/x")).unwrap(),
     )
     .unwrap();
-    let err = database.test_database_connection().await.unwrap_err();
+    let err = database.probe().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     assert!(err.is_retryable());
     assert!(!format!("{err:?}").contains(":pw@"));
@@ -190,7 +190,7 @@ async fn silent_server_is_unhealthy_within_the_deadline() {
     let mut config = DbConfig::new(&format!("postgres://postgres@127.0.0.1:{port}/x")).unwrap();
     config.connect_timeout = Duration::from_secs(30);
     config.acquire_timeout = Duration::from_secs(30);
-    let database = Database::new(config).unwrap();
+    let database = Database::from_config(config).unwrap();
     let started = Instant::now();
     let report = database.check().await;
     assert_eq!(report.status, HealthStatus::Unhealthy);
@@ -237,7 +237,7 @@ async fn statement_timeout_applies_to_every_connection() {
     let db = TestDb::create("stmt").await;
     let mut config = DbConfig::new(&db.url).unwrap();
     config.statement_timeout = Duration::from_millis(200);
-    let database = Database::new(config).unwrap();
+    let database = Database::from_config(config).unwrap();
     let mut conn = database.get().await.unwrap();
     let err = diesel::sql_query("SELECT pg_sleep(2)")
         .execute(&mut conn)
@@ -270,17 +270,14 @@ async fn sslmode_selects_rustls_and_verify_full_checks_the_certificate() {
     let with_mode = |mode: &str| {
         let mut url = support::base_url();
         url.set_query(Some(&format!("sslmode={mode}")));
-        Database::new(DbConfig::new(url.as_str()).unwrap()).unwrap()
+        Database::from_config(DbConfig::new(url.as_str()).unwrap()).unwrap()
     };
     let required = with_mode("require");
     assert!(uses_tls(&required).await, "sslmode=require encrypts");
     let disabled = with_mode("disable");
     assert!(!uses_tls(&disabled).await, "sslmode=disable does not");
     // verify-full must refuse a certificate no trusted root signed.
-    let err = with_mode("verify-full")
-        .test_database_connection()
-        .await
-        .unwrap_err();
+    let err = with_mode("verify-full").probe().await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unavailable, "{err:?}");
     assert!(
         err.to_string().to_lowercase().contains("certificate"),
@@ -295,7 +292,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let db = TestDb::create("idle").await;
     let mut config = DbConfig::new(&db.url).unwrap();
     config.idle_timeout = Duration::from_millis(300);
-    let database = Database::new(config).unwrap();
+    let database = Database::from_config(config).unwrap();
     let held: Vec<_> = futures::future::join_all((0..3).map(|_| database.get())).await;
     assert!(held.iter().all(|c| c.is_ok()));
     drop(held);
@@ -308,7 +305,7 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    database.test_database_connection().await.unwrap();
+    database.probe().await.unwrap();
     drop(database);
     db.drop_now().await;
 }
@@ -318,12 +315,12 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
 /// the abandoned transaction and never commit.
 #[tokio::test]
 async fn a_dropped_transaction_never_reaches_the_next_user() {
-    use infra_db::{Isolation, RetryPolicy};
+    use infra_db::{DEFAULT_TRANSACTION_RETRY, Isolation};
 
     let db = TestDb::create("dropped_tx").await;
     let mut config = DbConfig::new(&db.url).unwrap();
     config.pool_size = 1;
-    let database = Database::new(config).unwrap();
+    let database = Database::from_config(config).unwrap();
     let mut conn = database.get().await.unwrap();
     diesel::sql_query("CREATE TABLE marks (n int)")
         .execute(&mut conn)
@@ -331,15 +328,16 @@ async fn a_dropped_transaction_never_reaches_the_next_user() {
         .unwrap();
     drop(conn);
 
-    let abandoned = database.transaction(Isolation::ReadCommitted, RetryPolicy::default(), |c| {
-        Box::pin(async move {
-            diesel::sql_query("INSERT INTO marks VALUES (1)")
-                .execute(c)
-                .await?;
-            tokio::time::sleep(Duration::from_secs(30)).await;
-            Ok(())
-        })
-    });
+    let abandoned =
+        database.transaction(Isolation::ReadCommitted, DEFAULT_TRANSACTION_RETRY, |c| {
+            Box::pin(async move {
+                diesel::sql_query("INSERT INTO marks VALUES (1)")
+                    .execute(c)
+                    .await?;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Ok(())
+            })
+        });
     assert!(
         tokio::time::timeout(Duration::from_millis(300), abandoned)
             .await

@@ -10,8 +10,8 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use infra_core::ErrorKind;
 use infra_db::{
-    Database, DbConfig, Isolation, Keyset, Page, RetryPolicy, migration_status,
-    run_pending_migrations,
+    DEFAULT_TRANSACTION_RETRY, Database, DbConfig, Isolation, Keyset, Page, RetryPolicy,
+    migration_status, run_pending_migrations,
 };
 use support::schema::{users, workspaces};
 use support::{FIXTURE_MIGRATIONS, TestDb};
@@ -119,7 +119,7 @@ async fn unique_email_is_a_conflict_and_is_not_retried() {
     let err = database
         .transaction(
             Isolation::ReadCommitted,
-            RetryPolicy::default(),
+            DEFAULT_TRANSACTION_RETRY,
             move |conn| {
                 counter.fetch_add(1, Ordering::SeqCst);
                 Box::pin(async move {
@@ -183,7 +183,7 @@ async fn serialization_failure_is_retried_until_it_commits() {
             Isolation::Serializable,
             RetryPolicy {
                 max_attempts: 5,
-                ..RetryPolicy::default()
+                ..DEFAULT_TRANSACTION_RETRY
             },
             move |conn| {
                 let attempt = counter.fetch_add(1, Ordering::SeqCst) + 1;
@@ -287,7 +287,7 @@ async fn reads_go_to_healthy_replicas_and_fall_back_to_the_primary() {
         infra_core::Secret::new(format!("postgres://postgres@127.0.0.1:{closed}/replica")),
         infra_core::Secret::new(replica.url.clone()),
     ];
-    let database = Database::new(config).unwrap();
+    let database = Database::from_config(config).unwrap();
     assert_eq!(database.replica_count(), 2);
     let current =
         |name: &'static str| diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(name));
@@ -302,12 +302,15 @@ async fn reads_go_to_healthy_replicas_and_fall_back_to_the_primary() {
             "reads skip the dead replica and use the live one"
         );
     }
-    let mut conn = database.write().await.unwrap();
+    let mut conn = database.get().await.unwrap();
     let db_name: String = current("current_database()")
         .get_result(&mut conn)
         .await
         .unwrap();
-    assert_eq!(db_name, primary.name, "writes always go to the primary");
+    assert_eq!(
+        db_name, primary.name,
+        "get (writes included) always goes to the primary"
+    );
     drop(conn);
 
     // With every replica down, reads fall back to the primary.
@@ -315,7 +318,7 @@ async fn reads_go_to_healthy_replicas_and_fall_back_to_the_primary() {
     config.replica_urls = vec![infra_core::Secret::new(format!(
         "postgres://postgres@127.0.0.1:{closed}/replica"
     ))];
-    let only_dead = Database::new(config).unwrap();
+    let only_dead = Database::from_config(config).unwrap();
     let mut conn = only_dead.read().await.unwrap();
     let db_name: String = current("current_database()")
         .get_result(&mut conn)
@@ -439,7 +442,7 @@ async fn deadlock_is_retried_until_it_commits() {
         &database,
         &rival,
         1,
-        RetryPolicy::default(),
+        DEFAULT_TRANSACTION_RETRY,
         attempts.clone(),
     )
     .await
@@ -462,7 +465,7 @@ async fn exhausted_deadlock_retries_return_the_sqlstate_and_the_attempts() {
     let attempts = Arc::new(AtomicUsize::new(0));
     let policy = RetryPolicy {
         max_attempts: 2,
-        ..RetryPolicy::default()
+        ..DEFAULT_TRANSACTION_RETRY
     };
     let err = run_deadlocking(&database, &rival, 2, policy, attempts.clone())
         .await

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use diesel::sql_types::{BigInt, Integer};
 use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
 use infra_core::ErrorKind;
-use infra_db::{Database, DbConfig, Isolation, RetryPolicy};
+use infra_db::{DEFAULT_TRANSACTION_RETRY, Database, DbConfig, Isolation, RetryPolicy};
 use support::TestDb;
 
 /// The URL of `db` with German server messages. Written out by hand: tokio-postgres
@@ -34,7 +34,7 @@ fn german_url(db: &TestDb) -> String {
 /// sessions speak German; fails, naming the remedy, when the server cannot.
 async fn german_accounts(test: &str) -> (TestDb, Database) {
     let db = TestDb::create(test).await;
-    let database = Database::new(DbConfig::new(&german_url(&db)).unwrap()).unwrap();
+    let database = Database::from_config(DbConfig::new(&german_url(&db)).unwrap()).unwrap();
     let mut conn = database.get().await.unwrap_or_else(|err| {
         panic!(
             "a session with lc_messages = de_DE.UTF-8 was refused ({err}); the server's machine \
@@ -139,7 +139,7 @@ async fn two_deadlocking_transactions_are_retried_by_sqlstate_and_both_commit() 
     let (db, database) = german_accounts("deadlock_de").await;
     let barrier = Arc::new(tokio::sync::Barrier::new(2));
     let attempts = Arc::new(Attempts::default());
-    let policy = RetryPolicy::default();
+    let policy = DEFAULT_TRANSACTION_RETRY;
     let one_then_two = crosswise(
         &database,
         policy,
@@ -179,7 +179,7 @@ async fn a_deadlock_left_unretried_is_a_retryable_conflict_with_its_sqlstate() {
     let attempts = Arc::new(Attempts::default());
     let once = RetryPolicy {
         max_attempts: 1,
-        ..RetryPolicy::default()
+        ..DEFAULT_TRANSACTION_RETRY
     };
     let (a, b) = tokio::join!(
         crosswise(
@@ -220,7 +220,7 @@ async fn skewed(
     database
         .transaction(
             Isolation::Serializable,
-            RetryPolicy::default(),
+            DEFAULT_TRANSACTION_RETRY,
             move |conn| {
                 let attempt = attempts.count.fetch_add(1, Ordering::SeqCst);
                 let (barrier, attempts) = (barrier.clone(), attempts.clone());

@@ -262,7 +262,7 @@ fn main() {
     runtime.block_on(async {
         let name = format!("infra_jobs_bench_{}", std::process::id());
         let url = fresh_database(&name).await;
-        let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+        let db = Database::from_config(DbConfig::new(&url).unwrap()).unwrap();
         let (pg_enqueue, pg_rate) = drain(Arc::new(PgQueue::new(db.clone())), n).await;
         let (p50, p99) = latency(Arc::new(PgQueue::new(db.clone()))).await;
         drop(db);

@@ -3,7 +3,7 @@
 use infra_core::{Error, Event, Result};
 use serde_json::Value;
 
-/// A key read from event fields, such as `event.data.userId` or `userId` + `calendarId`.
+/// A key read from event fields, such as `event.data.userId` or `userId` + `invoiceId`.
 ///
 /// Each path is `event.`-prefixed and dot-separated, as Inngest writes its key expressions;
 /// the key is the fields' values joined with `:`. An event lacking a field has no key (the
@@ -81,12 +81,12 @@ mod tests {
 
     #[test]
     fn reads_and_joins_fields() {
-        let key = EventKey::fields(["event.data.userId", "event.data.calendarId"]).unwrap();
-        let event = Event::new("x", json!({ "userId": "u1", "calendarId": 7 }));
+        let key = EventKey::fields(["event.data.userId", "event.data.invoiceId"]).unwrap();
+        let event = Event::new("x", json!({ "userId": "u1", "invoiceId": 7 }));
         assert_eq!(key.evaluate(&event).as_deref(), Some("u1:7"));
         assert_eq!(
             key.to_expression(),
-            "event.data.userId + \":\" + event.data.calendarId"
+            "event.data.userId + \":\" + event.data.invoiceId"
         );
         assert_eq!(
             key.evaluate(&Event::new("x", json!({ "userId": "u1" }))),

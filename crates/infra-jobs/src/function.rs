@@ -92,7 +92,7 @@ impl Function {
         FunctionBuilder::new(id.into(), vec![Trigger::Event(E::NAME.to_owned())])
     }
 
-    /// The id (a slug such as `sync-calendar`).
+    /// The id (a slug such as `remind-overdue`).
     pub fn id(&self) -> &str {
         &self.id
     }

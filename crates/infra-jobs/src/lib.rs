@@ -17,7 +17,6 @@ mod health_probe;
 mod ingest;
 #[cfg(feature = "inngest")]
 mod inngest;
-mod jobs;
 mod memory_queue;
 mod outcome;
 #[cfg(feature = "postgres")]
@@ -25,6 +24,7 @@ mod pg_queue;
 mod planning;
 mod registry;
 mod runtime;
+mod runtime_from_env;
 #[cfg(feature = "serve")]
 mod serve;
 #[cfg(feature = "serve")]
@@ -52,7 +52,6 @@ pub use ingest::{
 };
 #[cfg(feature = "inngest")]
 pub use inngest::InngestClient;
-pub use jobs::Jobs;
 pub use memory_queue::MemoryQueue;
 pub use outcome::Outcome;
 #[cfg(feature = "postgres")]

@@ -60,8 +60,10 @@ struct Inner {
     probes: Arc<ProbeWaiters>,
 }
 
-/// Runs the app's functions: send events into it ([`EventSender`]), register functions,
-/// [`start`](JobsRuntime::start) workers. Cheap to clone.
+/// The jobs service: runs the app's functions. Send events into it ([`EventSender`]),
+/// register functions, [`start`](JobsRuntime::start) workers. Cheap to clone.
+/// [`from_env`](JobsRuntime::from_env) builds it on the backend the environment selects;
+/// [`new`](JobsRuntime::new) over a queue of the caller's, as here:
 ///
 /// ```
 /// use infra_core::{Event, EventSender};
@@ -192,6 +194,16 @@ impl JobsRuntime {
     /// This process's worker id (leases are held under it).
     pub fn worker_id(&self) -> &str {
         &self.inner.worker_id
+    }
+
+    /// Where events go, as a trait object (the runtime is an [`EventSender`] itself).
+    pub fn events(&self) -> Arc<dyn EventSender> {
+        Arc::new(self.clone())
+    }
+
+    /// The health check, as a trait object (the runtime is a [`HealthCheck`] itself).
+    pub fn health(&self) -> Arc<dyn HealthCheck> {
+        Arc::new(self.clone())
     }
 
     /// The queue's administration — stats, dead letters, replay — when this runtime runs

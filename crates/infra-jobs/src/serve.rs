@@ -77,7 +77,7 @@ struct Serve {
 /// use infra_core::Env;
 /// use infra_jobs::{ServeConfig, serve_router};
 ///
-/// let config = ServeConfig::from_env(&Env::process(), "calendar-agent")?;
+/// let config = ServeConfig::from_env(&Env::process(), "billing-app")?;
 /// let app: axum::Router = serve_router(runtime, config)?;
 /// # Ok(()) }
 /// ```

@@ -146,7 +146,7 @@ fn patient_database(url: &str) -> Database {
     let mut config = DbConfig::new(url).unwrap();
     config.connect_timeout = Duration::from_secs(60);
     config.acquire_timeout = Duration::from_secs(60);
-    Database::new(config).unwrap()
+    Database::from_config(config).unwrap()
 }
 
 fn runtime(db: &Database) -> JobsRuntime {

@@ -52,7 +52,7 @@ fn effect_function(db: &Database) -> Function {
 #[ignore = "runs only as the child process of a_killed_worker_loses_no_job"]
 async fn child_worker_process() {
     let url = std::env::var(CHILD_ENV).expect("started by the parent test");
-    let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+    let db = Database::from_config(DbConfig::new(&url).unwrap()).unwrap();
     let rt = runtime(&db, 4);
     rt.register(effect_function(&db)).unwrap();
     rt.start().await.unwrap();

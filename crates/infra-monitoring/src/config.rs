@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use infra_core::{Env, Error, Result, Secret};
 
-/// Variables that may hold the Sentry DSN; the second is the seed's Next.js name.
+/// Variables that may hold the Sentry DSN; the second is the TypeScript module's
+/// Next.js name.
 pub const DSN_VARIABLES: [&str; 2] = ["SENTRY_DSN", "NEXT_PUBLIC_SENTRY_DSN"];
 
 /// The example in DSN errors: never the value that was refused, which holds the key.
@@ -18,8 +19,8 @@ const DSN_SHAPE: &str = "(expected https://<public key>@<host>/<project id>)";
 /// `sentry::types::Dsn` (which also derives the envelope URL and the auth header), so
 /// what we accept is exactly what the client accepts, plus one rule of Sentry's ingestion:
 /// the project id is a number. Without the feature nothing here can send to Sentry, so the
-/// value is only kept (and [`Monitoring::init`](crate::Monitoring::init) refuses it, naming
-/// the variable). `Debug` never shows the key.
+/// value is only kept (and [`Monitoring::from_config`](crate::Monitoring::from_config)
+/// refuses it, naming the variable). `Debug` never shows the key.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Dsn {
     variable: &'static str,

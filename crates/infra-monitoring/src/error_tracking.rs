@@ -1,9 +1,9 @@
-//! `ErrorTracking`: the seed's `ErrorTracking.apiError(route, error, status)` and its
-//! siblings, with consistent tags and fingerprints so Sentry groups them well.
+//! `ErrorTracking`: the TypeScript module's `ErrorTracking.apiError(route, error, status)` and
+//! its siblings, with consistent tags and fingerprints so Sentry groups them well.
 
 use infra_core::{Context, DynError, Level};
 
-use crate::reporter::Monitoring;
+use crate::monitoring::Monitoring;
 use crate::tracking::{Tracking, error_type};
 
 /// Typed error tracking over a [`Monitoring`]: each helper tags the area it failed in and
@@ -108,7 +108,7 @@ impl ErrorTracking {
         self.monitoring.capture_tracked(error, &context, &tracking)
     }
 
-    /// A failed call to a third party (Google Calendar, OpenAI…).
+    /// A failed call to a third party (an OAuth provider, OpenAI…).
     pub fn external_service_error(&self, service: &str, error: &DynError) -> Option<String> {
         let tracking = Tracking::for_area(
             "external",

@@ -5,7 +5,7 @@ mod config;
 mod envelope_probe;
 mod error_tracking;
 mod local_sink;
-mod reporter;
+mod monitoring;
 pub mod scrub;
 #[cfg(feature = "sentry")]
 mod sentry_backend;
@@ -20,7 +20,7 @@ mod tracking;
 pub use config::{DSN_VARIABLES, Dsn, MonitoringConfig, SinkTarget};
 pub use error_tracking::ErrorTracking;
 pub use local_sink::LocalSink;
-pub use reporter::Monitoring;
+pub use monitoring::Monitoring;
 #[cfg(feature = "tower")]
 pub use tower_layer::{CaptureServerErrors, CaptureServerErrorsLayer, request_layers};
 #[cfg(feature = "tracing")]

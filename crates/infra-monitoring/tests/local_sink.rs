@@ -13,7 +13,7 @@ async fn one_json_line_per_event_with_breadcrumbs_user_and_tags() {
         ("SENTRY_ENVIRONMENT", "test"),
     ]);
     let monitoring = Monitoring::from_env(&env).unwrap();
-    assert_eq!(monitoring.backend_name(), "local");
+    assert_eq!(monitoring.backend(), "local");
     assert_eq!(monitoring.check().await.status, HealthStatus::Healthy);
 
     monitoring.set_user(Some(User {

@@ -37,7 +37,7 @@ async fn events_reach_the_envelope_endpoint_with_context_and_without_secrets() {
         ("SENTRY_RELEASE", "calendar-agent@1.2.3".into()),
     ]);
     let monitoring = Monitoring::from_env(&env).unwrap();
-    assert_eq!(monitoring.backend_name(), "sentry");
+    assert_eq!(monitoring.backend(), "sentry");
     let report = monitoring.check().await;
     assert_eq!(report.status, HealthStatus::Healthy, "{}", report.detail);
 

@@ -12,7 +12,7 @@ use support::{EnvelopeReceiver, item_types};
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_probe_reads_the_envelope_endpoints_answer() {
     let receiver = EnvelopeReceiver::start().await;
-    // The seed's name, so every message must name it rather than SENTRY_DSN.
+    // The TypeScript module's name, so every message must name it rather than SENTRY_DSN.
     let env = Env::from_pairs([("NEXT_PUBLIC_SENTRY_DSN", receiver.dsn("publickeyabc", 9))]);
     let monitoring = Monitoring::from_env(&env).unwrap();
 

@@ -1,12 +1,17 @@
 //! The realtime backend chosen from the environment.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
-use infra_core::{Env, HealthCheck, Realtime, Result};
+use infra_core::{BatchEvent, ChannelName, Env, EventName, HealthCheck, Realtime, Result};
 
 use crate::config::RealtimeConfig;
 
 /// The realtime backend and its health check, as picked by [`RealtimeConfig::from_env`].
+///
+/// The service is a [`Realtime`] itself (`service.trigger(…)` goes to the backend);
+/// [`realtime`](Self::realtime) and [`health`](Self::health) hand out the trait objects.
 #[derive(Clone)]
 pub struct RealtimeService {
     realtime: Arc<dyn Realtime>,
@@ -125,6 +130,38 @@ impl RealtimeService {
     /// `local` (the embedded server) or `pusher`.
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+}
+
+/// The future every [`Realtime`] method returns (what `#[async_trait]` generates).
+type RealtimeFuture<'a> = Pin<Box<dyn Future<Output = Result<()>> + Send + 'a>>;
+
+// Written out rather than with `#[async_trait]`: each call hands back the backend's own
+// future, so going through the service costs no allocation of its own.
+impl Realtime for RealtimeService {
+    fn trigger<'s, 'c, 'e, 'd, 'f>(
+        &'s self,
+        channels: &'c [ChannelName],
+        event: &'e EventName,
+        data: &'d serde_json::Value,
+    ) -> RealtimeFuture<'f>
+    where
+        's: 'f,
+        'c: 'f,
+        'e: 'f,
+        'd: 'f,
+        Self: 'f,
+    {
+        self.realtime.as_ref().trigger(channels, event, data)
+    }
+
+    fn trigger_batch<'s, 'b, 'f>(&'s self, batch: &'b [BatchEvent]) -> RealtimeFuture<'f>
+    where
+        's: 'f,
+        'b: 'f,
+        Self: 'f,
+    {
+        self.realtime.as_ref().trigger_batch(batch)
     }
 }
 

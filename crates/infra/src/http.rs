@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | `GET /api/health` | [`liveness_routes`] | 200 while the process serves; touches no backend |
 //! | `GET /api/health/ready` | [`readiness_routes`] | one cheap, coalesced report per service; 503 when a configured one is unhealthy |
-//! | `GET /api/test-infrastructure` | [`admin_routes`] | the full [`Infra::test_all_connections`] report, behind `INFRA_ADMIN_TOKEN` |
+//! | `GET /api/test-infrastructure` | [`admin_routes`] | the full [`Infra::check`] report, behind `INFRA_ADMIN_TOKEN` |
 //! | `POST /api/pusher/auth`, `POST /api/pusher/user-auth` | [`InfraRoutes::authorizer`] | channel authorization and sign-in with the app's `Authorizer` (feature `realtime`) |
 //! | `/app/{key}`, `/apps/{id}/…` | the embedded realtime server | pusher-js and the Pusher HTTP API on the app's own port, when realtime runs embedded |
 //! | `GET/PUT/POST /api/inngest` | `infra_jobs::serve_router` | the functions served to Inngest, when the jobs run on Inngest (`INNGEST_APP_ID` names the app) |
@@ -35,7 +35,7 @@ use crate::Infra;
 pub const LIVENESS_PATH: &str = "/api/health";
 /// Readiness path: every service's status.
 pub const READINESS_PATH: &str = "/api/health/ready";
-/// The seed's test endpoint: the full connection report, for operators.
+/// The TypeScript module's test endpoint: the full connection report, for operators.
 pub const TEST_INFRASTRUCTURE_PATH: &str = "/api/test-infrastructure";
 
 impl Infra {
@@ -43,7 +43,7 @@ impl Infra {
     ///
     /// ```no_run
     /// # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-    /// let infra = std::sync::Arc::new(infra::Infra::from_env()?);
+    /// let infra = std::sync::Arc::new(infra::Infra::from_env(&infra::Env::process())?);
     /// infra.start().await?;
     /// let app: axum::Router = infra.router();
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
@@ -86,7 +86,7 @@ impl Infra {
 /// ```no_run
 /// # async fn demo(authorizer: std::sync::Arc<dyn infra::realtime::Authorizer>) -> infra::Result<()> {
 /// use std::time::Duration;
-/// let infra = std::sync::Arc::new(infra::Infra::from_env()?);
+/// let infra = std::sync::Arc::new(infra::Infra::from_env(&infra::Env::process())?);
 /// let app: axum::Router = infra
 ///     .routes()
 ///     .authorizer(authorizer)                    // POST /api/pusher/auth, /api/pusher/user-auth
@@ -144,12 +144,12 @@ impl InfraRoutes {
         let mut api = Router::new();
         #[cfg(feature = "realtime")]
         if let Some(authorizer) = self.authorizer.clone() {
-            let credentials = infra.realtime_service().credentials().clone();
+            let credentials = infra.realtime().credentials().clone();
             api = api.merge(infra_realtime::auth_router(credentials, authorizer));
         }
         #[cfg(feature = "jobs")]
         if let Some(config) = infra.inngest_serve_config() {
-            match infra_jobs::serve_router(infra.jobs().runtime().clone(), config.clone()) {
+            match infra_jobs::serve_router(infra.jobs().clone(), config.clone()) {
                 Ok(serve) => api = api.merge(serve),
                 // Only a broken TLS setup makes the HTTP client fail to build.
                 Err(err) => tracing::error!(error = %err, "cannot serve /api/inngest"),
@@ -157,13 +157,20 @@ impl InfraRoutes {
         }
         #[cfg(feature = "jobs")]
         if let Some(ingest) = infra.ingest_config() {
-            api = api.merge(infra_jobs::ingest_router(infra.events(), ingest.clone()));
+            api = api.merge(infra_jobs::ingest_router(
+                infra.jobs().events(),
+                ingest.clone(),
+            ));
         }
         #[cfg(feature = "cache")]
         if let Some((limit, window)) = self.rate_limit {
             api = api.layer(
-                infra_cache::tower_layer::RateLimitLayer::new(infra.rate_limiter(), limit, window)
-                    .with_trusted_proxies(infra.trusted_proxies().clone()),
+                infra_cache::tower_layer::RateLimitLayer::new(
+                    infra.cache().rate_limiter(),
+                    limit,
+                    window,
+                )
+                .with_trusted_proxies(infra.trusted_proxies().clone()),
             );
         }
         #[allow(unused_mut)]
@@ -175,7 +182,7 @@ impl InfraRoutes {
             ))
             .merge(api);
         #[cfg(feature = "realtime")]
-        if let Some(server) = infra.realtime_service().server() {
+        if let Some(server) = infra.realtime().server() {
             router = router.merge(server.router());
         }
         #[cfg(feature = "monitoring")]
@@ -208,7 +215,7 @@ pub fn readiness_routes(infra: Arc<Infra>) -> Router {
         .with_state(Arc::new(crate::readiness::ReadinessCache::new(infra)))
 }
 
-/// `GET /api/test-infrastructure`: the full [`Infra::test_all_connections`] report (status,
+/// `GET /api/test-infrastructure`: the full [`Infra::check`] report (status,
 /// latency and detail per service).
 ///
 /// The report names hosts and versions, so it is for operators only: without a token the
@@ -245,7 +252,7 @@ async fn test_infrastructure(State(state): State<AdminState>, headers: HeaderMap
         )
             .into_response();
     }
-    let report = state.infra.test_all_connections().await;
+    let report = state.infra.check().await;
     (status_of(report.all_ok()), Json(report)).into_response()
 }
 

@@ -1,4 +1,4 @@
-//! `GET /api/health/ready`, which anyone may call: cheap ([`Infra::readiness_report`], no
+//! `GET /api/health/ready`, which anyone may call: cheap ([`Infra::check_ready`], no
 //! end-to-end probe) and coalesced — one report in flight at a time, its answer reused for
 //! `INFRA_READINESS_CACHE_TTL` — so a flood of requests costs the backends one `PING` per
 //! window, not one full probe per request.
@@ -46,7 +46,7 @@ impl ReadinessCache {
         {
             return Arc::clone(answer);
         }
-        let answer = Arc::new(compact(&self.infra.readiness_report().await));
+        let answer = Arc::new(compact(&self.infra.check_ready().await));
         *last = Some((Instant::now(), Arc::clone(&answer)));
         answer
     }

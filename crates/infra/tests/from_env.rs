@@ -1,4 +1,4 @@
-//! `Infra::from_env_with` picks backends by the variables set, and `test_all_connections`
+//! `Infra::from_env` picks backends by the variables set, and `Infra::check`
 //! reports every service against the real local PostgreSQL and Redis.
 #![cfg(all(
     feature = "db",
@@ -23,9 +23,9 @@ fn redis_url() -> String {
 
 #[tokio::test]
 async fn without_variables_every_service_uses_its_embedded_default() {
-    let infra = Infra::from_env_with(&Env::empty()).unwrap();
+    let infra = Infra::from_env(&Env::empty()).unwrap();
     infra.start().await.unwrap();
-    let report = infra.test_all_connections().await;
+    let report = infra.check().await;
     let names: Vec<&str> = report.services.iter().map(|r| r.service.as_str()).collect();
     assert_eq!(
         names,
@@ -54,9 +54,9 @@ async fn without_variables_every_service_uses_its_embedded_default() {
 #[tokio::test]
 async fn with_variables_the_real_services_are_used_and_answer() {
     let env = Env::from_pairs([("DATABASE_URL", database_url()), ("REDIS_URL", redis_url())]);
-    let infra = Infra::from_env_with(&env).unwrap();
+    let infra = Infra::from_env(&env).unwrap();
     infra.start().await.unwrap();
-    let report = infra.test_all_connections().await;
+    let report = infra.check().await;
     let db = report.get("database").unwrap();
     assert_eq!(
         (db.backend.as_str(), db.status),
@@ -87,12 +87,12 @@ async fn with_variables_the_real_services_are_used_and_answer() {
 #[tokio::test]
 async fn the_postgres_job_queue_shares_the_databases_pool() {
     let env = Env::from_pairs([("DATABASE_URL", database_url())]);
-    let infra = Infra::from_env_with(&env).unwrap();
+    let infra = Infra::from_env(&env).unwrap();
     assert_eq!(infra.jobs().backend(), "postgres");
     let pool = infra.database().unwrap().pool();
     assert_eq!(pool.status().size, 0, "building never connects");
     // The queue's stats come from a pooled connection: it is the app's pool that opens one.
-    infra.jobs().runtime().stats().await.unwrap();
+    infra.jobs().stats().await.unwrap();
     assert!(pool.status().size >= 1, "the queue used the app's pool");
 }
 
@@ -110,9 +110,9 @@ async fn unreachable_services_are_unhealthy_within_the_deadline() {
         ("REDIS_URL", format!("redis://127.0.0.1:{closed}")),
         ("INFRA_HEALTH_TIMEOUT", "2s".into()),
     ]);
-    let infra = Infra::from_env_with(&env).unwrap();
+    let infra = Infra::from_env(&env).unwrap();
     let started = Instant::now();
-    let report = infra.test_all_connections().await;
+    let report = infra.check().await;
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(
         report.get("database").unwrap().status,
@@ -122,6 +122,40 @@ async fn unreachable_services_are_unhealthy_within_the_deadline() {
     assert!(!report.all_ok());
     let printed = serde_json::to_string(&report).unwrap();
     assert!(!printed.contains("pw-should-not-print"), "{printed}");
+}
+
+/// `INFRA_HEALTH_TIMEOUT` bounds every check, whatever the service's own deadline (5 s for
+/// the database): a server that accepts and never answers is reported at the umbrella's
+/// deadline, by the full check and by readiness alike.
+#[tokio::test]
+async fn the_umbrella_deadline_bounds_a_silent_server() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket);
+        }
+    });
+    let env = Env::from_pairs([
+        (
+            "DATABASE_URL",
+            format!("postgres://postgres@127.0.0.1:{port}/x"),
+        ),
+        ("DATABASE_CONNECT_TIMEOUT", "60s".into()),
+        ("DATABASE_ACQUIRE_TIMEOUT", "60s".into()),
+        ("INFRA_HEALTH_TIMEOUT", "1s".into()),
+    ]);
+    let infra = Infra::from_env(&env).unwrap();
+    for report in [infra.check().await, infra.check_ready().await] {
+        let database = report.get("database").unwrap();
+        assert_eq!(database.status, HealthStatus::Unhealthy);
+        assert_eq!(
+            (database.backend.as_str(), database.detail.as_str()),
+            ("postgres", "timed out after 1s")
+        );
+    }
+    holder.abort();
 }
 
 #[test]
@@ -137,7 +171,7 @@ fn malformed_variables_are_named() {
         if var == "INNGEST_BASE_URL" {
             pairs.push(("INNGEST_EVENT_KEY".into(), "k".into()));
         }
-        let err = Infra::from_env_with(&Env::from_pairs(pairs))
+        let err = Infra::from_env(&Env::from_pairs(pairs))
             .err()
             .unwrap_or_else(|| panic!("{var} accepted"));
         assert_eq!(err.kind(), ErrorKind::Config, "{var}: {err}");

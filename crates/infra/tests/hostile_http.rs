@@ -19,7 +19,7 @@ use tower::ServiceExt;
 const PATIENCE: Duration = Duration::from_secs(30);
 
 fn infra(pairs: &[(&str, &str)]) -> Arc<Infra> {
-    Arc::new(Infra::from_env_with(&Env::from_pairs(pairs.iter().copied())).unwrap())
+    Arc::new(Infra::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap())
 }
 
 /// Serves `router` through `Infra::serve` on a free port until the test ends.
@@ -103,7 +103,7 @@ async fn a_websocket_to_the_embedded_realtime_server_outlives_the_http_timeouts(
         ("INFRA_HTTP_IDLE_TIMEOUT", "1s"),
     ]);
     let addr = serve(&infra, infra.router()).await;
-    let key = infra.realtime_service().credentials().key.clone();
+    let key = infra.realtime().credentials().key.clone();
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/app/{key}?protocol=7"))
         .await
         .expect("the upgrade goes through Infra::serve");
@@ -343,7 +343,7 @@ async fn readiness_is_cheap_and_coalesced_and_the_full_probe_needs_the_token() {
 /// Attempts the runtime made at the built-in health probe's jobs.
 #[cfg(feature = "jobs")]
 async fn probe_jobs_run(infra: &Infra) -> u64 {
-    let stats = infra.jobs().runtime().stats().await.unwrap();
+    let stats = infra.jobs().stats().await.unwrap();
     stats
         .function(infra::jobs::PROBE_FUNCTION_ID)
         .map_or(0, |f| f.runs.attempts)

@@ -28,7 +28,7 @@ async fn json(response: Response) -> serde_json::Value {
 }
 
 async fn router(pairs: &[(&str, &str)]) -> axum::Router {
-    let infra = Arc::new(Infra::from_env_with(&Env::from_pairs(pairs.iter().copied())).unwrap());
+    let infra = Arc::new(Infra::from_env(&Env::from_pairs(pairs.iter().copied())).unwrap());
     infra.start().await.unwrap();
     infra.router()
 }
@@ -159,7 +159,7 @@ async fn the_embedded_realtime_server_and_the_auth_endpoint_share_the_apps_port(
         }
     }
 
-    let infra = Arc::new(Infra::from_env_with(&Env::empty()).unwrap());
+    let infra = Arc::new(Infra::from_env(&Env::empty()).unwrap());
     let app = infra.routes().authorizer(Arc::new(OwnChannelOnly)).build();
     let auth = |channel: &'static str| {
         let app = app.clone();
@@ -178,7 +178,7 @@ async fn the_embedded_realtime_server_and_the_auth_endpoint_share_the_apps_port(
     };
     let allowed = auth("private-user-1").await;
     assert_eq!(allowed.status(), StatusCode::OK);
-    let key = infra.realtime_service().credentials().key.clone();
+    let key = infra.realtime().credentials().key.clone();
     let body = json(allowed).await;
     assert!(
         body["auth"]
@@ -189,7 +189,7 @@ async fn the_embedded_realtime_server_and_the_auth_endpoint_share_the_apps_port(
     );
     assert_eq!(auth("private-user-2").await.status(), StatusCode::FORBIDDEN);
     // The embedded server's HTTP API is mounted too: an unsigned call is refused, not 404.
-    let id = infra.realtime_service().credentials().app_id.clone();
+    let id = infra.realtime().credentials().app_id.clone();
     let unsigned = get(&app, &format!("/apps/{id}/channels"), None).await;
     assert_eq!(unsigned.status(), StatusCode::UNAUTHORIZED);
 }

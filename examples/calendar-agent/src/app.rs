@@ -120,7 +120,7 @@ async fn pusher_js() -> Response {
 }
 
 async fn demo_config(State(state): State<AppState>) -> Json<serde_json::Value> {
-    let service = state.infra.realtime_service();
+    let service = state.infra.realtime();
     Json(json!({
         "users": state.users.iter().map(|u| json!({ "id": u.id, "email": u.email })).collect::<Vec<_>>(),
         "pusher": {
@@ -180,7 +180,7 @@ async fn get_preferences(
     if let Some(refused) = refuse_unless_user(&state, &headers, user_id) {
         return refused;
     }
-    match preferences::load(state.infra.cache().as_ref(), &state.db, user_id).await {
+    match preferences::load(state.infra.cache(), &state.db, user_id).await {
         Ok(prefs) => Json(prefs).into_response(),
         Err(err) => ApiError(err).into_response(),
     }
@@ -195,7 +195,7 @@ async fn put_preferences(
     if let Some(refused) = refuse_unless_user(&state, &headers, user_id) {
         return refused;
     }
-    match preferences::update(state.infra.cache().as_ref(), &state.db, user_id, &prefs).await {
+    match preferences::update(state.infra.cache(), &state.db, user_id, &prefs).await {
         Ok(()) => Json(prefs).into_response(),
         Err(err) => ApiError(err).into_response(),
     }
@@ -222,6 +222,7 @@ async fn request_sync(
     };
     let decision = match state
         .infra
+        .cache()
         .rate_limiter()
         .check(
             &format!("sync:{user_id}"),
@@ -242,9 +243,8 @@ async fn request_sync(
         )
             .into_response();
     }
-    let events = state.infra.events();
     let event_id = match schedule_calendar_sync(
-        events.as_ref(),
+        state.infra.jobs(),
         &user_id.to_string(),
         &calendar_id.to_string(),
         &workspace_id.to_string(),

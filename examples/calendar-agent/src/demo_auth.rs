@@ -5,8 +5,9 @@
 //! rule in [`DemoAuthorizer::authorize_channel`].
 
 use axum::http::{HeaderMap, header};
+use infra::core::{hmac_sha256_hex, verify_hmac_sha256_hex};
 use infra::realtime::{AuthRequest, Authorizer, ChannelDecision};
-use infra::{ChannelName, Result, Secret, async_trait, hmac_sha256_hex, verify_hmac_sha256_hex};
+use infra::{ChannelName, Result, Secret, async_trait};
 
 /// Issues and checks demo session tokens: `{user_id}.{hex HMAC of the id}` under a key drawn
 /// at random for this process, so tokens die with it and cannot be forged.

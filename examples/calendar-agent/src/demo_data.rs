@@ -27,7 +27,7 @@ pub const DEMO_EMAILS: [&str; 2] = ["ada@demo.test", "grace@demo.test"];
 
 /// Creates the demo workspace, users and calendars that don't exist yet; returns the users.
 pub async fn ensure_demo_users(db: &Database) -> Result<Vec<DemoUser>> {
-    let mut conn = db.write().await?;
+    let mut conn = db.get().await?;
     let workspace_id: i64 = match workspaces::table
         .filter(workspaces::name.eq("Demo"))
         .select(workspaces::id)

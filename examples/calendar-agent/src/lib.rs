@@ -48,15 +48,12 @@ pub async fn start(
         tracing::info!(version, "applied migration");
     }
     let users = demo_data::ensure_demo_users(&db).await?;
-    infra
-        .jobs()
-        .runtime()
-        .register(sync::sync_function(sync::SyncDeps {
-            db: db.clone(),
-            realtime: infra.realtime(),
-            provider,
-            monitoring: infra.monitoring().clone(),
-        })?)?;
+    infra.jobs().register(sync::sync_function(sync::SyncDeps {
+        db: db.clone(),
+        realtime: infra.realtime().realtime(),
+        provider,
+        monitoring: infra.monitoring().clone(),
+    })?)?;
     infra.start().await?;
     Ok(app::router(app::AppState {
         infra,

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use calendar_agent::provider::FakeProvider;
-use infra::Infra;
+use infra::{Env, Infra};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -24,7 +24,7 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
-    let infra = Arc::new(Infra::from_env()?);
+    let infra = Arc::new(Infra::from_env(&Env::process())?);
     let app = calendar_agent::start(infra.clone(), Arc::new(FakeProvider::default())).await?;
     let addr = std::env::var("INFRA_EXAMPLE_ADDR")
         .unwrap_or_else(|_| calendar_agent::DEFAULT_ADDR.to_owned());
@@ -36,6 +36,6 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
-    infra.jobs().runtime().shutdown().await;
+    infra.shutdown().await;
     Ok(())
 }

@@ -1,4 +1,4 @@
-//! A user's scheduling preferences, read cache-aside over PostgreSQL (the seed's
+//! A user's scheduling preferences, read cache-aside over PostgreSQL (the TypeScript module's
 //! `getCached`/`setCached` pattern): five minutes in the cache, dropped on every update so the
 //! next read sees the new row.
 
@@ -97,7 +97,7 @@ pub async fn update(
     preferences: &Preferences,
 ) -> Result<()> {
     preferences.validate()?;
-    let mut conn = db.write().await?;
+    let mut conn = db.get().await?;
     let updated = diesel::update(users::table.find(user_id))
         .set(preferences)
         .execute(&mut conn)

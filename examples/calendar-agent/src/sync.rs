@@ -9,7 +9,7 @@ use std::time::Duration;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use diesel_async::RunQueryDsl;
-use infra::db::{Database, Isolation, RetryPolicy};
+use infra::db::{DEFAULT_TRANSACTION_RETRY, Database, Isolation};
 use infra::jobs::{Function, JobContext, Outcome};
 use infra::monitoring::Monitoring;
 use infra::realtime::RealtimeNotify;
@@ -124,7 +124,7 @@ async fn sync(deps: &SyncDeps, event: &CalendarSyncRequested) -> Result<u64> {
         .db
         .transaction(
             Isolation::ReadCommitted,
-            RetryPolicy::default(),
+            DEFAULT_TRANSACTION_RETRY,
             move |conn| {
                 let rows = rows.clone();
                 Box::pin(async move {

@@ -182,7 +182,7 @@ async fn a_sync_happens_live_and_a_foreign_channel_is_refused() {
         ("DATABASE_URL", database.url()),
         ("INFRA_JOBS_BACKEND", "postgres".to_owned()),
     ]);
-    let infra = Arc::new(Infra::from_env_with(&env).expect("the environment is valid"));
+    let infra = Arc::new(Infra::from_env(&env).expect("the environment is valid"));
     let router = calendar_agent::start(
         infra.clone(),
         Arc::new(FakeProvider::new(EVENTS_PER_CALENDAR)),
@@ -218,7 +218,7 @@ async fn a_sync_happens_live_and_a_foreign_channel_is_refused() {
     drop(driver);
     let _ = std::fs::remove_dir_all(&profile);
     server.abort();
-    infra.jobs().runtime().shutdown().await;
+    infra.shutdown().await;
     database.drop_now().await;
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic.into_panic());

@@ -46,7 +46,7 @@ pub fn worker(args: &[String]) -> Result<bool> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let db = Database::new(DbConfig::new(url)?)?;
+        let db = Database::from_config(DbConfig::new(url)?)?;
         let jobs = jobs_runtime(&db)?;
         jobs.start().await?;
         // Until SIGKILL: the scenario never lets it stop by itself.
@@ -129,7 +129,7 @@ pub fn worker_killed_mid_run(runtime: &tokio::runtime::Runtime) -> Result<FaultR
 }
 
 fn run(runtime: &tokio::runtime::Runtime, url: &str) -> Result<FaultReport> {
-    let db = Database::new(DbConfig::new(url)?)?;
+    let db = Database::from_config(DbConfig::new(url)?)?;
     // Enqueue everything with a stopped runtime: every job waits in PostgreSQL.
     let acknowledged = runtime.block_on(async {
         let sender = jobs_runtime(&db)?;
@@ -227,7 +227,7 @@ fn run(runtime: &tokio::runtime::Runtime, url: &str) -> Result<FaultReport> {
         };
         let admin = rescuer.admin().context("a PgQueue runtime has an admin")?;
         let dead = admin
-            .dead_letters(&infra::JobFilter::all(), 100)
+            .dead_letters(&infra::core::JobFilter::all(), 100)
             .await
             .map(|d| d.len());
         rescuer.shutdown().await;

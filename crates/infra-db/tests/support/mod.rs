@@ -87,7 +87,7 @@ impl TestDb {
     }
 
     pub fn database(&self) -> Database {
-        Database::new(DbConfig::new(&self.url).unwrap()).unwrap()
+        Database::from_config(DbConfig::new(&self.url).unwrap()).unwrap()
     }
 
     pub async fn drop_now(mut self) {

@@ -1,4 +1,4 @@
-//! The report of `test_all_connections`: one `HealthReport` per service.
+//! The report of `Infra::check` and `Infra::check_ready`: one `HealthReport` per service.
 
 use std::collections::BTreeMap;
 
@@ -7,8 +7,8 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 /// Every service's health, in a fixed order (database, cache, jobs, realtime, monitoring).
 ///
-/// Serialises as one JSON object keyed by service, each entry carrying `ok` (the seed's
-/// `{ database: true, redis: true, … }`) beside the full report.
+/// Serialises as one JSON object keyed by service, each entry carrying `ok` (the TypeScript
+/// module's `{ database: true, redis: true, … }`) beside the full report.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConnectionReport {
     /// One report per service built into this binary.
@@ -28,7 +28,7 @@ impl ConnectionReport {
             .all(|r| r.status != HealthStatus::Unhealthy)
     }
 
-    /// The seed's shape: service → usable.
+    /// The TypeScript module's shape: service → usable.
     pub fn summary(&self) -> BTreeMap<String, bool> {
         self.services
             .iter()

@@ -33,7 +33,7 @@ pub enum Level {
 pub struct Breadcrumb {
     /// What happened.
     pub message: String,
-    /// A dotted category such as `auth` or `calendar.sync`.
+    /// A dotted category such as `auth` or `billing.invoice`.
     pub category: Option<String>,
     /// Severity.
     pub level: Level,

@@ -1,5 +1,5 @@
-//! The pool's connection manager: when a pooled connection may be handed out without a
-//! round trip.
+//! The pool's connection manager — when a pooled connection may be handed out without a
+//! round trip — and the deadpool pool built on it (primary and replicas alike).
 //!
 //! diesel-async's `Verified` recycling runs `SELECT 1` on every checkout, which halves the rate
 //! of short queries (two round trips instead of one). A connection that was checked out a
@@ -25,6 +25,7 @@ use deadpool::managed::{Manager, Metrics, RecycleError, RecycleResult};
 use diesel::sql_types::Integer;
 use diesel_async::RunQueryDsl;
 use diesel_async::pooled_connection::PoolError;
+use infra_core::{Error, Result};
 
 use crate::config::DbConfig;
 use crate::connection::DbConnection;
@@ -32,6 +33,27 @@ use crate::session::establish;
 
 /// The pool of a [`Database`](crate::Database) (primary or replica).
 pub type Pool = deadpool::managed::Pool<ConnectionManager>;
+
+/// A connection borrowed from the pool; returned when dropped.
+pub type PooledConnection = deadpool::managed::Object<ConnectionManager>;
+
+/// A pool over `url` with `config`'s sizes and timeouts.
+pub(crate) fn build_pool(url: &str, config: &DbConfig) -> Result<Pool> {
+    let manager = ConnectionManager::new(url, config);
+    Pool::builder(manager)
+        .max_size(config.pool_size)
+        // Most recently used first: under light load the spare connections sit idle, so they
+        // are verified (or closed by the idle timeout) instead of each staying just fresh
+        // enough to skip the check.
+        .queue_mode(deadpool::managed::QueueMode::Lifo)
+        .runtime(deadpool::Runtime::Tokio1)
+        .wait_timeout(Some(config.acquire_timeout))
+        .create_timeout(Some(config.connect_timeout + Duration::from_secs(1)))
+        // The manager bounds its own `SELECT 1` (the only I/O of a recycle).
+        .recycle_timeout(None)
+        .build()
+        .map_err(|e| Error::backend(format!("cannot build the PostgreSQL pool: {e}")))
+}
 
 /// Opens [`DbConnection`]s and verifies only those idle past the window.
 pub struct ConnectionManager {
@@ -63,7 +85,7 @@ impl ConnectionManager {
 /// First without waiting: when a connection (or room for a new one) is free, as it is
 /// whenever the pool is not exhausted, the checkout then arms no timer at all. Only when the
 /// pool is exhausted does it wait, bounded by the pool's wait timeout.
-pub(crate) async fn checkout(pool: &Pool) -> Result<crate::PooledConnection, DeadpoolError> {
+pub(crate) async fn checkout(pool: &Pool) -> std::result::Result<PooledConnection, DeadpoolError> {
     let now = deadpool::managed::Timeouts {
         wait: Some(Duration::ZERO),
         ..pool.timeouts()
@@ -93,7 +115,7 @@ impl Manager for ConnectionManager {
     type Type = Box<DbConnection>;
     type Error = PoolError;
 
-    async fn create(&self) -> Result<Box<DbConnection>, PoolError> {
+    async fn create(&self) -> std::result::Result<Box<DbConnection>, PoolError> {
         establish(
             self.url.clone(),
             self.connect_timeout,

@@ -1,14 +1,12 @@
 //! `Infra`: every enabled service, built from the environment.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use infra_core::{
-    DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, HealthStatus, Result, Secret,
-    format_duration,
-};
+use async_trait::async_trait;
+use infra_core::{DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, Probe, Result, Secret};
 
-use crate::connections::ConnectionReport;
+use crate::connection_report::ConnectionReport;
 
 /// The services this binary was built with, each on the backend its variables select.
 ///
@@ -17,12 +15,47 @@ use crate::connections::ConnectionReport;
 /// monitoring sink. The database is PostgreSQL only: without `DATABASE_URL` it reports
 /// `NotConfigured`.
 ///
+/// # One accessor per service
+///
+/// Each service has one accessor, named after the service, returning the service's own type —
+/// cheap to clone, with the service's operations on it:
+///
+/// | accessor | returns | it is a | |
+/// |---|---|---|---|
+/// | [`database()`](Infra::database) | `Option<&`[`Database`](infra_db::Database)`>` | [`HealthCheck`] | `get()`, `read()`, `transaction(…)` |
+/// | [`cache()`](Infra::cache) | `&`[`CacheService`](infra_cache::CacheService) | [`Cache`](infra_core::Cache) (so [`CacheExt`](infra_core::CacheExt)) | `rate_limiter()` |
+/// | [`jobs()`](Infra::jobs) | `&`[`JobsRuntime`](infra_jobs::JobsRuntime) | [`EventSender`](infra_core::EventSender) | `register(function)`, `stats()` |
+/// | [`realtime()`](Infra::realtime) | `&`[`RealtimeService`](infra_realtime::RealtimeService) | [`Realtime`](infra_core::Realtime) | `server()`, `credentials()` |
+/// | [`monitoring()`](Infra::monitoring) | `&`[`Monitoring`](infra_monitoring::Monitoring) | [`ErrorReporter`](infra_core::ErrorReporter) | `tracking()`, `flush(…)` |
+///
+/// The trait objects — for code that holds an `Arc<dyn Cache>`, or takes a mock in its
+/// tests — come from the service, each named after its role: `infra.cache().cache()`,
+/// `.rate_limiter()`, `infra.jobs().events()`, `infra.realtime().realtime()`,
+/// `infra.monitoring().reporter()`, and every service's `health()`. Every service is built by
+/// `from_env(&Env)` (or `from_config(config)` from its typed configuration) and names its
+/// backend with `backend()`; `Infra` follows the same rule.
+///
 /// ```no_run
+/// # #[cfg(all(feature = "cache", feature = "jobs"))]
 /// # async fn demo() -> infra::Result<()> {
-/// let infra = infra::Infra::from_env()?;
+/// use std::time::Duration;
+/// use infra::jobs::{Function, Outcome};
+/// use infra::{CacheExt, Env, Event, EventSender, Infra};
+///
+/// let infra = Infra::from_env(&Env::process())?; // a binary loads `.env` first (dotenvy)
+/// infra.jobs().register(
+///     Function::builder("greet")
+///         .on_event("user/signed.up")
+///         .raw_handler(|_event: Event, _ctx| async move { Outcome::success() })?,
+/// )?;
 /// infra.start().await?; // the jobs runtime's workers
-/// let report = infra.test_all_connections().await;
+/// infra.cache().set_json("greeting", &"hello", Duration::from_secs(60)).await?;
+/// infra.jobs().send(Event::new("user/signed.up", serde_json::json!({ "userId": "u1" }))).await?;
+/// let allowed = infra.cache().rate_limiter().check("ip:203.0.113.9", 10, Duration::from_secs(60)).await?;
+/// let report = infra.check().await; // every service, end to end
 /// println!("{}", serde_json::to_string_pretty(&report).unwrap());
+/// infra.shutdown().await;
+/// # let _ = allowed;
 /// # Ok(()) }
 /// ```
 #[derive(Clone)]
@@ -32,7 +65,7 @@ pub struct Infra {
     #[cfg(feature = "cache")]
     cache: infra_cache::CacheService,
     #[cfg(feature = "jobs")]
-    jobs: infra_jobs::Jobs,
+    jobs: infra_jobs::JobsRuntime,
     #[cfg(feature = "realtime")]
     realtime: infra_realtime::RealtimeService,
     #[cfg(feature = "monitoring")]
@@ -51,16 +84,11 @@ pub struct Infra {
 }
 
 impl Infra {
-    /// Builds every enabled service from the process environment.
-    ///
-    /// Libraries don't read `.env`; a binary calls `dotenvy::dotenv()` before this.
-    pub fn from_env() -> Result<Self> {
-        Infra::from_env_with(&Env::process())
-    }
-
-    /// Builds every enabled service from `env`. Fails on the first malformed variable, naming
-    /// it; building never connects (pools are lazy), so it does not fail on a down service.
-    pub fn from_env_with(env: &Env) -> Result<Self> {
+    /// Builds every enabled service from `env` ([`Env::process`] for the process
+    /// environment; libraries don't read `.env`, a binary calls `dotenvy::dotenv()` first).
+    /// Fails on the first malformed variable, naming it; building never connects (pools are
+    /// lazy), so it does not fail on a down service.
+    pub fn from_env(env: &Env) -> Result<Self> {
         let health_deadline = env
             .duration("INFRA_HEALTH_TIMEOUT")?
             .unwrap_or(DEFAULT_HEALTH_DEADLINE);
@@ -77,11 +105,11 @@ impl Infra {
         // than opening a second one to the same database.
         #[cfg(all(feature = "jobs", feature = "db"))]
         let jobs = match &database {
-            Some(db) => infra_jobs::Jobs::from_env_on(env, db)?,
-            None => infra_jobs::Jobs::from_env(env)?,
+            Some(db) => infra_jobs::JobsRuntime::from_env_on(env, db)?,
+            None => infra_jobs::JobsRuntime::from_env(env)?,
         };
         #[cfg(all(feature = "jobs", not(feature = "db")))]
-        let jobs = infra_jobs::Jobs::from_env(env)?;
+        let jobs = infra_jobs::JobsRuntime::from_env(env)?;
         Ok(Infra {
             #[cfg(feature = "db")]
             database,
@@ -121,18 +149,19 @@ impl Infra {
 
     /// Starts what runs in the background: the jobs runtime's workers (on the memory or
     /// PostgreSQL queue; nothing to start when Inngest runs the functions). Register the
-    /// app's functions first (`infra.jobs().runtime().register(…)`); until this is called the
-    /// jobs health check reports that no worker runs. Idempotent.
+    /// app's functions first (`infra.jobs().register(…)`); until this is called the jobs
+    /// health check reports that no worker runs. Idempotent.
     pub async fn start(&self) -> Result<()> {
         #[cfg(feature = "jobs")]
-        self.jobs.runtime().start().await?;
+        self.jobs.start().await?;
         Ok(())
     }
 
-    /// Stops the background work [`start`](Infra::start) began, letting running jobs finish.
+    /// Stops the background work [`start`](Infra::start) began, letting running jobs finish
+    /// (up to the jobs' shutdown grace period). Call it once the server has stopped.
     pub async fn shutdown(&self) {
         #[cfg(feature = "jobs")]
-        self.jobs.runtime().shutdown().await;
+        self.jobs.shutdown().await;
     }
 
     /// The database, when `DATABASE_URL` is set.
@@ -141,56 +170,39 @@ impl Infra {
         self.database.as_ref()
     }
 
-    /// The cache (Redis, Upstash REST or memory).
+    /// The cache service (Redis, Upstash REST or memory): a [`Cache`](infra_core::Cache)
+    /// itself; its [`rate_limiter`](infra_cache::CacheService::rate_limiter) on the same
+    /// backend.
     #[cfg(feature = "cache")]
-    pub fn cache(&self) -> Arc<dyn infra_core::Cache> {
-        self.cache.cache()
+    pub fn cache(&self) -> &infra_cache::CacheService {
+        &self.cache
     }
 
-    /// The rate limiter (Redis, Upstash REST or memory).
-    #[cfg(feature = "cache")]
-    pub fn rate_limiter(&self) -> Arc<dyn infra_core::RateLimiter> {
-        self.cache.rate_limiter()
-    }
-
-    /// Where background events go (Inngest or in-process).
+    /// The jobs runtime (Inngest, the PostgreSQL queue or in-process): register the app's
+    /// functions on it and send events through it (it is an
+    /// [`EventSender`](infra_core::EventSender)).
     #[cfg(feature = "jobs")]
-    pub fn events(&self) -> Arc<dyn infra_core::EventSender> {
-        self.jobs.events()
-    }
-
-    /// The jobs service, for backend-specific access such as the local bus.
-    #[cfg(feature = "jobs")]
-    pub fn jobs(&self) -> &infra_jobs::Jobs {
+    pub fn jobs(&self) -> &infra_jobs::JobsRuntime {
         &self.jobs
     }
 
-    /// Where realtime events are triggered (Pusher, or the embedded Pusher-protocol server).
+    /// The realtime service (Pusher, or the embedded Pusher-protocol server): a
+    /// [`Realtime`](infra_core::Realtime) itself; the embedded server's router and the app's
+    /// credentials come from it.
     #[cfg(feature = "realtime")]
-    pub fn realtime(&self) -> Arc<dyn infra_core::Realtime> {
-        self.realtime.realtime()
-    }
-
-    /// The realtime service, for backend-specific access such as the embedded server's router.
-    #[cfg(feature = "realtime")]
-    pub fn realtime_service(&self) -> &infra_realtime::RealtimeService {
+    pub fn realtime(&self) -> &infra_realtime::RealtimeService {
         &self.realtime
     }
 
-    /// Error monitoring (Sentry or the local sink).
+    /// Error monitoring (Sentry or the local sink): an
+    /// [`ErrorReporter`](infra_core::ErrorReporter) itself.
     #[cfg(feature = "monitoring")]
     pub fn monitoring(&self) -> &infra_monitoring::Monitoring {
         &self.monitoring
     }
 
-    /// The reporter as a trait object.
-    #[cfg(feature = "monitoring")]
-    pub fn reporter(&self) -> Arc<dyn infra_core::ErrorReporter> {
-        Arc::new(self.monitoring.clone())
-    }
-
-    /// The deadline each check gets in [`test_all_connections`](Infra::test_all_connections)
-    /// (`INFRA_HEALTH_TIMEOUT`, default 5s).
+    /// The deadline each check gets in [`check`](Infra::check) and
+    /// [`check_ready`](Infra::check_ready) (`INFRA_HEALTH_TIMEOUT`, default 5s).
     pub fn health_deadline(&self) -> Duration {
         self.health_deadline
     }
@@ -236,9 +248,7 @@ impl Infra {
         #[cfg(feature = "db")]
         checks.push((
             "database",
-            self.database
-                .clone()
-                .map(|db| Arc::new(db) as Arc<dyn HealthCheck>),
+            self.database.as_ref().map(infra_db::Database::health),
         ));
         #[cfg(feature = "cache")]
         checks.push(("cache", Some(self.cache.health())));
@@ -247,25 +257,23 @@ impl Infra {
         #[cfg(feature = "realtime")]
         checks.push(("realtime", Some(self.realtime.health())));
         #[cfg(feature = "monitoring")]
-        checks.push((
-            "monitoring",
-            Some(Arc::new(self.monitoring.clone()) as Arc<dyn HealthCheck>),
-        ));
+        checks.push(("monitoring", Some(self.monitoring.health())));
         checks
     }
 
     /// Checks every service concurrently, end to end ([`HealthCheck::check`]: a probe key
     /// written and read back, a probe job, a call to each provider's API); each ends within
     /// the health deadline, so a hung backend costs at most that long and never hangs the
-    /// caller.
-    pub async fn test_all_connections(&self) -> ConnectionReport {
+    /// caller. What `GET /api/test-infrastructure` and `cargo xtask verify` report (the
+    /// TypeScript module's `testAllConnections`).
+    pub async fn check(&self) -> ConnectionReport {
         self.run_checks(Depth::EndToEnd).await
     }
 
     /// Checks every service concurrently the cheap way ([`HealthCheck::check_ready`]: a
     /// `PING`, a `SELECT 1`, local state; nothing written, no provider's API called), within
     /// the same deadline: what `GET /api/health/ready` reports.
-    pub async fn readiness_report(&self) -> ConnectionReport {
+    pub async fn check_ready(&self) -> ConnectionReport {
         self.run_checks(Depth::Ping).await
     }
 
@@ -281,9 +289,13 @@ impl Infra {
             .checks()
             .into_iter()
             .map(|(service, check)| async move {
-                match check {
-                    None => HealthReport::not_configured(service, not_configured_hint(service)),
-                    Some(check) => bounded_check(service, check.as_ref(), depth, deadline).await,
+                let Some(check) = check else {
+                    return HealthReport::not_configured(service, not_configured_hint(service));
+                };
+                let check = WithinDeadline { check, deadline };
+                match depth {
+                    Depth::EndToEnd => check.check().await,
+                    Depth::Ping => check.check_ready().await,
                 }
             });
         ConnectionReport {
@@ -320,27 +332,34 @@ fn jobs_on_inngest(env: &Env) -> Result<bool> {
     Ok(on_inngest && (env.is_set("INNGEST_SIGNING_KEY") || env.is_set("INNGEST_DEV")))
 }
 
-/// Runs a check under the umbrella's deadline as well as its own.
-async fn bounded_check(
-    service: &str,
-    check: &dyn HealthCheck,
-    depth: Depth,
+/// A service's check under the umbrella's deadline as well as its own: the shorter of the two
+/// bounds [`HealthCheck::check`] and [`HealthCheck::check_ready`], which report a check that
+/// ran out of time as Unhealthy with "timed out after …".
+struct WithinDeadline {
+    check: Arc<dyn HealthCheck>,
     deadline: Duration,
-) -> HealthReport {
-    let started = Instant::now();
-    let report = match depth {
-        Depth::EndToEnd => check.check(),
-        Depth::Ping => check.check_ready(),
-    };
-    match tokio::time::timeout(deadline, report).await {
-        Ok(report) => report,
-        Err(_) => HealthReport {
-            service: service.to_owned(),
-            backend: check.backend().to_owned(),
-            status: HealthStatus::Unhealthy,
-            latency: started.elapsed(),
-            detail: format!("timed out after {}", format_duration(deadline)),
-        },
+}
+
+#[async_trait]
+impl HealthCheck for WithinDeadline {
+    fn service(&self) -> &str {
+        self.check.service()
+    }
+
+    fn backend(&self) -> &str {
+        self.check.backend()
+    }
+
+    async fn probe(&self) -> Result<Probe> {
+        self.check.probe().await
+    }
+
+    async fn ping(&self) -> Result<Probe> {
+        self.check.ping().await
+    }
+
+    fn deadline(&self) -> Duration {
+        self.check.deadline().min(self.deadline)
     }
 }
 

@@ -1,8 +1,8 @@
-//! The jobs backend chosen from the environment.
+//! The jobs runtime on the backend the environment selects.
 
 use std::sync::Arc;
 
-use infra_core::{Env, EventLimits, EventSender, HealthCheck, Result};
+use infra_core::{Env, EventLimits, Result};
 
 use crate::config::JobsConfig;
 use crate::memory_queue::MemoryQueue;
@@ -15,29 +15,24 @@ type SharedDatabase = infra_db::Database;
 #[cfg(not(feature = "postgres"))]
 type SharedDatabase = std::convert::Infallible;
 
-/// The jobs runtime over the backend [`JobsConfig::from_env`] picks. Register the app's
-/// functions on [`Jobs::runtime`], then [`JobsRuntime::start`] it.
-#[derive(Clone, Debug)]
-pub struct Jobs {
-    runtime: JobsRuntime,
-}
-
-impl Jobs {
-    /// The backend the environment names (see [`JobsConfig::from_env`]).
+impl JobsRuntime {
+    /// The runtime over the backend the environment names (see [`JobsConfig::from_env`]),
+    /// with the event limits (`INFRA_JOBS_MAX_*`) and worker settings (`INFRA_JOBS_*`) it
+    /// sets. Register the app's functions, then [`start`](JobsRuntime::start) it.
     pub fn from_env(env: &Env) -> Result<Self> {
         let limits = EventLimits::from_env(env)?;
         let settings = WorkerSettings::from_env(env)?;
-        Jobs::from_config(JobsConfig::from_env(env)?, env, limits, settings)
+        JobsRuntime::from_config(JobsConfig::from_env(env)?, env, limits, settings)
     }
 
-    /// Like [`Jobs::from_env`], but a PostgreSQL queue runs on `db` (sharing its pool) instead
-    /// of opening a pool of its own: for an app that already has the [`infra_db::Database`]
-    /// `DATABASE_URL` names. Other backends ignore `db`.
+    /// Like [`JobsRuntime::from_env`], but a PostgreSQL queue runs on `db` (sharing its pool)
+    /// instead of opening a pool of its own: for an app that already has the
+    /// [`infra_db::Database`] `DATABASE_URL` names. Other backends ignore `db`.
     #[cfg(feature = "postgres")]
     pub fn from_env_on(env: &Env, db: &infra_db::Database) -> Result<Self> {
         let limits = EventLimits::from_env(env)?;
         let settings = WorkerSettings::from_env(env)?;
-        Jobs::build(
+        JobsRuntime::on_backend(
             JobsConfig::from_env(env)?,
             env,
             limits,
@@ -46,27 +41,28 @@ impl Jobs {
         )
     }
 
-    /// Builds the backend `config` names (PostgreSQL reads its pool settings from `env`).
+    /// The runtime over the backend `config` names (PostgreSQL reads its pool settings from
+    /// `env`).
     pub fn from_config(
         config: JobsConfig,
         env: &Env,
         limits: EventLimits,
         settings: WorkerSettings,
     ) -> Result<Self> {
-        Jobs::build(config, env, limits, settings, None)
+        JobsRuntime::on_backend(config, env, limits, settings, None)
     }
 
-    /// Builds the backend `config` names; a PostgreSQL queue on `db` when given, else on a
-    /// pool of its own from `env`.
+    /// The runtime over the backend `config` names; a PostgreSQL queue on `db` when given,
+    /// else on a pool of its own from `env`.
     #[cfg_attr(not(feature = "postgres"), allow(unused_variables))]
-    fn build(
+    fn on_backend(
         config: JobsConfig,
         env: &Env,
         limits: EventLimits,
         settings: WorkerSettings,
         db: Option<SharedDatabase>,
     ) -> Result<Self> {
-        let runtime = match config {
+        Ok(match config {
             JobsConfig::Memory => {
                 JobsRuntime::with_settings(Arc::new(MemoryQueue::new()), limits, settings)
             }
@@ -97,27 +93,6 @@ impl Jobs {
                     "is set but infra-jobs was built without its `inngest` feature",
                 ));
             }
-        };
-        Ok(Jobs { runtime })
-    }
-
-    /// The runtime: register functions, start workers, stats, dead letters.
-    pub fn runtime(&self) -> &JobsRuntime {
-        &self.runtime
-    }
-
-    /// Where events go.
-    pub fn events(&self) -> Arc<dyn EventSender> {
-        Arc::new(self.runtime.clone())
-    }
-
-    /// The backend's health check.
-    pub fn health(&self) -> Arc<dyn HealthCheck> {
-        Arc::new(self.runtime.clone())
-    }
-
-    /// `memory`, `postgres` or `inngest`.
-    pub fn backend(&self) -> &'static str {
-        self.runtime.backend()
+        })
     }
 }

@@ -23,7 +23,9 @@ enum Backend {
 /// Error monitoring: Sentry when `SENTRY_DSN` is set, otherwise a local JSON-lines sink.
 ///
 /// Cheap to clone; with Sentry, the last clone dropped flushes queued events (bounded by
-/// two seconds).
+/// two seconds). The service is an [`ErrorReporter`] and a [`HealthCheck`] itself;
+/// [`reporter`](Monitoring::reporter) and [`health`](Monitoring::health) hand out the trait
+/// objects, [`tracking`](Monitoring::tracking) the TypeScript module's `ErrorTracking` helpers.
 ///
 /// ```
 /// use infra_core::{Breadcrumb, Context, Env, ErrorReporter};
@@ -32,11 +34,11 @@ enum Backend {
 /// let log = std::env::temp_dir().join(format!("infra-doc-{}.jsonl", std::process::id()));
 /// let env = Env::from_pairs([("INFRA_MONITORING_LOG_FILE", log.to_str().unwrap())]);
 /// let monitoring = Monitoring::from_env(&env).unwrap();
-/// monitoring.add_breadcrumb(Breadcrumb::new("calendar synced").category("sync"));
-/// let err = std::io::Error::other("calendar API refused");
+/// monitoring.add_breadcrumb(Breadcrumb::new("invoice sent").category("billing"));
+/// let err = std::io::Error::other("payment API refused");
 /// monitoring.capture_error(&err, &Context::new());
 /// let line = std::fs::read_to_string(&log).unwrap();
-/// assert!(line.contains("calendar API refused"));
+/// assert!(line.contains("payment API refused"));
 /// # std::fs::remove_file(log).ok();
 /// ```
 #[derive(Clone)]
@@ -48,12 +50,12 @@ pub struct Monitoring {
 impl Monitoring {
     /// Sentry when a DSN is set, else the local sink.
     pub fn from_env(env: &Env) -> Result<Self> {
-        Monitoring::init(MonitoringConfig::from_env(env)?)
+        Monitoring::from_config(MonitoringConfig::from_env(env)?)
     }
 
     /// Initialises the backend `config` selects. With Sentry this installs the process-wide
     /// client (and the panic handler).
-    pub fn init(config: MonitoringConfig) -> Result<Self> {
+    pub fn from_config(config: MonitoringConfig) -> Result<Self> {
         let backend = match &config.dsn {
             None => {
                 let sink = LocalSink::new(config.clone()).map_err(|e| {
@@ -103,8 +105,18 @@ impl Monitoring {
         &self.config
     }
 
+    /// The reporter as a trait object (the service is one itself).
+    pub fn reporter(&self) -> Arc<dyn ErrorReporter> {
+        Arc::new(self.clone())
+    }
+
+    /// The health check as a trait object (the service is one itself).
+    pub fn health(&self) -> Arc<dyn HealthCheck> {
+        Arc::new(self.clone())
+    }
+
     /// `sentry` or `local`.
-    pub fn backend_name(&self) -> &'static str {
+    pub fn backend(&self) -> &'static str {
         match self.backend {
             Backend::Local(_) => "local",
             #[cfg(feature = "sentry")]
@@ -182,7 +194,7 @@ impl HealthCheck for Monitoring {
     }
 
     fn backend(&self) -> &str {
-        self.backend_name()
+        Monitoring::backend(self)
     }
 
     async fn probe(&self) -> Result<Probe> {
