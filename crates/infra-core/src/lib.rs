@@ -20,6 +20,7 @@ mod reporter;
 mod retry_policy;
 mod secret;
 mod signature;
+mod step_store;
 mod typed_event;
 
 #[cfg(feature = "testkit")]
@@ -37,6 +38,7 @@ pub mod mock {
     pub use crate::rate_limit::MockRateLimiter;
     pub use crate::realtime::MockRealtime;
     pub use crate::reporter::MockErrorReporter;
+    pub use crate::step_store::MockStepStore;
 }
 
 pub use async_trait::async_trait;
@@ -63,6 +65,10 @@ pub use reporter::{Breadcrumb, Context, DynError, ErrorReporter, Level, User};
 pub use retry_policy::RetryPolicy;
 pub use secret::{Secret, redact_url};
 pub use signature::{constant_time_eq, hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
+pub use step_store::{
+    FinishedStep, ParkedRun, Resumed, StepState, StepStore, StoredStep, WaitCondition, WaitKey,
+    WaitKind, WaitSpec,
+};
 pub use typed_event::TypedEvent;
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).

@@ -20,6 +20,8 @@ use crate::cron::CronSchedule;
 use crate::event_key::EventKey;
 use crate::function_options::{Concurrency, Debounce, FunctionOptions, Idempotency};
 use crate::outcome::Outcome;
+use crate::step_plan::Execution;
+use crate::wait_match::{CancelOn, Match, check_expression};
 
 /// What starts a function.
 #[derive(Debug, Clone)]
@@ -120,11 +122,31 @@ impl Function {
     }
 
     /// Runs one attempt: the handler under the timeout, a panic caught as a retryable
-    /// failure. On timeout the context's token is cancelled.
+    /// failure. On timeout the context's token is cancelled. A step that stops the attempt
+    /// (which a context built by [`JobContext::new`] never does) makes it a retryable
+    /// failure.
     pub async fn run(&self, event: Event, ctx: JobContext) -> Outcome {
+        match self.execute(event, ctx).await {
+            Execution::Finished(outcome) => outcome,
+            Execution::Interrupted(interrupt) => {
+                Outcome::retry(format!("a step stopped the run: {interrupt:?}"))
+            }
+        }
+    }
+
+    /// Runs one execution: the handler under the timeout, raced against its steps' interrupt
+    /// (whose arrival drops the handler's future, as Inngest's SDKs abandon theirs).
+    pub(crate) async fn execute(&self, event: Event, ctx: JobContext) -> Execution {
         let cancel = ctx.cancellation().clone();
+        let steps = ctx.steps().clone();
         let attempt = AssertUnwindSafe((self.handler)(event, ctx)).catch_unwind();
-        match tokio::time::timeout(self.options.timeout, attempt).await {
+        let timed = tokio::time::timeout(self.options.timeout, attempt);
+        let finished = tokio::select! {
+            biased;
+            interrupt = steps.interrupted() => return Execution::Interrupted(interrupt),
+            finished = timed => finished,
+        };
+        Execution::Finished(match finished {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panic)) => {
                 let message = panic
@@ -141,7 +163,7 @@ impl Function {
                     format_duration(self.options.timeout)
                 ))
             }
-        }
+        })
     }
 }
 
@@ -271,6 +293,22 @@ impl<E, S> FunctionBuilder<E, S> {
             }
         };
         self.options.debounce = Some(Debounce { period, key });
+        self
+    }
+
+    /// Cancels the function's sleeping and waiting runs when an event named `event` arrives
+    /// that `matching` accepts against the run's event (Inngest's `cancelOn`).
+    pub fn cancel_on(mut self, event: impl Into<String>, matching: Match) -> Self {
+        if let Some(text) = matching.expression_text()
+            && let Err(e) = check_expression(&text, "cancel_on")
+        {
+            self.errors.push(e);
+            return self;
+        }
+        self.options.cancel_on.push(CancelOn {
+            event: event.into(),
+            matching,
+        });
         self
     }
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use infra_core::{Backoff, RetryPolicy};
 
 use crate::event_key::EventKey;
+use crate::wait_match::CancelOn;
 
 /// The attempts of a function unless it sets its own: 4 (3 retries, as Inngest's default),
 /// 1 s doubling up to 10 minutes between them, equal jitter.
@@ -57,6 +58,8 @@ pub struct FunctionOptions {
     pub idempotency: Option<Idempotency>,
     /// Debounce.
     pub debounce: Option<Debounce>,
+    /// Events that cancel the function's sleeping and waiting runs.
+    pub cancel_on: Vec<CancelOn>,
 }
 
 impl Default for FunctionOptions {
@@ -68,6 +71,7 @@ impl Default for FunctionOptions {
             concurrency: Vec::new(),
             idempotency: None,
             debounce: None,
+            cancel_on: Vec::new(),
         }
     }
 }

@@ -8,6 +8,7 @@ mod cron;
 mod cron_scheduler;
 mod event_id;
 mod event_key;
+mod expression;
 mod function;
 mod function_options;
 mod health_probe;
@@ -22,6 +23,7 @@ mod outcome;
 mod pg_queue;
 mod planning;
 mod registry;
+mod run_steps;
 mod runtime;
 #[cfg(feature = "serve")]
 mod serve;
@@ -29,6 +31,12 @@ mod serve;
 mod serve_config;
 mod signing;
 mod stats;
+mod step;
+mod step_id;
+mod step_journal;
+mod step_plan;
+mod time_string;
+mod wait_match;
 mod worker;
 mod worker_settings;
 
@@ -64,4 +72,6 @@ pub use signing::{
     SignatureHeader, SigningKey, SigningKeys,
 };
 pub use stats::{FunctionStats, JobsStats, RunCounters};
+pub use step::{FINISHED_EVENT_NAME, INVOKED_EVENT_NAME, Step};
+pub use wait_match::{CancelOn, Match};
 pub use worker_settings::WorkerSettings;

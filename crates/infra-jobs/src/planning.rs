@@ -96,18 +96,24 @@ pub(crate) fn cron_triggers(function: &Function) -> impl Iterator<Item = &CronSc
     })
 }
 
-/// How a claimed job of `function` settles after an attempt ended with `outcome`: a retry
-/// waits the outcome's own delay, else the function's back-off.
-pub(crate) fn settlement(function: &Function, job: &ClaimedJob, outcome: &Outcome) -> Settlement {
+/// How a claimed job of `function` settles after its attempt number `attempt` (the step's,
+/// which restarts at 1 after each finished step) ended with `outcome`: a retry waits the
+/// outcome's own delay, else the function's back-off.
+pub(crate) fn settlement(
+    function: &Function,
+    job: &ClaimedJob,
+    attempt: u32,
+    outcome: &Outcome,
+) -> Settlement {
     match outcome {
         Outcome::Success(_) => Settlement::Completed,
         Outcome::Retry { error, after } => {
-            if job.attempt >= job.max_attempts {
+            if attempt >= job.max_attempts {
                 Settlement::Dead {
                     error: error.clone(),
                 }
             } else {
-                let delay = after.unwrap_or_else(|| function.options().retry.delay(job.attempt));
+                let delay = after.unwrap_or_else(|| function.options().retry.delay(attempt));
                 Settlement::Retry {
                     run_at_ms: ms_after(now_ms(), delay),
                     error: error.clone(),
@@ -168,7 +174,7 @@ mod tests {
         let f = function();
         let retry = Outcome::retry_after("later", Duration::from_secs(60));
         let before = now_ms();
-        match settlement(&f, &claimed(1, 2), &retry) {
+        match settlement(&f, &claimed(1, 2), 1, &retry) {
             Settlement::Retry { run_at_ms, error } => {
                 assert_eq!(error, "later");
                 assert!(run_at_ms >= before + 60_000);
@@ -176,15 +182,15 @@ mod tests {
             other => panic!("a retry: {other:?}"),
         }
         assert!(matches!(
-            settlement(&f, &claimed(2, 2), &retry),
+            settlement(&f, &claimed(2, 2), 2, &retry),
             Settlement::Dead { .. }
         ));
         assert!(matches!(
-            settlement(&f, &claimed(1, 2), &Outcome::fail("no")),
+            settlement(&f, &claimed(1, 2), 1, &Outcome::fail("no")),
             Settlement::Dead { .. }
         ));
         assert_eq!(
-            settlement(&f, &claimed(1, 2), &Outcome::success()),
+            settlement(&f, &claimed(1, 2), 1, &Outcome::success()),
             Settlement::Completed
         );
     }

@@ -31,6 +31,7 @@ use crate::outcome::Outcome;
 use crate::planning::plan_jobs;
 use crate::registry::{FunctionRegistry, SharedRegistry};
 use crate::stats::{FunctionStats, JobsStats, RunTally, Totals};
+use crate::wait_match::ExpressionCondition;
 use crate::worker::{WorkerConfig, spawn_workers};
 use crate::worker_settings::WorkerSettings;
 
@@ -332,6 +333,8 @@ impl JobsRuntime {
             worker_id: self.inner.worker_id.clone(),
             shutdown: self.inner.shutdown.clone(),
             tally: self.inner.tally.clone(),
+            steps: backend.clone(),
+            sender: Arc::new(WeakSender(Arc::downgrade(&self.inner))),
         });
         tasks.push(spawn_cron_scheduler(
             queue,
@@ -375,6 +378,25 @@ impl JobsRuntime {
     }
 }
 
+/// The runtime as its workers' sender: weak, so the workers do not keep it alive.
+struct WeakSender(Weak<Inner>);
+
+#[async_trait]
+impl EventSender for WeakSender {
+    async fn send(&self, event: Event) -> Result<String> {
+        let mut ids = self.send_many(vec![event]).await?;
+        ids.pop()
+            .ok_or_else(|| Error::backend("the runtime returned no id for the event"))
+    }
+
+    async fn send_many(&self, events: Vec<Event>) -> Result<Vec<String>> {
+        match self.0.upgrade() {
+            Some(inner) => JobsRuntime { inner }.send_many(events).await,
+            None => Err(Error::unavailable("the jobs runtime was dropped")),
+        }
+    }
+}
+
 /// Sends a probe event again through the runtime behind `weak`, if it still exists.
 async fn resend_probe(weak: Weak<Inner>, event: Event) -> Result<String> {
     match weak.upgrade() {
@@ -413,6 +435,10 @@ impl EventSender for JobsRuntime {
         if !jobs.is_empty() {
             queue.enqueue(jobs).await?;
         }
+        // Runs waiting for these events (wait_for_event, invoke, cancel_on) resume.
+        queue
+            .deliver(&events, Arc::new(ExpressionCondition))
+            .await?;
         Ok(ids)
     }
 }

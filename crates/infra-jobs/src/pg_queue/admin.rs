@@ -160,6 +160,12 @@ impl QueueAdmin for PgQueue {
         if n == 0 {
             return Err(no_dead_letter(id));
         }
+        // Its failed steps run again; the finished ones stay recorded.
+        sql_query("DELETE FROM infra_jobs_steps WHERE job_id = $1 AND output ? 'error'")
+            .bind::<BigInt, _>(id)
+            .execute(&mut conn)
+            .await
+            .map_err(map_diesel_error)?;
         sql_query(notify_statement())
             .execute(&mut conn)
             .await
@@ -176,7 +182,11 @@ impl QueueAdmin for PgQueue {
             "WITH replayed AS ( \
                UPDATE infra_jobs SET dead_at = NULL, attempts = 0, last_error = NULL, \
                  run_at = infra_jobs_now_ms() \
-               WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR function_id = $1) RETURNING 1) \
+               WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR function_id = $1) \
+               RETURNING id, stepped), \
+             failed_steps AS (DELETE FROM infra_jobs_steps \
+               WHERE job_id = ANY(ARRAY(SELECT id FROM replayed WHERE stepped)) \
+                 AND output ? 'error') \
              SELECT count(*) AS n FROM replayed",
         )
         .bind::<Nullable<Text>, _>(filter.function_id.as_deref())

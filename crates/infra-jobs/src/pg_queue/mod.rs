@@ -15,6 +15,9 @@
 //!   counting the leased jobs of each scope; jobs without limits never take that path.
 //! - Administration (counts, dead letters, replay) is [`QueueAdmin`](infra_core::QueueAdmin),
 //!   on pooled connections ([`admin`]).
+//! - Durable steps ([`StepStore`](infra_core::StepStore), migration 3): recorded steps in
+//!   batches fenced on the lease ([`steps`]); a parked run is its job row due at its wake
+//!   time, its waits found by an indexed key when events arrive ([`waits`]).
 
 mod admin;
 mod claim;
@@ -22,7 +25,9 @@ mod enqueue;
 mod held_connection;
 mod migrations;
 mod settle;
+mod steps;
 mod stored_event;
+mod waits;
 mod wake_channel;
 
 use std::sync::Arc;

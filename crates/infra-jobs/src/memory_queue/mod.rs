@@ -23,6 +23,11 @@ use tokio::sync::Notify;
 
 use crate::event_id::{ms_after, now_ms};
 
+use self::step_records::StepRecords;
+
+mod step_records;
+mod steps;
+
 struct Job {
     new: NewJob,
     enqueued_at_ms: i64,
@@ -46,6 +51,8 @@ struct State {
     /// (function, key) → the waiting job that absorbs debounced events.
     debounce: HashMap<(String, String), JobId>,
     dead: Vec<DeadLetter>,
+    /// Durable steps and waits ([`StepStore`](infra_core::StepStore), in `steps.rs`).
+    runs: StepRecords,
 }
 
 impl State {
@@ -99,6 +106,63 @@ impl State {
         job.attempts = 0;
         job.new.run_at_ms = now;
         self.queue(dead.id, now);
+        self.runs.clear_errors(dead.id);
+    }
+
+    /// Adds jobs (see [`JobQueue::enqueue`]).
+    fn enqueue(&mut self, jobs: Vec<NewJob>, now: i64) -> Vec<Enqueued> {
+        let s = self;
+        let mut results = Vec::with_capacity(jobs.len());
+        for new in jobs {
+            if let Some(key) = &new.idempotency_key {
+                let k = (new.function_id.clone(), key.clone());
+                match s.idempotency.get(&k) {
+                    Some(&until) if until > now => {
+                        results.push(Enqueued::Duplicate);
+                        continue;
+                    }
+                    _ => {
+                        let until = ms_after(now, new.idempotency_window);
+                        s.idempotency.insert(k, until);
+                    }
+                }
+            }
+            if let Some(key) = &new.debounce_key {
+                let k = (new.function_id.clone(), key.clone());
+                if let Some(&id) = s.debounce.get(&k)
+                    && s.jobs.get(&id).is_some_and(|j| j.lease.is_none())
+                {
+                    s.unqueue(id);
+                    let job = s.jobs.get_mut(&id).expect("debounced job exists");
+                    job.new.event = new.event;
+                    job.new.run_at_ms = new.run_at_ms;
+                    s.queue(id, now);
+                    results.push(Enqueued::Debounced(id));
+                    continue;
+                }
+            }
+            s.next_id += 1;
+            let id = s.next_id;
+            if let Some(key) = &new.debounce_key {
+                s.debounce
+                    .insert((new.function_id.clone(), key.clone()), id);
+            }
+            s.jobs.insert(
+                id,
+                Job {
+                    new,
+                    enqueued_at_ms: now,
+                    attempts: 0,
+                    lease: None,
+                },
+            );
+            s.queue(id, now);
+            results.push(Enqueued::Added(id));
+        }
+        if s.idempotency.len() > 100_000 {
+            s.idempotency.retain(|_, until| *until > now);
+        }
+        results
     }
 
     fn release_lease(&mut self, id: JobId) -> Option<Job> {
@@ -149,60 +213,7 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        let now = now_ms();
-        let mut results = Vec::with_capacity(jobs.len());
-        {
-            let mut s = self.lock();
-            for new in jobs {
-                if let Some(key) = &new.idempotency_key {
-                    let k = (new.function_id.clone(), key.clone());
-                    match s.idempotency.get(&k) {
-                        Some(&until) if until > now => {
-                            results.push(Enqueued::Duplicate);
-                            continue;
-                        }
-                        _ => {
-                            let until = ms_after(now, new.idempotency_window);
-                            s.idempotency.insert(k, until);
-                        }
-                    }
-                }
-                if let Some(key) = &new.debounce_key {
-                    let k = (new.function_id.clone(), key.clone());
-                    if let Some(&id) = s.debounce.get(&k)
-                        && s.jobs.get(&id).is_some_and(|j| j.lease.is_none())
-                    {
-                        s.unqueue(id);
-                        let job = s.jobs.get_mut(&id).expect("debounced job exists");
-                        job.new.event = new.event;
-                        job.new.run_at_ms = new.run_at_ms;
-                        s.queue(id, now);
-                        results.push(Enqueued::Debounced(id));
-                        continue;
-                    }
-                }
-                s.next_id += 1;
-                let id = s.next_id;
-                if let Some(key) = &new.debounce_key {
-                    s.debounce
-                        .insert((new.function_id.clone(), key.clone()), id);
-                }
-                s.jobs.insert(
-                    id,
-                    Job {
-                        new,
-                        enqueued_at_ms: now,
-                        attempts: 0,
-                        lease: None,
-                    },
-                );
-                s.queue(id, now);
-                results.push(Enqueued::Added(id));
-            }
-            if s.idempotency.len() > 100_000 {
-                s.idempotency.retain(|_, until| *until > now);
-            }
-        }
+        let results = self.lock().enqueue(jobs, now_ms());
         self.wake.notify_waiters();
         self.wake.notify_one();
         Ok(results)
@@ -285,7 +296,7 @@ impl JobQueue for MemoryQueue {
                 };
                 job.lease = None;
                 match settlement {
-                    Settlement::Completed => {}
+                    Settlement::Completed => s.runs.forget(id),
                     Settlement::Retry {
                         run_at_ms,
                         error: _,
@@ -305,6 +316,7 @@ impl JobQueue for MemoryQueue {
                         woke = true;
                     }
                     Settlement::Dead { error } => {
+                        s.runs.drop_waits(id);
                         s.dead.push(DeadLetter {
                             id,
                             function_id: job.new.function_id.clone(),
