@@ -101,8 +101,9 @@ pub fn run(args: &[String]) -> Result<bool> {
 }
 
 /// The protocol compatibility tests drive official SDKs (npm packages pinned by each
-/// `tests/compat/package-lock.json`), and the example's page serves pusher-js from
-/// `examples/*/web`; install them so those tests run, never skip.
+/// `tests/compat/package-lock.json`, PyPI packages pinned by each
+/// `tests/compat/requirements.txt` into a `.venv` beside it), and the example's page serves
+/// pusher-js from `examples/*/web`; install them so those tests run, never skip.
 fn install_compat_clients(sh: &Shell) -> Result<()> {
     let root = crate::project_root();
     // The compatibility tests' official SDKs, and the example app's browser dependencies.
@@ -124,6 +125,21 @@ fn install_compat_clients(sh: &Shell) -> Result<()> {
                         dir.display()
                     )
                 })?;
+        }
+        if dir.join("requirements.txt").exists() {
+            let _dir = sh.push_dir(&dir);
+            cmd!(sh, "python3 -m venv .venv").run().map_err(|e| {
+                anyhow::anyhow!(
+                    "python3 -m venv in {} failed (are python3 and python3-venv installed?): {e}",
+                    dir.display()
+                )
+            })?;
+            cmd!(
+                sh,
+                ".venv/bin/pip install --quiet --disable-pip-version-check -r requirements.txt"
+            )
+            .run()
+            .map_err(|e| anyhow::anyhow!("pip install in {} failed: {e}", dir.display()))?;
         }
     }
     Ok(())

@@ -3,7 +3,7 @@
 //!
 //! Every scenario runs against servers this task starts or databases it creates for itself,
 //! never against the shared ones' data, and stops by itself within seconds. `--record`
-//! rewrites the table in `docs/reliability.md`.
+//! rewrites the table in `docs/reliability.md` (and the tables scenarios keep of their own).
 
 use std::fmt::Write as _;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use tokio::sync::Mutex;
 
+/// The `hostile` scenario: attacks on the realtime server.
+mod hostile;
 /// The `jobs` scenario, and the worker process it kills.
 pub(crate) mod jobs;
 /// The `realtime` scenario: a node of a two-node cluster killed.
@@ -35,16 +37,20 @@ pub struct FaultReport {
     pub recovery: Duration,
     /// Anything else worth knowing.
     pub note: String,
+    /// A table of the scenario's own, recorded between `<!-- {marker} -->` markers of
+    /// `docs/reliability.md`: (marker, markdown).
+    pub section: Option<(&'static str, String)>,
 }
 
 type Scenario = fn(&tokio::runtime::Runtime) -> Result<FaultReport>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 5] = [
+const SCENARIOS: [(&str, Scenario); 6] = [
     ("redis", redis_restart),
     ("postgres", postgres_kill),
     ("calendar-agent", calendar_agent_without_redis),
     ("realtime", realtime::node_kill),
+    ("hostile", hostile::attacks),
     ("jobs", jobs::worker_killed_mid_run),
 ];
 
@@ -87,8 +93,14 @@ pub fn run(args: &[String]) -> Result<bool> {
     }
     let table = table(&reports);
     println!("\n{table}");
+    for (marker, section) in reports.iter().filter_map(|r| r.section.as_ref()) {
+        println!("{marker}:\n{section}");
+    }
     if record {
         crate::record_in_doc("docs/reliability.md", "faults", &table)?;
+        for (marker, section) in reports.iter().filter_map(|r| r.section.as_ref()) {
+            crate::record_in_doc("docs/reliability.md", marker, section)?;
+        }
         println!("recorded in docs/reliability.md");
     }
     Ok(reports.iter().all(|r| r.lost == 0))
@@ -324,6 +336,7 @@ fn redis_restart(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
             "{} rate-limit decisions answered by the fail-open policy while down",
             fallbacks.load(Ordering::SeqCst)
         ),
+        section: None,
     })
 }
 
@@ -440,6 +453,7 @@ fn postgres_kill(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
             failed_calls: tally.failed(),
             recovery: first.saturating_sub(terminated_at),
             note: "killed connections are dropped from the pool, never reused".into(),
+            section: None,
         })
     })();
     database.drop(runtime);
@@ -544,6 +558,7 @@ fn calendar_agent_without_redis(runtime: &tokio::runtime::Runtime) -> Result<Fau
                 "{accepted} accepted, {refused} refused, {failed} failed in {} ms; liveness {live}",
                 killed.elapsed().as_millis()
             ),
+            section: None,
         })
     });
     database.drop(runtime);

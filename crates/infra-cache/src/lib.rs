@@ -28,6 +28,8 @@ mod tags;
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
 pub mod tower_layer;
+#[cfg(feature = "tower")]
+mod trusted_proxies;
 #[cfg(feature = "upstash")]
 mod upstash_cache;
 #[cfg(feature = "upstash")]

@@ -530,4 +530,17 @@ impl HealthCheck for RedisCache {
             status.max_size,
         )))
     }
+
+    /// One `PING`: Redis answers on a pooled connection.
+    async fn ping(&self) -> Result<Probe> {
+        let pong: String = self
+            .with_conn("PING", |mut conn, _| async move {
+                redis::cmd("PING").query_async(&mut conn).await
+            })
+            .await?;
+        Ok(Probe::healthy(format!(
+            "redis at {} answered {pong}",
+            redact_url(self.config.url.expose())
+        )))
+    }
 }

@@ -1,5 +1,14 @@
 //! A tower layer that rate-limits requests per key, with the standard headers.
 //!
+//! By default the key is the client's address: the socket's peer, which the server must put
+//! on each request as `axum::extract::ConnectInfo<SocketAddr>` (`infra::Infra::serve` and
+//! `infra_core::http_server::serve` do; with `axum::serve`, use
+//! `into_make_service_with_connect_info::<SocketAddr>()`). Behind proxies, name them with
+//! [`RateLimitLayer::with_trusted_proxies`] (`INFRA_TRUSTED_PROXIES`) and `X-Forwarded-For`
+//! is read as they wrote it; a client's own `X-Forwarded-For` is never believed. A request
+//! whose address is unknown is refused with 500 and an error log, rather than counted in one
+//! bucket shared by every client.
+//!
 //! ```no_run
 //! use std::sync::Arc;
 //! use std::time::Duration;
@@ -14,15 +23,18 @@
 //! ```
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use infra_core::{RateLimitDecision, RateLimiter};
 use tower::{Layer, Service};
+
+pub use crate::trusted_proxies::{TRUSTED_PROXIES_VAR, TrustedProxies};
 
 /// Longest key taken from a request; longer ones (a forged header) are cut, so a client can't
 /// make its key invalid and slip past the limiter.
@@ -31,6 +43,19 @@ const MAX_KEY_BYTES: usize = 256;
 /// Picks the key a request is counted under; `None` counts it under `anonymous`.
 pub type KeyExtractor = Arc<dyn Fn(&http::request::Parts) -> Option<String> + Send + Sync>;
 
+/// What a request is counted by.
+#[derive(Clone)]
+enum KeySource {
+    /// The client's address, as the trusted proxies allow it to be known.
+    ClientAddress {
+        proxies: TrustedProxies,
+        /// Set once the missing peer address has been logged as an error.
+        reported: Arc<AtomicBool>,
+    },
+    /// The app's own extractor.
+    Custom(KeyExtractor),
+}
+
 /// Rate-limits requests: 429 with `Retry-After` when refused; every response carries
 /// `RateLimit-Limit`, `RateLimit-Remaining` and `RateLimit-Reset` (seconds).
 #[derive(Clone)]
@@ -38,28 +63,44 @@ pub struct RateLimitLayer {
     limiter: Arc<dyn RateLimiter>,
     limit: u64,
     window: Duration,
-    key: KeyExtractor,
+    key: KeySource,
     scope: Arc<str>,
 }
 
 impl RateLimitLayer {
-    /// `limit` requests per `window` per client IP.
+    /// `limit` requests per `window` per client address (the socket's peer; see
+    /// [`with_trusted_proxies`](RateLimitLayer::with_trusted_proxies) behind proxies).
     pub fn new(limiter: Arc<dyn RateLimiter>, limit: u64, window: Duration) -> Self {
         RateLimitLayer {
             limiter,
             limit,
             window,
-            key: Arc::new(|parts| client_ip(parts).map(|ip| format!("ip:{ip}"))),
+            key: KeySource::ClientAddress {
+                proxies: TrustedProxies::None,
+                reported: Arc::new(AtomicBool::new(false)),
+            },
             scope: Arc::from("http"),
         }
     }
 
-    /// Counts requests by `extract` (a user id, an API key) instead of the client IP.
+    /// Takes the client's address from `X-Forwarded-For` as `proxies` allow (and the peer
+    /// address otherwise), instead of the peer address alone. Replaces a
+    /// [`with_key`](RateLimitLayer::with_key) extractor.
+    pub fn with_trusted_proxies(mut self, proxies: TrustedProxies) -> Self {
+        self.key = KeySource::ClientAddress {
+            proxies,
+            reported: Arc::new(AtomicBool::new(false)),
+        };
+        self
+    }
+
+    /// Counts requests by `extract` (a user id, an API key) instead of the client address;
+    /// requests it gives no key share the `anonymous` one.
     pub fn with_key(
         mut self,
         extract: impl Fn(&http::request::Parts) -> Option<String> + Send + Sync + 'static,
     ) -> Self {
-        self.key = Arc::new(extract);
+        self.key = KeySource::Custom(Arc::new(extract));
         self
     }
 
@@ -110,7 +151,26 @@ where
         let layer = self.layer.clone();
         Box::pin(async move {
             let (parts, body) = request.into_parts();
-            let mut key = (layer.key)(&parts).unwrap_or_else(|| "anonymous".into());
+            let mut key = match &layer.key {
+                KeySource::Custom(extract) => extract(&parts).unwrap_or_else(|| "anonymous".into()),
+                KeySource::ClientAddress { proxies, reported } => match proxies.client_ip(&parts) {
+                    Some(ip) => format!("ip:{ip}"),
+                    None => {
+                        if !reported.swap(true, Ordering::Relaxed) {
+                            tracing::error!(
+                                "rate limit: the client's address is unknown (no ConnectInfo on \
+                                 the request); serve with infra::Infra::serve, \
+                                 infra_core::http_server::serve, or axum's \
+                                 into_make_service_with_connect_info; refusing requests rather \
+                                 than counting every client under one key"
+                            );
+                        }
+                        let mut response = Response::new(R::default());
+                        *response.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                        return Ok(response);
+                    }
+                },
+            };
             truncate(&mut key, MAX_KEY_BYTES);
             let key = format!("{}:{key}", layer.scope);
             let decision = match layer.limiter.check(&key, layer.limit, layer.window).await {
@@ -156,34 +216,4 @@ fn truncate(key: &mut String, max: usize) {
         }
         key.truncate(cut);
     }
-}
-
-/// The client's address: the first `X-Forwarded-For` entry, else the first `Forwarded`
-/// `for=`, else the peer address axum recorded (`into_make_service_with_connect_info`).
-///
-/// Only trust forwarding headers behind a proxy that sets them; otherwise use
-/// [`RateLimitLayer::with_key`].
-pub fn client_ip(parts: &http::request::Parts) -> Option<String> {
-    let first_forwarded_for = parts
-        .headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|xff| xff.split(',').map(str::trim).find(|s| !s.is_empty()));
-    if let Some(first) = first_forwarded_for {
-        return Some(first.to_owned());
-    }
-    if let Some(fwd) = parts.headers.get("forwarded").and_then(|v| v.to_str().ok()) {
-        let found = fwd
-            .split([',', ';'])
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, _)| k.eq_ignore_ascii_case("for"))
-            .map(|(_, v)| v.trim_matches('"').to_owned());
-        if found.is_some() {
-            return found;
-        }
-    }
-    parts
-        .extensions
-        .get::<axum::extract::ConnectInfo<SocketAddr>>()
-        .map(|info| info.0.ip().to_string())
 }

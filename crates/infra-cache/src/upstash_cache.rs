@@ -417,4 +417,13 @@ impl HealthCheck for UpstashRestCache {
             redact_url(self.client.url().as_str())
         )))
     }
+
+    /// One `PING` request: the REST endpoint answers and accepts the token.
+    async fn ping(&self) -> Result<Probe> {
+        self.run("PING", vec![arg("PING")]).await?;
+        Ok(Probe::healthy(format!(
+            "upstash REST at {} answered",
+            redact_url(self.client.url().as_str())
+        )))
+    }
 }

@@ -1,16 +1,18 @@
 //! The rate-limit layer in an axum app: 429 with Retry-After past the limit, the RateLimit
-//! headers on every response, keys by client IP or a custom extractor, and the failure policy
-//! when Redis is unreachable.
+//! headers on every response, keys by client address (the peer, or what trusted proxies
+//! forwarded) or a custom extractor, and the failure policy when Redis is unreachable.
 #![cfg(feature = "tower")]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use axum::routing::get;
-use infra_cache::tower_layer::RateLimitLayer;
+use infra_cache::tower_layer::{RateLimitLayer, TrustedProxies};
 use infra_cache::{MemoryCache, MemoryConfig};
 use tower::ServiceExt;
 
@@ -20,11 +22,21 @@ fn app(layer: RateLimitLayer) -> Router {
         .layer(layer)
 }
 
+/// A request from `peer` (the address the server saw), as `http_server::serve` hands it on.
+fn from_peer(peer: &str, forwarded_for: Option<&str>) -> Request<Body> {
+    let mut request = Request::get("/");
+    if let Some(xff) = forwarded_for {
+        request = request.header("x-forwarded-for", xff);
+    }
+    let mut request = request.body(Body::empty()).unwrap();
+    request.extensions_mut().insert(ConnectInfo(
+        format!("{peer}:40000").parse::<SocketAddr>().unwrap(),
+    ));
+    request
+}
+
 fn request(ip: &str) -> Request<Body> {
-    Request::get("/")
-        .header("x-forwarded-for", format!("{ip}, 10.0.0.1"))
-        .body(Body::empty())
-        .unwrap()
+    from_peer(ip, None)
 }
 
 #[tokio::test]
@@ -55,13 +67,72 @@ async fn limits_per_client_ip_with_headers() {
         "another client has its own budget"
     );
 
-    let forwarded = Request::get("/")
-        .header("forwarded", "for=\"192.0.2.60\";proto=https")
+    // What the client writes in X-Forwarded-For changes nothing: its peer address counts.
+    for forged in ["192.0.2.1", "192.0.2.2", "192.0.2.3"] {
+        let response = app
+            .clone()
+            .oneshot(from_peer("203.0.113.7", Some(forged)))
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "{forged}");
+    }
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_the_forwarded_client_counts() {
+    let limiter = Arc::new(MemoryCache::new(MemoryConfig::default()));
+    let layer = RateLimitLayer::new(limiter, 1, Duration::from_secs(60))
+        .with_trusted_proxies(TrustedProxies::parse("10.0.0.0/8").unwrap());
+    let app = app(layer);
+    let via_proxy = |chain: &str| from_peer("10.0.0.1", Some(chain));
+    assert_eq!(
+        app.clone()
+            .oneshot(via_proxy("203.0.113.7"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    // The same client, with a forged entry of its own in front: still the same key.
+    assert_eq!(
+        app.clone()
+            .oneshot(via_proxy("198.51.100.99, 203.0.113.7"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(
+        app.clone()
+            .oneshot(via_proxy("203.0.113.8"))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK,
+        "another client behind the proxy has its own budget"
+    );
+    // A peer outside the proxies' networks is counted by its own address.
+    assert_eq!(
+        app.oneshot(from_peer("198.51.100.4", Some("203.0.113.8")))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_client_address_is_refused_not_pooled() {
+    let limiter = Arc::new(MemoryCache::new(MemoryConfig::default()));
+    let app = app(RateLimitLayer::new(limiter, 100, Duration::from_secs(60)));
+    // No ConnectInfo: the server did not say who the peer is.
+    let anonymous = Request::get("/")
+        .header("x-forwarded-for", "203.0.113.7")
         .body(Body::empty())
         .unwrap();
     assert_eq!(
-        app.oneshot(forwarded).await.unwrap().status(),
-        StatusCode::OK
+        app.oneshot(anonymous).await.unwrap().status(),
+        StatusCode::INTERNAL_SERVER_ERROR
     );
 }
 

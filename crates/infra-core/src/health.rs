@@ -112,9 +112,12 @@ impl Probe {
 
 /// A service that can say whether it works.
 ///
-/// Implementors write [`probe`](HealthCheck::probe); callers use
-/// [`check`](HealthCheck::check), which always ends within [`deadline`](HealthCheck::deadline):
-/// a backend that hangs reports Unhealthy with "timed out after …".
+/// Implementors write [`probe`](HealthCheck::probe), the end-to-end check (a write and read
+/// back, a probe job, a call to a provider's API), and may write [`ping`](HealthCheck::ping),
+/// a cheap one for readiness endpoints that anyone may call. Callers use
+/// [`check`](HealthCheck::check) and [`check_ready`](HealthCheck::check_ready), which always
+/// end within [`deadline`](HealthCheck::deadline): a backend that hangs reports Unhealthy with
+/// "timed out after …".
 ///
 /// ```
 /// use async_trait::async_trait;
@@ -154,27 +157,55 @@ pub trait HealthCheck: Send + Sync {
         DEFAULT_HEALTH_DEADLINE
     }
 
+    /// Whether the backend answers, cheaply enough for an unauthenticated readiness endpoint:
+    /// a `PING`, a `SELECT 1`, a look at local state — no writes, no jobs, no calls to a
+    /// provider's API that cost money or quota. Defaults to [`probe`](HealthCheck::probe) for
+    /// backends whose probe is already that cheap.
+    async fn ping(&self) -> Result<Probe> {
+        self.probe().await
+    }
+
     /// Runs [`probe`](HealthCheck::probe) within the deadline and reports.
     async fn check(&self) -> HealthReport {
-        let deadline = self.deadline();
-        let started = Instant::now();
-        let outcome = tokio::time::timeout(deadline, self.probe()).await;
-        let latency = started.elapsed();
-        let (status, detail) = match outcome {
-            Ok(Ok(probe)) => (probe.status, probe.detail),
-            Ok(Err(err)) => (HealthStatus::Unhealthy, err.to_string()),
-            Err(_) => (
-                HealthStatus::Unhealthy,
-                format!("timed out after {}", format_duration(deadline)),
-            ),
-        };
-        HealthReport {
-            service: self.service().to_owned(),
-            backend: self.backend().to_owned(),
-            status,
-            latency,
-            detail,
-        }
+        bounded_report(
+            self.service(),
+            self.backend(),
+            self.deadline(),
+            self.probe(),
+        )
+        .await
+    }
+
+    /// Runs [`ping`](HealthCheck::ping) within the deadline and reports.
+    async fn check_ready(&self) -> HealthReport {
+        bounded_report(self.service(), self.backend(), self.deadline(), self.ping()).await
+    }
+}
+
+/// Runs `probe` for at most `deadline` and reports its outcome.
+async fn bounded_report(
+    service: &str,
+    backend: &str,
+    deadline: Duration,
+    probe: impl std::future::Future<Output = Result<Probe>>,
+) -> HealthReport {
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(deadline, probe).await;
+    let latency = started.elapsed();
+    let (status, detail) = match outcome {
+        Ok(Ok(probe)) => (probe.status, probe.detail),
+        Ok(Err(err)) => (HealthStatus::Unhealthy, err.to_string()),
+        Err(_) => (
+            HealthStatus::Unhealthy,
+            format!("timed out after {}", format_duration(deadline)),
+        ),
+    };
+    HealthReport {
+        service: service.to_owned(),
+        backend: backend.to_owned(),
+        status,
+        latency,
+        detail,
     }
 }
 
@@ -189,11 +220,17 @@ impl<T: HealthCheck + ?Sized> HealthCheck for Arc<T> {
     async fn probe(&self) -> Result<Probe> {
         (**self).probe().await
     }
+    async fn ping(&self) -> Result<Probe> {
+        (**self).ping().await
+    }
     fn deadline(&self) -> Duration {
         (**self).deadline()
     }
     async fn check(&self) -> HealthReport {
         (**self).check().await
+    }
+    async fn check_ready(&self) -> HealthReport {
+        (**self).check_ready().await
     }
 }
 
@@ -243,6 +280,18 @@ mod tests {
         assert_eq!(report.status, HealthStatus::Unhealthy);
         assert_eq!(report.detail, "timed out after 50ms");
         assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn readiness_uses_the_ping_and_the_same_deadline() {
+        let report = Arc::new(Hangs).check_ready().await;
+        assert_eq!(report.status, HealthStatus::Unhealthy);
+        assert_eq!(report.detail, "timed out after 50ms");
+        let report = Fails.check_ready().await;
+        assert!(
+            report.detail.contains("connection refused"),
+            "the default ping is the probe"
+        );
     }
 
     #[tokio::test]

@@ -9,6 +9,9 @@ mod error;
 mod event;
 mod event_limits;
 mod health;
+#[cfg(feature = "http-server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "http-server")))]
+pub mod http_server;
 mod http_status;
 mod job_backend;
 mod job_concurrency;

@@ -329,9 +329,9 @@ async fn reads_go_to_healthy_replicas_and_fall_back_to_the_primary() {
 }
 
 /// A rival that deadlocks with the transaction under test once per round: the body locks
-/// `user0` then `user1`, the rival `user1` then `user0`. The body starts waiting first, so its
-/// deadlock check fires first and PostgreSQL aborts it (SQLSTATE 40P01); the rival then gets
-/// its locks and commits.
+/// `user0` then `user1`, the rival `user1` then `user0`. The body starts waiting first and its
+/// deadlock check fires after 1 s, the rival's after 30 s, so PostgreSQL aborts the body
+/// (SQLSTATE 40P01); the rival then gets its locks and commits.
 struct DeadlockRival {
     /// The body says "I hold user0" (its attempt number).
     body_has_first: tokio::sync::mpsc::UnboundedSender<usize>,
@@ -351,6 +351,13 @@ impl DeadlockRival {
                 let mut conn = database.get().await.unwrap();
                 let mut watcher = database.get().await.unwrap();
                 diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+                // The rival's deadlock check waits far longer than the body's (1 s), so on a
+                // loaded machine too the body is the one PostgreSQL aborts. Superuser-only
+                // setting; the tests connect as `postgres`.
+                diesel::sql_query("SET LOCAL deadlock_timeout = '30s'")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
                 lock_user(&mut conn, "user1@acme.test").await.unwrap();
                 rival_tx.send(()).unwrap();
                 // Wait until the body is blocked on user1, so its deadlock check runs first.

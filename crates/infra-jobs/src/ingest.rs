@@ -11,15 +11,17 @@ use std::fmt;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use infra_core::{
     Env, Error, ErrorKind, Event, EventSender, Result, Secret, constant_time_eq, sha256_hex,
 };
 use serde_json::{Value, json};
+
+use crate::bounded_body::read_bounded;
 
 /// The variable listing accepted event keys, comma separated.
 pub const INGEST_KEYS_VAR: &str = "INFRA_JOBS_INGEST_KEYS";
@@ -120,21 +122,26 @@ pub fn ingest_router(sender: Arc<dyn EventSender>, config: IngestConfig) -> Rout
 async fn ingest(
     State(state): State<Arc<IngestState>>,
     Path(event_key): Path<String>,
+    headers: HeaderMap,
     body: Body,
 ) -> Response {
     if !state.config.accepts(&event_key) {
         return reply_error(StatusCode::UNAUTHORIZED, "Event key not found".to_owned());
     }
-    let limit = state.config.max_body_bytes;
-    let Ok(bytes) = to_bytes(body, limit).await else {
-        return reply_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("body is larger than the {limit}-byte limit"),
-        );
+    let bytes = match read_bounded(
+        &headers,
+        body,
+        state.config.max_body_bytes,
+        INGEST_MAX_BODY_VAR,
+    )
+    .await
+    {
+        Ok(bytes) => bytes,
+        Err((status, err)) => return reply_error(status, err.message().to_owned()),
     };
     let events = match parse_events(&bytes) {
         Ok(events) => events,
-        Err(reason) => return reply_error(StatusCode::BAD_REQUEST, reason),
+        Err(err) => return reply_error(StatusCode::BAD_REQUEST, err.message().to_owned()),
     };
     let count = events.len();
     if count == 0 {
@@ -175,29 +182,40 @@ async fn ingest(
 }
 
 /// One event or an array of events; each must be an object with a valid name and data.
-fn parse_events(bytes: &[u8]) -> std::result::Result<Vec<Event>, String> {
-    let value: Value =
-        serde_json::from_slice(bytes).map_err(|e| format!("body is not JSON: {e}"))?;
+/// Every refusal is an invalid-input error; in a batch, its message starts with `event {i}: `
+/// and its `index` context names the event.
+fn parse_events(bytes: &[u8]) -> Result<Vec<Event>> {
+    let value: Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid_input("body", format_args!("is not JSON: {e}")))?;
     let (items, batch) = match value {
         Value::Array(items) => (items, true),
         item @ Value::Object(_) => (vec![item], false),
-        _ => return Err("body must be an event object or an array of events".to_owned()),
+        _ => {
+            return Err(Error::invalid_input(
+                "body",
+                "must be an event object or an array of events",
+            ));
+        }
     };
     let mut events = Vec::with_capacity(items.len());
     for (index, item) in items.into_iter().enumerate() {
-        let at = if batch {
-            format!("event {index}: ")
-        } else {
-            String::new()
+        let refuse = |reason: String| {
+            let error = if batch {
+                Error::new(ErrorKind::InvalidInput, format!("event {index}: {reason}"))
+                    .with_context("index", index.to_string())
+            } else {
+                Error::new(ErrorKind::InvalidInput, reason)
+            };
+            error.with_context("field", "body")
         };
         if !item.is_object() {
-            return Err(format!("{at}an event must be a JSON object"));
+            return Err(refuse("an event must be a JSON object".to_owned()));
         }
         let event: Event =
-            serde_json::from_value(item).map_err(|e| format!("{at}not an event: {e}"))?;
+            serde_json::from_value(item).map_err(|e| refuse(format!("not an event: {e}")))?;
         event
             .validate()
-            .map_err(|e| format!("{at}{}", e.message()))?;
+            .map_err(|e| refuse(e.message().to_owned()))?;
         events.push(event);
     }
     Ok(events)

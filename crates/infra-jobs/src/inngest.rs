@@ -219,4 +219,12 @@ impl HealthCheck for InngestClient {
             redact_url(self.config.base_url.as_str())
         )))
     }
+    /// No request: readiness must not post to Inngest for every caller. The event key and
+    /// API are checked by [`probe`](HealthCheck::probe) (`/api/test-infrastructure`).
+    async fn ping(&self) -> Result<Probe> {
+        Ok(Probe::healthy(format!(
+            "sending to {} (not contacted by readiness)",
+            redact_url(self.config.base_url.as_str())
+        )))
+    }
 }

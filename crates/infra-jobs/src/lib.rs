@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+#[cfg(feature = "serve")]
+mod bounded_body;
 mod concurrency;
 mod concurrency_scope;
 mod config;
@@ -35,6 +37,8 @@ mod step;
 mod step_id;
 mod step_journal;
 mod step_plan;
+#[cfg(feature = "serve")]
+mod sync_payload;
 mod time_string;
 mod wait_match;
 mod worker;
@@ -66,7 +70,10 @@ pub use runtime::JobsRuntime;
 #[cfg(feature = "serve")]
 pub use serve::{REQ_VERSION, SDK_HEADER_VALUE, serve_router};
 #[cfg(feature = "serve")]
-pub use serve_config::{DEFAULT_SERVE_PATH, INNGEST_CLOUD_API, ServeConfig, ServeMode};
+pub use serve_config::{
+    DEFAULT_SERVE_MAX_BODY, DEFAULT_SERVE_PATH, INNGEST_CLOUD_API, SERVE_MAX_BODY_VAR, ServeConfig,
+    ServeMode,
+};
 pub use signing::{
     SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SIGNING_KEY_FALLBACK_VAR, SIGNING_KEY_VAR,
     SignatureHeader, SigningKey, SigningKeys,

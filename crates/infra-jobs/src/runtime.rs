@@ -472,6 +472,19 @@ impl HealthCheck for JobsRuntime {
         }
         run_probe(self, &self.inner.worker_id, &self.inner.probes, totals).await
     }
+    /// Whether this process's workers run, from local state: no probe job, no queue query
+    /// (the database's own readiness covers PostgreSQL), no call to Inngest.
+    async fn ping(&self) -> Result<Probe> {
+        if let Delivery::Forward { health, .. } = &self.inner.delivery {
+            return health.ping().await;
+        }
+        let running = self.is_started() && !self.inner.shutdown.is_cancelled();
+        Ok(match (running, self.backend()) {
+            (true, _) => Probe::healthy("workers running"),
+            (false, "memory") => Probe::degraded("workers not started in this process"),
+            (false, _) => Probe::healthy("workers not started in this process"),
+        })
+    }
 }
 
 fn hostname() -> String {

@@ -3,12 +3,24 @@
 //!
 //! - `GET` introspection (§4.5): function count, key presence, mode; the key hashes only to a
 //!   correctly signed request.
-//! - `PUT` sync (§4.3): registers the app's functions with `POST {api}/fn/register`,
-//!   authorized by the hashed signing key (the fallback key on 401/403), and answers
-//!   `{message, modified}` — 200 on success, 500 with Inngest's error otherwise.
-//! - `POST` call (§4.4): verifies `X-Inngest-Signature` (500 when it fails, §4.1.3), runs the
-//!   function named by `fnId` on the event through [`JobsRuntime::invoke`], and answers
-//!   200 with its output; a retryable failure 500 with `X-Inngest-No-Retry: false` (and
+//! - `PUT` sync (§4.3), in one of two kinds, as the official `inngest` npm SDK (v4) does:
+//!   - **in-band** (`X-Inngest-Sync-Kind: in_band`, Inngest's own request): the body
+//!     `{"url": …}` is verified against `X-Inngest-Signature` like a call, and the reply *is*
+//!     the registration (signed with the key that verified the request), for the URL Inngest
+//!     reached the app at — or `INNGEST_SERVE_ORIGIN` + path when that is set. 401 when the
+//!     signature fails, 400 for a body that is not such a request.
+//!   - **out-of-band** (any other `PUT`): registers the app's functions with
+//!     `POST {api}/fn/register`, authorized by the hashed signing key (the fallback key on
+//!     401/403), and answers `{message, modified}` — 200 on success, 500 with Inngest's
+//!     error otherwise. The registered URL is `INNGEST_SERVE_ORIGIN` + path, never one built
+//!     from the request's `Host` or `X-Forwarded-*` headers (anyone can send a `PUT`): without
+//!     `INNGEST_SERVE_ORIGIN` the sync fails with a configuration error naming it.
+//! - `POST` call (§4.4): checks that `X-Inngest-Signature` is present, well formed and within
+//!   five minutes *before* reading the body (500 otherwise, §4.1.3), refuses a body over
+//!   [`ServeConfig::max_body_bytes`] with 413 unread, then verifies the signature over the
+//!   body (500 when it fails), runs the function named by `fnId` on the event through
+//!   [`JobsRuntime::invoke`], and answers 200 with its output; a retryable failure 500 with
+//!   `X-Inngest-No-Retry: false` (and
 //!   `Retry-After` when the function asked for a delay); a non-retryable failure 400 with
 //!   `X-Inngest-No-Retry: true` (§4.4.3). Every reply carries `X-Inngest-SDK` and
 //!   `X-Inngest-Req-Version: 1` (§4.1.2). Functions are single-step.
@@ -16,7 +28,7 @@
 use std::sync::Arc;
 
 use axum::Router;
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -25,15 +37,16 @@ use infra_core::{Error, ErrorKind, Event, Result, redact_url};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::function::{Function, Trigger};
+use crate::bounded_body::read_bounded;
+use crate::function::Function;
 use crate::health_probe::PROBE_FUNCTION_ID;
 use crate::outcome::Outcome;
 use crate::runtime::JobsRuntime;
-use crate::serve_config::{ServeConfig, ServeMode};
-use crate::signing::{SIGNATURE_HEADER, SigningKey};
+use crate::serve_config::{SERVE_MAX_BODY_VAR, ServeConfig, ServeMode};
+use crate::signing::{SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SignatureHeader, SigningKey};
+pub use crate::sync_payload::SDK_HEADER_VALUE;
+use crate::sync_payload::{FRAMEWORK, in_band_reply, parse_in_band_request, register_payload};
 
-/// `X-Inngest-SDK` of every request and reply: `<sdk name>:v<semver>` (§4.1.1).
-pub const SDK_HEADER_VALUE: &str = concat!("infra-jobs:v", env!("CARGO_PKG_VERSION"));
 /// The execution version this handler speaks (§4.1.2).
 pub const REQ_VERSION: &str = "1";
 
@@ -43,7 +56,12 @@ const HEADER_NO_RETRY: &str = "x-inngest-no-retry";
 const HEADER_SERVER_KIND: &str = "x-inngest-server-kind";
 const HEADER_EXPECTED_SERVER_KIND: &str = "x-inngest-expected-server-kind";
 const HEADER_FRAMEWORK: &str = "x-inngest-framework";
-const FRAMEWORK: &str = "axum";
+const HEADER_SYNC_KIND: &str = "x-inngest-sync-kind";
+const HEADER_ENV: &str = "x-inngest-env";
+const SYNC_IN_BAND: &str = "in_band";
+const SYNC_OUT_OF_BAND: &str = "out_of_band";
+/// The largest in-band sync request: its body is one URL.
+const IN_BAND_MAX_BODY: usize = 64 * 1024;
 
 struct Serve {
     runtime: JobsRuntime,
@@ -92,11 +110,16 @@ fn served_functions(runtime: &JobsRuntime) -> Vec<Arc<Function>> {
 /// A JSON reply with the headers every reply to Inngest carries.
 fn reply(status: StatusCode, body: Value) -> Response {
     let mut response = (status, axum::Json(body)).into_response();
+    add_sdk_headers(&mut response);
+    response
+}
+
+/// The headers every reply to Inngest carries (§4.1.2).
+fn add_sdk_headers(response: &mut Response) {
     let headers = response.headers_mut();
     headers.insert(HEADER_SDK, HeaderValue::from_static(SDK_HEADER_VALUE));
     headers.insert(HEADER_REQ_VERSION, HeaderValue::from_static(REQ_VERSION));
     headers.insert(HEADER_FRAMEWORK, HeaderValue::from_static(FRAMEWORK));
-    response
 }
 
 /// A failed call or a refused request: `{name, message}`, retryable unless `no_retry`.
@@ -110,11 +133,53 @@ fn error_reply(status: StatusCode, name: &str, message: &str, no_retry: bool) ->
 }
 
 impl Serve {
-    /// Checks the signature of a request from Inngest (§4.1.3). In dev mode nothing is
-    /// verified (§4.2.2); in cloud mode a missing key or a bad signature refuses the request.
-    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<()> {
+    /// What can be checked of a request's `X-Inngest-Signature` before its body is read
+    /// (§4.1.3): a signing key to check it with, the header present, well formed, and its
+    /// timestamp within [`SIGNATURE_MAX_AGE`] of now. Nothing to check in dev mode (§4.2.2).
+    /// A request failing this is refused without reading its body.
+    fn precheck_signature(&self, headers: &HeaderMap) -> Result<()> {
         if self.config.mode == ServeMode::Dev {
             return Ok(());
+        }
+        if self.config.signing_keys.is_none() {
+            return Err(Error::config(
+                crate::signing::SIGNING_KEY_VAR,
+                "is not set: the request cannot be verified",
+            ));
+        }
+        let Some(value) = headers.get(SIGNATURE_HEADER) else {
+            return Err(Error::invalid_input(SIGNATURE_HEADER, "is missing"));
+        };
+        let value = value.to_str().map_err(|_| {
+            Error::invalid_input(
+                SIGNATURE_HEADER,
+                "is not text: must be `t=<unix seconds>&s=<hex>`",
+            )
+        })?;
+        let header = SignatureHeader::parse(value)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        let age = now.saturating_sub(header.timestamp);
+        if age.unsigned_abs() > SIGNATURE_MAX_AGE.as_secs() {
+            return Err(Error::invalid_input(
+                SIGNATURE_HEADER,
+                format_args!(
+                    "is {} by {age}s, beyond the {}s window",
+                    if age >= 0 { "stale" } else { "from the future" },
+                    SIGNATURE_MAX_AGE.as_secs()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Checks the signature of a request from Inngest over its whole `body` (§4.1.3) and
+    /// returns the key that matched; `None` in dev mode, where nothing is verified (§4.2.2).
+    fn verify(&self, headers: &HeaderMap, body: &[u8]) -> Result<Option<&SigningKey>> {
+        if self.config.mode == ServeMode::Dev {
+            return Ok(None);
         }
         let Some(keys) = &self.config.signing_keys else {
             return Err(Error::config(
@@ -125,7 +190,7 @@ impl Serve {
         let header = headers
             .get(SIGNATURE_HEADER)
             .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-        keys.verify(header, body).map(|_| ())
+        keys.verify(header, body).map(Some)
     }
 
     /// Sends an authorized request to Inngest's API: the hashed signing key as bearer token,
@@ -177,110 +242,19 @@ impl Serve {
         })
     }
 
-    /// The public URL of this handler: `INNGEST_SERVE_ORIGIN` + path, else from the request.
-    fn serve_url(&self, headers: &HeaderMap) -> Result<url::Url> {
+    /// The public URL of this handler, `INNGEST_SERVE_ORIGIN` + path. Never derived from the
+    /// request: its `Host` and `X-Forwarded-*` headers are whatever the sender wrote.
+    fn configured_serve_url(&self) -> Result<Option<url::Url>> {
+        let Some(origin) = &self.config.serve_origin else {
+            return Ok(None);
+        };
+        let origin = origin.as_str().trim_end_matches('/');
         let path = &self.config.serve_path;
-        if let Some(origin) = &self.config.serve_origin {
-            let origin = origin.as_str().trim_end_matches('/');
-            return url::Url::parse(&format!("{origin}{path}")).map_err(|e| {
+        url::Url::parse(&format!("{origin}{path}"))
+            .map(Some)
+            .map_err(|e| {
                 Error::config("INNGEST_SERVE_ORIGIN", format_args!("gives a bad URL: {e}"))
-            });
-        }
-        let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let host = header("x-forwarded-host")
-            .or_else(|| header("host"))
-            .ok_or_else(|| {
-                Error::config(
-                    "INNGEST_SERVE_ORIGIN",
-                    "is not set and the sync request has no Host header",
-                )
-            })?;
-        let proto = header("x-forwarded-proto").unwrap_or("http");
-        url::Url::parse(&format!("{proto}://{host}{path}"))
-            .map_err(|e| Error::invalid_input("Host", format_args!("does not make a URL: {e}")))
-    }
-
-    /// The sync payload (§4.3.2).
-    fn register_payload(&self, url: &url::Url) -> Value {
-        let app = &self.config.app_id;
-        let functions: Vec<Value> = served_functions(&self.runtime)
-            .iter()
-            .map(|f| {
-                let composite = format!("{app}-{}", f.id());
-                let mut step_url = url.clone();
-                step_url
-                    .query_pairs_mut()
-                    .append_pair("fnId", &composite)
-                    .append_pair("stepId", "step");
-                let triggers: Vec<Value> = f
-                    .triggers()
-                    .iter()
-                    .map(|t| match t {
-                        Trigger::Event(name) => json!({"event": name}),
-                        Trigger::Cron(schedule) => json!({"cron": schedule.expression()}),
-                    })
-                    .collect();
-                let mut function = json!({
-                    "id": composite,
-                    "name": f.name(),
-                    "triggers": triggers,
-                    "steps": {"step": {
-                        "id": "step",
-                        "name": "step",
-                        "runtime": {"type": "http", "url": step_url.as_str()},
-                        "retries": {"attempts": f.options().max_attempts()},
-                    }},
-                });
-                add_flow_control(&mut function, f);
-                function
             })
-            .collect();
-        json!({
-            "url": url.as_str(),
-            "deployType": "ping",
-            "appName": app,
-            "sdk": SDK_HEADER_VALUE,
-            "v": "0.1",
-            "framework": FRAMEWORK,
-            "functions": functions,
-        })
-    }
-}
-
-/// The function's concurrency, idempotency and debounce options in the sync payload's terms
-/// (§4.3.2), so Inngest applies the limits our runtime would. Keys become CEL expressions.
-/// Inngest's idempotency window is its own (24 hours); priority has no static equivalent.
-fn add_flow_control(function: &mut Value, f: &Function) {
-    let options = f.options();
-    if !options.concurrency.is_empty() {
-        let limits: Vec<Value> = options
-            .concurrency
-            .iter()
-            .map(|c| match &c.key {
-                Some(key) => json!({"limit": c.limit, "key": key.to_expression()}),
-                None => json!({"limit": c.limit}),
-            })
-            .collect();
-        function["concurrency"] = Value::Array(limits);
-    }
-    if let Some(idempotency) = &options.idempotency {
-        function["idempotency"] = Value::String(idempotency.key.to_expression());
-    }
-    if let Some(debounce) = &options.debounce {
-        let mut value = json!({"period": time_string(debounce.period)});
-        if let Some(key) = &debounce.key {
-            value["key"] = Value::String(key.to_expression());
-        }
-        function["debounce"] = value;
-    }
-}
-
-/// A Time String (§1.3.2): whole seconds as `5s`, anything finer in milliseconds.
-fn time_string(d: std::time::Duration) -> String {
-    if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{}ms", d.as_millis())
     }
 }
 
@@ -293,10 +267,15 @@ fn query_param(query: &Option<String>, name: &str) -> Option<String> {
 
 /// `GET`: introspection (§4.5).
 async fn introspect(State(serve): State<Arc<Serve>>, headers: HeaderMap) -> Response {
-    let config = &serve.config;
-    let signed = config.mode == ServeMode::Cloud
+    let signed = serve.config.mode == ServeMode::Cloud
         && headers.contains_key(SIGNATURE_HEADER)
         && serve.verify(&headers, b"").is_ok();
+    reply(StatusCode::OK, introspection(&serve, signed))
+}
+
+/// The introspection body (§4.5); key hashes only for a verified request.
+fn introspection(serve: &Serve, signed: bool) -> Value {
+    let config = &serve.config;
     let mut body = json!({
         "function_count": served_functions(&serve.runtime).len(),
         "has_event_key": config.has_event_key,
@@ -313,7 +292,7 @@ async fn introspect(State(serve): State<Arc<Serve>>, headers: HeaderMap) -> Resp
         body["signing_key_hash"] = hash(Some(keys.primary()));
         body["signing_key_fallback_hash"] = hash(keys.fallback());
     }
-    reply(StatusCode::OK, body)
+    body
 }
 
 /// Inngest's reply to a sync: `{ok, modified?}` or `{error}`.
@@ -325,24 +304,140 @@ struct RegisterReply {
     error: Option<String>,
 }
 
-/// `PUT`: sync the app's functions with Inngest (§4.3).
+/// A sync reply, with the kind of sync it was.
+fn sync_reply(status: StatusCode, body: Value, kind: &'static str) -> Response {
+    let mut response = reply(status, body);
+    response
+        .headers_mut()
+        .insert(HEADER_SYNC_KIND, HeaderValue::from_static(kind));
+    response
+}
+
+/// `PUT`: sync the app's functions with Inngest (§4.3), in-band when Inngest asks for it.
 async fn sync(
     State(serve): State<Arc<Serve>>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
+    body: Body,
 ) -> Response {
-    let failed = |message: String| {
-        tracing::warn!(%message, "Inngest sync failed");
-        reply(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            json!({"message": message, "modified": false}),
+    let in_band = headers
+        .get(HEADER_SYNC_KIND)
+        .is_some_and(|v| v.as_bytes() == SYNC_IN_BAND.as_bytes());
+    if in_band {
+        in_band_sync(&serve, &headers, body).await
+    } else {
+        out_of_band_sync(&serve, &headers, query).await
+    }
+}
+
+/// In-band: verify Inngest's signed `{"url": …}` and answer with the registration, signed.
+async fn in_band_sync(serve: &Serve, headers: &HeaderMap, body: Body) -> Response {
+    let refused = |status: StatusCode, err: &Error| {
+        tracing::warn!(error = %err, "refused an in-band sync request");
+        let code = if status == StatusCode::UNAUTHORIZED {
+            "unauthorized"
+        } else {
+            "invalid_request"
+        };
+        sync_reply(
+            status,
+            json!({"code": code, "message": err.to_string()}),
+            SYNC_IN_BAND,
         )
     };
-    let url = match serve.serve_url(&headers) {
+    if let Err(err) = serve.precheck_signature(headers) {
+        return refused(StatusCode::UNAUTHORIZED, &err);
+    }
+    let body = match read_bounded(
+        headers,
+        body,
+        IN_BAND_MAX_BODY,
+        "the in-band request's bound",
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err((status, err)) => return refused(status, &err),
+    };
+    let key = match serve.verify(headers, &body) {
+        Ok(key) => key,
+        Err(err) => return refused(StatusCode::UNAUTHORIZED, &err),
+    };
+    let reached_at = match parse_in_band_request(&body) {
         Ok(url) => url,
+        Err(err) => return refused(StatusCode::BAD_REQUEST, &err),
+    };
+    // The operator's origin wins over the URL Inngest used, as for out-of-band syncs.
+    let url = match serve.configured_serve_url() {
+        Ok(Some(configured)) => configured,
+        Ok(None) => reached_at,
+        Err(err) => return refused(StatusCode::INTERNAL_SERVER_ERROR, &err),
+    };
+    let env = headers.get(HEADER_ENV).and_then(|v| v.to_str().ok());
+    let mut inspection = introspection(serve, key.is_some());
+    inspection["authentication_succeeded"] = Value::Bool(key.is_some());
+    let registration = in_band_reply(
+        &serve.config.app_id,
+        &served_functions(&serve.runtime),
+        &url,
+        inspection,
+        env,
+    );
+    let bytes = registration.to_string();
+    let mut response = (
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        bytes.clone(),
+    )
+        .into_response();
+    add_sdk_headers(&mut response);
+    response
+        .headers_mut()
+        .insert(HEADER_SYNC_KIND, HeaderValue::from_static(SYNC_IN_BAND));
+    if let Some(key) = key {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or_default();
+        if let Ok(signature) = HeaderValue::from_str(&key.header_value(bytes.as_bytes(), now)) {
+            response.headers_mut().insert(SIGNATURE_HEADER, signature);
+        }
+    }
+    tracing::info!(url = %url, "answered Inngest's in-band sync");
+    response
+}
+
+/// Out-of-band: register `INNGEST_SERVE_ORIGIN` + path with `POST {api}/fn/register`.
+async fn out_of_band_sync(serve: &Serve, headers: &HeaderMap, query: Option<String>) -> Response {
+    let failed = |message: String| {
+        tracing::warn!(%message, "Inngest sync failed");
+        sync_reply(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            json!({"message": message, "modified": false}),
+            SYNC_OUT_OF_BAND,
+        )
+    };
+    let url = match serve.configured_serve_url() {
+        Ok(Some(url)) => url,
+        Ok(None) => {
+            return failed(
+                Error::config(
+                    "INNGEST_SERVE_ORIGIN",
+                    "is not set: an out-of-band sync (a PUT that is not Inngest's signed \
+                     in-band request) registers the app's public origin, which is never taken \
+                     from the request's Host or X-Forwarded-* headers; set it, or sync from \
+                     Inngest's dashboard (in-band)",
+                )
+                .to_string(),
+            );
+        }
         Err(err) => return failed(err.to_string()),
     };
-    let payload = serve.register_payload(&url);
+    let payload = register_payload(
+        &serve.config.app_id,
+        &served_functions(&serve.runtime),
+        &url,
+    );
     let mut register = match serve.api_url("/fn/register") {
         Ok(u) => u,
         Err(err) => return failed(err.to_string()),
@@ -362,6 +457,7 @@ async fn sync(
                 .http
                 .post(register.clone())
                 .header(HEADER_FRAMEWORK, FRAMEWORK)
+                .header(HEADER_SYNC_KIND, SYNC_OUT_OF_BAND)
                 .json(&payload);
             if let Some(kind) = &expected_kind {
                 request = request.header(HEADER_EXPECTED_SERVER_KIND, kind);
@@ -379,9 +475,10 @@ async fn sync(
     if status.is_success() {
         let modified = parsed.map(|r| r.modified).unwrap_or(false);
         tracing::info!(modified, "synced the app with Inngest");
-        return reply(
+        return sync_reply(
             StatusCode::OK,
             json!({"message": "Successfully synced.", "modified": modified}),
+            SYNC_OUT_OF_BAND,
         );
     }
     let reason = parsed
@@ -418,16 +515,27 @@ async fn call(
     let internal = |name: &str, message: &str| {
         error_reply(StatusCode::INTERNAL_SERVER_ERROR, name, message, false)
     };
-    let Ok(body) = to_bytes(body, serve.config.max_body_bytes).await else {
-        return internal(
-            "BodyError",
-            "the call request's body is too large or unreadable",
-        );
+    // Refused before the body is read: a sender without a fresh, well-formed signature header
+    // cannot make the server buffer anything.
+    if let Err(err) = serve.precheck_signature(&headers) {
+        tracing::warn!(error = %err, "refused a call request");
+        return internal("SignatureError", &err.to_string());
+    }
+    let body = match read_bounded(
+        &headers,
+        body,
+        serve.config.max_body_bytes,
+        SERVE_MAX_BODY_VAR,
+    )
+    .await
+    {
+        Ok(body) => body,
+        Err((status, err)) => return error_reply(status, "BodyError", &err.to_string(), false),
     };
     if let Err(err) = serve.verify(&headers, &body) {
         // §4.1.3: a request that fails verification is refused with 500.
         tracing::warn!(error = %err, "refused a call request");
-        return internal("SignatureError", err.message());
+        return internal("SignatureError", &err.to_string());
     }
     let Some(fn_id) = query_param(&query, "fnId") else {
         return internal("FunctionNotFound", "the call request has no `fnId`");

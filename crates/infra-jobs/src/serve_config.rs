@@ -12,6 +12,12 @@ use crate::signing::SigningKeys;
 pub const INNGEST_CLOUD_API: &str = "https://api.inngest.com";
 /// Where the serve handler is mounted unless `INNGEST_SERVE_PATH` says otherwise.
 pub const DEFAULT_SERVE_PATH: &str = "/api/inngest";
+/// The variable bounding a call request's body, in bytes.
+pub const SERVE_MAX_BODY_VAR: &str = "INFRA_JOBS_SERVE_MAX_BODY_BYTES";
+/// The call request body bound unless `INFRA_JOBS_SERVE_MAX_BODY_BYTES` says otherwise: 8 MiB,
+/// room for an event at Inngest's largest event size (3 MiB) twice over (`event` and
+/// `events`); Inngest sends larger runs trimmed, for the SDK to fetch (`ctx.use_api`).
+pub const DEFAULT_SERVE_MAX_BODY: usize = 8 * 1024 * 1024;
 
 /// Which kind of Inngest server the app talks to (SDK specification §4.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,8 +52,9 @@ pub struct ServeConfig {
     /// Where syncs go: `INNGEST_API_BASE_URL`, else `INNGEST_BASE_URL`, else the dev server
     /// (`INNGEST_DEV`), else Inngest Cloud's API.
     pub api_base_url: Url,
-    /// The public URL of the handler (`INNGEST_SERVE_ORIGIN` + the path); when unset it is
-    /// derived from each sync request's `Host` and `X-Forwarded-Proto` headers.
+    /// The app's public origin (`INNGEST_SERVE_ORIGIN`): the handler's URL is it + the path.
+    /// Required for out-of-band syncs (a plain `PUT`); in-band syncs register the URL
+    /// Inngest signed unless this is set. Never derived from a request's headers.
     pub serve_origin: Option<Url>,
     /// The handler's path (`INNGEST_SERVE_PATH`, default `/api/inngest`).
     pub serve_path: String,
@@ -55,7 +62,8 @@ pub struct ServeConfig {
     pub has_event_key: bool,
     /// Deadline of the sync call to Inngest (`INNGEST_TIMEOUT`, default 10s).
     pub timeout: Duration,
-    /// The largest call request accepted, in bytes (default 16 MiB).
+    /// The largest call request accepted, in bytes (`INFRA_JOBS_SERVE_MAX_BODY_BYTES`,
+    /// default 8 MiB); a larger one is refused with 413 before it is read.
     pub max_body_bytes: usize,
 }
 
@@ -72,7 +80,7 @@ impl ServeConfig {
             serve_path: DEFAULT_SERVE_PATH.to_owned(),
             has_event_key: false,
             timeout: Duration::from_secs(10),
-            max_body_bytes: 16 * 1024 * 1024,
+            max_body_bytes: DEFAULT_SERVE_MAX_BODY,
         }
     }
 
@@ -130,7 +138,11 @@ impl ServeConfig {
             timeout: env
                 .duration("INNGEST_TIMEOUT")?
                 .unwrap_or(Duration::from_secs(10)),
-            max_body_bytes: 16 * 1024 * 1024,
+            max_body_bytes: match env.integer::<usize>(SERVE_MAX_BODY_VAR)? {
+                Some(0) => return Err(Error::config(SERVE_MAX_BODY_VAR, "must be at least 1")),
+                Some(max) => max,
+                None => DEFAULT_SERVE_MAX_BODY,
+            },
         })
     }
 }

@@ -402,7 +402,13 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
         if ids.is_empty() && shutdown.is_cancelled() {
             return;
         }
-        if ids.is_empty() || last_beat.elapsed() < settings.heartbeat {
+        if ids.is_empty() {
+            // Nothing to extend: the next look is a whole interval away. Without this the
+            // deadline stays in the past and an idle worker spins a core.
+            last_beat = tokio::time::Instant::now();
+            continue;
+        }
+        if last_beat.elapsed() < settings.heartbeat {
             continue;
         }
         last_beat = tokio::time::Instant::now();

@@ -1,7 +1,8 @@
 //! Compatibility with the official `inngest` npm SDK: an app using it sends events into our
 //! runtime by pointing its event API base URL at our ingestion route, and our functions run;
 //! call requests we sign pass the SDK's own verification, and its sync authorizes with the
-//! same hashed signing key ours does.
+//! same hashed signing key ours does; an in-band sync, signed as Inngest signs it, is
+//! answered by the SDK and by our handler alike.
 //!
 //! Needs Node and `npm ci` in `tests/compat` (`cargo xtask ci` does it); fails, never skips,
 //! without.
@@ -20,8 +21,8 @@ use axum::routing::post;
 
 use infra_core::{Event, TypedEvent};
 use infra_jobs::{
-    Function, IngestConfig, JobContext, JobsRuntime, MemoryQueue, Outcome, SigningKey,
-    WorkerSettings, ingest_router,
+    Function, IngestConfig, JobContext, JobsRuntime, MemoryQueue, Outcome, ServeConfig, SigningKey,
+    SigningKeys, WorkerSettings, ingest_router, serve_router,
 };
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -279,4 +280,157 @@ async fn the_official_sdk_accepts_our_signatures_and_hashes_the_key_as_we_do() {
         "{url}"
     );
     drop(server);
+}
+
+/// Starts the SDK's own serve handler (`inngest_serve.js`) with `KEY`; its base URL.
+async fn sdk_server(key: &'static str, api: String) -> (NodeServer, String) {
+    let compat = compat_dir();
+    let (server, port) = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .arg(compat.join("inngest_serve.js"))
+            .arg(key)
+            .arg(api)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("node runs");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = serde_json::from_str::<Value>(&line)
+            .map(|v| v["port"].as_u64().unwrap_or(0))
+            .unwrap_or(0);
+        (NodeServer(child), port)
+    })
+    .await
+    .unwrap();
+    assert!(port > 0, "the SDK's server did not start");
+    (server, format!("http://127.0.0.1:{port}"))
+}
+
+/// What a sync answered: status, sync kind, signature header, body.
+struct SyncAnswer {
+    status: u16,
+    kind: Option<String>,
+    signature: Option<String>,
+    body: Vec<u8>,
+}
+
+async fn put_in_band(url: &str, body: &str, signature: Option<String>) -> SyncAnswer {
+    let mut request = reqwest::Client::new()
+        .put(url)
+        .header("content-type", "application/json")
+        .header("X-Inngest-Sync-Kind", "in_band")
+        .header("X-Inngest-Server-Kind", "cloud")
+        .body(body.to_owned());
+    if let Some(signature) = signature {
+        request = request.header("X-Inngest-Signature", signature);
+    }
+    let response = request.send().await.unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    SyncAnswer {
+        status: response.status().as_u16(),
+        kind: header("x-inngest-sync-kind"),
+        signature: header("x-inngest-signature"),
+        body: response.bytes().await.unwrap().to_vec(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_band_sync_is_answered_like_the_official_sdk_answers_it() {
+    const KEY: &str = "signkey-test-12345678";
+    // Neither handler may call Inngest's API during an in-band sync: this one refuses all.
+    let (sdk, sdk_url) = sdk_server(KEY, "http://127.0.0.1:9".to_owned()).await;
+
+    let runtime = JobsRuntime::new(Arc::new(MemoryQueue::new()));
+    runtime
+        .register(
+            Function::typed::<CalendarSyncRequested>("sync-calendar")
+                .handler(
+                    |event: CalendarSyncRequested, _ctx: JobContext| async move {
+                        Outcome::Success(json!({"synced": event.user_id}))
+                    },
+                )
+                .unwrap(),
+        )
+        .unwrap();
+    let mut config = ServeConfig::new("calendar-agent", Some(SigningKeys::new(KEY)));
+    config.serve_path = "/".to_owned();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ours_url = format!("http://{}/", listener.local_addr().unwrap());
+    let router = serve_router(runtime, config).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+
+    let body = r#"{"url":"https://app.example.com/api/inngest"}"#;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let key = SigningKey::new("INNGEST_SIGNING_KEY", KEY);
+    let signed = || Some(key.header_value(body.as_bytes(), now));
+    let theirs = put_in_band(&format!("{sdk_url}/"), body, signed()).await;
+    let ours = put_in_band(&ours_url, body, signed()).await;
+
+    for (who, answer) in [("the SDK", &theirs), ("ours", &ours)] {
+        assert_eq!(
+            answer.status,
+            200,
+            "{who}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(answer.kind.as_deref(), Some("in_band"), "{who}");
+        SigningKeys::new(KEY)
+            .verify(answer.signature.as_deref(), &answer.body)
+            .unwrap_or_else(|e| panic!("{who}'s reply is not signed with the key: {e}"));
+    }
+    let theirs: Value = serde_json::from_slice(&theirs.body).unwrap();
+    let ours: Value = serde_json::from_slice(&ours.body).unwrap();
+    for field in ["app_id", "url"] {
+        assert_eq!(ours[field], theirs[field], "{field}");
+    }
+    assert_eq!(ours["url"], "https://app.example.com/api/inngest");
+    let functions = |reply: &Value| -> Vec<(Value, Value, Value)> {
+        reply["functions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| {
+                (
+                    f["id"].clone(),
+                    f["triggers"].clone(),
+                    f["steps"]["step"]["runtime"].clone(),
+                )
+            })
+            .collect()
+    };
+    assert_eq!(functions(&ours), functions(&theirs));
+    assert_eq!(
+        ours["inspection"]["authentication_succeeded"],
+        theirs["inspection"]["authentication_succeeded"]
+    );
+    for field in [
+        "sdk",
+        "framework",
+        "sdk_language",
+        "sdk_version",
+        "inspection",
+    ] {
+        assert!(!ours[field].is_null(), "ours lacks {field}: {ours}");
+        assert!(
+            !theirs[field].is_null(),
+            "the SDK's lacks {field}: {theirs}"
+        );
+    }
+
+    // Unsigned, both refuse it.
+    let theirs = put_in_band(&format!("{sdk_url}/"), body, None).await;
+    let ours = put_in_band(&ours_url, body, None).await;
+    assert_eq!((theirs.status, ours.status), (401, 401));
+    drop(sdk);
 }

@@ -176,11 +176,16 @@ async fn fixture(mode: ServeMode, keys: Option<SigningKeys>) -> Fixture {
     )
     .await;
     let runs = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = format!("http://{}", listener.local_addr().unwrap());
     let mut config = ServeConfig::new(APP, keys);
     config.mode = mode;
     config.api_base_url = url::Url::parse(&api_url).unwrap();
+    // Out-of-band syncs register the configured origin: here, where the handler listens.
+    config.serve_origin = Some(url::Url::parse(&app).unwrap());
     config.timeout = Duration::from_secs(10);
-    let app = listen(serve_router(runtime(runs.clone()), config).unwrap()).await;
+    let router = serve_router(runtime(runs.clone()), config).unwrap();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
     Fixture { app, api, runs }
 }
 

@@ -9,6 +9,8 @@ mod reporter;
 pub mod scrub;
 #[cfg(feature = "sentry")]
 mod sentry_backend;
+#[cfg(feature = "sentry")]
+mod sentry_scrub;
 #[cfg(feature = "tower")]
 mod tower_layer;
 #[cfg(feature = "tracing")]

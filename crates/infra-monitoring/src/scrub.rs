@@ -1,5 +1,7 @@
 //! Removes secrets from everything an event carries, before it leaves the process.
 
+use std::borrow::Cow;
+
 use serde_json::Value;
 
 /// Replaces what was removed.
@@ -19,6 +21,36 @@ const SECRET_KEYS: [&str; 11] = [
     "private_key",
     "credential",
 ];
+
+/// Path segments whose next segment is a secret: `/e/{event_key}`, the Inngest-compatible
+/// ingestion route, carries its event key in the path.
+const SECRET_FOLLOWS_SEGMENTS: [&str; 1] = ["e"];
+
+/// Redacts the secret segments of a path (or of a URL or text holding one):
+/// `/e/abc123` → `/e/[redacted]`. Route templates (`/e/{event_key}`) are left as they are.
+pub fn scrub_path(path: &str) -> Cow<'_, str> {
+    if !SECRET_FOLLOWS_SEGMENTS
+        .iter()
+        .any(|marker| path.contains(&format!("/{marker}/")))
+    {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    let mut secret_next = false;
+    for (i, segment) in path.split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        let is_template = segment.starts_with('{') && segment.ends_with('}');
+        if secret_next && !segment.is_empty() && !is_template {
+            out.push_str(REDACTED);
+        } else {
+            out.push_str(segment);
+        }
+        secret_next = SECRET_FOLLOWS_SEGMENTS.contains(&segment);
+    }
+    Cow::Owned(out)
+}
 
 /// Whether a key names a secret (`password`, `X-Api-Key`, `session_token`, `DATABASE_DSN`…).
 pub fn is_secret_key(key: &str) -> bool {
@@ -50,6 +82,8 @@ pub fn scrub_text(text: &str) -> String {
 }
 
 fn scrub_word(word: &str) -> String {
+    let path_scrubbed = scrub_path(word);
+    let word = path_scrubbed.as_ref();
     // scheme://user:password@host → scheme://user:[redacted]@host
     if let Some(scheme_end) = word.find("://") {
         let rest = &word[scheme_end + 3..];
@@ -130,6 +164,22 @@ mod tests {
             "retry with password=[redacted]"
         );
         assert_eq!(scrub_text("nothing to see"), "nothing to see");
+    }
+
+    #[test]
+    fn secret_path_segments() {
+        assert_eq!(scrub_path("/e/abc123"), "/e/[redacted]");
+        assert_eq!(scrub_path("/e/{event_key}"), "/e/{event_key}");
+        assert_eq!(scrub_path("/api/inngest"), "/api/inngest");
+        assert_eq!(
+            scrub_path("/hooks/e/k1/e/k2"),
+            "/hooks/e/[redacted]/e/[redacted]"
+        );
+        assert_eq!(
+            scrub_text("POST https://app.example.com/e/k-123?x=1 failed"),
+            "POST https://app.example.com/e/[redacted] failed"
+        );
+        assert_eq!(scrub_text("see /e/"), "see /e/");
     }
 
     #[test]

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use infra_core::{Breadcrumb, Context, DynError, Error, Level, Probe, Result, User};
-use sentry::protocol::{Context as SentryContext, Event, Value};
+use sentry::protocol::Context as SentryContext;
 
 use crate::config::{DSN_VARIABLES, MonitoringConfig};
 use crate::envelope_probe::EnvelopeProbe;
-use crate::scrub::{REDACTED, is_secret_key, scrub_text, scrub_value};
+use crate::sentry_scrub::{ScrubbingTransportFactory, scrub_breadcrumb, scrub_event};
 use crate::tracking::Tracking;
 
 /// How long the last `Monitoring` clone waits for queued events when dropped.
@@ -32,114 +32,9 @@ fn level(level: Level) -> sentry::Level {
     }
 }
 
-/// Strips secrets from every place an event can hold them.
-pub(crate) fn scrub_event(mut event: Event<'static>) -> Event<'static> {
-    for value in event.extra.values_mut() {
-        scrub_value(value);
-    }
-    for (key, value) in event.extra.iter_mut() {
-        if is_secret_key(key) {
-            *value = Value::String(REDACTED.into());
-        }
-    }
-    for context in event.contexts.values_mut() {
-        if let SentryContext::Other(map) = context {
-            for (key, value) in map.iter_mut() {
-                if is_secret_key(key) {
-                    *value = Value::String(REDACTED.into());
-                } else {
-                    scrub_value(value);
-                }
-            }
-        }
-    }
-    if let Some(message) = event.message.as_mut() {
-        *message = scrub_text(message);
-    }
-    for exception in event.exception.values.iter_mut() {
-        if let Some(value) = exception.value.as_mut() {
-            *value = scrub_text(value);
-        }
-    }
-    for crumb in event.breadcrumbs.values.iter_mut() {
-        scrub_breadcrumb(crumb);
-    }
-    if let Some(request) = event.request.as_mut() {
-        request.cookies = request.cookies.as_ref().map(|_| REDACTED.to_owned());
-        if let Some(url) = request.url.as_mut() {
-            let pairs: Vec<(String, String)> = url
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if is_secret_key(&k) {
-                        REDACTED.to_owned()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                url.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            if url.password().is_some() {
-                let _ = url.set_password(Some(REDACTED));
-            }
-        }
-        for (key, value) in request.headers.iter_mut() {
-            if is_secret_key(key) {
-                *value = REDACTED.into();
-            } else {
-                *value = scrub_text(value);
-            }
-        }
-        for (key, value) in request.env.iter_mut() {
-            if is_secret_key(key) {
-                *value = REDACTED.into();
-            }
-        }
-        if let Some(data) = request.data.as_mut() {
-            match serde_json::from_str::<Value>(data) {
-                Ok(mut json) => {
-                    scrub_value(&mut json);
-                    *data = json.to_string();
-                }
-                Err(_) => *data = scrub_text(data),
-            }
-        }
-        if let Some(query) = request.query_string.as_mut() {
-            *query = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if is_secret_key(k) => format!("{k}={REDACTED}"),
-                    _ => pair.to_owned(),
-                })
-                .collect::<Vec<_>>()
-                .join("&");
-        }
-    }
-    for (key, value) in event.tags.iter_mut() {
-        if is_secret_key(key) {
-            *value = REDACTED.into();
-        }
-    }
-    event
-}
-
-pub(crate) fn scrub_breadcrumb(crumb: &mut sentry::Breadcrumb) {
-    if let Some(message) = crumb.message.as_mut() {
-        *message = scrub_text(message);
-    }
-    for (key, value) in crumb.data.iter_mut() {
-        if is_secret_key(key) {
-            *value = Value::String(REDACTED.into());
-        } else {
-            scrub_value(value);
-        }
-    }
-}
-
 /// The sentry `ClientOptions` for `config`: DSN, release, environment, sample rates,
-/// `send_default_pii` off, the scrubbers installed as `before_send`/`before_breadcrumb`, and
+/// `send_default_pii` off, the scrubbers installed as `before_send`/`before_breadcrumb` and
+/// around the transport (for transactions, which `before_send` never sees), and
 /// the default integrations (panics, contexts, backtraces) already in `integrations` with
 /// `default_integrations` off, so `sentry::init` and `sentry::Client::from` both end with each
 /// integration once. Use it to initialise Sentry yourself (then
@@ -176,6 +71,12 @@ pub fn sentry_options(config: &MonitoringConfig) -> Result<sentry::ClientOptions
         });
     options.dsn = Some(dsn.sentry_dsn().clone());
     let mut options = sentry::apply_defaults(options);
+    // sentry has no `before_send_transaction`: transactions (and anything else an envelope
+    // carries) are scrubbed on their way into the transport instead.
+    options.transport = options
+        .transport
+        .take()
+        .map(|inner| std::sync::Arc::new(ScrubbingTransportFactory::new(inner)) as _);
     // apply_defaults has put the default integrations (panics, contexts, backtraces) into
     // `integrations`; with the flag left on, `sentry::init` would add them a second time.
     options.default_integrations = false;

@@ -26,11 +26,7 @@ impl RealtimeService {
         let config = RealtimeConfig::from_env(env)?;
         #[cfg(feature = "server")]
         if let RealtimeConfig::Local = config {
-            let server_config = match crate::server::ServerConfig::from_env(env)? {
-                Some(config) => config,
-                None => crate::server::ServerConfig::embedded_default()
-                    .with_cluster(crate::server::ClusterConfig::from_env(env)?),
-            };
+            let server_config = crate::server::ServerConfig::from_env_or_embedded(env)?;
             let mut service =
                 RealtimeService::embedded(crate::server::RealtimeServer::new(server_config)?);
             service.credentials = service

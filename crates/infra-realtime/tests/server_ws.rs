@@ -469,6 +469,8 @@ async fn a_client_that_stops_reading_is_dropped_without_delaying_others() {
                 progress.fetch_add(1, Ordering::SeqCst);
             }
         }
+        // Handed back, so it stays connected while the stalled client's fate is checked.
+        reader
     });
     for sent in 0..total {
         // The reader keeps up (never more than 8 behind); the stalled client reads nothing.
@@ -480,7 +482,7 @@ async fn a_client_that_stops_reading_is_dropped_without_delaying_others() {
             .await
             .unwrap();
     }
-    tokio::time::timeout(PATIENCE * 3, reading)
+    let _reader = tokio::time::timeout(PATIENCE * 3, reading)
         .await
         .expect("the reader is never held up by the stalled client")
         .unwrap();

@@ -6,7 +6,7 @@
 //! | route | part | what |
 //! |---|---|---|
 //! | `GET /api/health` | [`liveness_routes`] | 200 while the process serves; touches no backend |
-//! | `GET /api/health/ready` | [`readiness_routes`] | one report per service; 503 when a configured one is unhealthy |
+//! | `GET /api/health/ready` | [`readiness_routes`] | one cheap, coalesced report per service; 503 when a configured one is unhealthy |
 //! | `GET /api/test-infrastructure` | [`admin_routes`] | the full [`Infra::test_all_connections`] report, behind `INFRA_ADMIN_TOKEN` |
 //! | `POST /api/pusher/auth`, `POST /api/pusher/user-auth` | [`InfraRoutes::authorizer`] | channel authorization and sign-in with the app's `Authorizer` (feature `realtime`) |
 //! | `/app/{key}`, `/apps/{id}/…` | the embedded realtime server | pusher-js and the Pusher HTTP API on the app's own port, when realtime runs embedded |
@@ -16,7 +16,7 @@
 //! Around them, [`InfraRoutes`] puts the Sentry request layers (a hub per request, 5xx
 //! captured; on by default with `monitoring`) and, when asked, a rate limit on the API routes.
 
-use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 
 use axum::Json;
@@ -25,8 +25,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use infra_core::Secret;
-use serde::Serialize;
+use infra_core::http_server;
+use infra_core::{Result, Secret};
+use tokio::net::TcpListener;
 
 use crate::Infra;
 
@@ -46,11 +47,23 @@ impl Infra {
     /// infra.start().await?;
     /// let app: axum::Router = infra.router();
     /// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
-    /// axum::serve(listener, app).await?;
+    /// infra.serve(listener, app, std::future::pending()).await?; // or a shutdown signal
     /// # Ok(()) }
     /// ```
     pub fn router(self: &Arc<Self>) -> Router {
         self.routes().build()
+    }
+
+    /// Serves `router` (this router, or the app's own with it merged in) on `listener` until
+    /// `shutdown` completes, with the limits of `INFRA_HTTP_HEADER_READ_TIMEOUT`,
+    /// `INFRA_HTTP_IDLE_TIMEOUT` and `INFRA_HTTP_MAX_BODY_BYTES` on every connection and the
+    /// peer's address on every request (which the rate limit keys on). Use it instead of
+    /// `axum::serve`, which has no header-read timeout; see [`infra_core::http_server`].
+    pub async fn serve<F>(&self, listener: TcpListener, router: Router, shutdown: F) -> Result<()>
+    where
+        F: Future<Output = ()> + Send,
+    {
+        http_server::serve(listener, router, self.http_server_config(), shutdown).await
     }
 
     /// A builder of the router, to add the app's realtime authorizer, a rate limit, or to
@@ -102,10 +115,12 @@ impl InfraRoutes {
         self
     }
 
-    /// At most `limit` requests per `window` and client IP on the API routes (auth,
+    /// At most `limit` requests per `window` and client address on the API routes (auth,
     /// ingestion), through the cache's rate limiter; health routes and the realtime server
-    /// are left out. Serve with `into_make_service_with_connect_info::<SocketAddr>()` so the
-    /// client's address is known.
+    /// are left out. The client is the socket's peer, or what the proxies of
+    /// `INFRA_TRUSTED_PROXIES` forwarded; a client's own `X-Forwarded-For` is ignored. Serve
+    /// with [`Infra::serve`] (or axum's `into_make_service_with_connect_info::<SocketAddr>()`)
+    /// so the peer's address is known: without it requests are refused with 500.
     #[cfg(feature = "cache")]
     #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]
     pub fn rate_limit(mut self, limit: u64, window: std::time::Duration) -> Self {
@@ -146,11 +161,10 @@ impl InfraRoutes {
         }
         #[cfg(feature = "cache")]
         if let Some((limit, window)) = self.rate_limit {
-            api = api.layer(infra_cache::tower_layer::RateLimitLayer::new(
-                infra.rate_limiter(),
-                limit,
-                window,
-            ));
+            api = api.layer(
+                infra_cache::tower_layer::RateLimitLayer::new(infra.rate_limiter(), limit, window)
+                    .with_trusted_proxies(infra.trusted_proxies().clone()),
+            );
         }
         #[allow(unused_mut)]
         let mut router = liveness_routes()
@@ -182,10 +196,16 @@ pub fn liveness_routes() -> Router {
 /// `GET /api/health/ready`: `{ "ready": bool, "services": { name: { ok, status, backend } } }`,
 /// 200 when no configured service is unhealthy, 503 otherwise (what a load balancer expects).
 /// Services built in but not configured report `not_configured` and don't fail readiness.
+///
+/// Unauthenticated, so cheap: each service's [`HealthCheck::ping`](infra_core::HealthCheck::ping)
+/// (a `PING`, a `SELECT 1`, local state; for Pusher, whose client has no cheaper check, its
+/// channels query), one report in flight at a time and its answer reused
+/// for `INFRA_READINESS_CACHE_TTL` (default 2s). The end-to-end probes are
+/// [`admin_routes`]'.
 pub fn readiness_routes(infra: Arc<Infra>) -> Router {
     Router::new()
-        .route(READINESS_PATH, get(ready))
-        .with_state(infra)
+        .route(READINESS_PATH, get(crate::readiness::ready))
+        .with_state(Arc::new(crate::readiness::ReadinessCache::new(infra)))
 }
 
 /// `GET /api/test-infrastructure`: the full [`Infra::test_all_connections`] report (status,
@@ -211,41 +231,6 @@ struct AdminState {
 
 async fn live() -> Json<serde_json::Value> {
     Json(serde_json::json!({ "status": "ok" }))
-}
-
-#[derive(Serialize)]
-struct Readiness<'a> {
-    ready: bool,
-    services: BTreeMap<&'a str, ServiceReadiness<'a>>,
-}
-
-#[derive(Serialize)]
-struct ServiceReadiness<'a> {
-    ok: bool,
-    status: &'static str,
-    backend: &'a str,
-}
-
-async fn ready(State(infra): State<Arc<Infra>>) -> Response {
-    let report = infra.test_all_connections().await;
-    let body = Readiness {
-        ready: report.all_ok(),
-        services: report
-            .services
-            .iter()
-            .map(|r| {
-                (
-                    r.service.as_str(),
-                    ServiceReadiness {
-                        ok: r.is_ok(),
-                        status: r.status.as_str(),
-                        backend: r.backend.as_str(),
-                    },
-                )
-            })
-            .collect(),
-    };
-    (status_of(body.ready), Json(&body)).into_response()
 }
 
 async fn test_infrastructure(State(state): State<AdminState>, headers: HeaderMap) -> Response {

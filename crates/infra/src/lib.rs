@@ -5,11 +5,13 @@ mod connections;
 #[cfg(feature = "http")]
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
+#[cfg(feature = "http")]
+mod readiness;
 mod stack;
 
 pub use connections::ConnectionReport;
 pub use infra_core::*;
-pub use stack::Infra;
+pub use stack::{DEFAULT_READINESS_CACHE_TTL, Infra};
 
 #[cfg(feature = "cache")]
 #[cfg_attr(docsrs, doc(cfg(feature = "cache")))]

@@ -38,11 +38,16 @@ pub struct Infra {
     #[cfg(feature = "monitoring")]
     monitoring: infra_monitoring::Monitoring,
     health_deadline: Duration,
+    readiness_cache_ttl: Duration,
     admin_token: Option<Secret<String>>,
     #[cfg(all(feature = "jobs", feature = "http"))]
     ingest: Option<infra_jobs::IngestConfig>,
     #[cfg(all(feature = "jobs", feature = "http"))]
     inngest_serve: Option<infra_jobs::ServeConfig>,
+    #[cfg(feature = "http")]
+    http_server: infra_core::http_server::HttpServerConfig,
+    #[cfg(all(feature = "cache", feature = "http"))]
+    trusted_proxies: infra_cache::tower_layer::TrustedProxies,
 }
 
 impl Infra {
@@ -59,6 +64,9 @@ impl Infra {
         let health_deadline = env
             .duration("INFRA_HEALTH_TIMEOUT")?
             .unwrap_or(DEFAULT_HEALTH_DEADLINE);
+        let readiness_cache_ttl = env
+            .duration("INFRA_READINESS_CACHE_TTL")?
+            .unwrap_or(DEFAULT_READINESS_CACHE_TTL);
         #[cfg(feature = "db")]
         let database = if env.is_set("DATABASE_URL") {
             Some(infra_db::Database::from_env(env)?)
@@ -86,6 +94,7 @@ impl Infra {
             #[cfg(feature = "monitoring")]
             monitoring: infra_monitoring::Monitoring::from_env(env)?,
             health_deadline,
+            readiness_cache_ttl,
             admin_token: env.optional_secret("INFRA_ADMIN_TOKEN"),
             #[cfg(all(feature = "jobs", feature = "http"))]
             inngest_serve: if jobs_on_inngest(env)? {
@@ -103,6 +112,10 @@ impl Infra {
             } else {
                 None
             },
+            #[cfg(feature = "http")]
+            http_server: infra_core::http_server::HttpServerConfig::from_env(env)?,
+            #[cfg(all(feature = "cache", feature = "http"))]
+            trusted_proxies: infra_cache::tower_layer::TrustedProxies::from_env(env)?,
         })
     }
 
@@ -194,6 +207,19 @@ impl Infra {
         self.inngest_serve.as_ref()
     }
 
+    /// The limits [`serve`](Infra::serve) puts on connections (`INFRA_HTTP_*`).
+    #[cfg(feature = "http")]
+    pub fn http_server_config(&self) -> infra_core::http_server::HttpServerConfig {
+        self.http_server
+    }
+
+    /// The proxies allowed to name the client in `X-Forwarded-For` for the rate limit
+    /// (`INFRA_TRUSTED_PROXIES`; none by default: the socket's peer is the client).
+    #[cfg(all(feature = "cache", feature = "http"))]
+    pub fn trusted_proxies(&self) -> &infra_cache::tower_layer::TrustedProxies {
+        &self.trusted_proxies
+    }
+
     /// The ingestion route's settings, when `INFRA_JOBS_INGEST_KEYS` is set.
     #[cfg(all(feature = "jobs", feature = "http"))]
     pub fn ingest_config(&self) -> Option<&infra_jobs::IngestConfig> {
@@ -228,9 +254,28 @@ impl Infra {
         checks
     }
 
-    /// Checks every service concurrently; each ends within the health deadline, so a hung
-    /// backend costs at most that long and never hangs the caller.
+    /// Checks every service concurrently, end to end ([`HealthCheck::check`]: a probe key
+    /// written and read back, a probe job, a call to each provider's API); each ends within
+    /// the health deadline, so a hung backend costs at most that long and never hangs the
+    /// caller.
     pub async fn test_all_connections(&self) -> ConnectionReport {
+        self.run_checks(Depth::EndToEnd).await
+    }
+
+    /// Checks every service concurrently the cheap way ([`HealthCheck::check_ready`]: a
+    /// `PING`, a `SELECT 1`, local state; nothing written, no provider's API called), within
+    /// the same deadline: what `GET /api/health/ready` reports.
+    pub async fn readiness_report(&self) -> ConnectionReport {
+        self.run_checks(Depth::Ping).await
+    }
+
+    /// How long `GET /api/health/ready` reuses an answer (`INFRA_READINESS_CACHE_TTL`,
+    /// default 2s).
+    pub fn readiness_cache_ttl(&self) -> Duration {
+        self.readiness_cache_ttl
+    }
+
+    async fn run_checks(&self, depth: Depth) -> ConnectionReport {
         let deadline = self.health_deadline;
         let checks = self
             .checks()
@@ -238,7 +283,7 @@ impl Infra {
             .map(|(service, check)| async move {
                 match check {
                     None => HealthReport::not_configured(service, not_configured_hint(service)),
-                    Some(check) => bounded_check(service, check.as_ref(), deadline).await,
+                    Some(check) => bounded_check(service, check.as_ref(), depth, deadline).await,
                 }
             });
         ConnectionReport {
@@ -246,6 +291,18 @@ impl Infra {
         }
     }
 }
+
+/// How far a health check goes.
+#[derive(Clone, Copy)]
+enum Depth {
+    /// [`HealthCheck::check`].
+    EndToEnd,
+    /// [`HealthCheck::check_ready`].
+    Ping,
+}
+
+/// How long readiness answers are reused unless `INFRA_READINESS_CACHE_TTL` says otherwise.
+pub const DEFAULT_READINESS_CACHE_TTL: Duration = Duration::from_secs(2);
 
 /// The app id Inngest lists the functions under unless `INNGEST_APP_ID` names one.
 #[cfg(all(feature = "jobs", feature = "http"))]
@@ -264,9 +321,18 @@ fn jobs_on_inngest(env: &Env) -> Result<bool> {
 }
 
 /// Runs a check under the umbrella's deadline as well as its own.
-async fn bounded_check(service: &str, check: &dyn HealthCheck, deadline: Duration) -> HealthReport {
+async fn bounded_check(
+    service: &str,
+    check: &dyn HealthCheck,
+    depth: Depth,
+    deadline: Duration,
+) -> HealthReport {
     let started = Instant::now();
-    match tokio::time::timeout(deadline, check.check()).await {
+    let report = match depth {
+        Depth::EndToEnd => check.check(),
+        Depth::Ping => check.check_ready(),
+    };
+    match tokio::time::timeout(deadline, report).await {
         Ok(report) => report,
         Err(_) => HealthReport {
             service: service.to_owned(),

@@ -30,8 +30,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| calendar_agent::DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("calendar agent on http://{}/", listener.local_addr()?);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
+    // Header-read and idle timeouts, a body limit, the peer's address for rate limits.
+    infra
+        .serve(listener, app, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;

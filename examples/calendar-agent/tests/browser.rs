@@ -12,58 +12,14 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use calendar_agent::provider::FakeProvider;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use fantoccini::{Client, ClientBuilder, Locator};
 use infra::{Env, Infra};
+use support::TestDatabase;
 
 const EVENTS_PER_CALENDAR: usize = 7;
-
-fn base_url() -> url::Url {
-    let raw = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    url::Url::parse(&raw).expect("DATABASE_URL parses")
-}
-
-fn url_for(database: &str) -> String {
-    let mut url = base_url();
-    url.set_path(&format!("/{database}"));
-    url.to_string()
-}
-
-/// A database of the test's own, dropped at the end.
-struct TestDatabase {
-    name: String,
-}
-
-impl TestDatabase {
-    async fn create() -> TestDatabase {
-        let name = format!("calendar_agent_browser_{}", std::process::id());
-        let mut admin = AsyncPgConnection::establish(&url_for("postgres"))
-            .await
-            .expect("PostgreSQL answers");
-        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        TestDatabase { name }
-    }
-
-    async fn drop_now(self) {
-        if let Ok(mut admin) = AsyncPgConnection::establish(&url_for("postgres")).await {
-            let _ = diesel::sql_query(format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin)
-            .await;
-        }
-    }
-}
 
 /// chromedriver on a spare port, stopped on drop.
 struct ChromeDriver {
@@ -221,9 +177,9 @@ async fn drive(client: &Client, app: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sync_happens_live_and_a_foreign_channel_is_refused() {
-    let database = TestDatabase::create().await;
+    let database = TestDatabase::create("browser").await;
     let env = Env::from_pairs([
-        ("DATABASE_URL", url_for(&database.name)),
+        ("DATABASE_URL", database.url()),
         ("INFRA_JOBS_BACKEND", "postgres".to_owned()),
     ]);
     let infra = Arc::new(Infra::from_env_with(&env).expect("the environment is valid"));
@@ -235,7 +191,10 @@ async fn a_sync_happens_live_and_a_foreign_channel_is_refused() {
     .expect("the app starts");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let app = format!("http://{}/", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, router).await });
+    let server = tokio::spawn({
+        let infra = infra.clone();
+        async move { infra.serve(listener, router, std::future::pending()).await }
+    });
 
     let driver = ChromeDriver::start();
     let profile =

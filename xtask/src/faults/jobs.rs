@@ -290,5 +290,6 @@ fn run(runtime: &tokio::runtime::Runtime, url: &str) -> Result<FaultReport> {
             left - leased,
             backlog_done.as_millis(),
         ),
+        section: None,
     })
 }

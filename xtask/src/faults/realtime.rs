@@ -428,6 +428,7 @@ pub fn node_kill(runtime: &tokio::runtime::Runtime) -> Result<FaultReport> {
             PER_NODE,
             gap
         ),
+        section: None,
     })
 }
 

@@ -1,13 +1,16 @@
 //! The standalone Pusher-protocol server: WebSocket and HTTP API on `INFRA_REALTIME_ADDR`
 //! (default `127.0.0.1:6001`), apps from `PUSHER_APP_ID` / `PUSHER_KEY` / `PUSHER_SECRET` or
 //! `INFRA_REALTIME_APPS_FILE`; with `INFRA_REALTIME_REDIS_URL` (feature `server-redis`) it is one
-//! node of a cluster sharing that Redis (`docs/realtime-server.md`). SIGTERM or Ctrl-C closes every connection with a close frame
-//! (4200, reconnect) before the process exits.
+//! node of a cluster sharing that Redis (`docs/realtime-server.md`). Connections get the HTTP
+//! limits of `INFRA_HTTP_HEADER_READ_TIMEOUT`, `INFRA_HTTP_IDLE_TIMEOUT` and
+//! `INFRA_HTTP_MAX_BODY_BYTES` (`infra_core::http_server`). SIGTERM or Ctrl-C closes every
+//! connection with a close frame (4200, reconnect) before the process exits.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use infra_core::http_server::{HttpServerConfig, serve};
 use infra_core::{Env, Error};
 use infra_realtime::server::{RealtimeServer, ServerConfig};
 
@@ -51,6 +54,7 @@ async fn run(env: Env) -> Result<(), Error> {
                 "must be `host:port`, e.g. 127.0.0.1:6001",
             )
         })?;
+    let limits = HttpServerConfig::from_env(&env)?;
     let apps: Vec<String> = config.apps.iter().map(|a| a.id.clone()).collect();
     let clustered = config.cluster.is_some();
     let server = RealtimeServer::new(config)?;
@@ -69,10 +73,7 @@ async fn run(env: Env) -> Result<(), Error> {
     tracing::info!(address = %local, apps = ?apps, "infra-realtime-server listening on {local}");
     // Stop accepting first, so clients told to reconnect cannot land on this process again;
     // upgraded WebSockets outlive `serve` and are closed right after.
-    axum::serve(listener, server.router())
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| Error::backend("the server stopped").with_source(e))?;
+    serve(listener, server.router(), limits, shutdown_signal()).await?;
     tracing::info!("shutting down: closing connections");
     let left = server.shutdown(Duration::from_secs(5)).await;
     if left > 0 {

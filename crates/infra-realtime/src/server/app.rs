@@ -1,4 +1,5 @@
-//! The apps a server hosts and their limits, from `PUSHER_*` variables or an apps file.
+//! The apps a server hosts and the server's timing, from `PUSHER_*` / `INFRA_REALTIME_*`
+//! variables or an apps file.
 
 use std::fmt;
 use std::path::Path;
@@ -7,42 +8,13 @@ use std::time::Duration;
 use infra_core::{Env, Error, Result, Secret};
 use serde::Deserialize;
 
+use super::app_limits::AppLimits;
 use super::cluster_config::ClusterConfig;
 
-/// Per-app limits. Defaults follow Pusher's published limits where it has them.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-#[non_exhaustive]
-pub struct AppLimits {
-    /// Concurrent WebSocket connections; one more is closed with 4100.
-    pub max_connections: usize,
-    /// Bytes of one event's `data` (HTTP API and client events); 413 / error beyond.
-    pub max_payload_bytes: usize,
-    /// Members of one presence channel.
-    pub max_presence_members: usize,
-    /// Bytes of one member's `user_info` JSON.
-    pub max_presence_user_info_bytes: usize,
-    /// Whether sockets may send `client-` events.
-    pub client_events: bool,
-    /// Client events one connection may send per second (4301 beyond).
-    pub client_events_per_second: u32,
-    /// Frames queued for one client before it counts as too slow and is disconnected.
-    pub send_buffer_frames: usize,
-}
-
-impl Default for AppLimits {
-    fn default() -> Self {
-        AppLimits {
-            max_connections: 10_000,
-            max_payload_bytes: crate::MAX_DATA_BYTES,
-            max_presence_members: 100,
-            max_presence_user_info_bytes: 1024,
-            client_events: true,
-            client_events_per_second: 10,
-            send_buffer_frames: 256,
-        }
-    }
-}
+/// The variable of [`ServerConfig::write_timeout`].
+const WRITE_TIMEOUT_VAR: &str = "INFRA_REALTIME_WRITE_TIMEOUT";
+/// Default of [`ServerConfig::write_timeout`].
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// One app: its credentials and limits.
 #[derive(Clone, Deserialize)]
@@ -123,6 +95,10 @@ pub struct ServerConfig {
     pub pong_timeout: Duration,
     /// How long `channel_vacated` / `member_removed` webhooks wait for a quick return.
     pub leave_delay: Duration,
+    /// How long one WebSocket write may take: a client that reads nothing for that long while
+    /// the server has frames for it is disconnected (4100), as is one whose queue passes
+    /// [`AppLimits::max_queued_bytes`].
+    pub write_timeout: Duration,
     /// Other nodes to act as one with, over Redis; `None`: this process alone.
     pub cluster: Option<ClusterConfig>,
 }
@@ -130,17 +106,32 @@ pub struct ServerConfig {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppsFile {
-    apps: Vec<AppConfig>,
+    apps: Vec<AppsFileEntry>,
+}
+
+/// One app of an apps file: its `limits` replace only the fields they name.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppsFileEntry {
+    id: String,
+    key: String,
+    secret: String,
+    #[serde(default)]
+    webhook_url: Option<url::Url>,
+    #[serde(default)]
+    limits: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ServerConfig {
-    /// A server hosting `apps` with Pusher's timing (120 s activity timeout, 30 s for the pong).
+    /// A server hosting `apps` with Pusher's timing (120 s activity timeout, 30 s for the
+    /// pong) and a 10 s write timeout.
     pub fn new(apps: Vec<AppConfig>) -> Self {
         ServerConfig {
             apps,
             activity_timeout: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(30),
             leave_delay: Duration::from_secs(3),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             cluster: None,
         }
     }
@@ -174,21 +165,33 @@ impl ServerConfig {
         self
     }
 
+    /// Replaces the write timeout (at least 1 ms).
+    pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
     /// The apps from `INFRA_REALTIME_APPS_FILE` when set, else the one app of
     /// `PUSHER_APP_ID` / `PUSHER_KEY` / `PUSHER_SECRET`; `INFRA_REALTIME_WEBHOOK_URL` sets the
-    /// webhook of an app that names none; `INFRA_REALTIME_REDIS_URL` (and its companions, see
-    /// [`ClusterConfig::from_env`]) joins the nodes sharing that Redis. `Ok(None)` when no
-    /// app is configured.
+    /// webhook of an app that names none; the `INFRA_REALTIME_MAX_*` variables set every
+    /// app's limits ([`AppLimits::from_env`]) but those its apps-file entry names;
+    /// `INFRA_REALTIME_WRITE_TIMEOUT` sets the write timeout; `INFRA_REALTIME_REDIS_URL`
+    /// (and its companions, see [`ClusterConfig::from_env`]) joins the nodes sharing that
+    /// Redis. `Ok(None)` when no app is configured.
     pub fn from_env(env: &Env) -> Result<Option<Self>> {
         let webhook = env.url("INFRA_REALTIME_WEBHOOK_URL")?;
+        let limits = AppLimits::from_env(env)?;
         let mut apps = if let Some(path) = env.optional("INFRA_REALTIME_APPS_FILE") {
-            load_apps_file(Path::new(&path))?
+            read_apps_file(Path::new(&path), &limits)?
         } else if env.is_set("PUSHER_APP_ID") || env.is_set("PUSHER_KEY") {
-            vec![AppConfig::new(
-                env.required("PUSHER_APP_ID")?,
-                env.required("PUSHER_KEY")?,
-                env.required_secret("PUSHER_SECRET")?.into_inner(),
-            )]
+            vec![
+                AppConfig::new(
+                    env.required("PUSHER_APP_ID")?,
+                    env.required("PUSHER_KEY")?,
+                    env.required_secret("PUSHER_SECRET")?.into_inner(),
+                )
+                .with_limits(limits),
+            ]
         } else {
             return Ok(None);
         };
@@ -197,43 +200,78 @@ impl ServerConfig {
                 app.webhook_url = webhook.clone();
             }
         }
-        Ok(Some(
-            ServerConfig::new(apps).with_cluster(ClusterConfig::from_env(env)?),
-        ))
+        ServerConfig::new(apps).with_env_settings(env).map(Some)
+    }
+
+    /// What [`from_env`](Self::from_env) finds, else the
+    /// [`embedded_default`](Self::embedded_default) app with the environment's limits,
+    /// webhook URL, write timeout and cluster: the server an app embeds when Pusher is not
+    /// configured.
+    pub fn from_env_or_embedded(env: &Env) -> Result<Self> {
+        if let Some(config) = ServerConfig::from_env(env)? {
+            return Ok(config);
+        }
+        let limits = AppLimits::from_env(env)?;
+        let webhook = env.url("INFRA_REALTIME_WEBHOOK_URL")?;
+        let mut config = ServerConfig::embedded_default();
+        for app in &mut config.apps {
+            app.limits = limits.clone();
+            app.webhook_url = webhook.clone();
+        }
+        config.with_env_settings(env)
+    }
+
+    /// The server-wide settings of the environment: the write timeout and the cluster.
+    fn with_env_settings(mut self, env: &Env) -> Result<Self> {
+        if let Some(timeout) = env.duration(WRITE_TIMEOUT_VAR)? {
+            if timeout.is_zero() {
+                return Err(Error::config(WRITE_TIMEOUT_VAR, "must be more than 0"));
+            }
+            self.write_timeout = timeout;
+        }
+        Ok(self.with_cluster(ClusterConfig::from_env(env)?))
     }
 }
 
-/// Reads and checks an apps file: `{"apps": [{"id", "key", "secret", "webhook_url"?, "limits"?}]}`.
+/// Reads and checks an apps file: `{"apps": [{"id", "key", "secret", "webhook_url"?, "limits"?}]}`;
+/// the limits an app does not name keep their defaults.
 pub fn load_apps_file(path: &Path) -> Result<Vec<AppConfig>> {
+    read_apps_file(path, &AppLimits::default())
+}
+
+fn read_apps_file(path: &Path, limits: &AppLimits) -> Result<Vec<AppConfig>> {
     const VAR: &str = "INFRA_REALTIME_APPS_FILE";
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::config(VAR, format_args!("cannot read {}: {e}", path.display())))?;
-    parse_apps(&text)
+    parse_apps(&text, limits)
         .map_err(|problem| Error::config(VAR, format_args!("{}: {problem}", path.display())))
 }
 
-fn parse_apps(text: &str) -> std::result::Result<Vec<AppConfig>, String> {
+fn parse_apps(text: &str, base: &AppLimits) -> std::result::Result<Vec<AppConfig>, String> {
     let file: AppsFile = serde_json::from_str(text).map_err(|e| e.to_string())?;
     if file.apps.is_empty() {
         return Err("lists no app".into());
     }
-    for (i, app) in file.apps.iter().enumerate() {
-        if app.id.is_empty() || app.key.is_empty() || app.secret.expose().is_empty() {
+    let mut apps: Vec<AppConfig> = Vec::with_capacity(file.apps.len());
+    for (i, entry) in file.apps.into_iter().enumerate() {
+        if entry.id.is_empty() || entry.key.is_empty() || entry.secret.is_empty() {
             return Err(format!("app {i} needs a non-empty id, key and secret"));
         }
-        let clash = file.apps[..i]
+        let clash = apps
             .iter()
-            .any(|other| other.id == app.id || other.key == app.key);
+            .any(|other| other.id == entry.id || other.key == entry.key);
         if clash {
             return Err(format!("app {i} repeats the id or key of an earlier app"));
         }
-        if app.limits.send_buffer_frames == 0 || app.limits.max_connections == 0 {
-            return Err(format!(
-                "app {i}: send_buffer_frames and max_connections must be at least 1"
-            ));
-        }
+        let limits = base
+            .overridden_by(&entry.limits)
+            .and_then(|limits| limits.check().map(|()| limits))
+            .map_err(|problem| format!("app {i}: limits: {problem}"))?;
+        let mut app = AppConfig::new(entry.id, entry.key, entry.secret).with_limits(limits);
+        app.webhook_url = entry.webhook_url;
+        apps.push(app);
     }
-    Ok(file.apps)
+    Ok(apps)
 }
 
 #[cfg(test)]
@@ -247,11 +285,15 @@ mod tests {
             ("PUSHER_KEY", "k"),
             ("PUSHER_SECRET", "hush"),
             ("INFRA_REALTIME_WEBHOOK_URL", "http://127.0.0.1:9/hooks"),
+            ("INFRA_REALTIME_MAX_CHANNELS_PER_CONNECTION", "12"),
+            ("INFRA_REALTIME_WRITE_TIMEOUT", "3s"),
         ]);
         let config = ServerConfig::from_env(&env).unwrap().unwrap();
         assert_eq!(config.apps.len(), 1);
         assert_eq!(config.apps[0].id, "3");
         assert!(config.apps[0].webhook_url.is_some());
+        assert_eq!(config.apps[0].limits.max_channels_per_connection, 12);
+        assert_eq!(config.write_timeout, Duration::from_secs(3));
         assert!(!format!("{config:?}").contains("hush"));
         assert!(ServerConfig::from_env(&Env::empty()).unwrap().is_none());
         let partial = Env::from_pairs([("PUSHER_APP_ID", "3"), ("PUSHER_KEY", "k")]);
@@ -259,27 +301,65 @@ mod tests {
             ServerConfig::from_env(&partial).unwrap_err().variable(),
             Some("PUSHER_SECRET")
         );
+        let zero = Env::from_pairs([(WRITE_TIMEOUT_VAR, "0s")]);
+        assert_eq!(
+            ServerConfig::from_env_or_embedded(&zero)
+                .unwrap_err()
+                .variable(),
+            Some(WRITE_TIMEOUT_VAR)
+        );
+    }
+
+    #[test]
+    fn the_embedded_default_takes_the_environment_s_settings() {
+        let env = Env::from_pairs([
+            ("INFRA_REALTIME_WEBHOOK_URL", "http://127.0.0.1:9/hooks"),
+            ("INFRA_REALTIME_MAX_SUBSCRIBES_PER_SECOND", "40"),
+            ("INFRA_REALTIME_WRITE_TIMEOUT", "250ms"),
+        ]);
+        let config = ServerConfig::from_env_or_embedded(&env).unwrap();
+        assert_eq!(config.apps[0].key, "app-key");
+        assert_eq!(config.apps[0].limits.max_subscribes_per_second, 40);
+        assert!(config.apps[0].webhook_url.is_some());
+        assert_eq!(config.write_timeout, Duration::from_millis(250));
+        let plain = ServerConfig::from_env_or_embedded(&Env::empty()).unwrap();
+        assert_eq!(plain.apps[0].limits, AppLimits::default());
+        assert_eq!(plain.write_timeout, DEFAULT_WRITE_TIMEOUT);
     }
 
     #[test]
     fn apps_file_rules() {
+        let base = AppLimits {
+            max_channels_per_connection: 9,
+            ..AppLimits::default()
+        };
         let apps = parse_apps(
             r#"{"apps":[{"id":"1","key":"a","secret":"s","limits":{"client_events":false}},
                         {"id":"2","key":"b","secret":"t","webhook_url":"http://h/x"}]}"#,
+            &base,
         )
         .unwrap();
         assert!(!apps[0].limits.client_events);
         assert_eq!(apps[0].limits.max_connections, 10_000);
+        assert_eq!(apps[0].limits.max_channels_per_connection, 9);
         assert!(apps[1].webhook_url.is_some());
-        assert!(parse_apps(r#"{"apps":[]}"#).unwrap_err().contains("no app"));
         assert!(
-            parse_apps(
-                r#"{"apps":[{"id":"1","key":"a","secret":"s"},{"id":"1","key":"b","secret":"s"}]}"#
-            )
-            .unwrap_err()
-            .contains("repeats")
+            parse_apps(r#"{"apps":[]}"#, &base)
+                .unwrap_err()
+                .contains("no app")
         );
-        assert!(parse_apps(r#"{"apps":[{"id":"1","key":"a","secret":"s","extra":1}]}"#).is_err());
+        let repeated =
+            r#"{"apps":[{"id":"1","key":"a","secret":"s"},{"id":"1","key":"b","secret":"s"}]}"#;
+        assert!(parse_apps(repeated, &base).unwrap_err().contains("repeats"));
+        let extra = r#"{"apps":[{"id":"1","key":"a","secret":"s","extra":1}]}"#;
+        assert!(parse_apps(extra, &base).is_err());
+        let zero =
+            r#"{"apps":[{"id":"1","key":"a","secret":"s","limits":{"send_buffer_frames":0}}]}"#;
+        assert!(
+            parse_apps(zero, &base)
+                .unwrap_err()
+                .contains("send_buffer_frames")
+        );
         let err = load_apps_file(Path::new("/nonexistent/apps.json")).unwrap_err();
         assert_eq!(err.variable(), Some("INFRA_REALTIME_APPS_FILE"));
     }

@@ -97,8 +97,10 @@ pub(crate) trait ClusterAdapter: Send + Sync {
     /// Asks every other node to close the connections of a signed-in user.
     fn relay_terminate(&self, app_id: &str, user_id: &str);
 
-    /// Records a change of this node's part of a channel.
-    fn record(&self, app_id: &str, change: StateChange);
+    /// Records a change of this node's part of a channel. False when it could not be queued
+    /// (the node's whole state is then written again later): a presence join is then the
+    /// caller's to answer.
+    fn record(&self, app_id: &str, change: StateChange) -> bool;
 
     /// Occupied channels over all nodes; `None` when only this node's state can answer.
     async fn channels(&self, app_id: &str, prefix: &str) -> Option<BTreeMap<String, ChannelStats>>;
@@ -111,6 +113,11 @@ pub(crate) trait ClusterAdapter: Send + Sync {
 
     /// How the node's link to the cluster is.
     fn health(&self) -> ClusterHealth;
+
+    /// Changes recorded but not yet written to the cluster.
+    fn queued_changes(&self) -> usize {
+        0
+    }
 }
 
 /// One process that is the whole cluster: no hop, no shared state.
@@ -132,7 +139,9 @@ impl ClusterAdapter for SingleNode {
     async fn leave(&self) {}
     fn relay_member_event(&self, _: &str, _: &str, _: &Utf8Bytes, _: Option<&str>, _: u64) {}
     fn relay_terminate(&self, _app_id: &str, _user_id: &str) {}
-    fn record(&self, _app_id: &str, _change: StateChange) {}
+    fn record(&self, _app_id: &str, _change: StateChange) -> bool {
+        true
+    }
     async fn channels(&self, _: &str, _: &str) -> Option<BTreeMap<String, ChannelStats>> {
         None
     }

@@ -1,11 +1,13 @@
 //! The in-process handle: the router to mount, `Realtime` without HTTP, counts and shutdown.
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use axum::Router;
-use axum::extract::{Path, Query, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State, WebSocketUpgrade};
+use axum::http::request::Parts;
 use axum::response::Response;
 use axum::routing::{get, post};
 use infra_core::{BatchEvent, ChannelName, Error, EventName, HealthCheck, Probe, Realtime, Result};
@@ -46,10 +48,28 @@ struct ConnectParams {
     protocol: Option<String>,
 }
 
+/// The client's address, when the server was started with axum's
+/// `into_make_service_with_connect_info::<SocketAddr>()`.
+struct PeerAddress(Option<IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for PeerAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(PeerAddress(
+            parts
+                .extensions
+                .get::<ConnectInfo<SocketAddr>>()
+                .map(|info| info.0.ip()),
+        ))
+    }
+}
+
 async fn upgrade(
     State(hub): State<Arc<Hub>>,
     Path(key): Path<String>,
     Query(params): Query<ConnectParams>,
+    PeerAddress(peer): PeerAddress,
     ws: WebSocketUpgrade,
 ) -> Response {
     // tungstenite refuses frames beyond this itself; the connection checks the app's own,
@@ -61,7 +81,7 @@ async fn upgrade(
         .write_buffer_size(0)
         .max_message_size(max_message)
         .max_frame_size(max_message)
-        .on_upgrade(move |socket| connection::serve(hub, key, params.protocol, socket))
+        .on_upgrade(move |socket| connection::serve(hub, key, params.protocol, peer, socket))
 }
 
 impl RealtimeServer {
@@ -85,7 +105,10 @@ impl RealtimeServer {
         self.hub.cluster().ready(wait).await
     }
 
-    /// The WebSocket endpoint `/app/{key}` and the HTTP API `/apps/{id}/…`.
+    /// The WebSocket endpoint `/app/{key}` and the HTTP API `/apps/{id}/…` (and
+    /// `/users/{id}/terminate_connections`, where the PyPI SDK posts it). Serve it with
+    /// `into_make_service_with_connect_info::<SocketAddr>()` for the per-address connection
+    /// limit to apply.
     pub fn router(&self) -> Router {
         Router::new()
             .route("/app/{key}", get(upgrade))
@@ -100,6 +123,12 @@ impl RealtimeServer {
             .route(
                 "/apps/{app_id}/users/{user_id}/terminate_connections",
                 post(http_api::terminate_connections),
+            )
+            // The PyPI SDK (3.x) posts here, without the `/apps/{app_id}` prefix; the key that
+            // signed it names the app.
+            .route(
+                "/users/{user_id}/terminate_connections",
+                post(http_api::terminate_connections_by_key),
             )
             .with_state(self.hub.clone())
     }
@@ -123,18 +152,24 @@ impl RealtimeServer {
         self.default_app().channels("").into_keys().collect()
     }
 
-    /// What the server holds over all apps (sockets, channels, presence members, users).
+    /// What the server holds over all apps (sockets, channels, presence members, users) and
+    /// what waits to leave it (webhooks, changes for the cluster).
     pub fn state_counts(&self) -> StateCounts {
-        self.hub
-            .apps()
-            .iter()
-            .map(|app| app.counts())
-            .fold(StateCounts::default(), |a, b| StateCounts {
+        self.hub.apps().iter().map(|app| app.counts()).fold(
+            StateCounts {
+                cluster_changes_queued: self.hub.cluster().queued_changes(),
+                ..StateCounts::default()
+            },
+            |a, b| StateCounts {
                 sockets: a.sockets + b.sockets,
                 channels: a.channels + b.channels,
                 members: a.members + b.members,
                 users: a.users + b.users,
-            })
+                webhooks_queued: a.webhooks_queued + b.webhooks_queued,
+                webhooks_dropped: a.webhooks_dropped + b.webhooks_dropped,
+                cluster_changes_queued: a.cluster_changes_queued,
+            },
+        )
     }
 
     /// Closes every connection with 4200 (reconnect now) and waits up to `deadline` for them
@@ -241,13 +276,20 @@ impl HealthCheck for RealtimeServer {
     async fn probe(&self) -> Result<Probe> {
         let counts = self.state_counts();
         let cluster = self.hub.cluster().health();
-        let detail = format!(
+        let mut detail = format!(
             "embedded Pusher server: {} app(s), {} connection(s), {} occupied channel(s); {}",
             self.hub.apps().len(),
             counts.sockets,
             counts.channels,
             cluster.detail
         );
+        if counts.webhooks_queued > 0 || counts.webhooks_dropped > 0 {
+            detail.push_str(&format!(
+                "; {} webhook event(s) waiting, {} webhook events dropped since start (backlog \
+                 full: a slow receiver or a flood)",
+                counts.webhooks_queued, counts.webhooks_dropped
+            ));
+        }
         Ok(if cluster.healthy {
             Probe::healthy(detail)
         } else {

@@ -50,10 +50,24 @@ fn authenticate(
         .by_id(app_id)
         .cloned()
         .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("Unknown app `{app_id}`")))?;
-    let params: BTreeMap<String, String> =
-        url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
-            .map(|(k, v)| (k.into_owned(), v.into_owned()))
-            .collect();
+    let params = query_params(query);
+    verify(app, params, method, uri, body)
+}
+
+fn query_params(query: Option<&str>) -> BTreeMap<String, String> {
+    url::form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// Verifies a request to `app`: signature over the path as sent, `body_md5`, timestamp, size.
+fn verify(
+    app: Arc<AppHub>,
+    params: BTreeMap<String, String>,
+    method: &Method,
+    uri: &Uri,
+    body: &[u8],
+) -> Result<(Arc<AppHub>, BTreeMap<String, String>), ApiError> {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -368,6 +382,30 @@ pub(crate) async fn users(
         .map(|id| json!({"id": id}))
         .collect();
     Ok(Json(json!({"users": users})))
+}
+
+/// `POST /users/{user_id}/terminate_connections`, as the PyPI SDK sends it: the app is the
+/// one whose key signed the request (`auth_key`), the signature is over the path as sent.
+pub(crate) async fn terminate_connections_by_key(
+    State(hub): State<Arc<Hub>>,
+    Path(user_id): Path<String>,
+    method: Method,
+    uri: Uri,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let params = query_params(query.as_deref());
+    let unauthorized = |message: &str| ApiError(StatusCode::UNAUTHORIZED, message.to_owned());
+    let key = params
+        .get("auth_key")
+        .ok_or_else(|| unauthorized("`auth_key` is missing"))?;
+    let app = hub
+        .by_key(key)
+        .cloned()
+        .ok_or_else(|| unauthorized("unknown `auth_key`"))?;
+    let (app, _) = verify(app, params, &method, &uri, &body)?;
+    app.terminate_user(&user_id);
+    Ok(Json(json!({})))
 }
 
 /// `POST /apps/{app_id}/users/{user_id}/terminate_connections`.

@@ -4,54 +4,40 @@
 //! sees `subscription_succeeded` before any event published after it, and events in order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc};
 
 use super::app::{AppConfig, ServerConfig};
-use super::cluster::{ClusterAdapter, JoinOutcome, StateChange};
-use super::protocol::{CloseCode, frame, subscription_error};
-use super::webhook::{StillLeft, WebhookEvent, WebhookQueue};
+use super::cluster::ClusterAdapter;
+pub(crate) use super::kill_switch::Kill;
+use super::outbox::Outbox;
+use super::peer_counts::{PeerCounts, peer_key};
+use super::protocol::{CloseCode, frame};
+use super::webhook::{WebhookEvent, WebhookQueue};
 
 /// How long the last event of a `cache-` channel is kept for late subscribers.
 const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
+/// How often expired cache entries are swept (reads check the age themselves meanwhile).
+const CACHE_SWEEP: Duration = Duration::from_secs(60);
 
 /// Channels whose subscribers are signed-in users, not authorized sockets.
 pub(crate) const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 
-/// Asks one connection's task to close with a code; the first code wins.
-#[derive(Default)]
-pub(crate) struct Kill {
-    code: AtomicU16,
-    notify: Notify,
-}
+mod shared;
 
-impl Kill {
-    pub fn trigger(&self, code: CloseCode) {
-        if self
-            .code
-            .compare_exchange(0, code.code(), Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // `notify_one` keeps a permit when the task is not waiting yet.
-            self.notify.notify_one();
-        }
-    }
-
-    pub async fn wait(&self) -> CloseCode {
-        self.notify.notified().await;
-        CloseCode::from_code(self.code.load(Ordering::Acquire)).unwrap_or(CloseCode::GoingAway)
-    }
-}
+use shared::leave_check;
 
 /// One connection as the hub sees it.
 pub(crate) struct Socket {
-    tx: mpsc::Sender<Utf8Bytes>,
+    outbox: Outbox,
     kill: Arc<Kill>,
+    /// The client address its per-address limit counts, when the server knows it.
+    peer: Option<IpAddr>,
     user: Option<String>,
     channels: HashSet<String>,
 }
@@ -99,6 +85,9 @@ struct AppState {
     channels: HashMap<String, Channel>,
     users: HashMap<String, HashSet<String>>,
     cache: HashMap<String, (Utf8Bytes, Instant)>,
+    /// When expired cache entries were last swept.
+    cache_swept: Option<Instant>,
+    peers: PeerCounts,
 }
 
 /// How many things the hub holds, to prove nothing stays behind after clients leave.
@@ -113,15 +102,23 @@ pub struct StateCounts {
     pub members: usize,
     /// Signed-in users.
     pub users: usize,
+    /// Webhook events waiting for delivery (at most a bounded backlog).
+    pub webhooks_queued: usize,
+    /// Webhook events dropped because the backlog was full.
+    pub webhooks_dropped: u64,
+    /// Changes of this node's state waiting for the cluster's Redis (0 on a single node).
+    pub cluster_changes_queued: usize,
 }
 
 /// A presence identity: the user id (as a string) and its `user_info`.
+#[derive(Debug)]
 pub(crate) struct Presence {
     pub user_id: String,
     pub user_info: Value,
 }
 
 /// Why a subscription was refused: an HTTP-like status and a message.
+#[derive(Debug)]
 pub(crate) struct Refusal {
     pub status: u16,
     pub message: String,
@@ -171,22 +168,40 @@ impl AppHub {
         }
     }
 
-    /// Adds a socket unless the app is at its connection limit.
+    /// Adds a socket unless the app is at its connection limit, or the socket's address at
+    /// its own (`peer` is `None` when the server does not know the address).
     pub fn register(
         &self,
         socket_id: &str,
-        tx: mpsc::Sender<Utf8Bytes>,
+        outbox: Outbox,
         kill: Arc<Kill>,
-    ) -> Result<(), CloseCode> {
+        peer: Option<IpAddr>,
+    ) -> Result<(), (CloseCode, String)> {
+        let limits = &self.config.limits;
         let mut state = self.lock();
-        if state.sockets.len() >= self.config.limits.max_connections {
-            return Err(CloseCode::OverCapacity);
+        if state.sockets.len() >= limits.max_connections {
+            let message = format!(
+                "Over capacity: the app has {} connections, its limit",
+                limits.max_connections
+            );
+            return Err((CloseCode::OverCapacity, message));
+        }
+        let peer = peer.map(peer_key);
+        if let Some(key) = peer
+            && !state.peers.try_add(key, limits.max_connections_per_ip)
+        {
+            let message = format!(
+                "Over capacity: {} connections from this address, its limit",
+                limits.max_connections_per_ip
+            );
+            return Err((CloseCode::OverCapacity, message));
         }
         state.sockets.insert(
             socket_id.to_owned(),
             Socket {
-                tx,
+                outbox,
                 kill,
+                peer,
                 user: None,
                 channels: HashSet::new(),
             },
@@ -194,7 +209,8 @@ impl AppHub {
         Ok(())
     }
 
-    /// Removes a socket and everything it held: subscriptions, presence, sign-in.
+    /// Removes a socket and everything it held: subscriptions, presence, sign-in, its place
+    /// in its address's count. Costs one step per channel it held, and nothing after.
     pub fn remove(&self, socket_id: &str) {
         let mut state = self.lock();
         let Some(socket) = state.sockets.remove(socket_id) else {
@@ -205,6 +221,9 @@ impl AppHub {
         }
         if let Some(user) = socket.user {
             forget_user_socket(&mut state, &user, socket_id);
+        }
+        if let Some(peer) = socket.peer {
+            state.peers.remove(peer);
         }
     }
 
@@ -228,6 +247,16 @@ impl AppHub {
             return Err(Refusal {
                 status: 403,
                 message: "sign in as this user first".into(),
+            });
+        }
+        let cap = self.config.limits.max_channels_per_connection;
+        if socket.channels.len() >= cap && !socket.channels.contains(channel) {
+            return Err(Refusal {
+                status: 403,
+                message: format!(
+                    "this connection is subscribed to {cap} channels, the most it may hold; \
+                     unsubscribe from one first"
+                ),
             });
         }
         if self.cluster.is_shared() {
@@ -380,9 +409,16 @@ impl AppHub {
         let mut state = self.lock();
         if is_cache_channel(channel) {
             let now = Instant::now();
-            state
-                .cache
-                .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
+            // Sweeping on every publish would cost every kept channel per event.
+            if state
+                .cache_swept
+                .is_none_or(|swept| now.duration_since(swept) >= CACHE_SWEEP)
+            {
+                state
+                    .cache
+                    .retain(|_, (_, at)| now.duration_since(*at) < CACHE_TTL);
+                state.cache_swept = Some(now);
+            }
             state
                 .cache
                 .insert(channel.to_owned(), (message.clone(), now));
@@ -440,7 +476,13 @@ impl AppHub {
             return;
         };
         let previous = socket.user.replace(user_id.to_owned());
-        if let Some(previous) = previous {
+        if let Some(previous) = previous.filter(|previous| previous != user_id) {
+            // The socket is another user now: it leaves the previous user's channel, so that
+            // user's events and terminations no longer reach it.
+            let user_channel = format!("{USER_CHANNEL_PREFIX}{previous}");
+            if socket.channels.remove(&user_channel) {
+                self.leave(&mut state, socket_id, &user_channel);
+            }
             forget_user_socket(&mut state, &previous, socket_id);
         }
         state
@@ -549,298 +591,18 @@ impl AppHub {
     /// What the app holds.
     pub fn counts(&self) -> StateCounts {
         let state = self.lock();
+        let (webhooks_queued, webhooks_dropped) =
+            self.webhooks.as_ref().map_or((0, 0), WebhookQueue::counts);
         StateCounts {
             sockets: state.sockets.len(),
             channels: state.channels.len(),
             members: state.channels.values().map(|c| c.members.len()).sum(),
             users: state.users.len(),
+            webhooks_queued,
+            webhooks_dropped,
+            cluster_changes_queued: 0,
         }
     }
-}
-
-/// The clustered side: the hub still delivers to its own sockets, while the cluster decides
-/// what only all nodes together know (member lists, first and last of a channel or user).
-// `complete_join` and `snapshot` are called by the Redis adapter only.
-#[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
-impl AppHub {
-    /// A subscription on a node that shares its channels: ordinary channels succeed at once;
-    /// presence joins wait for the cluster's member list (`complete_join`).
-    fn subscribe_shared(
-        &self,
-        state: &mut AppState,
-        socket_id: &str,
-        channel: &str,
-        presence: Option<Presence>,
-    ) {
-        let Some(socket) = state.sockets.get_mut(socket_id) else {
-            return;
-        };
-        if !socket.channels.insert(channel.to_owned()) {
-            // Already subscribed (or joining): the first answer stands.
-            return;
-        }
-        let entry = state.channels.entry(channel.to_owned()).or_default();
-        let change = match presence {
-            None => {
-                entry.subscribers.insert(socket_id.to_owned(), None);
-                let count = entry.subscribers.len();
-                if let Some(socket) = state.sockets.get(socket_id) {
-                    succeed(&state.cache, socket, channel, &json!({}));
-                }
-                StateChange::Subscriptions {
-                    channel: channel.to_owned(),
-                    count,
-                }
-            }
-            Some(p) => {
-                entry.joining.insert(
-                    socket_id.to_owned(),
-                    Joining {
-                        user_id: p.user_id.clone(),
-                        member_events: Vec::new(),
-                    },
-                );
-                let member = entry.members.entry(p.user_id.clone()).or_insert(Member {
-                    info: p.user_info.clone(),
-                    sockets: 0,
-                });
-                member.sockets += 1;
-                StateChange::Join {
-                    channel: channel.to_owned(),
-                    socket_id: Some(socket_id.to_owned()),
-                    user_id: p.user_id,
-                    user_info: p.user_info,
-                }
-            }
-        };
-        self.cluster.record(&self.config.id, change);
-    }
-
-    /// The cluster's answer to a presence join of `socket_id`: `subscription_succeeded` with
-    /// every node's members, or the refusal. Nothing happens when the socket left meanwhile.
-    pub fn complete_join(&self, socket_id: &str, channel: &str, outcome: JoinOutcome) {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(entry) = state.channels.get_mut(channel) else {
-            return;
-        };
-        let Some(Joining {
-            user_id,
-            member_events,
-        }) = entry.joining.remove(socket_id)
-        else {
-            return;
-        };
-        // Member frames the answered list does not include yet follow `subscription_succeeded`.
-        let mut list_version = None;
-        let data = match outcome {
-            JoinOutcome::Full { limit } => {
-                self.release_member(entry, channel, &user_id);
-                if entry.is_empty() {
-                    state.channels.remove(channel);
-                }
-                if let Some(socket) = state.sockets.get_mut(socket_id) {
-                    socket.channels.remove(channel);
-                    let refusal = subscription_error(
-                        channel,
-                        403,
-                        &format!("presence channel is full ({limit} members)"),
-                    );
-                    deliver(socket, Utf8Bytes::from(refusal));
-                }
-                return;
-            }
-            JoinOutcome::Joined { members, version } => {
-                list_version = Some(version);
-                entry
-                    .presence_versions
-                    .insert(socket_id.to_owned(), version);
-                presence_data(members.iter().map(|(id, info)| (id, info)))
-            }
-            JoinOutcome::Unavailable => {
-                presence_data(entry.members.iter().map(|(id, m)| (id, &m.info)))
-            }
-        };
-        entry
-            .subscribers
-            .insert(socket_id.to_owned(), Some(user_id));
-        let count = entry.subscribers.len();
-        if let Some(socket) = state.sockets.get(socket_id) {
-            succeed(&state.cache, socket, channel, &data);
-            for (version, message) in member_events {
-                if list_version.is_none_or(|listed| version > listed) {
-                    deliver(socket, message);
-                }
-            }
-        }
-        self.cluster.record(
-            &self.config.id,
-            StateChange::Subscriptions {
-                channel: channel.to_owned(),
-                count,
-            },
-        );
-    }
-
-    /// Gives back one socket's hold on a presence member; the node's last one tells the
-    /// cluster the user left here.
-    fn release_member(&self, entry: &mut Channel, channel: &str, user_id: &str) {
-        let Some(member) = entry.members.get_mut(user_id) else {
-            return;
-        };
-        member.sockets -= 1;
-        if member.sockets == 0 {
-            entry.members.remove(user_id);
-            self.cluster.record(
-                &self.config.id,
-                StateChange::Leave {
-                    channel: channel.to_owned(),
-                    user_id: user_id.to_owned(),
-                },
-            );
-        }
-    }
-
-    /// Leaving on a node that shares its channels: the cluster announces departures.
-    fn leave_shared(&self, state: &mut AppState, socket_id: &str, channel: &str) {
-        let Some(entry) = state.channels.get_mut(channel) else {
-            return;
-        };
-        let (user, subscribed) = if let Some(joining) = entry.joining.remove(socket_id) {
-            (Some(joining.user_id), false)
-        } else if let Some(user) = entry.subscribers.remove(socket_id) {
-            entry.presence_versions.remove(socket_id);
-            (user, true)
-        } else {
-            return;
-        };
-        if let Some(user_id) = user {
-            self.release_member(entry, channel, &user_id);
-        }
-        if subscribed {
-            self.cluster.record(
-                &self.config.id,
-                StateChange::Subscriptions {
-                    channel: channel.to_owned(),
-                    count: entry.subscribers.len(),
-                },
-            );
-        }
-        if entry.is_empty() {
-            state.channels.remove(channel);
-        }
-    }
-
-    /// Delivers a `member_added` / `member_removed` frame of presence `version` on every node.
-    pub fn publish_member_event(
-        &self,
-        channel: &str,
-        message: Utf8Bytes,
-        except: Option<&str>,
-        version: u64,
-    ) {
-        self.deliver_member_event_here(channel, &message, except, version);
-        self.cluster
-            .relay_member_event(&self.config.id, channel, &message, except, version);
-    }
-
-    /// Delivers a member frame to this node's subscribers whose member list does not already
-    /// include it (taken at `version` or later), and keeps it for the joins in flight.
-    pub fn deliver_member_event_here(
-        &self,
-        channel: &str,
-        message: &Utf8Bytes,
-        except: Option<&str>,
-        version: u64,
-    ) {
-        let mut guard = self.lock();
-        let state = &mut *guard;
-        let Some(entry) = state.channels.get_mut(channel) else {
-            return;
-        };
-        for (socket_id, joining) in &mut entry.joining {
-            if Some(socket_id.as_str()) == except {
-                continue;
-            }
-            if joining.member_events.len() >= MAX_BUFFERED_MEMBER_EVENTS {
-                if let Some(socket) = state.sockets.get(socket_id) {
-                    socket.kill.trigger(CloseCode::SlowClient);
-                }
-                continue;
-            }
-            joining.member_events.push((version, message.clone()));
-        }
-        for socket_id in entry.subscribers.keys() {
-            let seen = entry
-                .presence_versions
-                .get(socket_id)
-                .is_some_and(|v| *v >= version);
-            if seen || Some(socket_id.as_str()) == except {
-                continue;
-            }
-            if let Some(socket) = state.sockets.get(socket_id) {
-                deliver(socket, message.clone());
-            }
-        }
-    }
-
-    /// The cluster's member version of `channel` is `version` now. It only goes back when
-    /// Redis lost the channel (a restart without persistence, or this node reaped while it
-    /// was its only member): lists taken at a later version then count as taken now, or
-    /// their sockets would skip every member frame until the version caught up again.
-    pub fn cap_presence_versions(&self, channel: &str, version: u64) {
-        let mut state = self.lock();
-        if let Some(entry) = state.channels.get_mut(channel) {
-            for taken in entry.presence_versions.values_mut() {
-                *taken = (*taken).min(version);
-            }
-        }
-    }
-
-    /// This node's part of every channel, to write again after the cluster lost it (a
-    /// reconnect, or a lease that ran out while Redis was away).
-    pub fn snapshot(&self) -> Vec<StateChange> {
-        let state = self.lock();
-        let mut changes = Vec::new();
-        for (name, channel) in &state.channels {
-            if !channel.subscribers.is_empty() {
-                changes.push(StateChange::Subscriptions {
-                    channel: name.clone(),
-                    count: channel.subscribers.len(),
-                });
-            }
-            for (user_id, member) in &channel.members {
-                changes.push(StateChange::Join {
-                    channel: name.clone(),
-                    socket_id: None,
-                    user_id: user_id.clone(),
-                    user_info: member.info.clone(),
-                });
-            }
-        }
-        changes
-    }
-}
-
-/// Asks the cluster whether a delayed leave webhook still holds: a return within the delay
-/// may have landed on another node, whose arrival webhook went out already.
-fn leave_check(cluster: Arc<dyn ClusterAdapter>, app_id: String) -> StillLeft {
-    Arc::new(move |event| {
-        let cluster = cluster.clone();
-        let app_id = app_id.clone();
-        Box::pin(async move {
-            match event {
-                WebhookEvent::ChannelVacated { channel } => {
-                    !matches!(cluster.channel(&app_id, &channel).await, Some(Some(_)))
-                }
-                WebhookEvent::MemberRemoved { channel, user_id } => !cluster
-                    .users(&app_id, &channel)
-                    .await
-                    .is_some_and(|users| users.contains(&user_id)),
-                _ => true,
-            }
-        })
-    })
 }
 
 /// `{"presence": {"ids", "hash", "count"}}` of `subscription_succeeded`, ids sorted.
@@ -901,10 +663,11 @@ pub(crate) fn is_cache_channel(name: &str) -> bool {
     rest.starts_with("cache-")
 }
 
-/// Queues a frame for a socket; a full queue means the client stopped keeping up, so it is
-/// closed instead of buffering without bound or slowing everyone else down.
+/// Queues a frame for a socket; a full queue (in frames or bytes) means the client stopped
+/// keeping up, so it is closed instead of buffering without bound or slowing everyone else
+/// down.
 fn deliver(socket: &Socket, message: Utf8Bytes) {
-    if let Err(mpsc::error::TrySendError::Full(_)) = socket.tx.try_send(message) {
+    if socket.outbox.push(message).is_err() {
         socket.kill.trigger(CloseCode::SlowClient);
     }
 }
@@ -930,6 +693,7 @@ pub(crate) struct Hub {
     by_id: HashMap<String, usize>,
     pub activity_timeout: Duration,
     pub pong_timeout: Duration,
+    pub write_timeout: Duration,
     next_socket: AtomicU64,
     cluster: Arc<dyn ClusterAdapter>,
 }
@@ -957,6 +721,7 @@ impl Hub {
             by_id,
             activity_timeout: config.activity_timeout,
             pong_timeout: config.pong_timeout,
+            write_timeout: config.write_timeout,
             next_socket: AtomicU64::new(1),
             cluster,
         }
@@ -988,113 +753,6 @@ impl Hub {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A node of a cluster whose answers the test gives by hand.
-    struct Clustered;
-
-    #[async_trait::async_trait]
-    impl ClusterAdapter for Clustered {
-        fn is_shared(&self) -> bool {
-            true
-        }
-        fn start(&self, _: std::sync::Weak<Hub>) -> infra_core::Result<()> {
-            Ok(())
-        }
-        async fn ready(&self, _: Duration) -> bool {
-            true
-        }
-        fn relay(&self, _: &str, _: &str, _: &Utf8Bytes, _: Option<&str>) {}
-        async fn flush(&self) {}
-        async fn leave(&self) {}
-        fn relay_member_event(&self, _: &str, _: &str, _: &Utf8Bytes, _: Option<&str>, _: u64) {}
-        fn relay_terminate(&self, _: &str, _: &str) {}
-        fn record(&self, _: &str, _: StateChange) {}
-        async fn channels(&self, _: &str, _: &str) -> Option<BTreeMap<String, ChannelStats>> {
-            None
-        }
-        async fn channel(&self, _: &str, _: &str) -> Option<Option<ChannelStats>> {
-            None
-        }
-        async fn users(&self, _: &str, _: &str) -> Option<Vec<String>> {
-            None
-        }
-        fn health(&self) -> super::super::cluster::ClusterHealth {
-            super::super::cluster::ClusterHealth {
-                healthy: true,
-                detail: String::new(),
-            }
-        }
-    }
-
-    fn member_frame(event: &str, user: &str) -> Utf8Bytes {
-        Utf8Bytes::from(frame(event, Some("presence-x"), &json!({"user_id": user})))
-    }
-
-    fn received(rx: &mut mpsc::Receiver<Utf8Bytes>) -> Vec<String> {
-        let mut events = Vec::new();
-        while let Ok(message) = rx.try_recv() {
-            let value: Value = serde_json::from_str(message.as_str()).unwrap();
-            let event = value["event"].as_str().unwrap().to_owned();
-            let user = serde_json::from_str::<Value>(value["data"].as_str().unwrap_or("{}"))
-                .ok()
-                .and_then(|d| d["user_id"].as_str().map(str::to_owned))
-                .unwrap_or_default();
-            events.push(format!("{event} {user}"));
-        }
-        events
-    }
-
-    #[test]
-    fn member_events_reaching_a_join_in_flight_follow_its_list() {
-        let app = AppHub::new(
-            AppConfig::new("1", "key", "secret"),
-            Duration::ZERO,
-            Arc::new(Clustered),
-        );
-        let (tx, mut rx) = mpsc::channel(64);
-        app.register("1.1", tx, Arc::default()).unwrap();
-        let presence = Presence {
-            user_id: "me".into(),
-            user_info: Value::Null,
-        };
-        app.subscribe("1.1", "presence-x", Some(presence))
-            .ok()
-            .unwrap();
-        // While the join script runs, other nodes announce changes, some before the list
-        // Redis answers with (version 3), some after it.
-        let added = "pusher_internal:member_added";
-        let removed = "pusher_internal:member_removed";
-        app.deliver_member_event_here("presence-x", &member_frame(added, "old"), None, 2);
-        app.deliver_member_event_here("presence-x", &member_frame(added, "new"), None, 4);
-        app.deliver_member_event_here("presence-x", &member_frame(removed, "b"), None, 5);
-        app.deliver_member_event_here("presence-x", &member_frame(added, "x"), Some("1.1"), 6);
-        assert_eq!(
-            received(&mut rx),
-            Vec::<String>::new(),
-            "not subscribed yet"
-        );
-        let members = vec![
-            ("b".to_owned(), Value::Null),
-            ("me".to_owned(), Value::Null),
-            ("old".to_owned(), Value::Null),
-        ];
-        app.complete_join(
-            "1.1",
-            "presence-x",
-            JoinOutcome::Joined {
-                members,
-                version: 3,
-            },
-        );
-        assert_eq!(
-            received(&mut rx),
-            vec![
-                "pusher_internal:subscription_succeeded ".to_owned(),
-                format!("{added} new"),
-                format!("{removed} b"),
-            ]
-        );
-    }
 
     #[test]
     fn cache_channel_names() {

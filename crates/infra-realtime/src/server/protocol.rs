@@ -40,7 +40,8 @@ pub enum CloseCode {
     ClientEventRateLimit,
     /// 4300: a frame the server cannot accept (not JSON, not a frame, too large).
     InvalidMessage,
-    /// 4100 too: the client reads slower than events arrive and its send buffer filled.
+    /// 4100 too: the client reads slower than its events arrive: its queue filled (in frames
+    /// or bytes), or a write did not finish within the write timeout.
     SlowClient,
 }
 
@@ -61,24 +62,6 @@ impl CloseCode {
         }
     }
 
-    /// The code from its number (for the kill switch).
-    pub(crate) fn from_code(code: u16) -> Option<CloseCode> {
-        [
-            CloseCode::UnknownApp,
-            CloseCode::InvalidVersion,
-            CloseCode::UnsupportedProtocol,
-            CloseCode::NoProtocol,
-            CloseCode::Unauthorized,
-            CloseCode::OverCapacity,
-            CloseCode::GoingAway,
-            CloseCode::PongTimeout,
-            CloseCode::InvalidMessage,
-            CloseCode::ClientEventRateLimit,
-        ]
-        .into_iter()
-        .find(|c| c.code() == code)
-    }
-
     /// The message sent with the code.
     pub fn reason(self) -> &'static str {
         match self {
@@ -88,7 +71,7 @@ impl CloseCode {
             CloseCode::NoProtocol => "No protocol version supplied",
             CloseCode::Unauthorized => "Connection is unauthorized",
             CloseCode::OverCapacity => "Over capacity",
-            CloseCode::SlowClient => "Client too slow: send buffer full",
+            CloseCode::SlowClient => "Client too slow: frames were not read in time",
             CloseCode::GoingAway => "Server is restarting",
             CloseCode::PongTimeout => "Pong reply not received",
             CloseCode::InvalidMessage => "Invalid message",
@@ -187,8 +170,5 @@ mod tests {
         );
         let f: Value = serde_json::from_str(&frame("e", None, &json!("raw"))).unwrap();
         assert_eq!(f, json!({"event": "e", "data": "raw"}));
-        for code in [4001, 4006, 4007, 4008, 4009, 4100, 4200, 4201, 4300, 4301] {
-            assert_eq!(CloseCode::from_code(code).unwrap().code(), code);
-        }
     }
 }

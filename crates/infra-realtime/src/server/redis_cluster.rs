@@ -33,6 +33,7 @@ use super::protocol::frame;
 use super::redis_scripts::{
     Field, Keys, SEP, Scripts, member_field, parse_field, subscriptions_field,
 };
+use super::state_queue::{Op, StateQueue};
 use super::webhook::WebhookEvent;
 
 /// Longest wait for one Redis call before the node counts it as failed.
@@ -46,6 +47,9 @@ const PUBLISH_BATCH: usize = 256;
 /// whose relays are dropped at once) must not make the queue grow without bound; beyond it
 /// relays are dropped and counted.
 const RELAY_QUEUE: usize = 16 * 1024;
+/// Changes waiting for the state writer at most (each channel's subscription count coalesced);
+/// beyond, a change is refused and the node's whole state is written again instead.
+const STATE_QUEUE: usize = 16 * 1024;
 
 /// One message on the bus. Strings are `Cow` because the tagged enum is buffered while
 /// decoding, which cannot lend borrowed strings; encoding borrows.
@@ -76,18 +80,6 @@ enum BusKind<'a> {
     },
     /// Close a signed-in user's connections.
     Terminate { user_id: Cow<'a, str> },
-}
-
-/// What the state writer does, in order.
-enum Op {
-    Change {
-        app: String,
-        change: StateChange,
-    },
-    /// Write this node's whole state again (after a reconnect or a lost lease).
-    Resync,
-    /// Give up the lease and the node's state (graceful shutdown); answers when done.
-    Leave(oneshot::Sender<()>),
 }
 
 /// What the relay publisher does, in order.
@@ -166,9 +158,16 @@ async fn call<T>(
 pub(crate) struct RedisCluster {
     shared: Arc<Shared>,
     relay_tx: mpsc::Sender<Relay>,
-    ops_tx: mpsc::UnboundedSender<Op>,
-    /// The receivers until `start` hands them to their tasks.
-    receivers: Mutex<Option<(mpsc::Receiver<Relay>, mpsc::UnboundedReceiver<Op>)>>,
+    /// The state writer's queue; closed when the adapter is dropped, which ends the writer.
+    ops: Arc<StateQueue>,
+    /// The relay receiver until `start` hands it to the publisher.
+    relay_rx: Mutex<Option<mpsc::Receiver<Relay>>>,
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.ops.close();
+    }
 }
 
 impl RedisCluster {
@@ -188,7 +187,6 @@ impl RedisCluster {
         let client = redis::Client::open(config.redis_url.expose().as_str())
             .map_err(|e| Error::config(REDIS_URL_VAR, format_args!("is not usable: {e}")))?;
         let (relay_tx, relay_rx) = mpsc::channel(RELAY_QUEUE);
-        let (ops_tx, ops_rx) = mpsc::unbounded_channel();
         Ok(RedisCluster {
             shared: Arc::new(Shared {
                 keys: Keys::new(&config.key_prefix),
@@ -206,8 +204,8 @@ impl RedisCluster {
                 config,
             }),
             relay_tx,
-            ops_tx,
-            receivers: Mutex::new(Some((relay_rx, ops_rx))),
+            ops: Arc::new(StateQueue::new(STATE_QUEUE)),
+            relay_rx: Mutex::new(Some(relay_rx)),
         })
     }
 
@@ -243,8 +241,8 @@ impl ClusterAdapter for RedisCluster {
                 "is set, so the server must be created inside a tokio runtime",
             )
         })?;
-        let Some((relay_rx, ops_rx)) = self
-            .receivers
+        let Some(relay_rx) = self
+            .relay_rx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .take()
@@ -252,8 +250,12 @@ impl ClusterAdapter for RedisCluster {
             return Ok(());
         };
         runtime.spawn(publish_relays(self.shared.clone(), relay_rx));
-        runtime.spawn(write_state(self.shared.clone(), hub.clone(), ops_rx));
-        runtime.spawn(supervise(self.shared.clone(), hub, self.ops_tx.clone()));
+        runtime.spawn(write_state(
+            self.shared.clone(),
+            hub.clone(),
+            self.ops.clone(),
+        ));
+        runtime.spawn(supervise(self.shared.clone(), hub, self.ops.clone()));
         Ok(())
     }
 
@@ -288,9 +290,8 @@ impl ClusterAdapter for RedisCluster {
 
     async fn leave(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.ops_tx.send(Op::Leave(tx)).is_ok() {
-            let _ = tokio::time::timeout(LEAVE_TIMEOUT, rx).await;
-        }
+        self.ops.push_barrier(Op::Leave(tx));
+        let _ = tokio::time::timeout(LEAVE_TIMEOUT, rx).await;
         self.flush().await;
     }
 
@@ -324,11 +325,12 @@ impl ClusterAdapter for RedisCluster {
         });
     }
 
-    fn record(&self, app_id: &str, change: StateChange) {
-        let _ = self.ops_tx.send(Op::Change {
-            app: app_id.to_owned(),
-            change,
-        });
+    fn queued_changes(&self) -> usize {
+        self.ops.len()
+    }
+
+    fn record(&self, app_id: &str, change: StateChange) -> bool {
+        self.ops.push_change(app_id, change)
     }
 
     async fn channels(&self, app_id: &str, prefix: &str) -> Option<BTreeMap<String, ChannelStats>> {
@@ -485,9 +487,9 @@ async fn publish_relays(shared: Arc<Shared>, mut rx: mpsc::Receiver<Relay>) {
 }
 
 /// Applies this node's state changes one at a time, in the order the hub made them.
-async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, mut rx: mpsc::UnboundedReceiver<Op>) {
+async fn write_state(shared: Arc<Shared>, hub: Weak<Hub>, ops: Arc<StateQueue>) {
     let mut left = false;
-    while let Some(op) = rx.recv().await {
+    while let Some(op) = ops.pop().await {
         let Some(hub) = hub.upgrade() else { return };
         match op {
             // Once the node gave up its lease and left the node set, nothing it wrote would
@@ -781,7 +783,7 @@ async fn leave(shared: &Shared, hub: &Hub) {
 
 /// Keeps the node connected: connects, reads the bus, renews the lease, reaps dead nodes;
 /// on any failure drops the connection and tries again after a growing pause.
-async fn supervise(shared: Arc<Shared>, hub: Weak<Hub>, ops: mpsc::UnboundedSender<Op>) {
+async fn supervise(shared: Arc<Shared>, hub: Weak<Hub>, ops: Arc<StateQueue>) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         if hub.strong_count() == 0 || shared.leaving.load(Ordering::SeqCst) {
@@ -797,7 +799,7 @@ async fn supervise(shared: Arc<Shared>, hub: Weak<Hub>, ops: mpsc::UnboundedSend
                 );
                 shared.set_connection(Some(conn.clone()));
                 // Whatever happened while away, Redis gets this node's state again.
-                let _ = ops.send(Op::Resync);
+                ops.push_barrier(Op::Resync);
                 stay_connected(&shared, &hub, conn, pubsub, &ops).await;
                 shared.set_connection(None);
             }
@@ -857,7 +859,7 @@ async fn stay_connected(
     hub: &Weak<Hub>,
     mut conn: MultiplexedConnection,
     pubsub: PubSub,
-    ops: &mpsc::UnboundedSender<Op>,
+    ops: &StateQueue,
 ) {
     let mut messages = pubsub.into_on_message();
     let mut beat = tokio::time::interval(shared.config.heartbeat());
@@ -879,13 +881,13 @@ async fn stay_connected(
                 match heartbeat(shared, &mut conn).await {
                     Ok(true) => {
                         if shared.needs_resync.swap(false, Ordering::SeqCst) {
-                            let _ = ops.send(Op::Resync);
+                            ops.push_barrier(Op::Resync);
                         }
                     }
                     Ok(false) => {
                         tracing::warn!(node = %shared.config.node_id,
                             "realtime cluster: this node's lease had run out; writing its state again");
-                        let _ = ops.send(Op::Resync);
+                        ops.push_barrier(Op::Resync);
                     }
                     Err(e) => return shared.failed("renewing the lease", &e),
                 }
@@ -1033,8 +1035,8 @@ mod tests {
             cluster.clone(),
         );
         let app = hub.by_id("1").unwrap();
-        let (tx, mut rx) = mpsc::channel(8);
-        app.register("1.1", tx, Arc::default()).unwrap();
+        let (tx, mut rx) = super::super::outbox::outbox(8, 1 << 20);
+        app.register("1.1", tx, Arc::default(), None).unwrap();
         app.subscribe("1.1", "c", None).ok().unwrap();
         let _ = rx.try_recv();
         let garbage: [&[u8]; 12] = [
@@ -1054,7 +1056,7 @@ mod tests {
         for payload in garbage {
             dispatch(&cluster.shared, &hub, payload);
         }
-        assert!(rx.try_recv().is_err(), "nothing reached the subscriber");
+        assert!(rx.try_recv().is_none(), "nothing reached the subscriber");
         // A well-formed relay still gets through, extra fields and all.
         let good = br#"{"node":"other","app":"1","type":"event","channel":"c","message":"m","except":null,"later":true}"#;
         dispatch(&cluster.shared, &hub, good);

@@ -9,6 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -16,12 +17,17 @@ use infra_core::{Backoff, Secret};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::webhook_backlog::{Accepted, WebhookBacklog};
 use crate::signature::hmac_hex;
 
 /// Events one POST carries at most.
 const MAX_BATCH: usize = 100;
-/// Events waiting for delivery before new ones are dropped (and logged).
-const QUEUE_CAPACITY: usize = 10_000;
+/// Events the worker holds (due, or waiting out the leave delay) before new ones are dropped
+/// and counted.
+pub(crate) const BACKLOG_CAPACITY: usize = 10_000;
+/// Events on their way from the connections to the worker; the worker takes them within
+/// microseconds unless it is busy delivering, when new ones are dropped and counted.
+const HANDOVER_CAPACITY: usize = 1024;
 /// Attempts per batch before it is given up (and logged).
 const MAX_ATTEMPTS: u32 = 5;
 /// Waits between deliveries of one batch: 0.5 s doubling up to 30 s, jittered so a receiver
@@ -86,24 +92,6 @@ impl WebhookEvent {
         }
     }
 
-    /// The leave event this arrival cancels, if it is still waiting.
-    fn cancels(&self, waiting: &WebhookEvent) -> bool {
-        match (self, waiting) {
-            (
-                WebhookEvent::ChannelOccupied { channel },
-                WebhookEvent::ChannelVacated { channel: c },
-            ) => channel == c,
-            (
-                WebhookEvent::MemberAdded { channel, user_id },
-                WebhookEvent::MemberRemoved {
-                    channel: c,
-                    user_id: u,
-                },
-            ) => channel == c && user_id == u,
-            _ => false,
-        }
-    }
-
     fn is_leave(&self) -> bool {
         matches!(
             self,
@@ -125,10 +113,29 @@ struct Target {
     still_left: Option<StillLeft>,
 }
 
+/// How many events the worker holds and how many were dropped, shared by the queue and its
+/// worker.
+#[derive(Default)]
+struct Tally {
+    held: AtomicUsize,
+    dropped: AtomicU64,
+}
+
+impl Tally {
+    fn dropped(&self, why: &str) {
+        let before = self.dropped.fetch_add(1, Ordering::Relaxed);
+        // A flood drops thousands: log the first and then ever more rarely.
+        if before.is_power_of_two() || before == 0 {
+            tracing::warn!(dropped = before + 1, "webhook event dropped: {why}");
+        }
+    }
+}
+
 /// The queue of one app's webhooks; its worker starts with the first event.
 pub(crate) struct WebhookQueue {
     target: std::sync::Mutex<Option<Target>>,
     tx: OnceLock<mpsc::Sender<WebhookEvent>>,
+    tally: Arc<Tally>,
 }
 
 impl WebhookQueue {
@@ -142,7 +149,21 @@ impl WebhookQueue {
                 still_left: None,
             })),
             tx: OnceLock::new(),
+            tally: Arc::default(),
         }
+    }
+
+    /// Events waiting for delivery (on their way to the worker, due, or waiting out the leave
+    /// delay), and events dropped so far.
+    pub fn counts(&self) -> (usize, u64) {
+        let handed_over = self
+            .tx
+            .get()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity());
+        (
+            handed_over + self.tally.held.load(Ordering::Relaxed),
+            self.tally.dropped.load(Ordering::Relaxed),
+        )
     }
 
     /// Asks `still_left` before sending a leave event that fell due (clustered nodes).
@@ -158,23 +179,24 @@ impl WebhookQueue {
         self
     }
 
-    /// Queues an event without waiting; drops it (with a warning) when the queue is full.
+    /// Queues an event without waiting; drops and counts it when the worker cannot take it.
     pub fn push(&self, event: WebhookEvent) {
         let tx = self.tx.get_or_init(|| {
-            let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
+            let (tx, rx) = mpsc::channel(HANDOVER_CAPACITY);
             let target = self.target.lock().unwrap_or_else(|e| e.into_inner()).take();
             if let Some(target) = target {
-                tokio::spawn(run(target, rx));
+                tokio::spawn(run(target, rx, self.tally.clone()));
             }
             tx
         });
         if tx.try_send(event).is_err() {
-            tracing::warn!("webhook queue full; an event was dropped");
+            self.tally
+                .dropped("the worker is busy delivering and its hand-over queue is full");
         }
     }
 }
 
-async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>) {
+async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>, tally: Arc<Tally>) {
     let http = match reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()
@@ -185,11 +207,15 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>) {
             return;
         }
     };
-    // Events in arrival order with the instant each becomes due.
-    let mut pending: Vec<(Instant, WebhookEvent)> = Vec::new();
+    let mut backlog = WebhookBacklog::new(BACKLOG_CAPACITY, target.leave_delay);
+    let accept = |backlog: &mut WebhookBacklog, event| {
+        if backlog.accept(event, Instant::now()) == Accepted::Full {
+            tally.dropped("the backlog is full");
+        }
+    };
     let mut open = true;
-    while open || !pending.is_empty() {
-        let next_due = pending.iter().map(|(due, _)| *due).min();
+    while open || !backlog.is_empty() {
+        let next_due = backlog.next_due();
         let wait = async {
             match next_due {
                 Some(due) => tokio::time::sleep_until(due.into()).await,
@@ -198,25 +224,19 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>) {
         };
         tokio::select! {
             received = rx.recv(), if open => match received {
-                Some(event) => accept(&mut pending, event, target.leave_delay),
+                Some(event) => accept(&mut backlog, event),
                 None => open = false,
             },
             () = wait => {}
         }
         // Take whatever else already arrived, so one POST carries a burst.
         while let Ok(event) = rx.try_recv() {
-            accept(&mut pending, event, target.leave_delay);
+            accept(&mut backlog, event);
         }
-        let now = Instant::now();
-        let mut due = Vec::new();
-        pending.retain(|(at, event)| {
-            if *at <= now && due.len() < MAX_BATCH {
-                due.push(event.clone());
-                false
-            } else {
-                true
-            }
-        });
+        let due = backlog.take_due(Instant::now(), MAX_BATCH);
+        tally
+            .held
+            .store(backlog.len() + due.len(), Ordering::Relaxed);
         let mut events = Vec::with_capacity(due.len());
         for event in due {
             let holds = match &target.still_left {
@@ -230,20 +250,8 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>) {
         if !events.is_empty() {
             deliver(&http, &target, events).await;
         }
+        tally.held.store(backlog.len(), Ordering::Relaxed);
     }
-}
-
-fn accept(pending: &mut Vec<(Instant, WebhookEvent)>, event: WebhookEvent, delay: Duration) {
-    if let Some(i) = pending.iter().position(|(_, w)| event.cancels(w)) {
-        pending.remove(i);
-        return;
-    }
-    let due = if event.is_leave() {
-        Instant::now() + delay
-    } else {
-        Instant::now()
-    };
-    pending.push((due, event));
 }
 
 /// Body and `X-Pusher-Signature` of one delivery.
@@ -310,47 +318,5 @@ mod tests {
             r#"{"time_ms":1327078148132,"events":[{"channel":"test_channel","name":"channel_occupied"}]}"#
         );
         crate::signature::verify_webhook("k", &secret, "k", &signature, body.as_bytes()).unwrap();
-    }
-
-    #[test]
-    fn a_quick_return_cancels_the_leave() {
-        let mut pending = Vec::new();
-        let d = Duration::from_secs(3);
-        accept(
-            &mut pending,
-            WebhookEvent::ChannelVacated {
-                channel: "a".into(),
-            },
-            d,
-        );
-        accept(
-            &mut pending,
-            WebhookEvent::ChannelOccupied {
-                channel: "a".into(),
-            },
-            d,
-        );
-        assert!(pending.is_empty());
-        accept(
-            &mut pending,
-            WebhookEvent::MemberRemoved {
-                channel: "p".into(),
-                user_id: "1".into(),
-            },
-            d,
-        );
-        accept(
-            &mut pending,
-            WebhookEvent::MemberAdded {
-                channel: "p".into(),
-                user_id: "2".into(),
-            },
-            d,
-        );
-        assert_eq!(pending.len(), 2);
-        assert!(
-            pending[0].0 > pending[1].0,
-            "the leave waits, the join does not"
-        );
     }
 }

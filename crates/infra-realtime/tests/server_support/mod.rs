@@ -47,6 +47,40 @@ pub async fn start_default() -> (RealtimeServer, SocketAddr) {
     start(ServerConfig::new(vec![app()])).await
 }
 
+/// Like [`start`], served with each connection's peer address (axum's `ConnectInfo`), as a
+/// server whose per-address limits apply.
+pub async fn start_with_peer_addresses(config: ServerConfig) -> (RealtimeServer, SocketAddr) {
+    let server = RealtimeServer::new(config).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let service = server
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    tokio::spawn(async move { axum::serve(listener, service).await.unwrap() });
+    (server, addr)
+}
+
+/// A WebSocket to `addr` from the loopback address `from` (any 127.x.y.z works on Linux),
+/// with a receive buffer of `recv_buffer` bytes when given.
+pub async fn connect_from(
+    addr: SocketAddr,
+    path_and_query: &str,
+    from: std::net::IpAddr,
+    recv_buffer: Option<u32>,
+) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    if let Some(bytes) = recv_buffer {
+        socket.set_recv_buffer_size(bytes).unwrap();
+    }
+    let stream = socket.connect(addr).await.unwrap();
+    let url = format!("ws://{addr}{path_and_query}");
+    let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+        .await
+        .expect("websocket handshake");
+    ws
+}
+
 /// A protocol-level test client.
 pub struct Client {
     pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
@@ -75,6 +109,21 @@ impl Client {
             &format!("/app/{key}?protocol={protocol}&client=js&version=8.4.0"),
         )
         .await;
+        Client::established(ws).await
+    }
+
+    /// A client over a socket made by [`connect_from`], once the server said it is connected.
+    pub async fn connect_from(
+        addr: SocketAddr,
+        from: std::net::IpAddr,
+        recv_buffer: Option<u32>,
+    ) -> Client {
+        let path = format!("/app/{KEY}?protocol=7&client=js&version=8.4.0");
+        Client::established(connect_from(addr, &path, from, recv_buffer).await).await
+    }
+
+    /// Reads `pusher:connection_established` on a fresh socket.
+    pub async fn established(ws: WebSocketStream<MaybeTlsStream<TcpStream>>) -> Client {
         let mut client = Client {
             ws,
             socket_id: String::new(),
