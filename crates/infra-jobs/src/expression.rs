@@ -128,6 +128,7 @@ impl Expr {
     }
 
     /// Whether it reads the variable `name`.
+    #[cfg(test)]
     pub(crate) fn reads(&self, name: &str) -> bool {
         match self {
             Expr::Literal(_) => false,

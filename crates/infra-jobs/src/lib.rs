@@ -18,6 +18,8 @@ mod health_probe;
 mod ingest;
 #[cfg(feature = "inngest")]
 mod inngest;
+#[cfg(feature = "serve")]
+mod inngest_call;
 mod jobs;
 mod memory_queue;
 mod outcome;

@@ -210,9 +210,16 @@ impl RunSteps {
             .await
     }
 
-    /// Whether an Inngest call request may run new step `key` now; otherwise reports what
-    /// it must (a plan, or that its target is not this step) and stops.
-    pub(crate) async fn inngest_may_run(&self, run: &InngestRun, key: &StepKey) {
+    /// Whether an Inngest call request may go on with new step `key` now; otherwise reports
+    /// what it must (a planned run step, or that its target is not this step) and stops.
+    /// Only run steps are planned, with their `(name, opts)` in `plan`: sleeps, waits and
+    /// invocations (`None`) are reported as they are.
+    pub(crate) async fn inngest_may_run(
+        &self,
+        run: &InngestRun,
+        key: &StepKey,
+        plan: Option<(&str, Value)>,
+    ) {
         match &run.target {
             Some(target) if *target == key.hashed => {}
             Some(target) => {
@@ -222,11 +229,14 @@ impl RunSteps {
                 .await
             }
             None if run.immediate => {}
-            None => {
-                let mut planned = report(key, "StepPlanned", key.id.as_str().into(), json!({}));
-                planned["data"] = Value::Null;
-                self.stop::<()>(Interrupt::Report(planned)).await
-            }
+            None => match plan {
+                None => {}
+                Some((name, opts)) => {
+                    let mut planned = report(key, "StepPlanned", name.into(), opts);
+                    planned["data"] = Value::Null;
+                    self.stop::<()>(Interrupt::Report(planned)).await
+                }
+            },
         }
     }
 

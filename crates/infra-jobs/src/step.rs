@@ -102,9 +102,9 @@ fn decode<T: DeserializeOwned>(key: &StepKey, output: Value) -> Result<T> {
     })
 }
 
-/// The recorded form of an error.
+/// The recorded form of an error, as Inngest's SDKs serialize a plain error.
 fn error_body(err: &Error) -> Value {
-    json!({"name": err.kind().as_str(), "message": err.to_string()})
+    json!({"name": "Error", "message": err.message()})
 }
 
 fn system_time_ms(at: SystemTime) -> i64 {
@@ -146,7 +146,9 @@ impl<'a> Step<'a> {
         match self.steps.driver() {
             Driver::Ephemeral => f().await.map_err(Into::into),
             Driver::Inngest(run) => {
-                self.steps.inngest_may_run(run, &key).await;
+                self.steps
+                    .inngest_may_run(run, &key, Some((&key.id, json!({}))))
+                    .await;
                 let result = f().await.map_err(Into::into);
                 let name = Value::String(key.id.clone());
                 let op = match result {
@@ -183,7 +185,7 @@ impl<'a> Step<'a> {
                 Err(err) => {
                     let body = error_body(&err);
                     self.steps.record(&key, json!({ "error": body })).await;
-                    Err(step_failed(&key, err.kind().as_str(), &err.to_string()))
+                    Err(step_failed(&key, "Error", err.message()))
                 }
             },
         }
@@ -219,7 +221,7 @@ impl<'a> Step<'a> {
                 Ok(())
             }
             Driver::Inngest(run) => {
-                self.steps.inngest_may_run(run, &key).await;
+                self.steps.inngest_may_run(run, &key, None).await;
                 let op = report(&key, "Sleep", Value::String(name), json!({}));
                 self.steps.stop(Interrupt::Report(with_null_data(op))).await
             }
@@ -259,7 +261,7 @@ impl<'a> Step<'a> {
                 "wait_for_event needs a runtime: the context was not built by one",
             )),
             Driver::Inngest(run) => {
-                self.steps.inngest_may_run(run, &key).await;
+                self.steps.inngest_may_run(run, &key, None).await;
                 let mut opts = json!({"timeout": time_string(timeout)});
                 if let Some(expression) = matching.expression_text() {
                     opts["if"] = Value::String(expression);
@@ -317,7 +319,7 @@ impl<'a> Step<'a> {
                 "invoke needs a runtime: the context was not built by one",
             )),
             Driver::Inngest(run) => {
-                self.steps.inngest_may_run(run, &key).await;
+                self.steps.inngest_may_run(run, &key, None).await;
                 let opts = json!({
                     "payload": {"data": data},
                     "function_id": format!("{}-{function_id}", run.app_id),
@@ -425,7 +427,13 @@ impl<'a> Step<'a> {
                 "send_event needs a runtime: the context was not built by one",
             )),
             Driver::Inngest(run) => {
-                self.steps.inngest_may_run(run, &key).await;
+                self.steps
+                    .inngest_may_run(
+                        run,
+                        &key,
+                        Some(("sendEvent", json!({"type": "step.sendEvent"}))),
+                    )
+                    .await;
                 let result = match &run.sender {
                     Some(sender) => sender.send_many(events).await,
                     None => Err(Error::config(

@@ -118,7 +118,7 @@ fn function_configs(app: &str, functions: &[Arc<Function>], url: &url::Url) -> V
         .collect()
 }
 
-/// The function's concurrency, idempotency and debounce options in the sync payload's terms
+/// The function's concurrency, idempotency, `cancel_on` and debounce options in the sync payload's terms
 /// (§4.3.2), so Inngest applies the limits our runtime would. Keys become CEL expressions.
 /// Inngest's idempotency window is its own (24 hours); priority has no static equivalent.
 fn add_flow_control(function: &mut Value, f: &Function) {
@@ -136,6 +136,17 @@ fn add_flow_control(function: &mut Value, f: &Function) {
     }
     if let Some(idempotency) = &options.idempotency {
         function["idempotency"] = Value::String(idempotency.key.to_expression());
+    }
+    if !options.cancel_on.is_empty() {
+        let cancel: Vec<Value> = options
+            .cancel_on
+            .iter()
+            .map(|c| match c.matching.expression_text() {
+                Some(expression) => json!({"event": c.event, "if": expression}),
+                None => json!({"event": c.event}),
+            })
+            .collect();
+        function["cancel"] = Value::Array(cancel);
     }
     if let Some(debounce) = &options.debounce {
         let mut value = json!({"period": time_string(debounce.period)});
