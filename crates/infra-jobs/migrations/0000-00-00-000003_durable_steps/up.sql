@@ -43,3 +43,26 @@ CREATE TABLE IF NOT EXISTS infra_jobs_wait_paths (
     key_path text NOT NULL,
     PRIMARY KEY (event, key_path)
 );
+
+-- The waits arriving events may end: for each event (by its position `n` in the call), the
+-- waits keyed on its value at a path its name is waited on by, then its name's unkeyed
+-- waits. Each event's keys are computed once (MATERIALIZED), then looked up whole in
+-- infra_jobs_waits_key: a table filled faster than autovacuum analyses it would otherwise be
+-- planned as empty and scanned (SET disables that).
+CREATE OR REPLACE FUNCTION infra_jobs_wait_candidates(names text[], events text[])
+    RETURNS TABLE (id bigint, job_id bigint, step_id text, condition text, n bigint)
+    LANGUAGE sql STABLE SET enable_seqscan = off AS $$
+    WITH ev AS (
+        SELECT u.name, u.e::jsonb AS e, u.n
+        FROM unnest(names, events) WITH ORDINALITY AS u(name, e, n)
+        WHERE EXISTS (SELECT 1 FROM infra_jobs_waits w WHERE w.event = u.name)),
+    keys AS MATERIALIZED (
+        SELECT ev.n, p.event, p.key_path, ev.e #>> string_to_array(p.key_path, '.') AS v
+        FROM ev JOIN infra_jobs_wait_paths p ON p.event = ev.name)
+    SELECT w.id, w.job_id, w.step_id, w.condition, k.n FROM keys k
+    JOIN infra_jobs_waits w ON w.event = k.event AND w.key_path = k.key_path AND w.key_value = k.v
+    UNION ALL
+    SELECT w.id, w.job_id, w.step_id, w.condition, ev.n FROM ev
+    JOIN infra_jobs_waits w ON w.event = ev.name AND w.key_path IS NULL
+    ORDER BY 5, 1
+$$;

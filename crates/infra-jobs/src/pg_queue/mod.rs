@@ -29,6 +29,7 @@ mod steps;
 mod stored_event;
 mod waits;
 mod wake_channel;
+mod wake_times;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,6 +46,7 @@ use self::held_connection::HeldConnection;
 use self::migrations::run_queue_migrations;
 use self::settle::{heartbeat_on, settle_on};
 use self::wake_channel::spawn_listener;
+use self::wake_times::WakeTimes;
 
 /// The durable PostgreSQL queue.
 ///
@@ -65,6 +67,8 @@ use self::wake_channel::spawn_listener;
 pub struct PgQueue {
     db: Database,
     wake: Arc<Notify>,
+    /// When runs this process parked come due.
+    wake_times: WakeTimes,
     sweep: LeaseSweep,
     migrated: tokio::sync::OnceCell<()>,
     /// Claims run on a connection of their own, as do settlements and heartbeats: the hot
@@ -99,6 +103,7 @@ impl PgQueue {
         PgQueue {
             db,
             wake: Arc::new(Notify::new()),
+            wake_times: WakeTimes::default(),
             sweep: LeaseSweep::default(),
             migrated: tokio::sync::OnceCell::new(),
             claim_conn: HeldConnection::default(),
@@ -186,6 +191,7 @@ impl JobQueue for PgQueue {
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {
-        let _ = tokio::time::timeout(max_wait, self.wake.notified()).await;
+        let wait = self.wake_times.wait(max_wait);
+        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
     }
 }

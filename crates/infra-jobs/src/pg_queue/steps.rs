@@ -197,12 +197,21 @@ impl StepStore for PgQueue {
 
     async fn park(&self, worker: &str, runs: Vec<ParkedRun>) -> Result<Vec<bool>> {
         let jobs: Vec<i64> = runs.iter().map(|r| r.job_id).collect();
+        let untils: Vec<i64> = runs.iter().map(|r| r.until_ms).collect();
         let mut conn = self.db.get().await?;
         let worker = worker.to_owned();
-        let held = conn
-            .transaction(async move |conn| park_on(conn, &worker, runs).await)
-            .await
-            .map_err(map_diesel_error)?;
+        let alone = runs
+            .iter()
+            .all(|r| r.wait.is_none() && r.cancel_on.is_empty() && r.enqueue.is_empty());
+        let held = if alone {
+            // Sleeps alone: one statement, atomic without BEGIN/COMMIT round trips.
+            park_on(&mut conn, &worker, runs).await
+        } else {
+            conn.transaction(async move |conn| park_on(conn, &worker, runs).await)
+                .await
+        }
+        .map_err(map_diesel_error)?;
+        self.wake_times.add(untils);
         Ok(held_flags(&jobs, &held))
     }
 

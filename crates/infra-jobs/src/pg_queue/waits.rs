@@ -4,7 +4,9 @@
 //! one statement.
 //!
 //! Invariants: a wait is taken by deleting its row, so of two deliveries (or a delivery and
-//! its timeout) racing for it exactly one wins; a run resumes at most once per delivery (its
+//! its timeout) racing for it exactly one wins; a job's waits are all locked, in (job, id)
+//! order, before any step or job row of it (which only their holder touches), so deliveries
+//! and timeouts never deadlock; a run resumes at most once per delivery (its
 //! first matching event); taking a step's wait records the event as the step's output and
 //! makes the job due now, in the same statement; a cancelling wait deletes a parked job (and
 //! its steps) or asks its worker to stop a running one.
@@ -58,25 +60,12 @@ pub(super) async fn deliver_on(
         .iter()
         .map(serde_json::to_string)
         .collect::<std::result::Result<_, _>>()?;
-    let candidates: Vec<Candidate> = sql_query(
-        "WITH ev AS (SELECT u.name, u.e::jsonb AS e, u.n FROM unnest($1::text[], $2::text[]) \
-           WITH ORDINALITY AS u(name, e, n) \
-           WHERE u.name IN (SELECT event FROM infra_jobs_wait_paths) \
-              OR EXISTS (SELECT 1 FROM infra_jobs_waits w WHERE w.event = u.name AND w.key_path IS NULL)), \
-         keys AS (SELECT ev.n, p.event, p.key_path, ev.e #>> string_to_array(p.key_path, '.') AS v \
-           FROM ev JOIN infra_jobs_wait_paths p ON p.event = ev.name) \
-         SELECT w.id, w.job_id, w.step_id, w.condition, k.n FROM keys k \
-           JOIN infra_jobs_waits w ON w.event = k.event AND w.key_path = k.key_path AND w.key_value = k.v \
-         UNION ALL \
-         SELECT w.id, w.job_id, w.step_id, w.condition, ev.n FROM ev \
-           JOIN infra_jobs_waits w ON w.event = ev.name AND w.key_path IS NULL \
-         ORDER BY n, id",
-    )
-    .bind::<Array<Text>, _>(&names)
-    .bind::<Array<Text>, _>(&payloads)
-    .load(conn)
-    .await
-    .map_err(map_diesel_error)?;
+    let candidates: Vec<Candidate> = sql_query("SELECT * FROM infra_jobs_wait_candidates($1, $2)")
+        .bind::<Array<Text>, _>(&names)
+        .bind::<Array<Text>, _>(&payloads)
+        .load(conn)
+        .await
+        .map_err(map_diesel_error)?;
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -106,7 +95,11 @@ pub(super) async fn deliver_on(
     }
     let taken: Vec<Taken> = sql_query(format!(
         "WITH chosen AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS c(wait_id, output)), \
-         taken AS (DELETE FROM infra_jobs_waits w USING chosen c WHERE w.id = c.wait_id \
+         locked AS (SELECT w.id FROM infra_jobs_waits w WHERE w.job_id IN \
+             (SELECT x.job_id FROM infra_jobs_waits x WHERE x.id = ANY($1)) \
+           ORDER BY w.job_id, w.id FOR UPDATE), \
+         taken AS (DELETE FROM infra_jobs_waits w USING chosen c \
+           WHERE w.id = c.wait_id AND w.id IN (SELECT id FROM locked) \
            RETURNING w.job_id, w.step_id, c.output), \
          others AS (DELETE FROM infra_jobs_waits w USING taken t \
            WHERE w.job_id = t.job_id AND w.id <> ALL($1)), \
@@ -149,9 +142,12 @@ pub(super) async fn expire_wait_on(
     step_id: &str,
 ) -> Result<Option<Value>> {
     let expired: Vec<OutputRow> = sql_query(
-        "WITH waits AS (DELETE FROM infra_jobs_waits WHERE job_id = $1) \
+        "WITH locked AS (SELECT id FROM infra_jobs_waits WHERE job_id = $1 ORDER BY id FOR UPDATE), \
+         gone AS (DELETE FROM infra_jobs_waits WHERE id IN (SELECT id FROM locked)) \
          UPDATE infra_jobs_steps SET state = 0, output = '{\"data\": null}', until_ms = NULL \
-         WHERE job_id = $1 AND step_id = $2 AND state = 2 RETURNING output::text AS output",
+         WHERE job_id = $1 AND step_id = $2 AND state = 2 \
+           AND (SELECT count(*) FROM locked) >= 0 \
+         RETURNING output::text AS output",
     )
     .bind::<BigInt, _>(job)
     .bind::<Text, _>(step_id)
