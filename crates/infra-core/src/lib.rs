@@ -15,6 +15,7 @@ pub mod http_server;
 mod http_status;
 mod job_backend;
 mod job_concurrency;
+mod job_flow;
 mod job_queue;
 mod queue_admin;
 mod rate_limit;
@@ -58,6 +59,7 @@ pub use http_status::{
 };
 pub use job_backend::JobBackend;
 pub use job_concurrency::ConcurrencySlot;
+pub use job_flow::{JobBatch, JobRateLimit, JobSingleton, JobThrottle, SingletonMode};
 pub use job_queue::{ClaimedJob, Enqueued, JobId, JobQueue, NewJob, Settlement};
 pub use queue_admin::{DeadLetter, FunctionQueueStats, JobFilter, QueueAdmin};
 pub use rate_limit::{RateLimitDecision, RateLimiter, RateLimiterExt, check_rate_limit_args};

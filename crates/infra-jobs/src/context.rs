@@ -36,6 +36,7 @@ use crate::step::Step;
 pub struct JobContext<S = ()> {
     function_id: Arc<str>,
     event: Arc<Event>,
+    events: Arc<Vec<Event>>,
     cancel: CancellationToken,
     steps: Arc<RunSteps>,
     state: S,
@@ -72,6 +73,7 @@ impl JobContext {
         );
         JobContext {
             function_id: function_id.into(),
+            events: Arc::new(vec![Event::clone(&event)]),
             event,
             cancel: CancellationToken::new(),
             steps: Arc::new(steps),
@@ -84,10 +86,19 @@ impl JobContext {
         JobContext {
             function_id: function_id.into(),
             event: Arc::new(steps.event().clone()),
+            events: Arc::new(vec![steps.event().clone()]),
             cancel: CancellationToken::new(),
             steps,
             state: (),
         }
+    }
+
+    /// The same context for a run of several events (a batch); the first is its event.
+    pub(crate) fn with_events(mut self, events: Vec<Event>) -> Self {
+        if !events.is_empty() {
+            self.events = Arc::new(events);
+        }
+        self
     }
 }
 
@@ -104,6 +115,7 @@ impl<S> JobContext<S> {
         JobContext {
             function_id: self.function_id,
             event: self.event,
+            events: self.events,
             cancel: self.cancel,
             steps: self.steps,
             state,
@@ -144,6 +156,11 @@ impl<S> JobContext<S> {
     /// The untyped event, with its id and timestamp.
     pub fn event(&self) -> &Event {
         &self.event
+    }
+
+    /// The run's events: those a batch gathered (`batch_events`), else its one event.
+    pub fn events(&self) -> &[Event] {
+        &self.events
     }
 
     /// The cancellation token.

@@ -13,11 +13,12 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use infra_core::{Backoff, Error, Event, Result, TypedEvent, format_duration};
+use infra_core::{Backoff, Error, Event, Result, SingletonMode, TypedEvent, format_duration};
 
 use crate::context::JobContext;
 use crate::cron::CronSchedule;
 use crate::event_key::EventKey;
+use crate::flow_control::{BatchEvents, KeyExpression, Ordering, RateLimit, Singleton, Throttle};
 use crate::function_options::{Concurrency, Debounce, FunctionOptions, Idempotency};
 use crate::outcome::Outcome;
 use crate::step_plan::Execution;
@@ -292,7 +293,83 @@ impl<E, S> FunctionBuilder<E, S> {
                 return self;
             }
         };
-        self.options.debounce = Some(Debounce { period, key });
+        self.options.debounce = Some(Debounce {
+            period,
+            key,
+            max_wait: None,
+        });
+        self
+    }
+
+    /// With [`FunctionBuilder::debounce`]: the longest a run is pushed back from its key's
+    /// first event, however many events keep arriving (Inngest's debounce `timeout`).
+    pub fn debounce_max_wait(mut self, max_wait: Duration) -> Self {
+        match &mut self.options.debounce {
+            Some(debounce) => debounce.max_wait = Some(max_wait),
+            None => self.errors.push(Error::invalid_input(
+                "debounce_max_wait",
+                "needs a debounce set before it",
+            )),
+        }
+        self
+    }
+
+    fn key(&mut self, key: Option<&str>, field: &str) -> Option<KeyExpression> {
+        match key.map(|k| KeyExpression::parse(k, field)).transpose() {
+            Ok(key) => key,
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    /// At most `limit` runs start per `period` (per value of `key`, an expression such as
+    /// `event.data.userId`); excess runs wait their turn (Inngest's `throttle`, burst 1).
+    pub fn throttle(mut self, limit: u32, period: Duration, key: Option<&str>) -> Self {
+        let key = self.key(key, "throttle");
+        self.options.throttle = Some(Throttle {
+            limit,
+            period,
+            burst: 1,
+            key,
+        });
+        self
+    }
+
+    /// At most `limit` runs per `period` (per value of `key`); excess events start no run
+    /// and are counted (Inngest's `rateLimit`).
+    pub fn rate_limit(mut self, limit: u32, period: Duration, key: Option<&str>) -> Self {
+        let key = self.key(key, "rate_limit");
+        self.options.rate_limit = Some(RateLimit { limit, period, key });
+        self
+    }
+
+    /// Up to `max_size` events (per value of `key`), or those that arrived within `timeout`
+    /// of the first, in one run (Inngest's `batchEvents`); the handler reads them from
+    /// [`JobContext::events`].
+    pub fn batch_events(mut self, max_size: u32, timeout: Duration, key: Option<&str>) -> Self {
+        let key = self.key(key, "batch_events");
+        self.options.batch_events = Some(BatchEvents {
+            max_size,
+            timeout,
+            key,
+        });
+        self
+    }
+
+    /// One run at a time (per value of `key`): a new run is skipped, or cancels the others
+    /// (Inngest's `singleton`).
+    pub fn singleton(mut self, mode: SingletonMode, key: Option<&str>) -> Self {
+        let key = self.key(key, "singleton");
+        self.options.singleton = Some(Singleton { mode, key });
+        self
+    }
+
+    /// Runs (per value of `key`) start one after another, in send order.
+    pub fn ordered(mut self, key: Option<&str>) -> Self {
+        let key = self.key(key, "ordered");
+        self.options.ordering = Some(Ordering { key });
         self
     }
 
@@ -328,6 +405,39 @@ impl<E, S> FunctionBuilder<E, S> {
                 return Err(Error::invalid_input(
                     "concurrency",
                     format!("limit of function `{}` must be at least 1", self.id),
+                ));
+            }
+        }
+        let positive = [
+            (
+                "throttle",
+                self.options.throttle.as_ref().map(|t| (t.limit, t.period)),
+            ),
+            (
+                "rate_limit",
+                self.options
+                    .rate_limit
+                    .as_ref()
+                    .map(|r| (r.limit, r.period)),
+            ),
+            (
+                "batch_events",
+                self.options
+                    .batch_events
+                    .as_ref()
+                    .map(|b| (b.max_size, b.timeout)),
+            ),
+        ];
+        for (field, limits) in positive {
+            if let Some((n, period)) = limits
+                && (n == 0 || period.is_zero())
+            {
+                return Err(Error::invalid_input(
+                    field,
+                    format!(
+                        "of function `{}` needs a limit and a period above zero",
+                        self.id
+                    ),
                 ));
             }
         }

@@ -17,6 +17,8 @@ use crate::run_steps::InngestRun;
 pub(crate) struct CallRequest {
     pub(crate) event: Option<Value>,
     #[serde(default)]
+    pub(crate) events: Vec<Value>,
+    #[serde(default)]
     pub(crate) steps: HashMap<String, Value>,
     #[serde(default)]
     pub(crate) ctx: CallContext,

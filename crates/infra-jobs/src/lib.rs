@@ -11,6 +11,7 @@ mod cron_scheduler;
 mod event_id;
 mod event_key;
 mod expression;
+mod flow_control;
 mod function;
 mod function_options;
 mod health_probe;
@@ -50,12 +51,13 @@ pub use config::{DEFAULT_INNGEST_RETRY, InngestConfig, JobsConfig};
 pub use context::JobContext;
 pub use cron::CronSchedule;
 pub use event_key::EventKey;
+pub use flow_control::{BatchEvents, KeyExpression, Ordering, RateLimit, Singleton, Throttle};
 pub use function::{CRON_EVENT_NAME, Function, FunctionBuilder, Trigger};
 pub use function_options::{
     Concurrency, DEFAULT_RETRY_POLICY, Debounce, FunctionOptions, Idempotency,
 };
 pub use health_probe::{PROBE_EVENT_NAME, PROBE_FUNCTION_ID};
-pub use infra_core::{Backoff, EventLimits, RetryPolicy, TypedEvent};
+pub use infra_core::{Backoff, EventLimits, RetryPolicy, SingletonMode, TypedEvent};
 #[cfg(feature = "serve")]
 pub use ingest::{
     DEFAULT_INGEST_MAX_BODY, INGEST_KEYS_VAR, INGEST_MAX_BODY_VAR, IngestConfig, ingest_router,

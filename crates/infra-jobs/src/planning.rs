@@ -14,11 +14,14 @@
 
 use std::time::Duration;
 
-use infra_core::{ClaimedJob, Event, NewJob, Settlement};
+use infra_core::{
+    ClaimedJob, Event, JobBatch, JobRateLimit, JobSingleton, JobThrottle, NewJob, Settlement,
+};
 
 use crate::concurrency_scope::concurrency_slots;
 use crate::cron::CronSchedule;
 use crate::event_id::{ms_after, now_ms};
+use crate::flow_control::key_of;
 use crate::function::{CRON_EVENT_NAME, Function, Trigger};
 use crate::outcome::Outcome;
 use crate::registry::FunctionRegistry;
@@ -65,7 +68,41 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id:
         };
         run_at = run_at.max(ms_after(now, debounce.period));
         job.run_at_ms = run_at;
+        job.debounce_deadline_ms = debounce.max_wait.map(|w| ms_after(now, w));
         job = job.with_debounce_key(key);
+    }
+    let period_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
+    if let Some(t) = &options.throttle {
+        job.throttle = Some(JobThrottle {
+            key: key_of(&t.key, &job.event),
+            limit: t.limit.max(1),
+            period_ms: period_ms(t.period),
+            burst: t.burst.max(1),
+        });
+    }
+    if let Some(r) = &options.rate_limit {
+        job.rate_limit = Some(JobRateLimit {
+            key: key_of(&r.key, &job.event),
+            limit: r.limit.max(1),
+            period_ms: period_ms(r.period),
+        });
+    }
+    if let Some(single) = &options.singleton {
+        job.singleton = Some(JobSingleton {
+            key: key_of(&single.key, &job.event),
+            mode: single.mode,
+        });
+    }
+    if let Some(ordering) = &options.ordering {
+        job.ordering_key = Some(key_of(&ordering.key, &job.event));
+    }
+    if let Some(batch) = &options.batch_events {
+        job.batch = Some(JobBatch {
+            key: key_of(&batch.key, &job.event),
+            max_size: batch.max_size.max(1),
+            timeout_ms: period_ms(batch.timeout),
+        });
+        job.run_at_ms = job.run_at_ms.max(ms_after(now, batch.timeout));
     }
     if let Some(c) = options.concurrency.iter().find_map(|c| c.key.as_ref())
         && let Some(key) = c.evaluate(&job.event)

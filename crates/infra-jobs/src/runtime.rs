@@ -260,6 +260,7 @@ impl JobsRuntime {
         run_id: &str,
         memo: std::collections::HashMap<String, infra_core::StepState>,
         run: InngestRun,
+        events: Vec<Event>,
     ) -> Result<Execution> {
         let function = self.functions().get(function_id).cloned().ok_or_else(|| {
             Error::new(
@@ -277,7 +278,8 @@ impl JobsRuntime {
         )
         .with_memo(memo);
         let ctx = JobContext::with_steps(function_id, Arc::new(steps))
-            .with_cancellation(self.inner.shutdown.child_token());
+            .with_cancellation(self.inner.shutdown.child_token())
+            .with_events(events);
         let span = tracing::info_span!("job", function = function_id, run_id, attempt);
         let execution = function.execute(event, ctx).instrument(span).await;
         if let Execution::Finished(outcome) = &execution {

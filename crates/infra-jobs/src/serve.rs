@@ -542,6 +542,11 @@ async fn call(
         Ok(r) => r,
         Err(e) => return internal("BodyError", &format!("the call request is not valid: {e}")),
     };
+    let batch: Vec<Event> = request
+        .events
+        .iter()
+        .filter_map(|e| serde_json::from_value(e.clone()).ok())
+        .collect();
     let (event, steps) = if request.ctx.use_api {
         let fetched = async {
             let event = fetch_batch_event(&serve, &request.ctx.run_id).await?;
@@ -574,7 +579,15 @@ async fn call(
     let attempt = request.ctx.attempt.saturating_add(1);
     let execution = serve
         .runtime
-        .execute_inngest(id, event, attempt, &request.ctx.run_id, memo_of(steps), run)
+        .execute_inngest(
+            id,
+            event,
+            attempt,
+            &request.ctx.run_id,
+            memo_of(steps),
+            run,
+            batch,
+        )
         .await;
     match execution {
         Ok(Execution::Finished(outcome)) => outcome_reply(outcome),

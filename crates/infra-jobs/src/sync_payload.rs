@@ -153,7 +153,41 @@ fn add_flow_control(function: &mut Value, f: &Function) {
         if let Some(key) = &debounce.key {
             value["key"] = Value::String(key.to_expression());
         }
+        if let Some(max_wait) = debounce.max_wait {
+            value["timeout"] = Value::String(time_string(max_wait));
+        }
         function["debounce"] = value;
+    }
+    let keyed = |mut value: Value, key: &Option<crate::flow_control::KeyExpression>| {
+        if let Some(key) = key {
+            value["key"] = Value::String(key.text().to_owned());
+        }
+        value
+    };
+    if let Some(t) = &options.throttle {
+        function["throttle"] = keyed(
+            json!({"limit": t.limit, "period": time_string(t.period), "burst": t.burst}),
+            &t.key,
+        );
+    }
+    if let Some(r) = &options.rate_limit {
+        function["rateLimit"] = keyed(
+            json!({"limit": r.limit, "period": time_string(r.period)}),
+            &r.key,
+        );
+    }
+    if let Some(b) = &options.batch_events {
+        function["batchEvents"] = keyed(
+            json!({"maxSize": b.max_size, "timeout": time_string(b.timeout)}),
+            &b.key,
+        );
+    }
+    if let Some(single) = &options.singleton {
+        let mode = match single.mode {
+            infra_core::SingletonMode::Skip => "skip",
+            infra_core::SingletonMode::Cancel => "cancel",
+        };
+        function["singleton"] = keyed(json!({"mode": mode}), &single.key);
     }
 }
 

@@ -27,6 +27,7 @@ use tracing::Instrument;
 use crate::concurrency::ConcurrencyLimiter;
 use crate::context::JobContext;
 use crate::event_id::now_ms;
+use crate::flow_control::BATCH_STEP_ID;
 use crate::function::Function;
 use crate::outcome::Outcome;
 use crate::planning::{plan_job, settlement};
@@ -234,7 +235,10 @@ async fn run_job(
         job.attempt,
         job.max_attempts,
     ));
-    let ctx = JobContext::with_steps(function.id(), steps.clone()).with_cancellation(token);
+    let mut ctx = JobContext::with_steps(function.id(), steps.clone()).with_cancellation(token);
+    if function.options().batch_events.is_some() {
+        ctx = ctx.with_events(batch_events(&worker.journal, job.id).await);
+    }
     let span = tracing::info_span!(
         "job",
         function = function.id(),
@@ -313,6 +317,24 @@ async fn run_job(
         _ => {}
     }
     let _ = settle.send((job.id, settlement));
+}
+
+/// The events a batched run gathered (its recorded `inngest/batch` step); none when the
+/// record cannot be read (the run then sees its own event).
+async fn batch_events(journal: &StepJournal, job: JobId) -> Vec<Event> {
+    let Ok(steps) = journal.load(job).await else {
+        return Vec::new();
+    };
+    steps
+        .into_iter()
+        .find(|s| s.step_id == BATCH_STEP_ID)
+        .and_then(|s| match s.state {
+            infra_core::StepState::Done(output) => {
+                serde_json::from_value(output["data"].clone()).ok()
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
 }
 
 /// Sends the `inngest/function.finished` event that resumes the run which invoked this one.

@@ -40,6 +40,14 @@ impl StepRecords {
         }
     }
 
+    /// Sets a step's state, whatever it was.
+    pub(super) fn replace(&mut self, job: JobId, step_id: &str, state: StepState) {
+        self.steps
+            .entry(job)
+            .or_default()
+            .insert(step_id.to_owned(), state);
+    }
+
     /// Adds a wait of `job`.
     pub(super) fn add_wait(&mut self, job: JobId, spec: WaitSpec) {
         let index = (spec.event.clone(), spec.key.clone());

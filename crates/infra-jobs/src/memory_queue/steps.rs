@@ -32,15 +32,22 @@ impl State {
         }
     }
 
-    /// Removes the job `id` and everything of it (a cancelled run).
-    fn remove_job(&mut self, id: JobId) {
+    /// Cancels the job `id`: a queued or parked one leaves with everything of it, a running
+    /// one is stopped by its worker (at its next step or heartbeat).
+    pub(super) fn cancel_job(&mut self, id: JobId) {
         if self.jobs.get(&id).is_some_and(|j| j.lease.is_some()) {
-            // Running: its worker stops it at its next step or heartbeat.
             self.runs.request_cancel(id);
+            if let Some(job) = self.jobs.get(&id) {
+                // It no longer holds its singleton key or its place in line.
+                let new = job.new.clone();
+                self.flow.remove(id, &new);
+            }
             return;
         }
         self.unqueue(id);
-        self.release_lease(id);
+        if let Some(job) = self.release_lease(id) {
+            self.flow.remove(id, &job.new);
+        }
         self.runs.forget(id);
     }
 }
@@ -165,7 +172,7 @@ impl StepStore for MemoryQueue {
                             );
                             s.wake_now(job, now);
                         }
-                        WaitKind::Cancel => s.remove_job(job),
+                        WaitKind::Cancel => s.cancel_job(job),
                     }
                     resumed.push(Resumed {
                         job_id: job,

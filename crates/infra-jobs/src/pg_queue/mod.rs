@@ -22,6 +22,7 @@
 mod admin;
 mod claim;
 mod enqueue;
+mod flow_enqueue;
 mod held_connection;
 mod migrations;
 mod settle;
@@ -162,7 +163,7 @@ impl JobQueue for PgQueue {
         let mut conn = self.db.get().await?;
         if jobs
             .iter()
-            .all(|j| j.idempotency_key.is_none() && j.debounce_key.is_none())
+            .all(|j| j.idempotency_key.is_none() && !flow_enqueue::has_flow_control(j))
         {
             // One statement, atomic on its own: no BEGIN/COMMIT round trips.
             return enqueue_on(&mut conn, jobs).await.map_err(map_diesel_error);
