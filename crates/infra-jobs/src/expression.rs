@@ -245,9 +245,15 @@ fn eval(expr: &Expr, vars: Bindings<'_>, depth: usize) -> std::result::Result<Va
             Value::Bool(b) => Value::Bool(!b),
             _ => return Err(EvalError("`!` needs a boolean".into())),
         },
-        Expr::Neg(e) => match eval(e, vars, depth)?.as_f64() {
-            Some(n) => number(-n)?,
-            None => return Err(EvalError("`-` needs a number".into())),
+        Expr::Neg(e) => match eval(e, vars, depth)? {
+            Value::Number(n) => match n.as_i64() {
+                Some(i) => i
+                    .checked_neg()
+                    .map(Value::from)
+                    .ok_or_else(|| EvalError("integer overflow".into()))?,
+                None => number(-n.as_f64().unwrap_or(f64::NAN))?,
+            },
+            _ => return Err(EvalError("`-` needs a number".into())),
         },
         Expr::Binary(Op::Or, a, b) => {
             // CEL's commutative logic: an error on one side is absorbed by `true` on the other.
@@ -805,5 +811,99 @@ mod tests {
             event: None,
             async_event: Some(&arriving),
         }));
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn leaf() -> impl Strategy<Value = Expr> {
+            prop_oneof![
+                any::<i32>().prop_map(|n| Expr::Literal(json!(n))),
+                "[a-z\"' \\\\]{0,6}".prop_map(|s| Expr::Literal(json!(s))),
+                any::<bool>().prop_map(|b| Expr::Literal(json!(b))),
+                Just(Expr::Literal(Value::Null)),
+                prop_oneof![Just("event"), Just("async")].prop_flat_map(|root| {
+                    prop::collection::vec(prop_oneof![Just("data"), Just("a"), Just("b")], 0..3)
+                        .prop_map(move |fields| {
+                            Expr::Path(
+                                root.into(),
+                                fields
+                                    .into_iter()
+                                    .map(|f| Segment::Field(f.into()))
+                                    .collect(),
+                            )
+                        })
+                }),
+            ]
+        }
+
+        fn expr() -> impl Strategy<Value = Expr> {
+            leaf().prop_recursive(4, 32, 3, |inner| {
+                let op = prop_oneof![
+                    Just(Op::Or),
+                    Just(Op::And),
+                    Just(Op::Eq),
+                    Just(Op::Ne),
+                    Just(Op::Lt),
+                    Just(Op::Ge),
+                    Just(Op::Add),
+                    Just(Op::Sub),
+                ];
+                prop_oneof![
+                    (op, inner.clone(), inner.clone()).prop_map(|(op, a, b)| Expr::Binary(
+                        op,
+                        Box::new(a),
+                        Box::new(b)
+                    )),
+                    inner.clone().prop_map(|e| Expr::Not(Box::new(e))),
+                    inner.clone().prop_map(|e| Expr::Neg(Box::new(e))),
+                    prop::collection::vec(inner, 0..3).prop_map(Expr::List),
+                ]
+            })
+        }
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<i16>().prop_map(|n| json!(n)),
+                "[a-c]{0,2}".prop_map(|s| json!(s)),
+                any::<bool>().prop_map(|b| json!(b)),
+            ]
+        }
+
+        proptest! {
+            /// Any input is parsed or refused with an error, never a panic.
+            #[test]
+            fn parsing_never_panics(source in ".{0,80}") {
+                let _ = Expr::parse(&source, "if");
+            }
+
+            /// Printed expressions parse back to expressions that evaluate the same.
+            #[test]
+            fn printing_keeps_the_meaning(
+                e in expr(),
+                a in value(),
+                b in value(),
+                x in value(),
+            ) {
+                let event = json!({"data": {"a": a, "b": b}, "a": x});
+                let arriving = json!({"data": {"a": b, "b": a}, "b": x});
+                let vars = Bindings { event: Some(&event), async_event: Some(&arriving) };
+                let reparsed = Expr::parse(&e.to_string(), "if").unwrap();
+                prop_assert_eq!(e.eval(vars).ok(), reparsed.eval(vars).ok(), "{}", e);
+            }
+
+            /// `==` is symmetric and agrees with `!=`.
+            #[test]
+            fn equality_is_symmetric(a in value(), b in value()) {
+                let vars = Bindings::default();
+                let lit = |v: &Value| Box::new(Expr::Literal(v.clone()));
+                let ab = Expr::Binary(Op::Eq, lit(&a), lit(&b)).eval(vars).unwrap();
+                let ba = Expr::Binary(Op::Eq, lit(&b), lit(&a)).eval(vars).unwrap();
+                let ne = Expr::Binary(Op::Ne, lit(&a), lit(&b)).eval(vars).unwrap();
+                prop_assert_eq!(&ab, &ba);
+                prop_assert_eq!(ab.as_bool(), ne.as_bool().map(|x| !x));
+            }
+        }
     }
 }

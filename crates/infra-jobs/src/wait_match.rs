@@ -4,8 +4,9 @@
 //! (`match: "data.userId"`, i.e. `event.data.userId == async.data.userId`) or an `if`
 //! expression over `event` (the run's event) and `async` (the arriving one). When the wait is
 //! made, `event` is bound to the run's event; the first conjunct of the form
-//! `async.<fields> == <value>` becomes the wait's indexed [`WaitKey`], the rest its condition,
-//! which the runtime checks on the events the index finds ([`ExpressionCondition`]).
+//! `async.<fields> == <value>` becomes the wait's indexed [`WaitKey`](infra_core::WaitKey) (which narrows the
+//! candidates), and the bound expression its condition, which the runtime checks on the events
+//! the index finds ([`ExpressionCondition`]).
 
 use infra_core::{Error, Event, Result, WaitCondition, WaitKind, WaitSpec};
 use serde_json::Value;
@@ -60,13 +61,11 @@ impl Match {
         };
         let expr = Expr::parse(&text, "if")?;
         let run_event = serde_json::to_value(event)?;
-        let mut conjuncts = expr.bind("event", &run_event).conjuncts();
-        let keyed = conjuncts.iter().position(|c| indexed_key(c).is_some());
-        let spec = match keyed {
-            Some(i) => {
-                let (path, value) = indexed_key(&conjuncts.remove(i)).expect("checked above");
-                spec.with_key(path, value)
-            }
+        let conjuncts = expr.bind("event", &run_event).conjuncts();
+        // The key only narrows the candidates: the equality stays in the condition, since key
+        // texts can coincide across types (`"1"` and `1`) where CEL's `==` does not.
+        let spec = match conjuncts.iter().find_map(indexed_key) {
+            Some((path, value)) => spec.with_key(path, value),
             None => spec,
         };
         Ok(match Expr::all(conjuncts) {
@@ -173,11 +172,69 @@ mod tests {
             .wait_for("t/paid", &event, WaitKind::Cancel)
             .unwrap();
         assert_eq!(field.key.unwrap().value, "u1");
-        assert_eq!(field.condition, None);
+        let kept = field.condition.unwrap();
+        assert!(ExpressionCondition.accepts(&kept, &paid(1)));
+        let numeric = Event::new("t/paid", json!({"userId": 1}));
+        let one = Match::field("data.userId")
+            .wait_for(
+                "t/paid",
+                &Event::new("t/start", json!({"userId": "1"})),
+                WaitKind::Cancel,
+            )
+            .unwrap();
+        assert!(
+            !ExpressionCondition.accepts(&one.condition.unwrap(), &numeric),
+            "\"1\" is not 1"
+        );
         assert!(
             Match::expression("async.data.x ==")
                 .wait_for("t", &event, WaitKind::Cancel)
                 .is_err()
         );
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn scalar() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                any::<i16>().prop_map(|n| json!(n)),
+                "[a-c1]{0,2}".prop_map(|s| json!(s)),
+                any::<bool>().prop_map(|b| json!(b)),
+            ]
+        }
+
+        proptest! {
+            /// The indexed key and the residual condition accept exactly the events the whole
+            /// expression accepts.
+            #[test]
+            fn the_key_and_condition_match_as_the_expression(
+                mine in scalar(),
+                theirs in scalar(),
+                amount in any::<i16>(),
+                min in any::<i16>(),
+            ) {
+                let text = "event.data.k == async.data.k && async.data.amount >= event.data.min";
+                let run = Event::new("t/start", json!({"k": mine, "min": min}));
+                let arriving = Event::new("t/x", json!({"k": theirs, "amount": amount}));
+                let spec = Match::expression(text)
+                    .wait_for("t/x", &run, WaitKind::Cancel)
+                    .unwrap();
+                let keyed = match &spec.key {
+                    Some(key) => crate::expression::key_text(&arriving.data["k"]).as_deref() == Some(key.value.as_str()),
+                    None => true,
+                };
+                let checked = spec
+                    .condition
+                    .as_deref()
+                    .is_none_or(|c| ExpressionCondition.accepts(c, &arriving));
+                let whole = Expr::parse(text, "if").unwrap().matches(Bindings {
+                    event: Some(&serde_json::to_value(&run).unwrap()),
+                    async_event: Some(&serde_json::to_value(&arriving).unwrap()),
+                });
+                prop_assert_eq!(keyed && checked, whole);
+            }
+        }
     }
 }
