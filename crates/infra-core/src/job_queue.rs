@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::error::Result;
 use crate::event::Event;
 use crate::job_concurrency::ConcurrencySlot;
+use crate::job_flow::{JobBatch, JobRateLimit, JobSingleton, JobThrottle};
 use async_trait::async_trait;
 
 /// A queue's id for a job.
@@ -52,6 +53,22 @@ pub struct NewJob {
     /// several processes may enforce them at claim time; the runtime enforces them per
     /// process in any case.
     pub concurrency: Vec<ConcurrencySlot>,
+    /// With [`NewJob::debounce_key`]: the latest the debounced job may be pushed to, in
+    /// milliseconds since the Unix epoch (a debounce's maximum wait), kept from the first
+    /// event of the key.
+    pub debounce_deadline_ms: Option<i64>,
+    /// Start times limited per key; excess runs wait.
+    pub throttle: Option<JobThrottle>,
+    /// Runs limited per key; excess runs are dropped at enqueue (reported as
+    /// [`Enqueued::Duplicate`]) and counted.
+    pub rate_limit: Option<JobRateLimit>,
+    /// One run at a time per key.
+    pub singleton: Option<JobSingleton>,
+    /// Runs with the same ordering key start one after another, in enqueue order: a job is
+    /// not claimed while an earlier one of its function and key is live (not a dead letter).
+    pub ordering_key: Option<String>,
+    /// Events of the key gathered into one run.
+    pub batch: Option<JobBatch>,
 }
 
 impl NewJob {
@@ -68,6 +85,12 @@ impl NewJob {
             debounce_key: None,
             concurrency_key: None,
             concurrency: Vec::new(),
+            debounce_deadline_ms: None,
+            throttle: None,
+            rate_limit: None,
+            singleton: None,
+            ordering_key: None,
+            batch: None,
         }
     }
 

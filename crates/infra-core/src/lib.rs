@@ -16,6 +16,7 @@ pub mod http_server;
 mod http_status;
 mod job_backend;
 mod job_concurrency;
+mod job_flow;
 mod job_queue;
 mod queue_admin;
 mod rate_limit;
@@ -23,6 +24,7 @@ mod realtime;
 mod retry_policy;
 mod secret;
 mod signature;
+mod step_store;
 mod typed_event;
 
 #[cfg(feature = "testkit")]
@@ -40,6 +42,7 @@ pub mod mock {
     pub use crate::queue_admin::MockQueueAdmin;
     pub use crate::rate_limit::MockRateLimiter;
     pub use crate::realtime::MockRealtime;
+    pub use crate::step_store::MockStepStore;
 }
 
 pub use async_trait::async_trait;
@@ -57,6 +60,7 @@ pub use http_status::{
 };
 pub use job_backend::JobBackend;
 pub use job_concurrency::ConcurrencySlot;
+pub use job_flow::{JobBatch, JobRateLimit, JobSingleton, JobThrottle, SingletonMode};
 pub use job_queue::{ClaimedJob, Enqueued, JobId, JobQueue, NewJob, Settlement};
 pub use queue_admin::{DeadLetter, FunctionQueueStats, JobFilter, QueueAdmin};
 pub use rate_limit::{RateLimitDecision, RateLimiter, check_rate_limit_args};
@@ -66,6 +70,10 @@ pub use realtime::{
 pub use retry_policy::RetryPolicy;
 pub use secret::{Secret, redact_url};
 pub use signature::{constant_time_eq, hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
+pub use step_store::{
+    FinishedStep, ParkedRun, Resumed, StepState, StepStore, StoredStep, WaitCondition, WaitKey,
+    WaitKind, WaitSpec,
+};
 pub use typed_event::TypedEvent;
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).

@@ -54,6 +54,8 @@ pub struct FunctionQueueStats {
     pub dead: u64,
     /// How long the oldest due job has waited, in milliseconds.
     pub oldest_ready_age_ms: Option<u64>,
+    /// Events its rate limit dropped (since the queue's store was made).
+    pub rate_limited: u64,
 }
 
 impl FunctionQueueStats {

@@ -14,7 +14,9 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncC
 use infra_core::testkit::bench_report::{Goal, Row, Side};
 use infra_core::{Event, EventSender, JobBackend};
 use infra_db::{Database, DbConfig};
-use infra_jobs::{Function, JobsRuntime, MemoryQueue, Outcome, PgQueue, WorkerSettings};
+use infra_jobs::{
+    Function, JobContext, JobsRuntime, Match, MemoryQueue, Outcome, PgQueue, WorkerSettings,
+};
 use serde_json::json;
 use tokio::sync::Mutex;
 
@@ -115,6 +117,150 @@ async fn drain(queue: Arc<dyn JobBackend>, n: u64) -> (f64, f64) {
     let rate = n as f64 / started.elapsed().as_secs_f64();
     rt.shutdown().await;
     (enqueue_rate, rate)
+}
+
+/// Enqueues `n` jobs of a function with `steps` no-op run steps (0: a plain function) and
+/// `keys` concurrency keys limited to one run each (0: no limit), with the runtime stopped,
+/// then starts it and times the drain, as [`drain`] does.
+async fn drain_with(queue: Arc<dyn JobBackend>, n: u64, steps: usize, keys: u64) -> f64 {
+    let done = Arc::new(AtomicU64::new(0));
+    let rt = JobsRuntime::with_settings(queue, Default::default(), settings());
+    let d = done.clone();
+    let mut function = Function::builder("shaped").on_event("bench/shaped");
+    if keys > 0 {
+        function = function.concurrency_per_key(1, "event.data.k");
+    }
+    rt.register(
+        function
+            .raw_handler(move |_, ctx: JobContext| {
+                let d = d.clone();
+                async move {
+                    for _ in 0..steps {
+                        ctx.step()
+                            .run("noop", || async { Ok::<_, infra_core::Error>(()) })
+                            .await?;
+                    }
+                    d.fetch_add(1, Ordering::Relaxed);
+                    Ok::<_, infra_core::Error>(())
+                }
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    rt.prepare().await.unwrap();
+    let mut sent = 0;
+    while sent < n {
+        let batch = (n - sent).min(5_000);
+        let events = (sent..sent + batch)
+            .map(|i| Event::new("bench/shaped", json!({ "k": i % keys.max(1) })))
+            .collect();
+        rt.send_many(events).await.unwrap();
+        sent += batch;
+    }
+    let started = Instant::now();
+    rt.start().await.unwrap();
+    while AtomicU64::load(&done, Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    loop {
+        let stats = rt.stats().await.unwrap();
+        let left: u64 = stats
+            .functions
+            .iter()
+            .map(|f| f.queue.ready + f.queue.running + f.queue.scheduled)
+            .sum();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    rt.shutdown().await;
+    rate
+}
+
+/// Send-to-start latency of an event resuming one of `waiting` runs parked on
+/// `wait_for_event`: from the send to the code after the wait running.
+async fn resume_latency(queue: Arc<dyn JobBackend>, waiting: u64) -> (f64, f64) {
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let rt = JobsRuntime::with_settings(queue, Default::default(), settings());
+    let s = samples.clone();
+    rt.register(
+        Function::builder("waiter")
+            .on_event("bench/wait")
+            .raw_handler(move |_, ctx: JobContext| {
+                let s = s.clone();
+                async move {
+                    let got = ctx
+                        .step()
+                        .wait_for_event(
+                            "go",
+                            "bench/go",
+                            Match::field("data.id"),
+                            Duration::from_secs(3600),
+                        )
+                        .await?;
+                    if let Some(event) = got {
+                        let now_us = SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap()
+                            .as_micros() as i64;
+                        let sent_us = event.data["sent_us"].as_i64().unwrap_or(now_us);
+                        s.lock().await.push((now_us - sent_us) as f64 / 1000.0);
+                    }
+                    Ok::<_, infra_core::Error>(())
+                }
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    rt.start().await.unwrap();
+    let mut sent = 0;
+    while sent < waiting {
+        let batch = (waiting - sent).min(2_000);
+        let events = (sent..sent + batch)
+            .map(|i| Event::new("bench/wait", json!({ "id": i })))
+            .collect();
+        rt.send_many(events).await.unwrap();
+        sent += batch;
+    }
+    let admin = rt.admin().unwrap();
+    loop {
+        let stats = admin.stats().await.unwrap();
+        let parked: u64 = stats
+            .iter()
+            .filter(|f| f.function_id == "waiter")
+            .map(|f| f.scheduled)
+            .sum();
+        let busy: u64 = stats.iter().map(|f| f.ready + f.running).sum();
+        if parked == waiting && busy == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let n = 200.min(waiting);
+    for i in 0..n {
+        let sent_us = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as i64;
+        // Spread over the waiting runs, one event at a time.
+        let id = (i * 7919) % waiting;
+        rt.send(Event::new(
+            "bench/go",
+            json!({ "id": id, "sent_us": sent_us }),
+        ))
+        .await
+        .unwrap();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    while (samples.lock().await.len() as u64) < n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    rt.shutdown().await;
+    let mut xs = samples.lock().await.clone();
+    xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (xs[xs.len() / 2], xs[(xs.len() * 99) / 100])
 }
 
 /// Send-to-start latency on an idle queue: one event at a time, spaced out.
@@ -265,6 +411,28 @@ fn main() {
         let db = Database::from_config(DbConfig::new(&url).unwrap()).unwrap();
         let (pg_enqueue, pg_rate) = drain(Arc::new(PgQueue::new(db.clone())), n).await;
         let (p50, p99) = latency(Arc::new(PgQueue::new(db.clone()))).await;
+        let waiting = if n < 50_000 { 2_000 } else { 10_000 };
+        let shaped = |name: &str| {
+            let name = format!("{name}_{}", std::process::id());
+            async move {
+                let url = fresh_database(&name).await;
+                let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+                (name, db)
+            }
+        };
+        let (steps_db_name, steps_db) = shaped("infra_jobs_bench_steps").await;
+        let single = drain_with(Arc::new(PgQueue::new(steps_db.clone())), n, 0, 0).await;
+        let three = drain_with(Arc::new(PgQueue::new(steps_db.clone())), n, 3, 0).await;
+        drop(steps_db);
+        drop_database(&steps_db_name).await;
+        let (keyed_db_name, keyed_db) = shaped("infra_jobs_bench_keyed").await;
+        let keyed = drain_with(Arc::new(PgQueue::new(keyed_db.clone())), n, 0, 1_000).await;
+        drop(keyed_db);
+        drop_database(&keyed_db_name).await;
+        let (wait_db_name, wait_db) = shaped("infra_jobs_bench_wait").await;
+        let (rp50, rp99) = resume_latency(Arc::new(PgQueue::new(wait_db.clone())), waiting).await;
+        drop(wait_db);
+        drop_database(&wait_db_name).await;
         drop(db);
         let raw = raw_sql(&url, n, 4).await;
         drop_database(&name).await;
@@ -285,6 +453,9 @@ fn main() {
             None => println!("graphile      not run"),
         }
         println!("MemoryQueue   enqueue {mem_enqueue:>9.0}/s   process {mem_rate:>9.0}/s   send-to-start p50 {mp50:.2} ms  p99 {mp99:.2} ms");
+        println!("PgQueue steps three-step {three:>9.0}/s   single-step {single:>9.0}/s   ratio {:.3}", three / single);
+        println!("PgQueue keyed concurrency_per_key(1) over 1,000 keys {keyed:>9.0}/s   unlimited {single:>9.0}/s   ratio {:.3}", keyed / single);
+        println!("PgQueue resume one of {waiting} waiting runs: send-to-step p50 {rp50:.2} ms  p99 {rp99:.2} ms");
 
         // The same figures for `cargo xtask bench`'s table; latencies are send-to-start on an
         // idle queue, measured apart from the drain.
@@ -317,6 +488,27 @@ fn main() {
                 .with_latency(ms(mp50), ms(mp99)),
         );
         rows.push(memory);
+        // Issue 23's goals: steps, keyed limits and waits.
+        rows.push(
+            Row::new("infra-jobs", format!("drain {n} runs of a three-step no-op function"), "runs/s")
+                .ours(Side::new("PgQueue, three durable steps", three))
+                .baseline(Side::new("PgQueue, the same function without steps, same run", single))
+                .goal(Goal::ratio_at_least(0.33)),
+        );
+        rows.push(
+            Row::new("infra-jobs", format!("drain {n} jobs with concurrency_per_key(1) over 1,000 keys"), "jobs/s")
+                .ours(Side::new("PgQueue, one run per key at a time", keyed))
+                .baseline(Side::new("PgQueue, the same jobs unlimited, same run", single))
+                .goal(Goal::ratio_at_least(0.5)),
+        );
+        rows.push(
+            Row::new("infra-jobs", format!("an event resumes one of {waiting} runs waiting for events"), "ms")
+                .ours(
+                    Side::new("PgQueue wait_for_event (send to the step after the wait)", rp50)
+                        .with_latency(ms(rp50), ms(rp99)),
+                )
+                .goal(Goal::p99_at_most(Duration::from_millis(50))),
+        );
         for row in rows {
             row.emit().expect("bench report written");
         }

@@ -11,6 +11,9 @@ use std::sync::Arc;
 use infra_core::Event;
 use tokio_util::sync::CancellationToken;
 
+use crate::run_steps::{Driver, RunSteps};
+use crate::step::Step;
+
 /// The context of one run.
 ///
 /// The token is cancelled when the run's timeout passes or the runtime shuts down; a
@@ -32,11 +35,10 @@ use tokio_util::sync::CancellationToken;
 #[derive(Clone)]
 pub struct JobContext<S = ()> {
     function_id: Arc<str>,
-    run_id: String,
-    attempt: u32,
-    max_attempts: u32,
     event: Arc<Event>,
+    events: Arc<Vec<Event>>,
     cancel: CancellationToken,
+    steps: Arc<RunSteps>,
     state: S,
 }
 
@@ -44,16 +46,17 @@ impl<S> std::fmt::Debug for JobContext<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("JobContext")
             .field("function_id", &self.function_id)
-            .field("run_id", &self.run_id)
-            .field("attempt", &self.attempt)
-            .field("max_attempts", &self.max_attempts)
+            .field("run_id", &self.steps.run_id())
+            .field("attempt", &self.attempt())
+            .field("max_attempts", &self.max_attempts())
             .finish_non_exhaustive()
     }
 }
 
 impl JobContext {
     /// A context without state for one attempt (numbered from 1) of `function_id` on
-    /// `event`.
+    /// `event`. Its steps run as plain code and record nothing: a runtime builds the
+    /// contexts whose steps are durable.
     pub fn new(
         function_id: impl Into<Arc<str>>,
         run_id: impl Into<String>,
@@ -61,15 +64,41 @@ impl JobContext {
         attempt: u32,
         max_attempts: u32,
     ) -> Self {
-        JobContext {
-            function_id: function_id.into(),
-            run_id: run_id.into(),
+        let steps = RunSteps::new(
+            Driver::Ephemeral,
+            run_id.into(),
+            event.clone(),
             attempt,
             max_attempts,
+        );
+        JobContext {
+            function_id: function_id.into(),
+            events: Arc::new(vec![Event::clone(&event)]),
             event,
             cancel: CancellationToken::new(),
+            steps: Arc::new(steps),
             state: (),
         }
+    }
+
+    /// A context whose steps are `steps` (built by a driver for this execution).
+    pub(crate) fn with_steps(function_id: impl Into<Arc<str>>, steps: Arc<RunSteps>) -> Self {
+        JobContext {
+            function_id: function_id.into(),
+            event: Arc::new(steps.event().clone()),
+            events: Arc::new(vec![steps.event().clone()]),
+            cancel: CancellationToken::new(),
+            steps,
+            state: (),
+        }
+    }
+
+    /// The same context for a run of several events (a batch); the first is its event.
+    pub(crate) fn with_events(mut self, events: Vec<Event>) -> Self {
+        if !events.is_empty() {
+            self.events = Arc::new(events);
+        }
+        self
     }
 }
 
@@ -85,11 +114,10 @@ impl<S> JobContext<S> {
     pub fn with_state<T>(self, state: T) -> JobContext<T> {
         JobContext {
             function_id: self.function_id,
-            run_id: self.run_id,
-            attempt: self.attempt,
-            max_attempts: self.max_attempts,
             event: self.event,
+            events: self.events,
             cancel: self.cancel,
+            steps: self.steps,
             state,
         }
     }
@@ -101,22 +129,38 @@ impl<S> JobContext<S> {
 
     /// This run's id (the queue's job id, or Inngest's run id).
     pub fn run_id(&self) -> &str {
-        &self.run_id
+        self.steps.run_id()
     }
 
-    /// This attempt's number, from 1.
+    /// This attempt's number, from 1. Each step has its own attempts: once a step finished,
+    /// the count starts again at 1 for what follows.
     pub fn attempt(&self) -> u32 {
-        self.attempt
+        self.steps.attempt()
     }
 
     /// Attempts allowed in all; the last one is `attempt() == max_attempts()`.
     pub fn max_attempts(&self) -> u32 {
-        self.max_attempts
+        self.steps.max_attempts()
+    }
+
+    /// The run's durable steps: `run`, `sleep`, `wait_for_event`, `invoke`, `send_event`.
+    pub fn step(&self) -> Step<'_> {
+        Step::new(&self.steps)
+    }
+
+    /// The steps of this execution, for the engine.
+    pub(crate) fn steps(&self) -> &Arc<RunSteps> {
+        &self.steps
     }
 
     /// The untyped event, with its id and timestamp.
     pub fn event(&self) -> &Event {
         &self.event
+    }
+
+    /// The run's events: those a batch gathered (`batch_events`), else its one event.
+    pub fn events(&self) -> &[Event] {
+        &self.events
     }
 
     /// The cancellation token.

@@ -13,13 +13,16 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use infra_core::{Backoff, Error, Event, Result, TypedEvent, format_duration};
+use infra_core::{Backoff, Error, Event, Result, SingletonMode, TypedEvent, format_duration};
 
 use crate::context::JobContext;
 use crate::cron::CronSchedule;
 use crate::event_key::EventKey;
+use crate::flow_control::{BatchEvents, KeyExpression, Ordering, RateLimit, Singleton, Throttle};
 use crate::function_options::{Concurrency, Debounce, FunctionOptions, Idempotency};
 use crate::outcome::Outcome;
+use crate::step_plan::Execution;
+use crate::wait_match::{CancelOn, Match, check_expression};
 
 /// What starts a function.
 #[derive(Debug, Clone)]
@@ -120,11 +123,31 @@ impl Function {
     }
 
     /// Runs one attempt: the handler under the timeout, a panic caught as a retryable
-    /// failure. On timeout the context's token is cancelled.
+    /// failure. On timeout the context's token is cancelled. A step that stops the attempt
+    /// (which a context built by [`JobContext::new`] never does) makes it a retryable
+    /// failure.
     pub async fn run(&self, event: Event, ctx: JobContext) -> Outcome {
+        match self.execute(event, ctx).await {
+            Execution::Finished(outcome) => outcome,
+            Execution::Interrupted(interrupt) => {
+                Outcome::retry(format!("a step stopped the run: {interrupt:?}"))
+            }
+        }
+    }
+
+    /// Runs one execution: the handler under the timeout, raced against its steps' interrupt
+    /// (whose arrival drops the handler's future, as Inngest's SDKs abandon theirs).
+    pub(crate) async fn execute(&self, event: Event, ctx: JobContext) -> Execution {
         let cancel = ctx.cancellation().clone();
+        let steps = ctx.steps().clone();
         let attempt = AssertUnwindSafe((self.handler)(event, ctx)).catch_unwind();
-        match tokio::time::timeout(self.options.timeout, attempt).await {
+        let timed = tokio::time::timeout(self.options.timeout, attempt);
+        let finished = tokio::select! {
+            biased;
+            interrupt = steps.interrupted() => return Execution::Interrupted(interrupt),
+            finished = timed => finished,
+        };
+        Execution::Finished(match finished {
             Ok(Ok(outcome)) => outcome,
             Ok(Err(panic)) => {
                 let message = panic
@@ -141,7 +164,7 @@ impl Function {
                     format_duration(self.options.timeout)
                 ))
             }
-        }
+        })
     }
 }
 
@@ -270,7 +293,99 @@ impl<E, S> FunctionBuilder<E, S> {
                 return self;
             }
         };
-        self.options.debounce = Some(Debounce { period, key });
+        self.options.debounce = Some(Debounce {
+            period,
+            key,
+            max_wait: None,
+        });
+        self
+    }
+
+    /// With [`FunctionBuilder::debounce`]: the longest a run is pushed back from its key's
+    /// first event, however many events keep arriving (Inngest's debounce `timeout`).
+    pub fn debounce_max_wait(mut self, max_wait: Duration) -> Self {
+        match &mut self.options.debounce {
+            Some(debounce) => debounce.max_wait = Some(max_wait),
+            None => self.errors.push(Error::invalid_input(
+                "debounce_max_wait",
+                "needs a debounce set before it",
+            )),
+        }
+        self
+    }
+
+    fn key(&mut self, key: Option<&str>, field: &str) -> Option<KeyExpression> {
+        match key.map(|k| KeyExpression::parse(k, field)).transpose() {
+            Ok(key) => key,
+            Err(e) => {
+                self.errors.push(e);
+                None
+            }
+        }
+    }
+
+    /// At most `limit` runs start per `period` (per value of `key`, an expression such as
+    /// `event.data.userId`); excess runs wait their turn (Inngest's `throttle`, burst 1).
+    pub fn throttle(mut self, limit: u32, period: Duration, key: Option<&str>) -> Self {
+        let key = self.key(key, "throttle");
+        self.options.throttle = Some(Throttle {
+            limit,
+            period,
+            burst: 1,
+            key,
+        });
+        self
+    }
+
+    /// At most `limit` runs per `period` (per value of `key`); excess events start no run
+    /// and are counted (Inngest's `rateLimit`).
+    pub fn rate_limit(mut self, limit: u32, period: Duration, key: Option<&str>) -> Self {
+        let key = self.key(key, "rate_limit");
+        self.options.rate_limit = Some(RateLimit { limit, period, key });
+        self
+    }
+
+    /// Up to `max_size` events (per value of `key`), or those that arrived within `timeout`
+    /// of the first, in one run (Inngest's `batchEvents`); the handler reads them from
+    /// [`JobContext::events`].
+    pub fn batch_events(mut self, max_size: u32, timeout: Duration, key: Option<&str>) -> Self {
+        let key = self.key(key, "batch_events");
+        self.options.batch_events = Some(BatchEvents {
+            max_size,
+            timeout,
+            key,
+        });
+        self
+    }
+
+    /// One run at a time (per value of `key`): a new run is skipped, or cancels the others
+    /// (Inngest's `singleton`).
+    pub fn singleton(mut self, mode: SingletonMode, key: Option<&str>) -> Self {
+        let key = self.key(key, "singleton");
+        self.options.singleton = Some(Singleton { mode, key });
+        self
+    }
+
+    /// Runs (per value of `key`) start one after another, in send order.
+    pub fn ordered(mut self, key: Option<&str>) -> Self {
+        let key = self.key(key, "ordered");
+        self.options.ordering = Some(Ordering { key });
+        self
+    }
+
+    /// Cancels the function's sleeping and waiting runs when an event named `event` arrives
+    /// that `matching` accepts against the run's event (Inngest's `cancelOn`).
+    pub fn cancel_on(mut self, event: impl Into<String>, matching: Match) -> Self {
+        if let Some(text) = matching.expression_text()
+            && let Err(e) = check_expression(&text, "cancel_on")
+        {
+            self.errors.push(e);
+            return self;
+        }
+        self.options.cancel_on.push(CancelOn {
+            event: event.into(),
+            matching,
+        });
         self
     }
 
@@ -290,6 +405,39 @@ impl<E, S> FunctionBuilder<E, S> {
                 return Err(Error::invalid_input(
                     "concurrency",
                     format!("limit of function `{}` must be at least 1", self.id),
+                ));
+            }
+        }
+        let positive = [
+            (
+                "throttle",
+                self.options.throttle.as_ref().map(|t| (t.limit, t.period)),
+            ),
+            (
+                "rate_limit",
+                self.options
+                    .rate_limit
+                    .as_ref()
+                    .map(|r| (r.limit, r.period)),
+            ),
+            (
+                "batch_events",
+                self.options
+                    .batch_events
+                    .as_ref()
+                    .map(|b| (b.max_size, b.timeout)),
+            ),
+        ];
+        for (field, limits) in positive {
+            if let Some((n, period)) = limits
+                && (n == 0 || period.is_zero())
+            {
+                return Err(Error::invalid_input(
+                    field,
+                    format!(
+                        "of function `{}` needs a limit and a period above zero",
+                        self.id
+                    ),
                 ));
             }
         }

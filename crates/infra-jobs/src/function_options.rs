@@ -6,6 +6,8 @@ use std::time::Duration;
 use infra_core::{Backoff, RetryPolicy};
 
 use crate::event_key::EventKey;
+use crate::flow_control::{BatchEvents, Ordering, RateLimit, Singleton, Throttle};
+use crate::wait_match::CancelOn;
 
 /// The attempts of a function unless it sets its own: 4 (3 retries, as Inngest's default),
 /// 1 s doubling up to 10 minutes between them, equal jitter.
@@ -39,6 +41,8 @@ pub struct Debounce {
     pub period: Duration,
     /// Debounced per value of this key, else over all events.
     pub key: Option<EventKey>,
+    /// The longest a run is pushed back from its key's first event (Inngest's `timeout`).
+    pub max_wait: Option<Duration>,
 }
 
 /// How a function runs.
@@ -57,6 +61,18 @@ pub struct FunctionOptions {
     pub idempotency: Option<Idempotency>,
     /// Debounce.
     pub debounce: Option<Debounce>,
+    /// Events that cancel the function's sleeping and waiting runs.
+    pub cancel_on: Vec<CancelOn>,
+    /// Start times limited per key.
+    pub throttle: Option<Throttle>,
+    /// Runs limited per key; excess dropped.
+    pub rate_limit: Option<RateLimit>,
+    /// Events gathered into one run.
+    pub batch_events: Option<BatchEvents>,
+    /// One run at a time per key.
+    pub singleton: Option<Singleton>,
+    /// Runs of one key one after another.
+    pub ordering: Option<Ordering>,
 }
 
 impl Default for FunctionOptions {
@@ -68,6 +84,12 @@ impl Default for FunctionOptions {
             concurrency: Vec::new(),
             idempotency: None,
             debounce: None,
+            cancel_on: Vec::new(),
+            throttle: None,
+            rate_limit: None,
+            batch_events: None,
+            singleton: None,
+            ordering: None,
         }
     }
 }

@@ -14,11 +14,14 @@
 
 use std::time::Duration;
 
-use infra_core::{ClaimedJob, Event, NewJob, Settlement};
+use infra_core::{
+    ClaimedJob, Event, JobBatch, JobRateLimit, JobSingleton, JobThrottle, NewJob, Settlement,
+};
 
 use crate::concurrency_scope::concurrency_slots;
 use crate::cron::CronSchedule;
 use crate::event_id::{ms_after, now_ms};
+use crate::flow_control::key_of;
 use crate::function::{CRON_EVENT_NAME, Function, Trigger};
 use crate::outcome::Outcome;
 use crate::registry::FunctionRegistry;
@@ -65,7 +68,41 @@ pub(crate) fn plan_job(function: &Function, event: Event, now: i64, dedup_by_id:
         };
         run_at = run_at.max(ms_after(now, debounce.period));
         job.run_at_ms = run_at;
+        job.debounce_deadline_ms = debounce.max_wait.map(|w| ms_after(now, w));
         job = job.with_debounce_key(key);
+    }
+    let period_ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX).max(1);
+    if let Some(t) = &options.throttle {
+        job.throttle = Some(JobThrottle {
+            key: key_of(&t.key, &job.event),
+            limit: t.limit.max(1),
+            period_ms: period_ms(t.period),
+            burst: t.burst.max(1),
+        });
+    }
+    if let Some(r) = &options.rate_limit {
+        job.rate_limit = Some(JobRateLimit {
+            key: key_of(&r.key, &job.event),
+            limit: r.limit.max(1),
+            period_ms: period_ms(r.period),
+        });
+    }
+    if let Some(single) = &options.singleton {
+        job.singleton = Some(JobSingleton {
+            key: key_of(&single.key, &job.event),
+            mode: single.mode,
+        });
+    }
+    if let Some(ordering) = &options.ordering {
+        job.ordering_key = Some(key_of(&ordering.key, &job.event));
+    }
+    if let Some(batch) = &options.batch_events {
+        job.batch = Some(JobBatch {
+            key: key_of(&batch.key, &job.event),
+            max_size: batch.max_size.max(1),
+            timeout_ms: period_ms(batch.timeout),
+        });
+        job.run_at_ms = job.run_at_ms.max(ms_after(now, batch.timeout));
     }
     if let Some(c) = options.concurrency.iter().find_map(|c| c.key.as_ref())
         && let Some(key) = c.evaluate(&job.event)
@@ -96,18 +133,24 @@ pub(crate) fn cron_triggers(function: &Function) -> impl Iterator<Item = &CronSc
     })
 }
 
-/// How a claimed job of `function` settles after an attempt ended with `outcome`: a retry
-/// waits the outcome's own delay, else the function's back-off.
-pub(crate) fn settlement(function: &Function, job: &ClaimedJob, outcome: &Outcome) -> Settlement {
+/// How a claimed job of `function` settles after its attempt number `attempt` (the step's,
+/// which restarts at 1 after each finished step) ended with `outcome`: a retry waits the
+/// outcome's own delay, else the function's back-off.
+pub(crate) fn settlement(
+    function: &Function,
+    job: &ClaimedJob,
+    attempt: u32,
+    outcome: &Outcome,
+) -> Settlement {
     match outcome {
         Outcome::Success(_) => Settlement::Completed,
         Outcome::Retry { error, after } => {
-            if job.attempt >= job.max_attempts {
+            if attempt >= job.max_attempts {
                 Settlement::Dead {
                     error: error.clone(),
                 }
             } else {
-                let delay = after.unwrap_or_else(|| function.options().retry.delay(job.attempt));
+                let delay = after.unwrap_or_else(|| function.options().retry.delay(attempt));
                 Settlement::Retry {
                     run_at_ms: ms_after(now_ms(), delay),
                     error: error.clone(),
@@ -168,7 +211,7 @@ mod tests {
         let f = function();
         let retry = Outcome::retry_after("later", Duration::from_secs(60));
         let before = now_ms();
-        match settlement(&f, &claimed(1, 2), &retry) {
+        match settlement(&f, &claimed(1, 2), 1, &retry) {
             Settlement::Retry { run_at_ms, error } => {
                 assert_eq!(error, "later");
                 assert!(run_at_ms >= before + 60_000);
@@ -176,15 +219,15 @@ mod tests {
             other => panic!("a retry: {other:?}"),
         }
         assert!(matches!(
-            settlement(&f, &claimed(2, 2), &retry),
+            settlement(&f, &claimed(2, 2), 2, &retry),
             Settlement::Dead { .. }
         ));
         assert!(matches!(
-            settlement(&f, &claimed(1, 2), &Outcome::fail("no")),
+            settlement(&f, &claimed(1, 2), 1, &Outcome::fail("no")),
             Settlement::Dead { .. }
         ));
         assert_eq!(
-            settlement(&f, &claimed(1, 2), &Outcome::success()),
+            settlement(&f, &claimed(1, 2), 1, &Outcome::success()),
             Settlement::Completed
         );
     }

@@ -30,7 +30,10 @@ use crate::health_probe::{ProbeWaiters, Resend, probe_function, run_probe};
 use crate::outcome::Outcome;
 use crate::planning::plan_jobs;
 use crate::registry::{FunctionRegistry, SharedRegistry};
+use crate::run_steps::{Driver, InngestRun, RunSteps};
 use crate::stats::{FunctionStats, JobsStats, RunTally, Totals};
+use crate::step_plan::Execution;
+use crate::wait_match::ExpressionCondition;
 use crate::worker::{WorkerConfig, spawn_workers};
 use crate::worker_settings::WorkerSettings;
 
@@ -258,6 +261,56 @@ impl JobsRuntime {
         Ok(outcome)
     }
 
+    /// Runs one execution of `function_id` for a call request of Inngest's: `memo` holds the
+    /// steps Inngest recorded (by hashed id), `run` whether a new step may run now; the
+    /// execution ends with the function's outcome or the step operation to report.
+    pub(crate) async fn execute_inngest(
+        &self,
+        function_id: &str,
+        event: Event,
+        attempt: u32,
+        run_id: &str,
+        memo: std::collections::HashMap<String, infra_core::StepState>,
+        run: InngestRun,
+        events: Vec<Event>,
+    ) -> Result<Execution> {
+        let function = self.functions().get(function_id).cloned().ok_or_else(|| {
+            Error::new(
+                ErrorKind::NotFound,
+                format!("no function with id `{function_id}` is registered"),
+            )
+            .with_context("function", function_id)
+        })?;
+        let steps = RunSteps::new(
+            Driver::Inngest(run),
+            run_id.to_owned(),
+            Arc::new(event.clone()),
+            attempt.max(1),
+            function.options().max_attempts(),
+        )
+        .with_memo(memo);
+        let ctx = JobContext::with_steps(function_id, Arc::new(steps))
+            .with_cancellation(self.inner.shutdown.child_token())
+            .with_events(events);
+        let span = tracing::info_span!("job", function = function_id, run_id, attempt);
+        let execution = function.execute(event, ctx).instrument(span).await;
+        if let Execution::Finished(outcome) = &execution {
+            self.inner
+                .tally
+                .record(function_id, outcome.is_success(), false);
+        }
+        Ok(execution)
+    }
+
+    /// Where events go when another system runs the functions (`send_event` steps served to
+    /// Inngest send through it).
+    pub(crate) fn forward_sender(&self) -> Option<Arc<dyn EventSender>> {
+        match &self.inner.delivery {
+            Delivery::Forward { sender, .. } => Some(sender.clone()),
+            Delivery::Queue(_) => None,
+        }
+    }
+
     /// Sends `event` inside the caller's own diesel-async transaction on the PostgreSQL
     /// queue's database: the jobs exist if and only if the transaction commits (an outbox),
     /// and workers wake when it does.
@@ -344,6 +397,8 @@ impl JobsRuntime {
             worker_id: self.inner.worker_id.clone(),
             shutdown: self.inner.shutdown.clone(),
             tally: self.inner.tally.clone(),
+            steps: backend.clone(),
+            sender: Arc::new(WeakSender(Arc::downgrade(&self.inner))),
         });
         tasks.push(spawn_cron_scheduler(
             queue,
@@ -387,6 +442,25 @@ impl JobsRuntime {
     }
 }
 
+/// The runtime as its workers' sender: weak, so the workers do not keep it alive.
+struct WeakSender(Weak<Inner>);
+
+#[async_trait]
+impl EventSender for WeakSender {
+    async fn send(&self, event: Event) -> Result<String> {
+        let mut ids = self.send_many(vec![event]).await?;
+        ids.pop()
+            .ok_or_else(|| Error::backend("the runtime returned no id for the event"))
+    }
+
+    async fn send_many(&self, events: Vec<Event>) -> Result<Vec<String>> {
+        match self.0.upgrade() {
+            Some(inner) => JobsRuntime { inner }.send_many(events).await,
+            None => Err(Error::unavailable("the jobs runtime was dropped")),
+        }
+    }
+}
+
 /// Sends a probe event again through the runtime behind `weak`, if it still exists.
 async fn resend_probe(weak: Weak<Inner>, event: Event) -> Result<String> {
     match weak.upgrade() {
@@ -425,6 +499,10 @@ impl EventSender for JobsRuntime {
         if !jobs.is_empty() {
             queue.enqueue(jobs).await?;
         }
+        // Runs waiting for these events (wait_for_event, invoke, cancel_on) resume.
+        queue
+            .deliver(&events, Arc::new(ExpressionCondition))
+            .await?;
         Ok(ids)
     }
 }

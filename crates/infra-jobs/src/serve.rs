@@ -18,13 +18,19 @@
 //! - `POST` call (§4.4): checks that `X-Inngest-Signature` is present, well formed and within
 //!   five minutes *before* reading the body (500 otherwise, §4.1.3), refuses a body over
 //!   [`ServeConfig::max_body_bytes`] with 413 unread, then verifies the signature over the
-//!   body (500 when it fails), runs the function named by `fnId` on the event through
-//!   [`JobsRuntime::invoke`], and answers 200 with its output; a retryable failure 500 with
+//!   body (500 when it fails), runs the function named by `fnId` on the event, and answers
+//!   200 with its output; a retryable failure 500 with
 //!   `X-Inngest-No-Retry: false` (and
 //!   `Retry-After` when the function asked for a delay); a non-retryable failure 400 with
 //!   `X-Inngest-No-Retry: true` (§4.4.3). Every reply carries `X-Inngest-SDK` and
-//!   `X-Inngest-Req-Version: 1` (§4.1.2). Functions are single-step.
+//!   `X-Inngest-Req-Version: 2` (§4.1.2).
+//! - Steps (§5, [`inngest_call`](crate::inngest_call)): the request's memoized `steps` are the
+//!   execution's memo; the first new step runs at once and is reported as `StepRun` (or
+//!   `StepError`) in a `206` reply, or is reported as `StepPlanned` when immediate execution
+//!   is off, or, with `stepId` naming it, runs then; sleeps, waits and invocations are
+//!   reported as `Sleep`, `WaitForEvent` and `InvokeFunction`.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
@@ -40,15 +46,17 @@ use serde_json::{Value, json};
 use crate::bounded_body::read_bounded;
 use crate::function::Function;
 use crate::health_probe::PROBE_FUNCTION_ID;
+use crate::inngest_call::{CallRequest, event_of, inngest_run, memo_of};
 use crate::outcome::Outcome;
 use crate::runtime::JobsRuntime;
 use crate::serve_config::{SERVE_MAX_BODY_VAR, ServeConfig, ServeMode};
 use crate::signing::{SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SignatureHeader, SigningKey};
+use crate::step_plan::{Execution, Interrupt};
 pub use crate::sync_payload::SDK_HEADER_VALUE;
 use crate::sync_payload::{FRAMEWORK, in_band_reply, parse_in_band_request, register_payload};
 
 /// The execution version this handler speaks (§4.1.2).
-pub const REQ_VERSION: &str = "1";
+pub const REQ_VERSION: &str = "2";
 
 const HEADER_SDK: &str = "x-inngest-sdk";
 const HEADER_REQ_VERSION: &str = "x-inngest-req-version";
@@ -487,24 +495,6 @@ async fn out_of_band_sync(serve: &Serve, headers: &HeaderMap, query: Option<Stri
     failed(format!("Inngest replied {status}: {}", reason.trim()))
 }
 
-/// The body of a call request (§4.4.1); only what a single-step function needs.
-#[derive(Deserialize)]
-struct CallRequest {
-    event: Option<Value>,
-    #[serde(default)]
-    ctx: CallContext,
-}
-
-#[derive(Deserialize, Default)]
-struct CallContext {
-    #[serde(default)]
-    run_id: String,
-    #[serde(default)]
-    attempt: u32,
-    #[serde(default)]
-    use_api: bool,
-}
-
 /// `POST`: run a function (§4.4).
 async fn call(
     State(serve): State<Arc<Serve>>,
@@ -552,15 +542,25 @@ async fn call(
         Ok(r) => r,
         Err(e) => return internal("BodyError", &format!("the call request is not valid: {e}")),
     };
-    let event = if request.ctx.use_api {
-        match fetch_batch_event(&serve, &request.ctx.run_id).await {
-            Ok(event) => event,
+    let batch: Vec<Event> = request
+        .events
+        .iter()
+        .filter_map(|e| serde_json::from_value(e.clone()).ok())
+        .collect();
+    let (event, steps) = if request.ctx.use_api {
+        let fetched = async {
+            let event = fetch_batch_event(&serve, &request.ctx.run_id).await?;
+            let steps = fetch_run_steps(&serve, &request.ctx.run_id).await?;
+            Ok::<_, Error>((event, steps))
+        };
+        match fetched.await {
+            Ok(fetched) => fetched,
             Err(err) => return internal("ApiError", &err.to_string()),
         }
     } else {
-        request.event.unwrap_or(Value::Null)
+        (request.event.unwrap_or(Value::Null), request.steps)
     };
-    let event: Event = match serde_json::from_value(event) {
+    let event: Event = match event_of(event) {
         Ok(e) => e,
         Err(e) => {
             return internal(
@@ -569,20 +569,61 @@ async fn call(
             );
         }
     };
+    let run = inngest_run(
+        query_param(&query, "stepId"),
+        &request.ctx,
+        &serve.config.app_id,
+        serve.runtime.forward_sender(),
+    );
     // Inngest counts attempts from 0; our handlers from 1.
     let attempt = request.ctx.attempt.saturating_add(1);
-    let outcome = match serve
+    let execution = serve
         .runtime
-        .invoke(id, event, attempt, &request.ctx.run_id)
-        .await
-    {
-        Ok(outcome) => outcome,
-        Err(err) if err.kind() == ErrorKind::NotFound => {
-            return internal("FunctionNotFound", err.message());
+        .execute_inngest(
+            id,
+            event,
+            attempt,
+            &request.ctx.run_id,
+            memo_of(steps),
+            run,
+            batch,
+        )
+        .await;
+    match execution {
+        Ok(Execution::Finished(outcome)) => outcome_reply(outcome),
+        Ok(Execution::Interrupted(Interrupt::Report(op))) => {
+            reply(StatusCode::PARTIAL_CONTENT, Value::Array(vec![op]))
         }
-        Err(err) => return internal("Error", err.message()),
-    };
-    outcome_reply(outcome)
+        Ok(Execution::Interrupted(other)) => internal("Error", &format!("{other:?}")),
+        Err(err) if err.kind() == ErrorKind::NotFound => {
+            internal("FunctionNotFound", err.message())
+        }
+        Err(err) => internal("Error", err.message()),
+    }
+}
+
+/// The run's memoized steps from Inngest's API when the call request was trimmed
+/// (`ctx.use_api`, §4.4.2).
+async fn fetch_run_steps(serve: &Serve, run_id: &str) -> Result<HashMap<String, Value>> {
+    if run_id.is_empty() || !run_id.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(Error::invalid_input("ctx.run_id", "must be a run id"));
+    }
+    let url = serve.api_url(&format!("/v0/runs/{run_id}/actions"))?;
+    let response = serve.authorized(|| serve.http.get(url.clone())).await?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(Error::new(
+            ErrorKind::from_http_status(status.as_u16()),
+            format!("Inngest's API replied {status} to the actions request"),
+        ));
+    }
+    response.json().await.map_err(|e| {
+        Error::new(
+            ErrorKind::Decode,
+            "Inngest's actions reply is not a map of steps",
+        )
+        .with_source(e)
+    })
 }
 
 /// The reply for a function's outcome (§4.4.3).

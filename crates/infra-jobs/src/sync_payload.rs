@@ -118,7 +118,7 @@ fn function_configs(app: &str, functions: &[Arc<Function>], url: &url::Url) -> V
         .collect()
 }
 
-/// The function's concurrency, idempotency and debounce options in the sync payload's terms
+/// The function's concurrency, idempotency, `cancel_on` and debounce options in the sync payload's terms
 /// (§4.3.2), so Inngest applies the limits our runtime would. Keys become CEL expressions.
 /// Inngest's idempotency window is its own (24 hours); priority has no static equivalent.
 fn add_flow_control(function: &mut Value, f: &Function) {
@@ -137,12 +137,57 @@ fn add_flow_control(function: &mut Value, f: &Function) {
     if let Some(idempotency) = &options.idempotency {
         function["idempotency"] = Value::String(idempotency.key.to_expression());
     }
+    if !options.cancel_on.is_empty() {
+        let cancel: Vec<Value> = options
+            .cancel_on
+            .iter()
+            .map(|c| match c.matching.expression_text() {
+                Some(expression) => json!({"event": c.event, "if": expression}),
+                None => json!({"event": c.event}),
+            })
+            .collect();
+        function["cancel"] = Value::Array(cancel);
+    }
     if let Some(debounce) = &options.debounce {
         let mut value = json!({"period": time_string(debounce.period)});
         if let Some(key) = &debounce.key {
             value["key"] = Value::String(key.to_expression());
         }
+        if let Some(max_wait) = debounce.max_wait {
+            value["timeout"] = Value::String(time_string(max_wait));
+        }
         function["debounce"] = value;
+    }
+    let keyed = |mut value: Value, key: &Option<crate::flow_control::KeyExpression>| {
+        if let Some(key) = key {
+            value["key"] = Value::String(key.text().to_owned());
+        }
+        value
+    };
+    if let Some(t) = &options.throttle {
+        function["throttle"] = keyed(
+            json!({"limit": t.limit, "period": time_string(t.period), "burst": t.burst}),
+            &t.key,
+        );
+    }
+    if let Some(r) = &options.rate_limit {
+        function["rateLimit"] = keyed(
+            json!({"limit": r.limit, "period": time_string(r.period)}),
+            &r.key,
+        );
+    }
+    if let Some(b) = &options.batch_events {
+        function["batchEvents"] = keyed(
+            json!({"maxSize": b.max_size, "timeout": time_string(b.timeout)}),
+            &b.key,
+        );
+    }
+    if let Some(single) = &options.singleton {
+        let mode = match single.mode {
+            infra_core::SingletonMode::Skip => "skip",
+            infra_core::SingletonMode::Cancel => "cancel",
+        };
+        function["singleton"] = keyed(json!({"mode": mode}), &single.key);
     }
 }
 

@@ -8,13 +8,17 @@
 //!   every in-process concurrency limit of its function admits it;
 //! - every claimed job is settled exactly once by this worker, or left to its lease when
 //!   settling keeps failing (it then runs again: at least once, never lost);
-//! - leases of running jobs are extended until they settle, also while shutting down.
+//! - leases of running jobs are extended until they settle, also while shutting down;
+//! - a run parked by a step (sleep, wait, invoke) is settled by its park, not again;
+//! - a run whose cancellation was asked for has its token cancelled at the next heartbeat,
+//!   records no further step, and leaves the queue when it ends.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use infra_core::{ClaimedJob, JobId, JobQueue, Settlement};
+use infra_core::{ClaimedJob, Event, EventSender, JobId, JobQueue, NewJob, Settlement, StepStore};
+use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -23,9 +27,16 @@ use tracing::Instrument;
 use crate::concurrency::ConcurrencyLimiter;
 use crate::context::JobContext;
 use crate::event_id::now_ms;
-use crate::planning::settlement;
-use crate::registry::SharedRegistry;
+use crate::flow_control::BATCH_STEP_ID;
+use crate::function::Function;
+use crate::outcome::Outcome;
+use crate::planning::{plan_job, settlement};
+use crate::registry::{FunctionRegistry, SharedRegistry};
+use crate::run_steps::{Driver, InvocationPlanner, QueueRun, RunSteps};
 use crate::stats::RunTally;
+use crate::step::{FINISHED_EVENT_NAME, INVOKED_EVENT_NAME};
+use crate::step_journal::StepJournal;
+use crate::step_plan::{Execution, Interrupt};
 use crate::worker_settings::WorkerSettings;
 
 /// What a runtime hands its workers.
@@ -42,23 +53,60 @@ pub(crate) struct WorkerConfig {
     pub(crate) shutdown: CancellationToken,
     /// Where attempts are counted.
     pub(crate) tally: Arc<RunTally>,
+    /// Where durable steps are recorded (the same queue's capability).
+    pub(crate) steps: Arc<dyn StepStore>,
+    /// Where `send_event` steps and invoked functions' results are sent (the runtime).
+    pub(crate) sender: Arc<dyn EventSender>,
 }
 
 /// The state the worker tasks share.
 struct Worker {
     config: WorkerConfig,
     limiter: ConcurrencyLimiter,
-    /// Claimed and not yet settled: the jobs whose leases the heartbeat extends.
-    in_flight: Mutex<HashSet<JobId>>,
+    journal: Arc<StepJournal>,
+    /// Claimed and not yet settled: the jobs whose leases the heartbeat extends, with their
+    /// runs' cancellation tokens.
+    in_flight: Mutex<HashMap<JobId, CancellationToken>>,
+    /// Runs whose cancellation was asked for: they leave the queue when they end.
+    cancelled: Mutex<HashSet<JobId>>,
+}
+
+impl Worker {
+    fn forget(&self, id: JobId) {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+    }
+}
+
+/// Plans invoked functions' jobs from the registry.
+struct RegistryInvocations(Arc<FunctionRegistry>);
+
+impl InvocationPlanner for RegistryInvocations {
+    fn plan(&self, function_id: &str, event: Event) -> Option<NewJob> {
+        let function = self.0.get(function_id)?;
+        Some(plan_job(function, event, now_ms(), true))
+    }
 }
 
 /// Starts the claim, settle and heartbeat tasks; they end after shutdown, once every
 /// claimed job has settled.
 pub(crate) fn spawn_workers(config: WorkerConfig) -> Vec<JoinHandle<()>> {
+    let journal = Arc::new(StepJournal::new(
+        config.steps.clone(),
+        config.worker_id.clone(),
+    ));
     let worker = Arc::new(Worker {
         config,
         limiter: ConcurrencyLimiter::default(),
-        in_flight: Mutex::new(HashSet::new()),
+        journal,
+        in_flight: Mutex::new(HashMap::new()),
+        cancelled: Mutex::new(HashSet::new()),
     });
     let (settle_tx, settle_rx) = mpsc::unbounded_channel();
     vec![
@@ -118,12 +166,14 @@ async fn claim_loop(worker: Arc<Worker>, settle: SettleTx) {
                 }
             }
             Ok(jobs) => {
+                let tokens: Vec<CancellationToken> =
+                    jobs.iter().map(|_| shutdown.child_token()).collect();
                 {
                     let mut in_flight = worker.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-                    in_flight.extend(jobs.iter().map(|j| j.id));
+                    in_flight.extend(jobs.iter().map(|j| j.id).zip(tokens.iter().cloned()));
                 }
-                for (job, permit) in jobs.into_iter().zip(permits) {
-                    tokio::spawn(run_job(worker.clone(), job, permit, settle.clone()));
+                for ((job, permit), token) in jobs.into_iter().zip(permits).zip(tokens) {
+                    tokio::spawn(run_job(worker.clone(), job, permit, token, settle.clone()));
                 }
             }
             Err(err) => {
@@ -138,20 +188,16 @@ async fn claim_loop(worker: Arc<Worker>, settle: SettleTx) {
     }
 }
 
-/// Runs one claimed job and hands its settlement to the settle loop.
+/// Runs one claimed job and hands its settlement to the settle loop (or parks it).
 async fn run_job(
     worker: Arc<Worker>,
     job: ClaimedJob,
     _slot: OwnedSemaphorePermit,
+    token: CancellationToken,
     settle: SettleTx,
 ) {
-    let Some(function) = worker
-        .config
-        .functions
-        .snapshot()
-        .get(&job.function_id)
-        .cloned()
-    else {
+    let registry = worker.config.functions.snapshot();
+    let Some(function) = registry.get(&job.function_id).cloned() else {
         let _ = settle.send((
             job.id,
             Settlement::Dead {
@@ -171,14 +217,28 @@ async fn run_job(
             return;
         }
     };
-    let ctx = JobContext::new(
-        function.id(),
+    let run = QueueRun {
+        job_id: job.id,
+        // Never claimed before (first attempt, not moved since it was enqueued): no step
+        // can have been recorded, so the journal is not asked.
+        fresh: job.attempt == 1 && job.run_at_ms <= job.enqueued_at_ms,
+        claimed_run_at_ms: job.run_at_ms,
+        journal: worker.journal.clone(),
+        sender: worker.config.sender.clone(),
+        invocations: Arc::new(RegistryInvocations(registry.clone())),
+        cancel_on: function.options().cancel_on.clone(),
+    };
+    let steps = Arc::new(RunSteps::new(
+        Driver::Queue(run),
         job.id.to_string(),
         Arc::new(job.event.clone()),
         job.attempt,
         job.max_attempts,
-    )
-    .with_cancellation(shutdown.child_token());
+    ));
+    let mut ctx = JobContext::with_steps(function.id(), steps.clone()).with_cancellation(token);
+    if function.options().batch_events.is_some() {
+        ctx = ctx.with_events(batch_events(&worker.journal, job.id).await);
+    }
     let span = tracing::info_span!(
         "job",
         function = function.id(),
@@ -186,12 +246,63 @@ async fn run_job(
         attempt = job.attempt,
         waited_ms = (now_ms() - job.run_at_ms).max(0),
     );
-    let outcome = function
-        .run(job.event.clone(), ctx)
+    let execution = function
+        .execute(job.event.clone(), ctx)
         .instrument(span.clone())
         .await;
-    let settlement = settlement(&function, &job, &outcome);
+    let cancelled = worker
+        .cancelled
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .contains(&job.id);
+    let outcome = match execution {
+        _ if cancelled => {
+            span.in_scope(|| tracing::info!("run cancelled"));
+            let _ = settle.send((job.id, Settlement::Completed));
+            return;
+        }
+        Execution::Finished(outcome) => outcome,
+        Execution::Interrupted(Interrupt::StepFailed { error, after }) => {
+            Outcome::Retry { error, after }
+        }
+        Execution::Interrupted(Interrupt::Park(parked)) => {
+            match worker.journal.park(parked).await {
+                Ok(_) => worker.forget(job.id),
+                Err(err) => {
+                    span.in_scope(
+                        || tracing::warn!(error = %err, "parking the run failed; it runs again"),
+                    );
+                    let _ = settle.send((
+                        job.id,
+                        Settlement::Release {
+                            run_at_ms: now_ms() + 1_000,
+                        },
+                    ));
+                }
+            }
+            return;
+        }
+        Execution::Interrupted(Interrupt::Abandoned(reason)) => {
+            span.in_scope(|| tracing::warn!(%reason, "run abandoned"));
+            worker.forget(job.id);
+            return;
+        }
+        Execution::Interrupted(Interrupt::Report(op)) => {
+            Outcome::retry(format!("an Inngest operation in a queue's run: {op}"))
+        }
+    };
+    let mut settlement = settlement(&function, &job, steps.attempt(), &outcome);
     let dead = matches!(settlement, Settlement::Dead { .. });
+    if job.event.name == INVOKED_EVENT_NAME
+        && matches!(settlement, Settlement::Completed | Settlement::Dead { .. })
+        && let Err(err) = report_invocation(&worker, &function, &job.event, &outcome).await
+    {
+        // The caller must learn the result: run again rather than settle without telling it.
+        span.in_scope(|| tracing::warn!(error = %err, "reporting an invoked run's result failed"));
+        settlement = Settlement::Release {
+            run_at_ms: now_ms() + 1_000,
+        };
+    }
     worker
         .config
         .tally
@@ -206,6 +317,51 @@ async fn run_job(
         _ => {}
     }
     let _ = settle.send((job.id, settlement));
+}
+
+/// The events a batched run gathered (its recorded `inngest/batch` step); none when the
+/// record cannot be read (the run then sees its own event).
+async fn batch_events(journal: &StepJournal, job: JobId) -> Vec<Event> {
+    let Ok(steps) = journal.load(job).await else {
+        return Vec::new();
+    };
+    steps
+        .into_iter()
+        .find(|s| s.step_id == BATCH_STEP_ID)
+        .and_then(|s| match s.state {
+            infra_core::StepState::Done(output) => {
+                serde_json::from_value(output["data"].clone()).ok()
+            }
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Sends the `inngest/function.finished` event that resumes the run which invoked this one.
+async fn report_invocation(
+    worker: &Worker,
+    function: &Function,
+    event: &Event,
+    outcome: &Outcome,
+) -> infra_core::Result<()> {
+    let correlation = event.data["_inngest"]["correlation_id"].clone();
+    if correlation.is_null() {
+        return Ok(());
+    }
+    let mut data = json!({"correlation_id": correlation, "function_id": function.id()});
+    match outcome {
+        Outcome::Success(result) => data["result"] = result.clone(),
+        Outcome::Retry { error, .. } | Outcome::Fail { error } => {
+            data["error"] = json!({"name": "Error", "message": error});
+        }
+    }
+    let id = format!("finished-{}", correlation.as_str().unwrap_or_default());
+    worker
+        .config
+        .sender
+        .send(Event::new(FINISHED_EVENT_NAME, data).with_id(id))
+        .await
+        .map(|_| ())
 }
 
 /// Settles finished jobs in batches: whatever finished while the last batch was written goes
@@ -236,9 +392,8 @@ async fn settle_loop(worker: Arc<Worker>, mut rx: mpsc::UnboundedReceiver<(JobId
                 }
             }
         }
-        let mut in_flight = worker.in_flight.lock().unwrap_or_else(|e| e.into_inner());
         for id in ids {
-            in_flight.remove(&id);
+            worker.forget(id);
         }
     }
 }
@@ -263,7 +418,7 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
             .in_flight
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .iter()
+            .keys()
             .copied()
             .collect();
         if ids.is_empty() && shutdown.is_cancelled() {
@@ -284,6 +439,38 @@ async fn heartbeat_loop(worker: Arc<Worker>) {
             .await
         {
             tracing::warn!(error = %err, jobs = ids.len(), "extending leases failed");
+        }
+        cancel_requested(&worker, &ids).await;
+    }
+}
+
+/// Cancels the tokens of the runs among `ids` whose cancellation was asked for.
+async fn cancel_requested(worker: &Worker, ids: &[JobId]) {
+    let asked = match worker
+        .config
+        .steps
+        .cancel_requested(&worker.config.worker_id, ids)
+        .await
+    {
+        Ok(asked) => asked,
+        Err(err) => {
+            tracing::warn!(error = %err, "reading cancellation requests failed");
+            return;
+        }
+    };
+    for id in asked {
+        worker
+            .cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        if let Some(token) = worker
+            .in_flight
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            token.cancel();
         }
     }
 }

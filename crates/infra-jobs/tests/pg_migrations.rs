@@ -23,14 +23,17 @@ async fn racing_workers_apply_each_migration_once() {
         applied.extend(start.unwrap().expect("every start succeeds"));
     }
     applied.sort();
-    assert_eq!(applied, ["00000000000001", "00000000000002"]);
+    assert_eq!(
+        applied,
+        ["00000000000001", "00000000000002", "00000000000003"]
+    );
     assert_eq!(
         support::count(
             &db,
             "SELECT count(*) AS n FROM __diesel_schema_migrations WHERE version LIKE '0000%'"
         )
         .await,
-        2
+        3
     );
     works(Arc::new(PgQueue::new(db))).await;
 }
@@ -59,7 +62,10 @@ async fn a_database_of_the_earlier_runner_adopts_the_migrations() {
 
     let queue = Arc::new(PgQueue::new(db.clone()));
     let applied = queue.migrate().await.expect("adopting migrations succeeds");
-    assert_eq!(applied, ["00000000000001", "00000000000002"]);
+    assert_eq!(
+        applied,
+        ["00000000000001", "00000000000002", "00000000000003"]
+    );
     assert!(
         queue.migrate().await.unwrap().is_empty(),
         "then nothing is pending"

@@ -172,6 +172,11 @@ async fn fixture(mode: ServeMode, keys: Option<SigningKeys>) -> Fixture {
         axum::Router::new()
             .route("/fn/register", post(register))
             .route("/v0/runs/{run_id}/batch", get(batch))
+            // A trimmed call's memoized steps (§4.4.2): none in these single-step runs.
+            .route(
+                "/v0/runs/{run_id}/actions",
+                get(|| async { axum::Json(serde_json::json!({})) }),
+            )
             .with_state(api.clone()),
     )
     .await;
@@ -254,7 +259,7 @@ fn assert_sdk_headers(headers: &HeaderMap) {
         Some(infra_jobs::SDK_HEADER_VALUE)
     );
     assert!(infra_jobs::SDK_HEADER_VALUE.starts_with("infra-jobs:v"));
-    assert_eq!(header(headers, "x-inngest-req-version"), Some("1"));
+    assert_eq!(header(headers, "x-inngest-req-version"), Some("2"));
 }
 
 #[tokio::test]

@@ -5,8 +5,8 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use infra::async_trait;
 
-/// One event as a provider reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One event as a provider reports it (JSON, so a durable step can record it).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ProviderEvent {
     /// The provider's id of the event: sync upserts by it.
     pub external_id: String,

@@ -1,7 +1,9 @@
-//! Calendar sync as a background function: `calendar/sync.requested` (sent by
+//! Calendar sync as a durable background function: `calendar/sync.requested` (sent by
 //! `POST /api/calendars/{id}/sync` through [`schedule_calendar_sync`](crate::events::schedule_calendar_sync)) runs
-//! [`sync_function`], which reads the provider's events, writes them in one transaction and
-//! tells the user's private channel how it went.
+//! [`sync_function`], three steps: fetch the provider's events, write them in one
+//! transaction, tell the user's private channel. Each step's result is recorded, so a retry
+//! (or a crash) resumes after the last finished step: the provider is not asked again once
+//! its events were fetched, and a write is not repeated because the announcement failed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +19,7 @@ use infra::{Error, ErrorKind, Realtime, Result};
 
 use crate::events::CalendarSyncRequested;
 use crate::notifications::{CalendarSyncCompleted, CalendarSyncFailed};
-use crate::provider::CalendarProvider;
+use crate::provider::{CalendarProvider, ProviderEvent};
 use crate::schema::calendar_events;
 
 /// The function's id (stable: it names rows in the queue and Inngest's function).
@@ -36,8 +38,8 @@ pub struct SyncDeps {
     pub monitoring: Monitoring,
 }
 
-/// The background function: one sync per user at a time, two retries with backoff, a
-/// minute per attempt.
+/// The background function: one sync per user at a time, two retries per step with
+/// backoff, a minute per attempt.
 pub fn sync_function(deps: SyncDeps) -> Result<Function> {
     Function::typed::<CalendarSyncRequested>(SYNC_FUNCTION_ID)
         .name("Sync a calendar")
@@ -57,56 +59,72 @@ async fn run(
     event: &CalendarSyncRequested,
     ctx: &JobContext<SyncDeps>,
 ) -> Outcome {
-    match sync(deps, event).await {
-        Ok(count) => {
-            // The sync is done even if this announcement fails; don't redo it for that.
-            if let Err(err) = deps
+    match sync_steps(deps, event, ctx).await {
+        Ok(_) => Outcome::success(),
+        Err(err) => {
+            // A step's retryable failure retries that step on its own and never reaches here;
+            // what does is final (its retries spent, or not retryable).
+            deps.monitoring.tracking().job_error(
+                SYNC_FUNCTION_ID,
+                ctx.event().name.as_str(),
+                ctx.attempt(),
+                &err,
+            );
+            let _ = deps
                 .realtime
                 .notify_user(
                     &event.user_id,
-                    &CalendarSyncCompleted {
+                    &CalendarSyncFailed {
                         calendar_id: event.calendar_id.clone(),
-                        events_synced: count,
+                        reason: err.message().to_owned(),
                     },
                 )
-                .await
-            {
-                tracing::warn!(error = %err, "could not announce a completed sync");
-            }
-            Outcome::success()
-        }
-        Err(err) => {
-            let last = ctx.attempt() >= ctx.max_attempts() || !err.is_retryable();
-            if last {
-                deps.monitoring.tracking().job_error(
-                    SYNC_FUNCTION_ID,
-                    ctx.event().name.as_str(),
-                    ctx.attempt(),
-                    &err,
-                );
-                let _ = deps
-                    .realtime
-                    .notify_user(
-                        &event.user_id,
-                        &CalendarSyncFailed {
-                            calendar_id: event.calendar_id.clone(),
-                            reason: err.message().to_owned(),
-                        },
-                    )
-                    .await;
-            }
+                .await;
             Outcome::from(err)
         }
     }
 }
 
-/// Upserts every event the provider lists, in one transaction; returns how many.
-async fn sync(deps: &SyncDeps, event: &CalendarSyncRequested) -> Result<u64> {
+/// The three steps; returns how many events were written.
+async fn sync_steps(
+    deps: &SyncDeps,
+    event: &CalendarSyncRequested,
+    ctx: &JobContext<SyncDeps>,
+) -> Result<u64> {
     let calendar_id: i64 = event
         .calendar_id
         .parse()
         .map_err(|_| Error::invalid_input("calendarId", "must be a calendar's numeric id"))?;
-    let events = deps.provider.list_events(calendar_id).await?;
+    let step = ctx.step();
+    let events: Vec<ProviderEvent> = step
+        .run("fetch-events", || deps.provider.list_events(calendar_id))
+        .await?;
+    let written: u64 = step
+        .run("write-events", || write_events(deps, calendar_id, &events))
+        .await?;
+    step.run("notify", || async {
+        // The sync is done even if this announcement fails; don't redo it for that.
+        if let Err(err) = deps
+            .realtime
+            .notify_user(
+                &event.user_id,
+                &CalendarSyncCompleted {
+                    calendar_id: event.calendar_id.clone(),
+                    events_synced: written,
+                },
+            )
+            .await
+        {
+            tracing::warn!(error = %err, "could not announce a completed sync");
+        }
+        Ok::<_, Error>(())
+    })
+    .await?;
+    Ok(written)
+}
+
+/// Upserts `events` of `calendar_id` in one transaction; returns how many.
+async fn write_events(deps: &SyncDeps, calendar_id: i64, events: &[ProviderEvent]) -> Result<u64> {
     let rows: Vec<_> = events
         .iter()
         .map(|e| {

@@ -52,6 +52,14 @@ struct StatsRow {
 }
 
 #[derive(QueryableByName)]
+struct DroppedRow {
+    #[diesel(sql_type = Text)]
+    function_id: String,
+    #[diesel(sql_type = BigInt)]
+    dropped: i64,
+}
+
+#[derive(QueryableByName)]
 struct CountRow {
     #[diesel(sql_type = BigInt)]
     n: i64,
@@ -101,7 +109,12 @@ impl QueueAdmin for PgQueue {
         .load(&mut conn)
         .await
         .map_err(map_diesel_error)?;
-        Ok(rows
+        let dropped: Vec<DroppedRow> =
+            sql_query("SELECT function_id, dropped FROM infra_jobs_rate_limited")
+                .load(&mut conn)
+                .await
+                .map_err(map_diesel_error)?;
+        let mut stats: Vec<FunctionQueueStats> = rows
             .into_iter()
             .map(|r| {
                 let mut s = FunctionQueueStats::new(r.function_id);
@@ -112,7 +125,19 @@ impl QueueAdmin for PgQueue {
                 s.oldest_ready_age_ms = r.oldest.map(|o| o.max(0) as u64);
                 s
             })
-            .collect())
+            .collect();
+        for d in dropped {
+            match stats.iter_mut().find(|s| s.function_id == d.function_id) {
+                Some(s) => s.rate_limited = d.dropped.max(0) as u64,
+                None => {
+                    let mut s = FunctionQueueStats::new(d.function_id);
+                    s.rate_limited = d.dropped.max(0) as u64;
+                    stats.push(s);
+                }
+            }
+        }
+        stats.sort_by(|a, b| a.function_id.cmp(&b.function_id));
+        Ok(stats)
     }
 
     async fn dead_letters(&self, filter: &JobFilter, limit: usize) -> Result<Vec<DeadLetter>> {
@@ -160,6 +185,12 @@ impl QueueAdmin for PgQueue {
         if n == 0 {
             return Err(no_dead_letter(id));
         }
+        // Its failed steps run again; the finished ones stay recorded.
+        sql_query("DELETE FROM infra_jobs_steps WHERE job_id = $1 AND output ? 'error'")
+            .bind::<BigInt, _>(id)
+            .execute(&mut conn)
+            .await
+            .map_err(map_diesel_error)?;
         sql_query(notify_statement())
             .execute(&mut conn)
             .await
@@ -176,7 +207,11 @@ impl QueueAdmin for PgQueue {
             "WITH replayed AS ( \
                UPDATE infra_jobs SET dead_at = NULL, attempts = 0, last_error = NULL, \
                  run_at = infra_jobs_now_ms() \
-               WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR function_id = $1) RETURNING 1) \
+               WHERE dead_at IS NOT NULL AND ($1::text IS NULL OR function_id = $1) \
+               RETURNING id, stepped), \
+             failed_steps AS (DELETE FROM infra_jobs_steps \
+               WHERE job_id = ANY(ARRAY(SELECT id FROM replayed WHERE stepped)) \
+                 AND output ? 'error') \
              SELECT count(*) AS n FROM replayed",
         )
         .bind::<Nullable<Text>, _>(filter.function_id.as_deref())

@@ -93,6 +93,9 @@ pub(crate) async fn claim_on(
                SELECT id, concurrency_scopes IS NOT NULL AS limited FROM infra_jobs \
                WHERE dead_at IS NULL AND locked_by IS NULL AND run_at <= infra_jobs_now_ms() \
                  AND (concurrency_scopes IS NULL OR infra_jobs_has_room(concurrency_scopes, concurrency_limits)) \
+                 AND (ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM infra_jobs e \
+                   WHERE e.function_id = infra_jobs.function_id AND e.ordering_key = infra_jobs.ordering_key \
+                     AND e.id < infra_jobs.id AND e.ordering_key IS NOT NULL AND e.dead_at IS NULL)) \
                ORDER BY priority DESC, run_at, id \
                LIMIT $1 FOR UPDATE SKIP LOCKED), \
              claimed AS ( \

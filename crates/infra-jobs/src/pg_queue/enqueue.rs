@@ -11,6 +11,7 @@ use diesel_async::RunQueryDsl;
 use infra_core::{Enqueued, NewJob};
 use infra_db::DbConnection;
 
+use super::flow_enqueue::{enqueue_with_flow, has_flow_control};
 use super::stored_event::encode_event;
 use super::wake_channel::notify_statement;
 
@@ -18,14 +19,6 @@ use super::wake_channel::notify_statement;
 struct IdRow {
     #[diesel(sql_type = BigInt)]
     id: i64,
-}
-
-#[derive(QueryableByName)]
-struct UpsertRow {
-    #[diesel(sql_type = BigInt)]
-    id: i64,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    inserted: bool,
 }
 
 #[derive(QueryableByName)]
@@ -39,7 +32,7 @@ struct KeyRow {
 /// A job's concurrency slots as the JSON `[[scope, limit], …]` the insert statements unpack
 /// into `concurrency_scopes` and `concurrency_limits`; `None` (both columns NULL) without
 /// limits.
-fn encode_slots(job: &NewJob) -> Option<String> {
+pub(super) fn encode_slots(job: &NewJob) -> Option<String> {
     if job.concurrency.is_empty() {
         return None;
     }
@@ -52,8 +45,8 @@ fn encode_slots(job: &NewJob) -> Option<String> {
 }
 
 /// SQL unpacking the slots' JSON `$s` (see [`encode_slots`]) into the two columns.
-const SCOPES_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT x->>0 FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
-const LIMITS_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT (x->>1)::integer FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
+pub(super) const SCOPES_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT x->>0 FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
+pub(super) const LIMITS_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT (x->>1)::integer FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
 
 /// Enqueues `jobs` on `conn`, inside whatever transaction it has open.
 pub(crate) async fn enqueue_on(
@@ -113,42 +106,12 @@ pub(crate) async fn enqueue_on(
             }
         }
     }
-    // Debounced jobs, one by one (rare): merge into the waiting job or insert.
+    // Jobs with flow control (debounce, throttle, rate limit, singleton, ordering, batch), one
+    // by one (rare).
     for (i, job) in jobs.iter().enumerate() {
-        if results[i].is_some() {
-            continue;
+        if results[i].is_none() && has_flow_control(job) {
+            results[i] = Some(enqueue_with_flow(conn, job).await?);
         }
-        let Some(key) = &job.debounce_key else {
-            continue;
-        };
-        let event = encode_event(&job.event)?;
-        let row: UpsertRow = sql_query(format!(
-            "INSERT INTO infra_jobs (function_id, event, priority, run_at, max_attempts, concurrency_key, debounce_key, \
-               concurrency_scopes, concurrency_limits) \
-             SELECT $1, $2::jsonb, $3, $4, $5, $6, $7, {SCOPES_OF}, {LIMITS_OF} FROM (SELECT $8::text AS s) AS slots \
-             ON CONFLICT (function_id, debounce_key) WHERE debounce_key IS NOT NULL AND locked_by IS NULL AND dead_at IS NULL \
-             DO UPDATE SET event = excluded.event, run_at = excluded.run_at, \
-               concurrency_key = excluded.concurrency_key, \
-               concurrency_scopes = excluded.concurrency_scopes, \
-               concurrency_limits = excluded.concurrency_limits \
-             RETURNING id, (xmax = 0) AS inserted"
-        ))
-        .bind::<Text, _>(&job.function_id)
-        .bind::<Text, _>(&event)
-        .bind::<Integer, _>(job.priority)
-        .bind::<BigInt, _>(job.run_at_ms)
-        .bind::<Integer, _>(job.max_attempts as i32)
-        .bind::<Nullable<Text>, _>(job.concurrency_key.as_deref())
-        .bind::<Text, _>(key)
-        .bind::<Nullable<Text>, _>(encode_slots(job))
-        .get_result(conn)
-        .await?;
-        // xmax is 0 on a freshly inserted row version, set when the upsert updated one.
-        results[i] = Some(if row.inserted {
-            Enqueued::Added(row.id)
-        } else {
-            Enqueued::Debounced(row.id)
-        });
     }
     // Everything else in one insert; ids come from the sequence in input order.
     let plain: Vec<usize> = (0..jobs.len()).filter(|&i| results[i].is_none()).collect();
@@ -209,7 +172,7 @@ pub(crate) async fn enqueue_on(
             results[i] = Some(Enqueued::Added(row.id));
         }
     }
-    let debounced = jobs.iter().any(|j| j.debounce_key.is_some());
+    let debounced = jobs.iter().any(has_flow_control);
     if debounced && plain.is_empty() {
         sql_query(notify_statement()).execute(conn).await?;
     }

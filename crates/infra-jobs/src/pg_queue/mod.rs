@@ -15,15 +15,22 @@
 //!   counting the leased jobs of each scope; jobs without limits never take that path.
 //! - Administration (counts, dead letters, replay) is [`QueueAdmin`](infra_core::QueueAdmin),
 //!   on pooled connections ([`admin`]).
+//! - Durable steps ([`StepStore`](infra_core::StepStore), migration 3): recorded steps in
+//!   batches fenced on the lease ([`steps`]); a parked run is its job row due at its wake
+//!   time, its waits found by an indexed key when events arrive ([`waits`]).
 
 mod admin;
 mod claim;
 mod enqueue;
+mod flow_enqueue;
 mod held_connection;
 mod migrations;
 mod settle;
+mod steps;
 mod stored_event;
+mod waits;
 mod wake_channel;
+mod wake_times;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +47,7 @@ use self::held_connection::HeldConnection;
 use self::migrations::run_queue_migrations;
 use self::settle::{heartbeat_on, settle_on};
 use self::wake_channel::spawn_listener;
+use self::wake_times::WakeTimes;
 
 /// The durable PostgreSQL queue.
 ///
@@ -60,6 +68,8 @@ use self::wake_channel::spawn_listener;
 pub struct PgQueue {
     db: Database,
     wake: Arc<Notify>,
+    /// When runs this process parked come due.
+    wake_times: WakeTimes,
     sweep: LeaseSweep,
     migrated: tokio::sync::OnceCell<()>,
     /// Claims run on a connection of their own, as do settlements and heartbeats: the hot
@@ -94,6 +104,7 @@ impl PgQueue {
         PgQueue {
             db,
             wake: Arc::new(Notify::new()),
+            wake_times: WakeTimes::default(),
             sweep: LeaseSweep::default(),
             migrated: tokio::sync::OnceCell::new(),
             claim_conn: HeldConnection::default(),
@@ -152,7 +163,7 @@ impl JobQueue for PgQueue {
         let mut conn = self.db.get().await?;
         if jobs
             .iter()
-            .all(|j| j.idempotency_key.is_none() && j.debounce_key.is_none())
+            .all(|j| j.idempotency_key.is_none() && !flow_enqueue::has_flow_control(j))
         {
             // One statement, atomic on its own: no BEGIN/COMMIT round trips.
             return enqueue_on(&mut conn, jobs).await.map_err(map_diesel_error);
@@ -181,6 +192,7 @@ impl JobQueue for PgQueue {
     }
 
     async fn wait_for_work(&self, max_wait: Duration) {
-        let _ = tokio::time::timeout(max_wait, self.wake.notified()).await;
+        let wait = self.wake_times.wait(max_wait);
+        let _ = tokio::time::timeout(wait, self.wake.notified()).await;
     }
 }

@@ -75,9 +75,16 @@ pub(crate) async fn settle_on(
         }
     }
     if !done.is_empty() {
-        sql_query(waking_when_limited(
-            "DELETE FROM infra_jobs WHERE id = ANY($1) AND locked_by = $2 \
-             RETURNING concurrency_scopes IS NOT NULL AS limited",
+        // A stepped job's steps and waits leave with it; `= ANY(ARRAY(…))` keeps those
+        // deletes on their indexes (and free when no job of the batch stepped).
+        sql_query(format!(
+            "WITH settled AS (DELETE FROM infra_jobs WHERE id = ANY($1) AND locked_by = $2 \
+               RETURNING id, stepped, concurrency_scopes IS NOT NULL AS limited), \
+             steps AS (DELETE FROM infra_jobs_steps \
+               WHERE job_id = ANY(ARRAY(SELECT id FROM settled WHERE stepped))), \
+             waits AS (DELETE FROM infra_jobs_waits \
+               WHERE job_id = ANY(ARRAY(SELECT id FROM settled WHERE stepped))) \
+             SELECT pg_notify('{CHANNEL}', '') FROM (SELECT 1 FROM settled WHERE limited LIMIT 1) AS freed"
         ))
         .bind::<Array<BigInt>, _>(&done)
         .bind::<Text, _>(worker)

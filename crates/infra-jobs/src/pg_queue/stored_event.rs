@@ -1,4 +1,5 @@
-//! Events as the queue stores them: JSON in a `jsonb` column, read back as text.
+//! Events and step outputs as the queue stores them: JSON in `jsonb` columns, read back as
+//! text.
 
 use infra_core::{Error, ErrorKind, Event, Result};
 
@@ -13,6 +14,17 @@ pub(crate) fn decode_event(raw: &str) -> Result<Event> {
         Error::new(
             ErrorKind::Decode,
             format!("stored job event is not an event: {e}"),
+        )
+        .with_source(e)
+    })
+}
+
+/// A recorded step output read back; a row that is not JSON is a `Decode` error.
+pub(crate) fn decode_output(raw: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(raw).map_err(|e| {
+        Error::new(
+            ErrorKind::Decode,
+            format!("a recorded step is not JSON: {e}"),
         )
         .with_source(e)
     })

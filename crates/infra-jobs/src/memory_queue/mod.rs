@@ -17,11 +17,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use infra_core::{
     ClaimedJob, DeadLetter, Enqueued, Error, ErrorKind, FunctionQueueStats, JobFilter, JobId,
-    JobQueue, NewJob, QueueAdmin, Result, Settlement,
+    JobQueue, NewJob, QueueAdmin, Result, Settlement, SingletonMode, StepState,
 };
 use tokio::sync::Notify;
 
 use crate::event_id::{ms_after, now_ms};
+use crate::flow_control::BATCH_STEP_ID;
+
+use self::flow_state::FlowState;
+use self::step_records::StepRecords;
+
+mod flow_state;
+mod step_records;
+mod steps;
 
 struct Job {
     new: NewJob,
@@ -46,6 +54,10 @@ struct State {
     /// (function, key) → the waiting job that absorbs debounced events.
     debounce: HashMap<(String, String), JobId>,
     dead: Vec<DeadLetter>,
+    /// Durable steps and waits ([`StepStore`](infra_core::StepStore), in `steps.rs`).
+    runs: StepRecords,
+    /// Throttles, rate limits, singletons, ordering and batches.
+    flow: FlowState,
 }
 
 impl State {
@@ -99,6 +111,128 @@ impl State {
         job.attempts = 0;
         job.new.run_at_ms = now;
         self.queue(dead.id, now);
+        self.runs.clear_errors(dead.id);
+    }
+
+    /// Adds jobs (see [`JobQueue::enqueue`]).
+    fn enqueue(&mut self, jobs: Vec<NewJob>, now: i64) -> Vec<Enqueued> {
+        let s = self;
+        let mut results = Vec::with_capacity(jobs.len());
+        for mut new in jobs {
+            if let Some(key) = &new.idempotency_key {
+                let k = (new.function_id.clone(), key.clone());
+                match s.idempotency.get(&k) {
+                    Some(&until) if until > now => {
+                        results.push(Enqueued::Duplicate);
+                        continue;
+                    }
+                    _ => {
+                        let until = ms_after(now, new.idempotency_window);
+                        s.idempotency.insert(k, until);
+                    }
+                }
+            }
+            if let Some(r) = &new.rate_limit
+                && !s.flow.rate_allows(&new.function_id, r, now)
+            {
+                results.push(Enqueued::Duplicate);
+                continue;
+            }
+            if let Some(single) = &new.singleton {
+                let k = (new.function_id.clone(), single.key.clone());
+                if let Some(&other) = s.flow.singletons.get(&k)
+                    && s.jobs.contains_key(&other)
+                    && !s.dead.iter().any(|d| d.id == other)
+                {
+                    match single.mode {
+                        SingletonMode::Skip => {
+                            results.push(Enqueued::Duplicate);
+                            continue;
+                        }
+                        SingletonMode::Cancel => s.cancel_job(other),
+                    }
+                }
+            }
+            if let Some(batch) = &new.batch {
+                let k = (new.function_id.clone(), batch.key.clone());
+                if let Some(&id) = s.flow.batches.get(&k)
+                    && s.jobs.get(&id).is_some_and(|j| j.lease.is_none())
+                {
+                    s.add_to_batch(id, &new, batch.max_size, now);
+                    results.push(Enqueued::Debounced(id));
+                    continue;
+                }
+            }
+            if let Some(key) = &new.debounce_key {
+                let k = (new.function_id.clone(), key.clone());
+                if let Some(&id) = s.debounce.get(&k)
+                    && s.jobs.get(&id).is_some_and(|j| j.lease.is_none())
+                {
+                    s.unqueue(id);
+                    let job = s.jobs.get_mut(&id).expect("debounced job exists");
+                    job.new.event = new.event;
+                    // A debounce's maximum wait: never past the key's first deadline.
+                    job.new.run_at_ms = match job.new.debounce_deadline_ms {
+                        Some(deadline) => new.run_at_ms.min(deadline),
+                        None => new.run_at_ms,
+                    };
+                    s.queue(id, now);
+                    results.push(Enqueued::Debounced(id));
+                    continue;
+                }
+            }
+            if let Some(t) = &new.throttle {
+                let start = s.flow.throttle_start(&new.function_id, t, now);
+                new.run_at_ms = new.run_at_ms.max(start);
+            }
+            s.next_id += 1;
+            let id = s.next_id;
+            s.flow.add(id, &new);
+            if new.batch.is_some() {
+                let first = serde_json::to_value(&new.event).unwrap_or_default();
+                let events = serde_json::json!({ "data": [first] });
+                s.runs.replace(id, BATCH_STEP_ID, StepState::Done(events));
+            }
+            if let Some(key) = &new.debounce_key {
+                s.debounce
+                    .insert((new.function_id.clone(), key.clone()), id);
+            }
+            s.jobs.insert(
+                id,
+                Job {
+                    new,
+                    enqueued_at_ms: now,
+                    attempts: 0,
+                    lease: None,
+                },
+            );
+            s.queue(id, now);
+            results.push(Enqueued::Added(id));
+        }
+        if s.idempotency.len() > 100_000 {
+            s.idempotency.retain(|_, until| *until > now);
+        }
+        results
+    }
+
+    /// Adds `new`'s event to the open batch `id`; a full batch is due now and closed.
+    fn add_to_batch(&mut self, id: JobId, new: &NewJob, max_size: u32, now: i64) {
+        let mut events = match self.runs.step(id, BATCH_STEP_ID) {
+            Some(StepState::Done(v)) => v["data"].as_array().cloned().unwrap_or_default(),
+            _ => Vec::new(),
+        };
+        events.push(serde_json::to_value(&new.event).unwrap_or_default());
+        let full = events.len() >= max_size as usize;
+        let recorded = StepState::Done(serde_json::json!({ "data": events }));
+        self.runs.replace(id, BATCH_STEP_ID, recorded);
+        if full {
+            self.unqueue(id);
+            let job = self.jobs.get_mut(&id).expect("a batch's job exists");
+            job.new.run_at_ms = now;
+            let of_job = job.new.clone();
+            self.flow.close_batch(id, &of_job);
+            self.queue(id, now);
+        }
     }
 
     fn release_lease(&mut self, id: JobId) -> Option<Job> {
@@ -149,60 +283,7 @@ impl JobQueue for MemoryQueue {
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        let now = now_ms();
-        let mut results = Vec::with_capacity(jobs.len());
-        {
-            let mut s = self.lock();
-            for new in jobs {
-                if let Some(key) = &new.idempotency_key {
-                    let k = (new.function_id.clone(), key.clone());
-                    match s.idempotency.get(&k) {
-                        Some(&until) if until > now => {
-                            results.push(Enqueued::Duplicate);
-                            continue;
-                        }
-                        _ => {
-                            let until = ms_after(now, new.idempotency_window);
-                            s.idempotency.insert(k, until);
-                        }
-                    }
-                }
-                if let Some(key) = &new.debounce_key {
-                    let k = (new.function_id.clone(), key.clone());
-                    if let Some(&id) = s.debounce.get(&k)
-                        && s.jobs.get(&id).is_some_and(|j| j.lease.is_none())
-                    {
-                        s.unqueue(id);
-                        let job = s.jobs.get_mut(&id).expect("debounced job exists");
-                        job.new.event = new.event;
-                        job.new.run_at_ms = new.run_at_ms;
-                        s.queue(id, now);
-                        results.push(Enqueued::Debounced(id));
-                        continue;
-                    }
-                }
-                s.next_id += 1;
-                let id = s.next_id;
-                if let Some(key) = &new.debounce_key {
-                    s.debounce
-                        .insert((new.function_id.clone(), key.clone()), id);
-                }
-                s.jobs.insert(
-                    id,
-                    Job {
-                        new,
-                        enqueued_at_ms: now,
-                        attempts: 0,
-                        lease: None,
-                    },
-                );
-                s.queue(id, now);
-                results.push(Enqueued::Added(id));
-            }
-            if s.idempotency.len() > 100_000 {
-                s.idempotency.retain(|_, until| *until > now);
-            }
-        }
+        let results = self.lock().enqueue(jobs, now_ms());
         self.wake.notify_waiters();
         self.wake.notify_one();
         Ok(results)
@@ -214,10 +295,17 @@ impl JobQueue for MemoryQueue {
         let mut s = self.lock();
         s.promote(now);
         let mut claimed = Vec::new();
+        let mut held_back = Vec::new();
         while claimed.len() < limit {
-            let Some((_, _, id)) = s.ready.pop_first() else {
+            let Some(entry) = s.ready.pop_first() else {
                 break;
             };
+            let id = entry.2;
+            if !s.flow.is_next_in_order(id, &s.jobs[&id].new) {
+                // An earlier run of its ordering key is live: it waits its turn.
+                held_back.push(entry);
+                continue;
+            }
             s.leased.insert((until, id));
             let job = s.jobs.get_mut(&id).expect("ready job exists");
             job.attempts += 1;
@@ -229,6 +317,8 @@ impl JobQueue for MemoryQueue {
                     s.debounce.remove(&k);
                 }
             }
+            let new_of_job = s.jobs[&id].new.clone();
+            s.flow.close_batch(id, &new_of_job);
             let job = &s.jobs[&id];
             claimed.push(ClaimedJob {
                 id,
@@ -242,6 +332,7 @@ impl JobQueue for MemoryQueue {
                 run_at_ms: job.new.run_at_ms,
             });
         }
+        s.ready.extend(held_back);
         Ok(claimed)
     }
 
@@ -285,7 +376,10 @@ impl JobQueue for MemoryQueue {
                 };
                 job.lease = None;
                 match settlement {
-                    Settlement::Completed => {}
+                    Settlement::Completed => {
+                        s.runs.forget(id);
+                        s.flow.remove(id, &job.new);
+                    }
                     Settlement::Retry {
                         run_at_ms,
                         error: _,
@@ -305,6 +399,8 @@ impl JobQueue for MemoryQueue {
                         woke = true;
                     }
                     Settlement::Dead { error } => {
+                        s.runs.drop_waits(id);
+                        s.flow.remove(id, &job.new);
                         s.dead.push(DeadLetter {
                             id,
                             function_id: job.new.function_id.clone(),
@@ -357,6 +453,12 @@ impl QueueAdmin for MemoryQueue {
             } else {
                 st.scheduled += 1;
             }
+        }
+        for (function, dropped) in &s.flow.rate_limited {
+            by_fn
+                .entry(function.as_str())
+                .or_insert_with(|| FunctionQueueStats::new(function.clone()))
+                .rate_limited = *dropped;
         }
         let mut out: Vec<_> = by_fn.into_values().collect();
         out.sort_by(|a, b| a.function_id.cmp(&b.function_id));
