@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::Runtime;
 use deadpool_redis::cluster::{Connection, Manager, Pool};
+use deadpool_redis::{PoolError, Runtime};
 use infra_core::{
     Cache, CacheLimits, Error, ErrorKind, RateLimitDecision, RateLimiter, Result,
     check_rate_limit_args,
@@ -215,7 +215,9 @@ impl RedisClusterCache {
             Ok(lease) => Ok(lease),
             // Rare (the first calls, after a failure): the fill is boxed by `Leases`.
             Err(empty) => match tokio::time::timeout_at(deadline, self.leases.fill(empty)).await {
-                Ok(lease) => lease.map_err(|e| map_pool_error(op, self.config.nodes_variable, e)),
+                Ok(Ok(lease)) => Ok(lease),
+                Ok(Err(PoolError::Backend(err))) => Err(self.map_error(op, err)),
+                Ok(Err(other)) => Err(map_pool_error(op, self.config.nodes_variable, other)),
                 Err(_) => Err(self.timed_out(op)),
             },
         }
@@ -248,6 +250,24 @@ impl RedisClusterCache {
     fn failed(&self, op: &str, slot: usize, err: RedisError) -> Error {
         if connection_failed(&err) {
             self.leases.discard(slot);
+        }
+        self.map_error(op, err)
+    }
+
+    fn map_error(&self, op: &str, err: RedisError) -> Error {
+        // The cluster client reports a refused password while connecting as an I/O error
+        // "Failed to create initial connections" whose detail is the node's error, kind
+        // included: its text is all that is left of it.
+        if err.kind() == redis::ErrorKind::AuthenticationFailed
+            || err
+                .detail()
+                .is_some_and(|d| d.contains("AuthenticationFailed"))
+        {
+            return Error::config(
+                self.config.nodes_variable,
+                "was refused by Redis (authentication failed)",
+            )
+            .with_source(err);
         }
         let transient = matches!(
             err.code(),

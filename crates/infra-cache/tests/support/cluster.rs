@@ -74,11 +74,16 @@ pub async fn keys_per_master(cluster: &LocalRedisCluster, prefix: &str) -> Vec<(
     out
 }
 
-/// Deletes every key of the cache's namespace on every master (one `DEL` per key: they live
-/// in different slots); returns how many there were.
+/// Deletes every key of the cache's namespace on every master; returns how many there were.
 pub async fn cleanup(cluster: &LocalRedisCluster, cache: &RedisClusterCache) -> u64 {
+    cleanup_prefix(cluster, &cache.config().key_prefix).await
+}
+
+/// Deletes every key under `prefix` on every master (one `DEL` per key: they live in
+/// different slots); returns how many there were.
+pub async fn cleanup_prefix(cluster: &LocalRedisCluster, prefix: &str) -> u64 {
     let mut removed = 0;
-    for (port, keys) in keys_per_master(cluster, &cache.config().key_prefix).await {
+    for (port, keys) in keys_per_master(cluster, prefix).await {
         let mut conn = node(cluster, port).await;
         for key in keys {
             let n: u64 = redis::cmd("DEL")

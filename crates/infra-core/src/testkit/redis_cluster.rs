@@ -176,8 +176,8 @@ pub struct ClusterNodeInfo {
     pub master_port: Option<u16>,
     /// Flagged `fail` or `fail?` by the node asked.
     pub failed: bool,
-    /// Slots served, for a master.
-    pub slots: usize,
+    /// Slot ranges served (inclusive), for a master.
+    pub slots: Vec<(u16, u16)>,
 }
 
 impl LocalRedisCluster {
@@ -249,25 +249,56 @@ impl LocalRedisCluster {
         Ok(self
             .topology(asked)?
             .into_iter()
-            .filter(|n| n.master && !n.failed && n.slots > 0)
+            .filter(|n| n.master && !n.failed && !n.slots.is_empty())
             .map(|n| n.port)
             .collect())
     }
 
-    /// Kills (`SIGKILL`) the server on `port`, as a crash would; its guard then exits.
+    /// The port of the live master serving `slot`, as the first live node sees it.
+    pub fn master_of(&self, slot: u16) -> io::Result<u16> {
+        self.topology(self.live_port()?)?
+            .into_iter()
+            .find(|n| {
+                n.master && !n.failed && n.slots.iter().any(|&(a, b)| (a..=b).contains(&slot))
+            })
+            .map(|n| n.port)
+            .ok_or_else(|| io::Error::other(format!("no live master serves slot {slot}")))
+    }
+
+    /// The slot of `key` (`CLUSTER KEYSLOT`, Redis's own answer).
+    pub fn key_slot(&self, key: &str) -> io::Result<u16> {
+        let answer = self.cli(self.live_port()?, &["CLUSTER", "KEYSLOT", key])?;
+        answer
+            .trim()
+            .parse()
+            .map_err(|_| io::Error::other(format!("CLUSTER KEYSLOT answered `{answer}`")))
+    }
+
+    /// Kills (`SIGKILL`) the server on `port`, as a crash would.
     pub fn kill(&mut self, port: u16) -> io::Result<()> {
-        let node = self
-            .nodes
-            .iter_mut()
-            .find(|n| n.port == port)
-            .ok_or_else(|| io::Error::other(format!("no node of this cluster on port {port}")))?;
+        self.signal(port, "KILL")?;
+        if let Some(node) = self.nodes.iter_mut().find(|n| n.port == port) {
+            node.killed = true;
+        }
+        Ok(())
+    }
+
+    /// Sends `signal` (`STOP` to freeze the server with its sockets open, `CONT` to resume it)
+    /// to the server on `port`.
+    pub fn signal(&self, port: u16, signal: &str) -> io::Result<()> {
+        let node =
+            self.nodes.iter().find(|n| n.port == port).ok_or_else(|| {
+                io::Error::other(format!("no node of this cluster on port {port}"))
+            })?;
         let status = Command::new("kill")
-            .args(["-KILL", &node.pid.to_string()])
+            .args([&format!("-{signal}"), &node.pid.to_string()])
             .status()?;
         if !status.success() {
-            return Err(io::Error::other(format!("kill -KILL {} failed", node.pid)));
+            return Err(io::Error::other(format!(
+                "kill -{signal} {} failed",
+                node.pid
+            )));
         }
-        node.killed = true;
         Ok(())
     }
 
@@ -289,6 +320,54 @@ impl LocalRedisCluster {
     }
 
     fn converged(&self) -> Result<(), String> {
+        // Every live node sees the same roles of the live nodes (gossip settled: a client
+        // asking any of them for the slot map learns every replica).
+        let live: Vec<u16> = self
+            .nodes
+            .iter()
+            .filter(|n| !n.killed)
+            .map(|n| n.port)
+            .collect();
+        let mut first_view = None;
+        for &port in &live {
+            let mut view: Vec<(u16, bool, Option<u16>, bool)> = self
+                .topology(port)
+                .map_err(|e| e.to_string())?
+                .into_iter()
+                .filter(|n| live.contains(&n.port))
+                .map(|n| (n.port, n.master, n.master_port, n.failed))
+                .collect();
+            view.sort_unstable();
+            if view.len() != live.len() || view.iter().any(|n| n.3) {
+                return Err(format!(
+                    "node {port} does not see every live node healthy yet"
+                ));
+            }
+            match &first_view {
+                None => first_view = Some(view),
+                Some(first) if *first != view => {
+                    return Err(format!(
+                        "node {port} sees other roles than node {}",
+                        live[0]
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        for &port in &live {
+            // `CLUSTER SHARDS` says `online` for a node clients may use (`loading` for a
+            // replica whose offset has not moved yet).
+            let shards = self
+                .cli(port, &["CLUSTER", "SHARDS"])
+                .map_err(|e| e.to_string())?;
+            let online = shards.lines().filter(|l| l.trim() == "online").count();
+            if online < live.len() {
+                return Err(format!(
+                    "node {port} sees {online} of {} nodes online",
+                    live.len()
+                ));
+            }
+        }
         for node in self.nodes.iter().filter(|n| !n.killed) {
             let info = self
                 .cli(node.port, &["CLUSTER", "INFO"])
@@ -353,6 +432,10 @@ impl LocalRedisCluster {
             .arg("--dir")
             .arg(&dir)
             .args(["--save", "", "--appendonly", "no"])
+            // A replica is listed in `CLUSTER SLOTS` (where clients learn of it) once its
+            // replication offset has moved, which the master's pings do: every second here
+            // rather than every ten, so a fresh cluster's replicas are usable at once.
+            .args(["--repl-ping-replica-period", "1"])
             .arg("--logfile")
             .arg(dir.join("redis.log"));
         if let Some(password) = &settings.password {
@@ -421,13 +504,11 @@ fn parse_cluster_nodes(text: &str) -> Vec<ClusterNodeInfo> {
             let slots = f[8..]
                 .iter()
                 .filter(|r| !r.starts_with('['))
-                .map(|r| match r.split_once('-') {
-                    Some((a, b)) => {
-                        b.parse::<usize>().unwrap_or(0) + 1 - a.parse::<usize>().unwrap_or(0)
-                    }
-                    None => 1,
+                .filter_map(|r| match r.split_once('-') {
+                    Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                    None => r.parse().ok().map(|s| (s, s)),
                 })
-                .sum();
+                .collect();
             Some(ClusterNodeInfo {
                 port: port_of(f[1])?,
                 master: flags.contains(&"master"),
@@ -523,11 +604,17 @@ f98684 127.0.0.1:7306@7406 master - 0 1 4 connected 5461-10922
 ";
         let nodes = parse_cluster_nodes(text);
         assert_eq!(nodes.len(), 5);
-        assert_eq!((nodes[0].port, nodes[0].slots), (7303, 5461));
+        assert_eq!(
+            (nodes[0].port, nodes[0].slots.clone()),
+            (7303, vec![(10923, 16383)])
+        );
         assert_eq!(nodes[1].master_port, Some(7302));
         assert!(!nodes[1].master);
-        assert_eq!((nodes[2].port, nodes[2].slots), (7301, 5461));
-        assert!(nodes[3].failed && nodes[3].slots == 0);
-        assert_eq!(nodes[4].slots, 5462);
+        assert_eq!(
+            (nodes[2].port, nodes[2].slots.clone()),
+            (7301, vec![(0, 5460)])
+        );
+        assert!(nodes[3].failed && nodes[3].slots.is_empty());
+        assert_eq!(nodes[4].slots, vec![(5461, 10922)]);
     }
 }
