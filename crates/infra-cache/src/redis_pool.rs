@@ -20,6 +20,8 @@
 //! for everything is the other extreme: its reads and writes happen on one worker thread at a
 //! time, so on a quiet machine one connection per CPU beat it by 12% (raw redis-rs, same run,
 //! see `docs/cache.md`). The rest of the pool stays free for `RedisCache::pool()` users.
+//! (`RedisClusterCache` keeps one slot: a cluster connection already spreads its I/O over a
+//! connection per node.)
 
 use std::future::Future;
 use std::ops::Deref;
@@ -84,7 +86,12 @@ where
 {
     /// [`shared_connections`] slots, at most one per connection the pool may open.
     pub(crate) fn new(pool: Pool<M, W>) -> Self {
-        let slots = (0..pool.status().max_size.clamp(1, shared_connections()))
+        Self::with_slots(pool, shared_connections())
+    }
+
+    /// `slots` slots, at most one per connection the pool may open.
+    pub(crate) fn with_slots(pool: Pool<M, W>, slots: usize) -> Self {
+        let slots = (0..pool.status().max_size.clamp(1, slots.max(1)))
             .map(|_| Slot::default())
             .collect();
         Leases {
