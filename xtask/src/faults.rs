@@ -20,6 +20,8 @@ mod hostile;
 pub(crate) mod jobs;
 /// The `realtime` scenario: a node of a two-node cluster killed.
 mod realtime;
+/// The `redis-cluster` scenario: a master of a Redis Cluster killed, its replica promoted.
+mod redis_cluster;
 
 /// What one scenario observed.
 pub struct FaultReport {
@@ -45,8 +47,13 @@ pub struct FaultReport {
 type Scenario = fn(&tokio::runtime::Runtime) -> Result<FaultReport>;
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [(&str, Scenario); 6] = [
+const SCENARIOS: [(&str, Scenario); 8] = [
     ("redis", redis_restart),
+    ("redis-cluster", redis_cluster::master_killed),
+    (
+        "redis-cluster-lagging-replica",
+        redis_cluster::master_killed_replica_lagging,
+    ),
     ("postgres", postgres_kill),
     ("calendar-agent", calendar_agent_without_redis),
     ("realtime", realtime::node_kill),
@@ -103,8 +110,16 @@ pub fn run(args: &[String]) -> Result<bool> {
         }
         println!("recorded in docs/reliability.md");
     }
-    Ok(reports.iter().all(|r| r.lost == 0))
+    Ok(reports
+        .iter()
+        .all(|r| r.lost == 0 || LOSES_BY_DESIGN.contains(&r.scenario)))
 }
+
+/// Scenarios whose service may lose acknowledged writes by design, which they measure and
+/// report instead of failing: Redis Cluster replicates asynchronously, so a killed master's
+/// last writes may not have reached the replica promoted in its place. Such a scenario fails
+/// by itself on any other loss (see `faults/redis_cluster.rs`).
+const LOSES_BY_DESIGN: [&str; 2] = ["redis-cluster", "redis-cluster-lagging-replica"];
 
 fn table(reports: &[FaultReport]) -> String {
     let mut out = String::from(

@@ -1,5 +1,6 @@
 //! Makes sure PostgreSQL and Redis answer before tests run: starts a local one that is down,
-//! fails naming whatever is still missing. Tests never skip a service.
+//! fails naming whatever is still missing. Tests never skip a service. The Redis Cluster tests
+//! start clusters of their own; this checks one can start here (redis-server 7+, redis-cli).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -66,6 +67,20 @@ pub fn ensure_running() -> Result<()> {
             "{} does not answer on {host}:{port} (from {}; start it, or point {} at one)",
             service.name, service.variable, service.variable
         ));
+    }
+    let started = Instant::now();
+    match infra::testkit::redis_cluster::LocalRedisCluster::builder().start() {
+        Ok(cluster) => {
+            println!(
+                "  a local Redis Cluster (3 masters, 3 replicas) starts: {} nodes in {} ms",
+                cluster.ports().len(),
+                started.elapsed().as_millis()
+            );
+        }
+        Err(err) => missing.push(format!(
+            "a local Redis Cluster cannot start ({err}); the cluster tests need redis-server 7+ \
+             and redis-cli"
+        )),
     }
     if !missing.is_empty() {
         bail!(

@@ -71,7 +71,7 @@ async fn annotate_migrations(report: &mut infra::HealthReport, db: &infra::db::D
 
 fn print_table(report: &infra::ConnectionReport) {
     println!(
-        "{:<11} {:<9} {:<15} {:>9}  detail",
+        "{:<11} {:<13} {:<15} {:>9}  detail",
         "service", "backend", "status", "latency"
     );
     for r in &report.services {
@@ -82,7 +82,7 @@ fn print_table(report: &infra::ConnectionReport) {
             HealthStatus::NotConfigured => "-",
         };
         println!(
-            "{:<11} {:<9} {:<15} {:>9}  {}",
+            "{:<11} {:<13} {:<15} {:>9}  {}",
             r.service,
             r.backend,
             format!("{mark} {}", r.status),

@@ -5,6 +5,12 @@ use std::time::Duration;
 
 use infra_core::{Env, Error, RateLimitDecision, Result, Secret, redact_url};
 
+mod redis_cluster;
+
+pub use redis_cluster::{
+    REDIS_CLUSTER_NODES_VARIABLE, REDIS_CLUSTER_READ_FROM_REPLICAS_VARIABLE, RedisClusterConfig,
+};
+
 /// Variables that may hold the cache's URL, in order of preference. `REDIS_URL` holds a
 /// `redis://`/`rediss://` URL; the TypeScript module's `UPSTASH_REDIS_REST_URL` holds either
 /// Upstash's `https://` REST endpoint (selecting `UpstashRestCache`) or a Redis URL.
@@ -294,6 +300,8 @@ impl Default for MemoryConfig {
 pub enum CacheBackendConfig {
     /// Redis, when a `redis://`/`rediss://` URL is set.
     Redis(RedisConfig),
+    /// Redis Cluster, when `REDIS_CLUSTER_NODES` is set.
+    RedisCluster(RedisClusterConfig),
     /// Upstash's REST API, when `UPSTASH_REDIS_REST_URL` is an `https://` URL.
     Upstash(UpstashConfig),
     /// In memory otherwise.
@@ -311,16 +319,25 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
-    /// Reads `REDIS_URL`, or else `UPSTASH_REDIS_REST_URL` (an `https://` REST endpoint with
-    /// `UPSTASH_REDIS_REST_TOKEN`, or a Redis URL whose password the token supplies),
-    /// `REDIS_KEY_PREFIX`, `REDIS_POOL_SIZE`, `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT`,
-    /// `INFRA_CACHE_MAX_BYTES`, `INFRA_RATE_LIMIT_ALGORITHM`, `INFRA_RATE_LIMIT_FAILURE_POLICY`.
-    /// Errors about the URL name the variable it came from.
+    /// Reads `REDIS_CLUSTER_NODES` (Redis Cluster's seed nodes, with
+    /// `REDIS_CLUSTER_READ_FROM_REPLICAS`), or else `REDIS_URL`, or else
+    /// `UPSTASH_REDIS_REST_URL` (an `https://` REST endpoint with `UPSTASH_REDIS_REST_TOKEN`, or
+    /// a Redis URL whose password the token supplies), `REDIS_KEY_PREFIX`, `REDIS_POOL_SIZE`,
+    /// `REDIS_COMMAND_TIMEOUT`, `REDIS_CONNECT_TIMEOUT`, `INFRA_CACHE_MAX_BYTES`,
+    /// `INFRA_RATE_LIMIT_ALGORITHM`, `INFRA_RATE_LIMIT_FAILURE_POLICY`. Errors about a URL name
+    /// the variable it came from.
     pub fn from_env(env: &Env) -> Result<Self> {
         let algorithm = match env.get("INFRA_RATE_LIMIT_ALGORITHM") {
             Some(raw) => RateLimitAlgorithm::parse("INFRA_RATE_LIMIT_ALGORITHM", &raw)?,
             None => RateLimitAlgorithm::default(),
         };
+        if env.is_set(REDIS_CLUSTER_NODES_VARIABLE) {
+            let backend = CacheBackendConfig::RedisCluster(redis_cluster::from_env(
+                env,
+                Shared::from_env(env)?,
+            )?);
+            return Ok(CacheConfig { backend, algorithm });
+        }
         let backend = match env.first_of(&REDIS_URL_VARIABLES) {
             Some((variable, raw)) => remote_config(env, variable, &raw)?,
             None => {

@@ -14,6 +14,8 @@ mod memory_limiter;
 mod probe;
 #[cfg(feature = "redis")]
 mod redis_cache;
+#[cfg(feature = "redis-cluster")]
+mod redis_cluster;
 #[cfg(feature = "redis")]
 mod redis_error;
 #[cfg(feature = "redis")]
@@ -36,13 +38,17 @@ mod upstash_error;
 mod upstash_protocol;
 
 pub use config::{
-    CacheBackendConfig, CacheConfig, FailurePolicy, MemoryConfig, REDIS_URL_VARIABLES,
-    RateLimitAlgorithm, RedisConfig, UPSTASH_TOKEN_VARIABLE, UPSTASH_URL_VARIABLE, UpstashConfig,
+    CacheBackendConfig, CacheConfig, FailurePolicy, MemoryConfig, REDIS_CLUSTER_NODES_VARIABLE,
+    REDIS_CLUSTER_READ_FROM_REPLICAS_VARIABLE, REDIS_URL_VARIABLES, RateLimitAlgorithm,
+    RedisClusterConfig, RedisConfig, UPSTASH_TOKEN_VARIABLE, UPSTASH_URL_VARIABLE, UpstashConfig,
 };
 #[cfg(feature = "memory")]
 pub use memory::MemoryCache;
 #[cfg(feature = "redis")]
 pub use redis_cache::RedisCache;
+#[cfg(feature = "redis-cluster")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis-cluster")))]
+pub use redis_cluster::RedisClusterCache;
 pub use service::CacheService;
 pub use single_flight::{EarlyRefresh, SingleFlight};
 pub use tags::{MAX_TAG_BYTES, TAG_KEY_PREFIX, TaggedCache, TaggedCacheExt};

@@ -6,6 +6,7 @@
 //! methods, so the check exercises the path real calls take (namespace prefix, limits,
 //! encoding) and fails the way they would.
 
+use std::future::Future;
 use std::time::Duration;
 
 use infra_core::{Cache, Error, Result};
@@ -18,6 +19,16 @@ const PROBE_TTL: Duration = Duration::from_secs(30);
 
 /// Writes a random value under a fresh probe key, reads it back and deletes it.
 pub(crate) async fn write_read_delete(cache: &dyn Cache) -> Result<()> {
+    write_read_delete_reading(cache, |key| async move { cache.get(&key).await }).await
+}
+
+/// [`write_read_delete`], reading back with `read` (Redis Cluster reads the probe key from the
+/// master even when other reads may go to a replica, which may not have the write yet).
+pub(crate) async fn write_read_delete_reading<F, Fut>(cache: &dyn Cache, read: F) -> Result<()>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = Result<Option<Vec<u8>>>>,
+{
     let nonce = rand::random::<u64>();
     let key = format!("{PROBE_KEY_PREFIX}{nonce:016x}");
     let value = nonce.to_be_bytes();
@@ -25,7 +36,7 @@ pub(crate) async fn write_read_delete(cache: &dyn Cache) -> Result<()> {
         .set(&key, &value, PROBE_TTL)
         .await
         .map_err(|e| in_step("write", e))?;
-    let read = cache.get(&key).await.map_err(|e| in_step("read", e))?;
+    let read = read(key.clone()).await.map_err(|e| in_step("read", e))?;
     if read.as_deref() != Some(&value[..]) {
         return Err(Error::backend(format!(
             "health probe: the probe key read back {} after the write",

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_redis::{Manager, Pool, Runtime};
+use deadpool_redis::{Connection, Manager, Pool, Runtime};
 use infra_core::{
     Cache, CacheLimits, Error, HealthCheck, Probe, RateLimitDecision, RateLimiter, Result,
     check_rate_limit_args, redact_url,
@@ -14,7 +14,7 @@ use redis::{FromRedisValue, Script};
 
 use crate::config::{RateLimitAlgorithm, RedisConfig};
 use crate::key_space::{SCAN_COUNT, glob_escape};
-use crate::redis_error::{map_pool_error, map_redis_error};
+use crate::redis_error::{connection_failed, map_pool_error, map_redis_error};
 use crate::redis_key::{NamespacedKey, RateLimitKey};
 use crate::redis_pool::{Lease, Leases};
 use crate::redis_scripts;
@@ -28,7 +28,7 @@ use crate::tags::{TaggedCache, check_tag, tag_key};
 /// `PING`, concurrent commands batched into one write); a failed connection goes back to the
 /// pool, whose check replaces it, so the same `RedisCache` recovers when Redis comes back.
 pub struct RedisCache {
-    leases: Leases,
+    leases: Leases<Manager, Connection>,
     config: RedisConfig,
     limits: CacheLimits,
     algorithm: RateLimitAlgorithm,
@@ -164,7 +164,12 @@ impl RedisCache {
     }
 
     /// Fills an empty slot within the deadline.
-    async fn fill(&self, op: &str, slot: usize, deadline: tokio::time::Instant) -> Result<Lease> {
+    async fn fill(
+        &self,
+        op: &str,
+        slot: usize,
+        deadline: tokio::time::Instant,
+    ) -> Result<Lease<MultiplexedConnection>> {
         match tokio::time::timeout_at(deadline, self.leases.fill(slot)).await {
             Ok(lease) => lease.map_err(|e| map_pool_error(op, self.config.url_variable, e)),
             Err(_) => Err(self.timed_out(op)),
@@ -299,15 +304,6 @@ impl RedisCache {
             fallback: false,
         })
     }
-}
-
-/// Whether the connection itself failed (rather than the command).
-fn connection_failed(err: &redis::RedisError) -> bool {
-    err.is_io_error()
-        || err.is_connection_dropped()
-        || err.is_connection_refusal()
-        || err.is_timeout()
-        || err.is_unrecoverable_error()
 }
 
 /// A command with one argument.

@@ -36,3 +36,13 @@ pub(crate) fn map_pool_error(op: &str, url_variable: &str, err: PoolError) -> Er
         other => Error::backend(format!("redis {op}: {other}")),
     }
 }
+
+/// Whether the connection itself failed (rather than the command): the lease holding it is
+/// given back to the pool, whose check decides whether it lives on.
+pub(crate) fn connection_failed(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+        || err.is_unrecoverable_error()
+}

@@ -1,4 +1,5 @@
-//! Connections leased from the deadpool-redis pool and kept, so a command costs one round trip.
+//! Connections leased from a deadpool-redis pool and kept, so a command costs one round trip:
+//! multiplexed connections for `RedisCache`, cluster connections for `RedisClusterCache`.
 //!
 //! deadpool-redis checks every connection it hands out with an `UNWATCH`+`PING` round trip.
 //! Taking a connection per command would double the round trips of every call (and make a
@@ -7,6 +8,9 @@
 //! a clone of one slot's connection. A slot whose connection fails (I/O error, dropped,
 //! timeout) is emptied: the connection goes back to the pool, whose check on the next lease
 //! replaces it if it is broken. That is how the same `RedisCache` recovers after an outage.
+//! A cluster connection is shared the same way: it routes each command to the node serving
+//! its slot over multiplexed connections of its own, and follows `MOVED`/`ASK` and topology
+//! changes by itself.
 //!
 //! One slot per CPU, not one per pooled connection: a multiplexed connection writes every
 //! request queued on it in one `write` and reads every reply that has arrived in one `read`, so
@@ -16,14 +20,16 @@
 //! for everything is the other extreme: its reads and writes happen on one worker thread at a
 //! time, so on a quiet machine one connection per CPU beat it by 12% (raw redis-rs, same run,
 //! see `docs/cache.md`). The rest of the pool stays free for `RedisCache::pool()` users.
+//! (`RedisClusterCache` keeps one slot: a cluster connection already spreads its I/O over a
+//! connection per node.)
 
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::sync::RwLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use deadpool_redis::{Connection, Pool, PoolError};
-use redis::aio::MultiplexedConnection;
+use deadpool::managed::{Manager, Object, Pool, PoolError};
 
 /// Connections every command of a `RedisCache` is spread over: one per CPU the process may
 /// use, so each worker thread can be reading one connection's replies at once.
@@ -31,24 +37,34 @@ pub(crate) fn shared_connections() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-pub(crate) struct Leases {
-    pool: Pool,
-    slots: Vec<Slot>,
+/// The leased connections of one pool: `M` is deadpool-redis's manager (single server or
+/// cluster), `W` the pool's connection wrapper, which dereferences to a shareable handle.
+pub(crate) struct Leases<M: Manager, W: From<Object<M>>> {
+    pool: Pool<M, W>,
+    slots: Vec<Slot<W>>,
     next: AtomicUsize,
 }
 
-#[derive(Default)]
-struct Slot {
+struct Slot<W> {
     /// Read on every command, written only when the slot is filled or emptied: a read lock
     /// never makes the worker threads wait on each other.
-    conn: RwLock<Option<Connection>>,
+    conn: RwLock<Option<W>>,
     /// One task at a time fills an empty slot: leased connections never go back to the pool,
     /// so two tasks filling one slot could leave a third waiting on an exhausted pool.
     filling: tokio::sync::Mutex<()>,
 }
 
-impl Slot {
-    fn current(&self) -> Option<MultiplexedConnection> {
+impl<W> Default for Slot<W> {
+    fn default() -> Self {
+        Slot {
+            conn: RwLock::new(None),
+            filling: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+impl<W: Deref<Target: Clone>> Slot<W> {
+    fn current(&self) -> Option<W::Target> {
         self.conn
             .read()
             .unwrap_or_else(|e| e.into_inner())
@@ -58,15 +74,24 @@ impl Slot {
 }
 
 /// A connection for one command, and the slot it came from.
-pub(crate) struct Lease {
-    pub(crate) conn: MultiplexedConnection,
+pub(crate) struct Lease<C> {
+    pub(crate) conn: C,
     pub(crate) slot: usize,
 }
 
-impl Leases {
+impl<M, W> Leases<M, W>
+where
+    M: Manager,
+    W: From<Object<M>> + Deref<Target: Clone> + Send + Sync,
+{
     /// [`shared_connections`] slots, at most one per connection the pool may open.
-    pub(crate) fn new(pool: Pool) -> Self {
-        let slots = (0..pool.status().max_size.clamp(1, shared_connections()))
+    pub(crate) fn new(pool: Pool<M, W>) -> Self {
+        Self::with_slots(pool, shared_connections())
+    }
+
+    /// `slots` slots, at most one per connection the pool may open.
+    pub(crate) fn with_slots(pool: Pool<M, W>, slots: usize) -> Self {
+        let slots = (0..pool.status().max_size.clamp(1, slots.max(1)))
             .map(|_| Slot::default())
             .collect();
         Leases {
@@ -76,7 +101,7 @@ impl Leases {
         }
     }
 
-    pub(crate) fn pool(&self) -> &Pool {
+    pub(crate) fn pool(&self) -> &Pool<M, W> {
         &self.pool
     }
 
@@ -94,7 +119,7 @@ impl Leases {
     /// Not `async`: the hot path holds no future of the pool's. Every call's future is boxed
     /// (the object-safe traits), and boxing moves the whole state machine, so a pool checkout
     /// future inlined here made every command copy a few kilobytes it almost never used.
-    pub(crate) fn ready(&self) -> Result<Lease, usize> {
+    pub(crate) fn ready(&self) -> Result<Lease<W::Target>, usize> {
         let slot = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
         match self.slots[slot].current() {
             Some(conn) => Ok(Lease { conn, slot }),
@@ -104,10 +129,12 @@ impl Leases {
 
     /// Leases a connection from the pool into the empty `slot` (rare: the first calls, and
     /// after a failure), boxed so that its size stays out of the callers' futures.
+    #[allow(clippy::type_complexity)]
     pub(crate) fn fill(
         &self,
         slot: usize,
-    ) -> Pin<Box<dyn Future<Output = Result<Lease, PoolError>> + Send + '_>> {
+    ) -> Pin<Box<dyn Future<Output = Result<Lease<W::Target>, PoolError<M::Error>>> + Send + '_>>
+    {
         Box::pin(async move {
             let this = &self.slots[slot];
             let _filling = this.filling.lock().await;

@@ -3,8 +3,10 @@
 //!
 //! Every script takes `KEYS[1]` (the limiter's base key), `ARGV[1]` (limit) and `ARGV[2]`
 //! (window in ms) and returns `{allowed, remaining, reset_after_ms}`. The sliding and fixed
-//! windows derive per-window keys from `KEYS[1]`, which is fine on a single Redis and on
-//! Upstash, not on Redis Cluster.
+//! windows derive per-window keys from `KEYS[1]` (`KEYS[1] .. ':' .. index`). On Redis Cluster
+//! a script may only touch keys of the slot it was sent to, so `RedisClusterCache` puts the
+//! limiter's key in a hash tag (`…:{user:1}`): every key derived from it by appending shares
+//! that tag, hence the slot, and the scripts run unchanged.
 
 use crate::config::RateLimitAlgorithm;
 
@@ -118,16 +120,34 @@ pub(crate) fn set_tagged_hex() -> String {
 /// Stores every `KEYS[i]` = hex-decoded `ARGV[i + 1]` for `ARGV[1]` ms, atomically.
 #[cfg_attr(not(feature = "upstash"), allow(dead_code))]
 pub(crate) fn set_many_hex() -> String {
-    format!(
-        "{UNHEX}{}",
-        r"
+    format!("{UNHEX}local function value(i) return unhex(ARGV[i + 1]) end\n{SET_MANY}")
+}
+
+/// Stores every `KEYS[i]` = `ARGV[i + 1]` for `ARGV[1]` ms, atomically: `RedisClusterCache`'s
+/// `set_many` sends one per slot, with that slot's keys.
+#[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+pub(crate) fn set_many() -> String {
+    format!("local function value(i) return ARGV[i + 1] end\n{SET_MANY}")
+}
+
+/// The body of [`set_many`]; `value(i)` is the bytes to store under `KEYS[i]`.
+const SET_MANY: &str = r"
 for i = 1, #KEYS do
-  redis.call('SET', KEYS[i], unhex(ARGV[i + 1]), 'PX', ARGV[1])
+  redis.call('SET', KEYS[i], value(i), 'PX', ARGV[1])
 end
 return #KEYS
-"
-    )
-}
+";
+
+/// Adds `ARGV[1]` to the tag set `KEYS[1]` and extends the set's expiry to `ARGV[2]` ms when
+/// shorter (a fresh set has none: `PTTL` -1): one tag of a tagged write on Redis Cluster,
+/// where the key and its tag sets live in different slots.
+#[cfg_attr(not(feature = "redis-cluster"), allow(dead_code))]
+pub(crate) const TAG_MEMBER: &str = r"
+local ttl = tonumber(ARGV[2])
+redis.call('SADD', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < ttl then redis.call('PEXPIRE', KEYS[1], ttl) end
+return 1
+";
 
 /// Upstash's REST API carries arguments as JSON strings, which cannot hold bytes that are not
 /// UTF-8; such values travel in hex and these scripts turn them back into bytes inside Redis.

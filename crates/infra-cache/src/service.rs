@@ -49,10 +49,10 @@ pub struct CacheService {
 }
 
 impl CacheService {
-    /// Redis when `REDIS_URL` (or `UPSTASH_REDIS_REST_URL` holding a `redis://`/`rediss://`
-    /// URL) is set, Upstash's REST API when `UPSTASH_REDIS_REST_URL` is its `https://`
-    /// endpoint, otherwise in memory (see [`CacheConfig::from_env`]). Builds without
-    /// connecting.
+    /// Redis Cluster when `REDIS_CLUSTER_NODES` is set, else Redis when `REDIS_URL` (or
+    /// `UPSTASH_REDIS_REST_URL` holding a `redis://`/`rediss://` URL) is set, Upstash's REST API
+    /// when `UPSTASH_REDIS_REST_URL` is its `https://` endpoint, otherwise in memory (see
+    /// [`CacheConfig::from_env`]). Builds without connecting.
     pub fn from_env(env: &Env) -> Result<Self> {
         CacheService::from_config(CacheConfig::from_env(env)?)
     }
@@ -81,6 +81,17 @@ impl CacheService {
                     backend: "redis",
                 })
             }
+            #[cfg(feature = "redis-cluster")]
+            CacheBackendConfig::RedisCluster(cluster) => {
+                let cache = Arc::new(crate::RedisClusterCache::new(cluster, config.algorithm)?);
+                Ok(CacheService {
+                    cache: cache.clone(),
+                    tagged: cache.clone(),
+                    rate_limiter: cache.clone(),
+                    health: cache,
+                    backend: "redis-cluster",
+                })
+            }
             #[cfg(feature = "upstash")]
             CacheBackendConfig::Upstash(upstash) => {
                 let cache = Arc::new(crate::UpstashRestCache::new(upstash, config.algorithm)?);
@@ -107,6 +118,12 @@ impl CacheService {
             CacheBackendConfig::Redis(redis) => Err(infra_core::Error::config(
                 redis.url_variable,
                 "holds a Redis URL but infra-cache was built without its `redis` feature",
+            )),
+            #[cfg(not(feature = "redis-cluster"))]
+            CacheBackendConfig::RedisCluster(cluster) => Err(infra_core::Error::config(
+                cluster.nodes_variable,
+                "lists Redis Cluster nodes but infra-cache was built without its \
+                 `redis-cluster` feature",
             )),
             #[cfg(not(feature = "upstash"))]
             CacheBackendConfig::Upstash(upstash) => Err(infra_core::Error::config(
@@ -143,7 +160,7 @@ impl CacheService {
         self.health.clone()
     }
 
-    /// `redis`, `upstash` or `memory`.
+    /// `redis`, `redis-cluster`, `upstash` or `memory`.
     pub fn backend(&self) -> &'static str {
         self.backend
     }

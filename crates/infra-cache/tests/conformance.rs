@@ -1,5 +1,6 @@
-//! Both backends pass infra-core's conformance suites, with every rate-limit algorithm; the
-//! Redis one against the real Redis, each run in its own namespace.
+//! Every backend passes infra-core's conformance suites, with every rate-limit algorithm: the
+//! Redis one against the real Redis, the Redis Cluster one against a six-node cluster of the
+//! test binary's own (three masters, three replicas), each run in its own namespace.
 
 mod support;
 
@@ -20,6 +21,34 @@ async fn redis_passes_the_cache_suite() {
         0,
         "the suite leaves nothing behind"
     );
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_passes_the_cache_suite() {
+    let cache = Arc::new(support::cluster::cache(
+        "cluster-cache-suite",
+        RateLimitAlgorithm::default(),
+    ));
+    testkit::cache::run_all(cache.clone()).await;
+    assert_eq!(
+        support::cluster::cleanup(support::cluster::shared(), &cache).await,
+        0,
+        "the suite leaves nothing behind, on any master"
+    );
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_passes_the_rate_limit_suite_with_every_algorithm() {
+    for algorithm in RateLimitAlgorithm::ALL {
+        let cache = Arc::new(support::cluster::cache(
+            &format!("cluster-rl-{}", algorithm.as_str()),
+            algorithm,
+        ));
+        testkit::rate_limit::run_all(cache.clone()).await;
+        support::cluster::cleanup(support::cluster::shared(), &cache).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
-//! Tag-based invalidation on both backends (the Redis one against the real Redis, its tag
-//! sets checked with Redis's own PTTL), and `CacheService` picking a backend from the
-//! environment with a health detail that carries memory and key-count figures.
+//! Tag-based invalidation on every backend (the Redis ones against the real Redis and a Redis
+//! Cluster of the test's own, their tag sets checked with Redis's own PTTL), and
+//! `CacheService` picking a backend from the environment with a health detail that carries
+//! memory and key-count figures.
 
 mod support;
 
@@ -108,6 +109,55 @@ async fn redis_invalidates_by_tag_and_leaves_nothing_behind() {
     );
 }
 
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cluster_invalidates_by_tag_and_leaves_nothing_behind() {
+    let cache = support::cluster::cache("tags", RateLimitAlgorithm::default());
+    tag_suite(&cache).await;
+    assert_eq!(
+        support::cluster::cleanup(support::cluster::shared(), &cache).await,
+        0,
+        "no tag set or key is left behind, on any master"
+    );
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test]
+async fn redis_cluster_tag_sets_are_hash_tagged_and_live_as_long_as_their_longest_key() {
+    let shared = support::cluster::shared();
+    let cache = support::cluster::cache("tag-ttl", RateLimitAlgorithm::default());
+    cache
+        .set_tagged("long", b"v", Duration::from_secs(50), &["t"])
+        .await
+        .unwrap();
+    cache
+        .set_tagged("short", b"v", Duration::from_secs(5), &["t"])
+        .await
+        .unwrap();
+    let set = format!("{}{TAG_KEY_PREFIX}{{t}}", cache.config().key_prefix);
+    let slot = shared.key_slot(&set).unwrap();
+    assert_eq!(
+        slot,
+        shared.key_slot("t").unwrap(),
+        "the tag set's slot is its tag's"
+    );
+    let mut raw = support::cluster::node(shared, shared.master_of(slot).unwrap()).await;
+    let pttl: i64 = redis::cmd("PTTL")
+        .arg(&set)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert!(pttl > 45_000 && pttl <= 50_000, "tag set PTTL {pttl}");
+    let members: u64 = redis::cmd("SCARD")
+        .arg(&set)
+        .query_async(&mut raw)
+        .await
+        .unwrap();
+    assert_eq!(members, 2);
+    assert_eq!(cache.invalidate_tag("t").await.unwrap(), 2);
+    assert_eq!(support::cluster::cleanup(shared, &cache).await, 0);
+}
+
 #[tokio::test]
 async fn redis_tag_sets_live_as_long_as_their_longest_key() {
     let cache = support::redis_cache("tag-ttl", RateLimitAlgorithm::default());
@@ -210,6 +260,50 @@ async fn service_picks_redis_with_redis_url() {
         support::cleanup(&cleanup).await > 0,
         "the decision was stored under the prefix"
     );
+}
+
+#[cfg(feature = "redis-cluster")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_picks_redis_cluster_with_cluster_nodes() {
+    let shared = support::cluster::shared();
+    let prefix = support::namespace("cluster-service");
+    let env = Env::from_pairs([
+        ("REDIS_CLUSTER_NODES", shared.nodes_variable()),
+        // Set too: the cluster list wins.
+        ("REDIS_URL", support::redis_url()),
+        ("REDIS_KEY_PREFIX", prefix.clone()),
+        ("INFRA_RATE_LIMIT_ALGORITHM", "token_bucket".into()),
+    ]);
+    let service = CacheService::from_env(&env).unwrap();
+    assert_eq!(service.backend(), "redis-cluster");
+    let report = service.health().check().await;
+    assert_eq!(
+        (
+            report.service.as_str(),
+            report.backend.as_str(),
+            report.status
+        ),
+        ("cache", "redis-cluster", HealthStatus::Healthy),
+        "{}",
+        report.detail
+    );
+    let decision = service
+        .rate_limiter()
+        .check("ip", 2, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert!(decision.allowed && !decision.fallback);
+    let stored: Vec<String> = support::cluster::keys_per_master(shared, &prefix)
+        .await
+        .into_iter()
+        .flat_map(|(_, keys)| keys)
+        .collect();
+    assert_eq!(
+        stored,
+        vec![format!("{prefix}rl:token_bucket:2:10000:{{ip}}")],
+        "the decision was stored under the prefix, its key in a hash tag"
+    );
+    assert_eq!(support::cluster::cleanup_prefix(shared, &prefix).await, 1);
 }
 
 #[tokio::test]

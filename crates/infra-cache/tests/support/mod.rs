@@ -1,6 +1,8 @@
 //! Shared helpers: a unique namespace per test on the real Redis, removed afterwards.
 #![allow(dead_code)] // each test binary uses a different subset
 
+#[cfg(feature = "redis-cluster")]
+pub mod cluster;
 pub mod own_redis;
 pub mod upstash_stand_in;
 

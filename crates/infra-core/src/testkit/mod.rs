@@ -14,13 +14,15 @@
 //! shared server, and every case deletes what it wrote.
 //!
 //! [`bench_report`] is the one row format every crate's benchmark writes its results in, which
-//! `cargo xtask bench` gathers into one table.
+//! `cargo xtask bench` gathers into one table. [`redis_cluster`] starts a local Redis Cluster
+//! of the caller's own for the suites, benchmarks and fault scenarios that need one.
 
 pub mod bench_report;
 pub mod cache;
 pub mod jobs;
 pub mod rate_limit;
 pub mod realtime;
+pub mod redis_cluster;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

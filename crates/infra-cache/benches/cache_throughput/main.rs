@@ -2,9 +2,13 @@
 //! prints our rate, the baseline's rate and the ratio (ours / baseline).
 //!
 //! `cargo bench -p infra-cache` (or `cargo xtask bench cache`). Needs Redis on `REDIS_URL`
-//! (default 127.0.0.1:6379) and `redis-benchmark` on PATH for the practical-limit row.
+//! (default 127.0.0.1:6379), `redis-benchmark` on PATH for the practical-limit row, and
+//! `redis-server` 7+ and `redis-cli` for the Redis Cluster rows (`cluster.rs`), which start a
+//! cluster of their own.
 // criterion_group! generates an undocumented function.
 #![allow(missing_docs)]
+
+mod cluster;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -739,6 +743,7 @@ fn quick() -> Criterion {
 criterion_group! {
     name = benches;
     config = quick();
-    targets = redis_get_set, rate_limit_decisions, memory_get
+    targets = redis_get_set, rate_limit_decisions, memory_get, cluster::cluster_get_set,
+        cluster::cluster_rate_limit
 }
 criterion_main!(benches);
