@@ -69,7 +69,7 @@ pub fn ensure_running() -> Result<()> {
         ));
     }
     let started = Instant::now();
-    match infra::testkit::redis_cluster::LocalRedisCluster::builder().start() {
+    match infra::core::testkit::redis_cluster::LocalRedisCluster::builder().start() {
         Ok(cluster) => {
             println!(
                 "  a local Redis Cluster (3 masters, 3 replicas) starts: {} nodes in {} ms",

@@ -416,7 +416,7 @@ fn main() {
             let name = format!("{name}_{}", std::process::id());
             async move {
                 let url = fresh_database(&name).await;
-                let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+                let db = Database::from_config(DbConfig::new(&url).unwrap()).unwrap();
                 (name, db)
             }
         };

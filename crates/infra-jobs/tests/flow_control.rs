@@ -192,7 +192,7 @@ fn runtime(db: &Database) -> JobsRuntime {
 #[ignore = "runs only as the child process of flow_control_holds_across_two_processes"]
 async fn flow_child_worker() {
     let url = std::env::var(CHILD_ENV).expect("started by the parent test");
-    let db = Database::new(DbConfig::new(&url).unwrap()).unwrap();
+    let db = Database::from_config(DbConfig::new(&url).unwrap()).unwrap();
     runtime(&db).start().await.unwrap();
     tokio::time::sleep(Duration::from_secs(300)).await;
 }
@@ -377,7 +377,8 @@ async fn flow_control_holds_across_two_processes() {
         "every event once"
     );
 
-    let skipped = until_runs(&db, "single-skip", "a run per key", |r| r.len() >= 2).await;
+    until_runs(&db, "single-skip", "a run per key", |r| r.len() >= 2).await;
+    // Long enough for a skipped event's run to have appeared, had it not been skipped.
     tokio::time::sleep(Duration::from_secs(2)).await;
     let skipped = runs(&db, "single-skip").await;
     assert_eq!(

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
-use infra::RetryPolicy;
+use infra::core::RetryPolicy;
 use infra::realtime::{ChannelsQuery, PusherClient, PusherConfig};
 use infra::{ChannelName, EventName, Realtime};
 use serde_json::{Value, json};

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use futures_util::{SinkExt, StreamExt};
-use infra::RetryPolicy;
+use infra::core::RetryPolicy;
 use infra::realtime::{ChannelAttribute, PusherClient, PusherConfig, signature};
 use infra::{ChannelName, EventName, Realtime, Secret};
 use serde_json::{Value, json};

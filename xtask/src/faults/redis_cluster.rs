@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use infra::cache::{RateLimitAlgorithm, RedisClusterCache, RedisClusterConfig};
-use infra::testkit::redis_cluster::LocalRedisCluster;
+use infra::core::testkit::redis_cluster::LocalRedisCluster;
 use infra::{Cache, RateLimiter};
 use tokio::sync::Mutex;
 
@@ -277,5 +277,6 @@ fn run(runtime: &tokio::runtime::Runtime, lagging_replica: bool) -> Result<Fault
             },
             fallbacks.load(Ordering::SeqCst)
         ),
+        section: None,
     })
 }
