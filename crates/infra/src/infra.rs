@@ -365,7 +365,7 @@ impl HealthCheck for WithinDeadline {
 
 fn not_configured_hint(service: &str) -> &'static str {
     match service {
-        "database" => "DATABASE_URL is not set",
+        "database" => "no database: set DATABASE_URL",
         _ => "not configured",
     }
 }
