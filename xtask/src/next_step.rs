@@ -126,7 +126,7 @@ mod tests {
                 ("jobs", "memory"),
                 ("jobs", "postgres"),
                 ("jobs", "inngest"),
-                ("realtime", "embedded"),
+                ("realtime", "local"),
                 ("realtime", "pusher"),
                 ("monitoring", "local"),
                 ("monitoring", "sentry"),
