@@ -73,8 +73,7 @@ fn problems(metadata: &Value) -> Vec<String> {
         for dependency in package["dependencies"].as_array().into_iter().flatten() {
             // Dev-dependencies are stripped from the published manifest; the others stay.
             let dev = dependency["kind"].as_str() == Some("dev");
-            if !dev && dependency["path"].is_string() && dependency["req"].as_str() == Some("*")
-            {
+            if !dev && dependency["path"].is_string() && dependency["req"].as_str() == Some("*") {
                 problems.push(format!(
                     "{name}: depends on `{}` by path without `version`",
                     dependency["name"].as_str().unwrap_or("?")

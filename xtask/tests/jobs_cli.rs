@@ -14,7 +14,6 @@ use serde_json::{Value, json};
 mod support;
 use support::{TempDb, url_for};
 
-
 /// Runs `cargo xtask jobs …` with only `envs` among the service variables.
 fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));

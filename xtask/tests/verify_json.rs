@@ -198,17 +198,19 @@ fn a_fresh_clone_is_told_to_run_the_migrations() {
     let fresh = rt.block_on(TempDb::create("infra_xtask_verify_fresh"));
     let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let app_migrations = std::fs::read_dir(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/calendar-agent/migrations"),
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/calendar-agent/migrations"),
     )
     .unwrap()
     .filter(|entry| entry.as_ref().unwrap().path().is_dir())
     .count();
     assert!(app_migrations > 0);
-    let (ok, json) = verify(&[
-        ("DATABASE_URL", url_for(&fresh.name)),
-        ("REDIS_URL", redis),
-    ]);
-    assert_eq!(json["database"]["status"], "degraded", "{}", json["database"]);
+    let (ok, json) = verify(&[("DATABASE_URL", url_for(&fresh.name)), ("REDIS_URL", redis)]);
+    assert_eq!(
+        json["database"]["status"], "degraded",
+        "{}",
+        json["database"]
+    );
     let database = detail(&json, "database");
     assert!(
         database.ends_with(&format!(

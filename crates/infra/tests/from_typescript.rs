@@ -20,8 +20,8 @@ use infra::db::{DEFAULT_TRANSACTION_RETRY, Isolation};
 use infra::jobs::{Function, JobContext, Outcome};
 use infra::realtime::{RealtimeEvent, RealtimeNotify, private_user_channel};
 use infra::{
-    Breadcrumb, CacheExt, ChannelName, Context, Env, ErrorReporter, Event, EventName,
-    EventSender, HealthStatus, Infra, RateLimiter, Realtime, TypedEvent, User,
+    Breadcrumb, CacheExt, ChannelName, Context, Env, ErrorReporter, Event, EventName, EventSender,
+    HealthStatus, Infra, RateLimiter, Realtime, TypedEvent, User,
 };
 use serde::{Deserialize, Serialize};
 
@@ -52,9 +52,11 @@ async fn database_lines() {
     drop(conn);
 
     let inserted = db
-        .transaction(Isolation::ReadCommitted, DEFAULT_TRANSACTION_RETRY, |conn| {
-            Box::pin(async move { diesel::sql_query("SELECT 1").execute(conn).await })
-        })
+        .transaction(
+            Isolation::ReadCommitted,
+            DEFAULT_TRANSACTION_RETRY,
+            |conn| Box::pin(async move { diesel::sql_query("SELECT 1").execute(conn).await }),
+        )
         .await
         .unwrap();
     assert_eq!(inserted, 1);
@@ -90,7 +92,10 @@ async fn cache_lines() {
     let limiter = infra.cache().rate_limiter();
     let (limit, window) = (2, Duration::from_secs(60));
     for expected in [true, true, false] {
-        let decision = limiter.check("ip:203.0.113.9", limit, window).await.unwrap();
+        let decision = limiter
+            .check("ip:203.0.113.9", limit, window)
+            .await
+            .unwrap();
         assert_eq!(decision.allowed, expected);
     }
 }
@@ -130,12 +135,19 @@ async fn jobs_lines() {
     let payload = InvoiceOverdue {
         invoice_id: "inv_1".into(),
     };
-    let id = infra.jobs().send(payload.to_event().unwrap()).await.unwrap();
+    let id = infra
+        .jobs()
+        .send(payload.to_event().unwrap())
+        .await
+        .unwrap();
     assert!(!id.is_empty());
     let ids = infra
         .jobs()
         .send_many(vec![
-            Event::new(InvoiceOverdue::NAME, serde_json::json!({ "invoiceId": "inv_2" })),
+            Event::new(
+                InvoiceOverdue::NAME,
+                serde_json::json!({ "invoiceId": "inv_2" }),
+            ),
             Event::new("audit/logged", serde_json::json!({})),
         ])
         .await
@@ -191,10 +203,13 @@ async fn realtime_lines() {
     // A name the channel rules refuse is an error naming `channel`, nothing sent.
     let err = infra
         .realtime()
-        .notify_user("has space", &SyncCompleted {
-            calendar_id: "c1".into(),
-            events_synced: 0,
-        })
+        .notify_user(
+            "has space",
+            &SyncCompleted {
+                calendar_id: "c1".into(),
+                events_synced: 0,
+            },
+        )
         .await
         .unwrap_err();
     assert_eq!(err.field(), Some("channel"));
@@ -258,7 +273,10 @@ async fn health_lines() {
     let report = infra.check().await;
     let summary = report.summary();
     assert_eq!(summary["cache"], true);
-    assert_eq!(summary["database"], false, "no DATABASE_URL: not configured");
+    assert_eq!(
+        summary["database"], false,
+        "no DATABASE_URL: not configured"
+    );
     assert!(infra.check_ready().await.all_ok());
     infra.shutdown().await;
 }

@@ -21,6 +21,7 @@
 
 mod admin;
 mod claim;
+mod concurrency_slots;
 mod enqueue;
 mod flow_enqueue;
 mod held_connection;
