@@ -17,8 +17,15 @@ use crate::expression::{Bindings, Expr, Op, Segment, key_text};
 ///
 /// ```
 /// use infra_jobs::Match;
-/// assert_eq!(Match::field("data.userId").expression(), "event.data.userId == async.data.userId");
-/// assert_eq!(Match::expression("async.data.ok == true").expression(), "async.data.ok == true");
+/// assert_eq!(
+///     Match::field("data.userId").expression_text().as_deref(),
+///     Some("event.data.userId == async.data.userId")
+/// );
+/// assert_eq!(
+///     Match::expression("async.data.ok == true").expression_text().as_deref(),
+///     Some("async.data.ok == true")
+/// );
+/// assert_eq!(Match::Any.expression_text(), None);
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Match {

@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use infra::db::diesel;
-use infra::db::diesel_async::RunQueryDsl;
 use infra::db::{DEFAULT_TRANSACTION_RETRY, Isolation};
 use infra::jobs::{Function, JobContext, Outcome};
 use infra::realtime::{RealtimeEvent, RealtimeNotify, private_user_channel};
@@ -35,6 +34,8 @@ fn database_url() -> String {
 /// `prisma`, a query through it, `prisma.$transaction`, `testDatabaseConnection()`.
 #[tokio::test]
 async fn database_lines() {
+    use infra::db::diesel_async::RunQueryDsl;
+
     let infra = Infra::from_env(&Env::from_pairs([("DATABASE_URL", database_url())])).unwrap();
     let db = infra.database().expect("DATABASE_URL set: a database");
 
