@@ -114,6 +114,9 @@ fn an_unhealthy_configured_service_fails_the_exit_code() {
     );
 }
 
+/// A service, its variables, and the fix its row must end with.
+type Case = (&'static str, Vec<(&'static str, String)>, &'static str);
+
 /// Each service's variables pointed at a port nobody listens on: that service is unhealthy,
 /// says why, and the exit code is non-zero.
 #[test]
@@ -123,7 +126,7 @@ fn every_service_pointed_at_a_closed_port_fails_loudly() {
         .local_addr()
         .unwrap()
         .port();
-    let cases: [(&str, Vec<(&str, String)>, &str); 5] = [
+    let cases: [Case; 5] = [
         (
             "database",
             vec![(

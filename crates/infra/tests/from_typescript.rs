@@ -273,11 +273,8 @@ async fn health_lines() {
     infra.start().await.unwrap();
     let report = infra.check().await;
     let summary = report.summary();
-    assert_eq!(summary["cache"], true);
-    assert_eq!(
-        summary["database"], false,
-        "no DATABASE_URL: not configured"
-    );
+    assert!(summary["cache"]);
+    assert!(!summary["database"], "no DATABASE_URL: not configured");
     assert!(infra.check_ready().await.all_ok());
     infra.shutdown().await;
 }
