@@ -47,6 +47,7 @@ pub fn run(args: &[String]) -> Result<bool> {
         let _flags = sh.push_env("RUSTDOCFLAGS", "-D warnings");
         Ok(cmd!(sh, "cargo doc --workspace --no-deps --all-features --quiet").run()?)
     })?;
+    step("package", || crate::package_check::run(&sh))?;
     step("feature matrix", || {
         for krate in CRATES {
             cmd!(sh, "cargo check --quiet -p {krate} --no-default-features").run()?;

@@ -1,7 +1,8 @@
 //! `cargo xtask <task>`: the project's automation, in plain Rust.
 //!
 //! - `verify [--json]`: probe every configured service end to end (the main command)
-//! - `ci`: everything CI checks — fmt, clippy, docs, the feature matrix, services, tests
+//! - `ci`: everything CI checks — fmt, clippy, docs, packaging, the feature matrix, services,
+//!   tests
 //! - `bench [crate…] [--quick] [--write-docs]`: every benchmark, then one table of our figures,
 //!   the strongest baselines and the ratios (`--write-docs` updates `docs/performance.md`)
 //! - `migrate [--status]`: apply pending database migrations, or list them
@@ -13,6 +14,8 @@ mod ci;
 mod faults;
 mod jobs;
 mod migrate;
+mod next_step;
+mod package_check;
 mod realtime_probe;
 mod services;
 mod verify;
@@ -59,7 +62,7 @@ usage: cargo xtask <task>
 
 tasks:
   verify [--json]     probe every configured service (loads .env if present)
-  ci                  fmt, clippy, docs, feature matrix, services, tests
+  ci                  fmt, clippy, docs, packaging, feature matrix, services, tests
   bench [crate…] [--quick] [--write-docs]
                       run the benchmarks (all, or some crates: db, cache, jobs, realtime,
                       monitoring) and print one table of figures, baselines, ratios and goals;

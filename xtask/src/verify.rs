@@ -35,6 +35,10 @@ pub fn run(args: &[String]) -> Result<bool> {
             jobs.detail = format!("the runtime did not start: {err}");
         }
         infra.shutdown().await;
+        // Every row that is not healthy ends with the command or variable that fixes it.
+        for row in &mut report.services {
+            crate::next_step::annotate(row);
+        }
         report
     });
     if json {
@@ -58,7 +62,8 @@ async fn annotate_migrations(report: &mut infra::HealthReport, db: &infra::db::D
                 all.len()
             );
             if applied < all.len() {
-                // Usable, but the app's tables are behind: `cargo xtask migrate`.
+                // Usable, but the app's tables are behind: `cargo xtask migrate` (the row's
+                // next step, which `next_step::annotate` appends).
                 report.status = HealthStatus::Degraded;
             }
         }

@@ -7,62 +7,12 @@ use std::time::Duration;
 
 use infra::Event;
 use infra::core::{JobBackend, JobId, NewJob, Settlement};
-use infra::db::diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use infra::db::{Database, DbConfig, diesel};
+use infra::db::{Database, DbConfig};
 use infra::jobs::PgQueue;
 use serde_json::{Value, json};
 
-fn base_url() -> url::Url {
-    let raw = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    url::Url::parse(&raw).expect("DATABASE_URL parses")
-}
-
-fn url_for(database: &str) -> String {
-    let mut url = base_url();
-    url.set_path(&format!("/{database}"));
-    url.to_string()
-}
-
-/// A database for this test, dropped at the end (also when the test fails).
-struct TempDb {
-    name: String,
-}
-
-impl TempDb {
-    async fn create() -> TempDb {
-        let name = format!("infra_xtask_jobs_{}", std::process::id());
-        let mut admin = AsyncPgConnection::establish(&url_for("postgres"))
-            .await
-            .expect("PostgreSQL answers");
-        for sql in [
-            format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
-            format!("CREATE DATABASE \"{name}\""),
-        ] {
-            diesel::sql_query(sql).execute(&mut admin).await.unwrap();
-        }
-        TempDb { name }
-    }
-}
-
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Runtime::new().unwrap();
-            rt.block_on(async {
-                if let Ok(mut admin) = AsyncPgConnection::establish(&url_for("postgres")).await {
-                    let _ = diesel::sql_query(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    ))
-                    .execute(&mut admin)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
+mod support;
+use support::{TempDb, url_for};
 
 /// Runs `cargo xtask jobs …` with only `envs` among the service variables.
 fn xtask(args: &[&str], envs: &[(&str, &str)]) -> Output {
@@ -145,7 +95,7 @@ async fn dead_letters(queue: &dyn JobBackend, functions: &[&str]) -> Vec<(String
 #[test]
 fn stats_dead_letters_and_replay_through_the_admin_trait() {
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let temp = rt.block_on(TempDb::create());
+    let temp = rt.block_on(TempDb::create("infra_xtask_jobs"));
     let url = url_for(&temp.name);
     let env = [("DATABASE_URL", url.as_str())];
 

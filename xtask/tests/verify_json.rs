@@ -3,6 +3,9 @@
 
 use std::process::Command;
 
+mod support;
+use support::{TempDb, url_for};
+
 fn verify(envs: &[(&str, String)]) -> (bool, serde_json::Value) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_xtask"));
     cmd.args(["verify", "--json"]);
@@ -98,7 +101,21 @@ fn an_unhealthy_configured_service_fails_the_exit_code() {
     assert_eq!(json["cache"]["status"], "unhealthy");
     assert_eq!(json["database"]["status"], "not_configured");
     assert!(!ok, "exit code is non-zero");
+    // Each row that is not healthy ends with what fixes it.
+    assert!(
+        detail(&json, "cache").ends_with(" — check REDIS_URL"),
+        "{}",
+        json["cache"]
+    );
+    assert!(
+        detail(&json, "database").ends_with("set DATABASE_URL"),
+        "{}",
+        json["database"]
+    );
 }
+
+/// A service, its variables, and the fix its row must end with.
+type Case = (&'static str, Vec<(&'static str, String)>, &'static str);
 
 /// Each service's variables pointed at a port nobody listens on: that service is unhealthy,
 /// says why, and the exit code is non-zero.
@@ -109,17 +126,19 @@ fn every_service_pointed_at_a_closed_port_fails_loudly() {
         .local_addr()
         .unwrap()
         .port();
-    let cases: [(&str, Vec<(&str, String)>); 5] = [
+    let cases: [Case; 5] = [
         (
             "database",
             vec![(
                 "DATABASE_URL",
                 format!("postgres://postgres@127.0.0.1:{closed}/test"),
             )],
+            "check DATABASE_URL",
         ),
         (
             "cache",
             vec![("REDIS_URL", format!("redis://127.0.0.1:{closed}"))],
+            "check REDIS_URL",
         ),
         (
             "jobs",
@@ -127,6 +146,7 @@ fn every_service_pointed_at_a_closed_port_fails_loudly() {
                 ("INNGEST_EVENT_KEY", "test-key".into()),
                 ("INNGEST_BASE_URL", format!("http://127.0.0.1:{closed}")),
             ],
+            "check INNGEST_EVENT_KEY and INNGEST_BASE_URL",
         ),
         (
             "realtime",
@@ -138,13 +158,15 @@ fn every_service_pointed_at_a_closed_port_fails_loudly() {
                 ("PUSHER_PORT", closed.to_string()),
                 ("PUSHER_USE_TLS", "false".into()),
             ],
+            "check PUSHER_APP_ID, PUSHER_KEY, PUSHER_SECRET and PUSHER_HOST",
         ),
         (
             "monitoring",
             vec![("SENTRY_DSN", format!("http://public@127.0.0.1:{closed}/1"))],
+            "check SENTRY_DSN",
         ),
     ];
-    for (service, mut envs) in cases {
+    for (service, mut envs, fix) in cases {
         envs.push(("INFRA_HEALTH_TIMEOUT", "3s".into()));
         let (ok, json) = verify(&envs);
         assert_eq!(
@@ -157,6 +179,50 @@ fn every_service_pointed_at_a_closed_port_fails_loudly() {
             "{service} says why: {}",
             json[service]
         );
+        assert!(
+            detail(&json, service).ends_with(&format!(" — {fix}")),
+            "{service} names its fix, `{fix}`: {}",
+            json[service]
+        );
         assert!(!ok, "{service}: exit code is non-zero");
     }
+}
+
+fn detail<'a>(json: &'a serde_json::Value, service: &str) -> &'a str {
+    json[service]["detail"].as_str().unwrap_or("")
+}
+
+/// A fresh clone with `.env` copied from `.env.example`: the database answers but the app's
+/// tables are not there yet, so the one row that is not healthy is the database, degraded,
+/// naming the command that fixes it.
+#[test]
+fn a_fresh_clone_is_told_to_run_the_migrations() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let fresh = rt.block_on(TempDb::create("infra_xtask_verify_fresh"));
+    let redis = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let app_migrations = std::fs::read_dir(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/calendar-agent/migrations"),
+    )
+    .unwrap()
+    .filter(|entry| entry.as_ref().unwrap().path().is_dir())
+    .count();
+    assert!(app_migrations > 0);
+    let (ok, json) = verify(&[("DATABASE_URL", url_for(&fresh.name)), ("REDIS_URL", redis)]);
+    assert_eq!(
+        json["database"]["status"], "degraded",
+        "{}",
+        json["database"]
+    );
+    let database = detail(&json, "database");
+    assert!(
+        database.ends_with(&format!(
+            "; 0 of {app_migrations} app migrations applied — run cargo xtask migrate"
+        )),
+        "{database}"
+    );
+    for service in ["cache", "jobs", "realtime", "monitoring"] {
+        assert_eq!(json[service]["status"], "healthy", "{}", json[service]);
+    }
+    assert!(ok, "a degraded database is usable: exit code 0");
 }

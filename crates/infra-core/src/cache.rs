@@ -18,13 +18,49 @@ use crate::error::{Error, ErrorKind, Result};
 /// [`ErrorKind::InvalidInput`] naming the field.
 ///
 /// The typed layer, [`CacheExt`], is implemented for every `Cache`, `dyn Cache` included.
+///
+/// Code takes any backend — `RedisCache`, `RedisClusterCache`, `UpstashRestCache`,
+/// `MemoryCache` (all in `infra-cache`), `infra.cache()` in the umbrella, or a `MockCache` in
+/// a test:
+///
+/// ```
+/// use std::time::Duration;
+/// use infra_core::{Cache, Result};
+///
+/// /// Remembers that `user_id` signed in, for an hour; `true` if it was already known.
+/// async fn remember_sign_in(cache: &dyn Cache, user_id: &str) -> Result<bool> {
+///     let key = format!("signed-in:{user_id}");
+///     let known = cache.exists(&key).await?;
+///     cache.set(&key, b"1", Duration::from_secs(3600)).await?;
+///     Ok(known)
+/// }
+/// ```
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait Cache: Send + Sync {
     /// The value under `key`, or `None` when absent or expired.
+    ///
+    /// ```
+    /// # async fn demo(cache: &dyn infra_core::Cache) -> infra_core::Result<()> {
+    /// match cache.get("session:4f2a").await? {
+    ///     Some(bytes) => println!("{} bytes cached", bytes.len()),
+    ///     None => println!("a miss: load it, then `set` it"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
     /// Stores `value` under `key` for `ttl`, replacing what was there.
+    ///
+    /// ```
+    /// # async fn demo(cache: &dyn infra_core::Cache) -> infra_core::Result<()> {
+    /// use std::time::Duration;
+    /// cache.set("session:4f2a", b"opaque", Duration::from_secs(900)).await?;
+    /// // A zero TTL would store nothing: it is refused, naming the field.
+    /// let err = cache.set("session:4f2a", b"opaque", Duration::ZERO).await.unwrap_err();
+    /// assert_eq!(err.field(), Some("ttl"));
+    /// # Ok(()) }
+    /// ```
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()>;
 
     /// Removes `key`; `true` when it existed.
@@ -139,13 +175,38 @@ macro_rules! forward_cache {
 
 forward_cache!(Arc<T>, Box<T>);
 
-/// Typed JSON on top of any [`Cache`]; see the crate docs for an example.
+/// Typed JSON on top of any [`Cache`] (`dyn Cache` included): any serde type in, the same
+/// type out.
 ///
 /// Its methods return unboxed futures (only the backend's own call is boxed, as the
 /// object-safe [`Cache`] requires), so the typed layer costs no allocation of its own.
+///
+/// ```
+/// use std::time::Duration;
+/// use infra_core::{Cache, CacheExt, Result};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct Preferences { timezone: String }
+///
+/// async fn save(cache: &dyn Cache, user: u64, prefs: &Preferences) -> Result<()> {
+///     cache.set_json(&format!("user:{user}:prefs"), prefs, Duration::from_secs(300)).await
+/// }
+///
+/// async fn load(cache: &dyn Cache, user: u64) -> Result<Option<Preferences>> {
+///     cache.get_json(&format!("user:{user}:prefs")).await
+/// }
+/// ```
 pub trait CacheExt: Cache {
     /// Reads `key` as JSON into `T`. A value that no longer decodes is an
     /// [`ErrorKind::Decode`] error naming the key; other keys are untouched.
+    ///
+    /// ```
+    /// # async fn demo(cache: &dyn infra_core::Cache) -> infra_core::Result<()> {
+    /// use infra_core::CacheExt;
+    /// let ids: Option<Vec<u64>> = cache.get_json("team:7:members").await?;
+    /// # let _ = ids; Ok(()) }
+    /// ```
     fn get_json<T: DeserializeOwned>(
         &self,
         key: &str,
@@ -159,6 +220,14 @@ pub trait CacheExt: Cache {
     }
 
     /// Writes `value` as JSON under `key` for `ttl`.
+    ///
+    /// ```
+    /// # async fn demo(cache: &dyn infra_core::Cache) -> infra_core::Result<()> {
+    /// use std::time::Duration;
+    /// use infra_core::CacheExt;
+    /// cache.set_json("team:7:members", &[1u64, 2, 3], Duration::from_secs(60)).await?;
+    /// # Ok(()) }
+    /// ```
     fn set_json<T: Serialize + Sync + ?Sized>(
         &self,
         key: &str,
@@ -173,6 +242,17 @@ pub trait CacheExt: Cache {
 
     /// Cache-aside: returns the cached value, or runs `load`, caches its result for `ttl`
     /// and returns it. A value that no longer decodes is treated as a miss and replaced.
+    ///
+    /// ```
+    /// # async fn count_members_in_db(team: u64) -> infra_core::Result<u64> { Ok(team) }
+    /// # async fn demo(cache: &dyn infra_core::Cache) -> infra_core::Result<()> {
+    /// use std::time::Duration;
+    /// use infra_core::CacheExt;
+    /// let count: u64 = cache
+    ///     .get_or_set_json("team:7:count", Duration::from_secs(60), || count_members_in_db(7))
+    ///     .await?;
+    /// # let _ = count; Ok(()) }
+    /// ```
     fn get_or_set_json<T, F, Fut>(
         &self,
         key: &str,

@@ -29,11 +29,33 @@ pub struct RateLimitDecision {
 /// Admits at most `limit` calls per `window` for each key.
 ///
 /// The algorithm (fixed window, sliding window, token bucket) is a property of the limiter,
-/// not of the call.
+/// not of the call. Backends: `infra-cache`'s Redis, Redis Cluster, Upstash and memory
+/// limiters (`infra.cache().rate_limiter()` in the umbrella), or a `MockRateLimiter`.
+///
+/// ```
+/// use std::time::Duration;
+/// use infra_core::{RateLimiter, Result};
+///
+/// /// At most 10 agent calls a minute per client address.
+/// async fn may_call_agent(limiter: &dyn RateLimiter, ip: &str) -> Result<bool> {
+///     let decision = limiter.check(&format!("agent:{ip}"), 10, Duration::from_secs(60)).await?;
+///     Ok(decision.allowed)
+/// }
+/// ```
 #[cfg_attr(feature = "mock", mockall::automock)]
 #[async_trait]
 pub trait RateLimiter: Send + Sync {
     /// Counts one call against `key` and says whether it is admitted.
+    ///
+    /// ```
+    /// # async fn demo(limiter: &dyn infra_core::RateLimiter) -> infra_core::Result<()> {
+    /// use std::time::Duration;
+    /// let decision = limiter.check("login:ada@example.com", 5, Duration::from_secs(300)).await?;
+    /// if !decision.allowed {
+    ///     println!("retry in {:?}", decision.reset_after); // a 429's Retry-After
+    /// }
+    /// # Ok(()) }
+    /// ```
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision>;
 }
 

@@ -52,12 +52,36 @@ struct Inner {
 }
 
 impl Database {
-    /// Builds the pool from `DATABASE_URL` and the `DATABASE_*` settings.
+    /// Builds the pool from `DATABASE_URL` and the `DATABASE_*` settings; a missing or
+    /// malformed variable is a `Config` error naming it (never printing the password).
+    ///
+    /// ```
+    /// use infra_core::Env;
+    /// let db = infra_db::Database::from_env(&Env::from_pairs([(
+    ///     "DATABASE_URL",
+    ///     "postgres://app:secret@127.0.0.1:5432/app",
+    /// )]))
+    /// .unwrap(); // builds the pool; connects on first use
+    /// let err = infra_db::Database::from_env(&Env::empty()).err().unwrap();
+    /// assert_eq!(err.variable(), Some("DATABASE_URL"));
+    /// # drop(db);
+    /// ```
     pub fn from_env(env: &Env) -> Result<Self> {
         Database::from_config(DbConfig::from_env(env)?)
     }
 
     /// Builds the pool for `config`, without connecting.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use infra_db::{Database, DbConfig};
+    ///
+    /// let mut config = DbConfig::new("postgres://app@127.0.0.1:5432/app").unwrap();
+    /// config.pool_size = 4;
+    /// config.acquire_timeout = Duration::from_secs(2);
+    /// let db = Database::from_config(config).unwrap();
+    /// assert_eq!(db.config().pool_size, 4);
+    /// ```
     pub fn from_config(config: DbConfig) -> Result<Self> {
         let pool = build_pool(config.url.expose(), &config)?;
         let replicas = Replicas::new(&config)?;
@@ -71,13 +95,43 @@ impl Database {
         })
     }
 
-    /// A connection to the primary, for reads and writes, within the acquire timeout.
+    /// A connection to the primary, for reads and writes, within the acquire timeout; back to
+    /// the pool when dropped. Run diesel's DSL on it (`diesel_async::RunQueryDsl`).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
+    /// use diesel_async::RunQueryDsl;
+    /// use infra_db::map_diesel_error;
+    ///
+    /// let mut conn = db.get().await?;
+    /// diesel::sql_query("UPDATE users SET last_seen = now() WHERE id = 42")
+    ///     .execute(&mut conn)
+    ///     .await
+    ///     .map_err(map_diesel_error)?;
+    /// # Ok(()) }
+    /// ```
     pub async fn get(&self) -> Result<PooledConnection> {
         self.start_idle_reaper();
         checkout(&self.inner.pool).await.map_err(map_pool_error)
     }
 
     /// A connection for reads: the next healthy replica (round robin), else the primary.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
+    /// use diesel::sql_types::BigInt;
+    /// use diesel_async::RunQueryDsl;
+    ///
+    /// #[derive(diesel::QueryableByName)]
+    /// struct Count { #[diesel(sql_type = BigInt)] n: i64 }
+    ///
+    /// let mut conn = db.read().await?; // a replica when DATABASE_REPLICA_URLS names one
+    /// let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS n FROM users")
+    ///     .load(&mut conn)
+    ///     .await
+    ///     .map_err(infra_db::map_diesel_error)?;
+    /// # let _ = rows; Ok(()) }
+    /// ```
     pub async fn read(&self) -> Result<PooledConnection> {
         self.start_idle_reaper();
         match self.inner.replicas.checkout().await {

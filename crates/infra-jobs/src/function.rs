@@ -63,6 +63,24 @@ impl Function {
     /// A function receiving untyped [`Event`]s (finish with
     /// [`FunctionBuilder::raw_handler`]); add triggers with [`FunctionBuilder::on_event`] /
     /// [`FunctionBuilder::on_cron`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use infra_core::Event;
+    /// use infra_jobs::{Function, JobContext, Outcome};
+    ///
+    /// let nightly = Function::builder("purge-sessions")
+    ///     .on_cron("0 3 * * *") // 03:00 UTC, as an `inngest/scheduled.timer` event
+    ///     .timeout(Duration::from_secs(600))
+    ///     .raw_handler(|_event: Event, ctx: JobContext| async move {
+    ///         if ctx.is_cancelled() {
+    ///             return Outcome::retry("shutting down");
+    ///         }
+    ///         Outcome::success()
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(nightly.id(), "purge-sessions");
+    /// ```
     pub fn builder(id: impl Into<String>) -> FunctionBuilder<Event> {
         FunctionBuilder::new(id.into(), Vec::new())
     }

@@ -172,6 +172,21 @@ impl JobsRuntime {
 
     /// Registers a function; it runs for events sent from now on. A second function with
     /// the same id is a `Conflict` error.
+    ///
+    /// ```
+    /// use infra_core::{ErrorKind, Event};
+    /// use infra_jobs::{Function, JobsRuntime, MemoryQueue, Outcome};
+    ///
+    /// let runtime = JobsRuntime::new(std::sync::Arc::new(MemoryQueue::new()));
+    /// let welcome = || {
+    ///     Function::builder("send-welcome")
+    ///         .on_event("user/signed.up")
+    ///         .raw_handler(|_event: Event, _ctx| async move { Outcome::success() })
+    ///         .unwrap()
+    /// };
+    /// runtime.register(welcome()).unwrap();
+    /// assert_eq!(runtime.register(welcome()).unwrap_err().kind(), ErrorKind::Conflict);
+    /// ```
     pub fn register(&self, function: Function) -> Result<()> {
         self.inner.functions.register(function)
     }
@@ -385,6 +400,17 @@ impl JobsRuntime {
 
     /// Prepares the queue (PostgreSQL: applies the queue's migrations) and starts the
     /// workers and the cron scheduler. Calling it again does nothing.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use infra_core::{Env, HealthCheck, HealthStatus};
+    /// let jobs = infra_jobs::JobsRuntime::from_env(&Env::empty()).unwrap();
+    /// // register the app's functions first, then:
+    /// jobs.start().await.unwrap();
+    /// assert_eq!(jobs.check_ready().await.status, HealthStatus::Healthy); // workers running
+    /// jobs.shutdown().await;
+    /// # });
+    /// ```
     pub async fn start(&self) -> Result<()> {
         let Delivery::Queue(backend) = &self.inner.delivery else {
             return Ok(());

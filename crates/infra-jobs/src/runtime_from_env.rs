@@ -19,6 +19,18 @@ impl JobsRuntime {
     /// The runtime over the backend the environment names (see [`JobsConfig::from_env`]),
     /// with the event limits (`INFRA_JOBS_MAX_*`) and worker settings (`INFRA_JOBS_*`) it
     /// sets. Register the app's functions, then [`start`](JobsRuntime::start) it.
+    ///
+    /// ```
+    /// use infra_core::Env;
+    /// use infra_jobs::JobsRuntime;
+    ///
+    /// // No INNGEST_* and no DATABASE_URL: the in-process queue.
+    /// let jobs = JobsRuntime::from_env(&Env::empty()).unwrap();
+    /// assert_eq!(jobs.backend(), "memory");
+    /// // A backend that is not one of inngest, postgres, memory is refused, naming the variable.
+    /// let err = JobsRuntime::from_env(&Env::from_pairs([("INFRA_JOBS_BACKEND", "redis")])).unwrap_err();
+    /// assert_eq!(err.variable(), Some("INFRA_JOBS_BACKEND"));
+    /// ```
     pub fn from_env(env: &Env) -> Result<Self> {
         let limits = EventLimits::from_env(env)?;
         let settings = WorkerSettings::from_env(env)?;

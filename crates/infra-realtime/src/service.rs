@@ -12,6 +12,28 @@ use crate::config::RealtimeConfig;
 ///
 /// The service is a [`Realtime`] itself (`service.trigger(…)` goes to the backend);
 /// [`realtime`](Self::realtime) and [`health`](Self::health) hand out the trait objects.
+///
+/// ```
+/// # #[cfg(feature = "server")]
+/// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+/// use infra_core::{ChannelName, Env, EventName, Realtime};
+/// use infra_realtime::RealtimeService;
+///
+/// // No PUSHER_* variables: the embedded Pusher-protocol server.
+/// let realtime = RealtimeService::from_env(&Env::empty()).unwrap();
+/// assert_eq!(realtime.backend(), "local");
+/// realtime
+///     .trigger(
+///         &[ChannelName::new("private-user-42").unwrap()],
+///         &EventName::new("task.created").unwrap(),
+///         &serde_json::json!({ "title": "Call Ada" }),
+///     )
+///     .await
+///     .unwrap();
+/// // pusher-js connects to the server's router, mounted on the app's axum server.
+/// let _router = realtime.server().unwrap().router();
+/// # });
+/// ```
 #[derive(Clone)]
 pub struct RealtimeService {
     realtime: Arc<dyn Realtime>,
@@ -27,6 +49,23 @@ pub struct RealtimeService {
 impl RealtimeService {
     /// Pusher when configured, else the embedded Pusher-protocol server (its apps from
     /// `INFRA_REALTIME_APPS_FILE` when set).
+    ///
+    /// ```
+    /// # #[cfg(feature = "pusher")] {
+    /// use infra_core::Env;
+    /// use infra_realtime::RealtimeService;
+    ///
+    /// let pusher = RealtimeService::from_env(&Env::from_pairs([
+    ///     ("PUSHER_APP_ID", "1234"),
+    ///     ("PUSHER_KEY", "app-key"),
+    ///     ("PUSHER_SECRET", "app-secret"),
+    ///     ("PUSHER_CLUSTER", "eu"),
+    /// ]))
+    /// .unwrap();
+    /// assert_eq!(pusher.backend(), "pusher");
+    /// assert_eq!(pusher.credentials().key, "app-key");
+    /// # }
+    /// ```
     pub fn from_env(env: &Env) -> Result<Self> {
         let config = RealtimeConfig::from_env(env)?;
         #[cfg(feature = "server")]

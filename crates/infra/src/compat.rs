@@ -3,7 +3,10 @@
 //!
 //! Each function here is a documented alias of the one method that does the same, and this
 //! module is the only place the TypeScript names live: the traits carry one name per
-//! operation, so a mock in a test expects the method the code really calls.
+//! operation, so a mock in a test expects the method the code really calls. The rest of the
+//! TypeScript module — `prisma`, `Channels`, `Events`, `captureException`, `addBreadcrumb`,
+//! `setUserContext`, `ErrorTracking`, the API routes and the environment variables — maps to
+//! the one Rust name each in the repository's `docs/from-typescript.md`.
 //!
 //! | TypeScript | alias | the method |
 //! |---|---|---|

@@ -88,6 +88,18 @@ impl Infra {
     /// environment; libraries don't read `.env`, a binary calls `dotenvy::dotenv()` first).
     /// Fails on the first malformed variable, naming it; building never connects (pools are
     /// lazy), so it does not fail on a down service.
+    ///
+    /// ```
+    /// use infra::{Env, Infra};
+    ///
+    /// // Nothing set: every service on its embedded default, no database.
+    /// let infra = Infra::from_env(&Env::empty()).unwrap();
+    /// # #[cfg(feature = "db")]
+    /// assert!(infra.database().is_none());
+    /// // A malformed variable is an error naming it.
+    /// let err = Infra::from_env(&Env::from_pairs([("INFRA_HEALTH_TIMEOUT", "soon")])).err().unwrap();
+    /// assert_eq!(err.variable(), Some("INFRA_HEALTH_TIMEOUT"));
+    /// ```
     pub fn from_env(env: &Env) -> Result<Self> {
         let health_deadline = env
             .duration("INFRA_HEALTH_TIMEOUT")?
@@ -151,6 +163,16 @@ impl Infra {
     /// PostgreSQL queue; nothing to start when Inngest runs the functions). Register the
     /// app's functions first (`infra.jobs().register(…)`); until this is called the jobs
     /// health check reports that no worker runs. Idempotent.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// let infra = infra::Infra::from_env(&infra::Env::empty()).unwrap();
+    /// // infra.jobs().register(…) for each of the app's functions, then:
+    /// infra.start().await.unwrap();
+    /// // … serve until a shutdown signal, then:
+    /// infra.shutdown().await;
+    /// # });
+    /// ```
     pub async fn start(&self) -> Result<()> {
         #[cfg(feature = "jobs")]
         self.jobs.start().await?;
@@ -165,6 +187,21 @@ impl Infra {
     }
 
     /// The database, when `DATABASE_URL` is set.
+    ///
+    /// ```no_run
+    /// # async fn demo(infra: infra::Infra) -> infra::Result<()> {
+    /// use infra::db::diesel_async::RunQueryDsl;
+    ///
+    /// let Some(db) = infra.database() else {
+    ///     return Err(infra::Error::config("DATABASE_URL", "is not set"));
+    /// };
+    /// let mut conn = db.get().await?;
+    /// infra::db::diesel::sql_query("SELECT 1")
+    ///     .execute(&mut conn)
+    ///     .await
+    ///     .map_err(infra::db::map_diesel_error)?;
+    /// # Ok(()) }
+    /// ```
     #[cfg(feature = "db")]
     pub fn database(&self) -> Option<&infra_db::Database> {
         self.database.as_ref()
@@ -173,6 +210,20 @@ impl Infra {
     /// The cache service (Redis, Upstash REST or memory): a [`Cache`](infra_core::Cache)
     /// itself; its [`rate_limiter`](infra_cache::CacheService::rate_limiter) on the same
     /// backend.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use std::time::Duration;
+    /// use infra::{CacheExt, Env, Infra, RateLimiter};
+    ///
+    /// let infra = Infra::from_env(&Env::empty()).unwrap(); // no REDIS_URL: in memory
+    /// infra.cache().set_json("greeting", &"hello", Duration::from_secs(60)).await.unwrap();
+    /// let greeting: Option<String> = infra.cache().get_json("greeting").await.unwrap();
+    /// assert_eq!(greeting.as_deref(), Some("hello"));
+    /// let limiter = infra.cache().rate_limiter();
+    /// assert!(limiter.check("ip:203.0.113.9", 10, Duration::from_secs(60)).await.unwrap().allowed);
+    /// # });
+    /// ```
     #[cfg(feature = "cache")]
     pub fn cache(&self) -> &infra_cache::CacheService {
         &self.cache
@@ -181,6 +232,25 @@ impl Infra {
     /// The jobs runtime (Inngest, the PostgreSQL queue or in-process): register the app's
     /// functions on it and send events through it (it is an
     /// [`EventSender`](infra_core::EventSender)).
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use infra::jobs::{Function, Outcome};
+    /// use infra::{Env, Event, EventSender, Infra};
+    ///
+    /// let infra = Infra::from_env(&Env::empty()).unwrap(); // the in-process queue
+    /// infra.jobs().register(
+    ///     Function::builder("welcome")
+    ///         .on_event("user/signed.up")
+    ///         .raw_handler(|_event: Event, _ctx| async move { Outcome::success() })
+    ///         .unwrap(),
+    /// ).unwrap();
+    /// infra.start().await.unwrap();
+    /// let id = infra.jobs().send(Event::new("user/signed.up", serde_json::json!({ "userId": "u1" }))).await.unwrap();
+    /// assert!(!id.is_empty());
+    /// infra.shutdown().await;
+    /// # });
+    /// ```
     #[cfg(feature = "jobs")]
     pub fn jobs(&self) -> &infra_jobs::JobsRuntime {
         &self.jobs
@@ -189,6 +259,21 @@ impl Infra {
     /// The realtime service (Pusher, or the embedded Pusher-protocol server): a
     /// [`Realtime`](infra_core::Realtime) itself; the embedded server's router and the app's
     /// credentials come from it.
+    ///
+    /// ```
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use infra::realtime::{RealtimeEvent, RealtimeNotify};
+    /// use infra::{Env, Infra};
+    ///
+    /// #[derive(serde::Serialize)]
+    /// struct TaskCreated { title: String }
+    /// impl RealtimeEvent for TaskCreated { const NAME: &'static str = "task.created"; }
+    ///
+    /// let infra = Infra::from_env(&Env::empty()).unwrap(); // the embedded server
+    /// // On `private-user-42`, where that user's pusher-js subscribed.
+    /// infra.realtime().notify_user("42", &TaskCreated { title: "Call Ada".into() }).await.unwrap();
+    /// # });
+    /// ```
     #[cfg(feature = "realtime")]
     pub fn realtime(&self) -> &infra_realtime::RealtimeService {
         &self.realtime
@@ -196,6 +281,18 @@ impl Infra {
 
     /// Error monitoring (Sentry or the local sink): an
     /// [`ErrorReporter`](infra_core::ErrorReporter) itself.
+    ///
+    /// ```
+    /// use infra::{Breadcrumb, Context, Env, ErrorReporter, Infra, User};
+    ///
+    /// let infra = Infra::from_env(&Env::empty()).unwrap(); // no SENTRY_DSN: JSON lines on stderr
+    /// let monitoring = infra.monitoring();
+    /// monitoring.set_user(Some(User { id: Some("u-42".into()), ..Default::default() }));
+    /// monitoring.add_breadcrumb(Breadcrumb::new("sync started").category("calendar"));
+    /// let err = std::io::Error::other("provider timed out");
+    /// monitoring.capture_error(&err, &Context::new());
+    /// monitoring.tracking().api_error("/api/calendars/{id}/sync", &err, 502);
+    /// ```
     #[cfg(feature = "monitoring")]
     pub fn monitoring(&self) -> &infra_monitoring::Monitoring {
         &self.monitoring
@@ -365,7 +462,7 @@ impl HealthCheck for WithinDeadline {
 
 fn not_configured_hint(service: &str) -> &'static str {
     match service {
-        "database" => "DATABASE_URL is not set",
+        "database" => "no database: set DATABASE_URL",
         _ => "not configured",
     }
 }

@@ -472,7 +472,14 @@ impl Cache for RedisClusterCache {
         self.limits.check_prefix(prefix)?;
         let pattern = format!("{}*", glob_escape(&self.key(prefix)));
         let mut removed = 0;
-        for slot in super::topology::master_slots(self).await? {
+        let slots: redis::Value = self
+            .command(
+                "CLUSTER SLOTS",
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                Route::new(0, SlotAddr::Master),
+            )
+            .await?;
+        for slot in super::topology::master_slots(slots)? {
             let mut cursor: u64 = 0;
             loop {
                 let mut scan = redis::cmd("SCAN");

@@ -6,24 +6,13 @@ use std::fmt::Write as _;
 
 use infra_core::{Error, Result};
 use redis::Value;
-use redis::cluster_routing::{Route, SlotAddr};
-
-use super::cache::RedisClusterCache;
 
 /// Slots in a Redis Cluster.
 const SLOTS: u16 = 16384;
 
-/// One slot of each master, in the order of their first slot: a command routed to it reaches
-/// that master (how `delete_prefix` walks them all).
-pub(super) async fn master_slots(cache: &RedisClusterCache) -> Result<Vec<u16>> {
-    let route = Route::new(0, SlotAddr::Master);
-    let reply: Value = cache
-        .command(
-            "CLUSTER SLOTS",
-            redis::cmd("CLUSTER").arg("SLOTS").clone(),
-            route,
-        )
-        .await?;
+/// One slot of each master, in the order of their first slot, from a `CLUSTER SLOTS` reply:
+/// a command routed to it reaches that master (how `delete_prefix` walks them all).
+pub(super) fn master_slots(reply: Value) -> Result<Vec<u16>> {
     let mut first_slot: BTreeMap<String, u16> = BTreeMap::new();
     let Value::Array(ranges) = reply else {
         return Err(Error::backend(

@@ -11,6 +11,7 @@ use diesel_async::RunQueryDsl;
 use infra_core::{Enqueued, NewJob};
 use infra_db::DbConnection;
 
+use super::concurrency_slots::{LIMITS_OF, SCOPES_OF, encode_slots};
 use super::flow_enqueue::{enqueue_with_flow, has_flow_control};
 use super::stored_event::encode_event;
 use super::wake_channel::notify_statement;
@@ -28,25 +29,6 @@ struct KeyRow {
     #[diesel(sql_type = Text)]
     key: String,
 }
-
-/// A job's concurrency slots as the JSON `[[scope, limit], …]` the insert statements unpack
-/// into `concurrency_scopes` and `concurrency_limits`; `None` (both columns NULL) without
-/// limits.
-pub(super) fn encode_slots(job: &NewJob) -> Option<String> {
-    if job.concurrency.is_empty() {
-        return None;
-    }
-    let pairs: Vec<serde_json::Value> = job
-        .concurrency
-        .iter()
-        .map(|s| serde_json::json!([s.scope, s.limit.max(1)]))
-        .collect();
-    Some(serde_json::Value::from(pairs).to_string())
-}
-
-/// SQL unpacking the slots' JSON `$s` (see [`encode_slots`]) into the two columns.
-pub(super) const SCOPES_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT x->>0 FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
-pub(super) const LIMITS_OF: &str = "CASE WHEN s IS NULL THEN NULL ELSE ARRAY(SELECT (x->>1)::integer FROM jsonb_array_elements(s::jsonb) WITH ORDINALITY AS t(x, o) ORDER BY o) END";
 
 /// Enqueues `jobs` on `conn`, inside whatever transaction it has open.
 pub(crate) async fn enqueue_on(

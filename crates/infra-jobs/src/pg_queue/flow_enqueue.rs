@@ -15,7 +15,7 @@ use diesel_async::RunQueryDsl;
 use infra_core::{Enqueued, NewJob, SingletonMode};
 use infra_db::DbConnection;
 
-use super::enqueue::{LIMITS_OF, SCOPES_OF, encode_slots};
+use super::concurrency_slots::{LIMITS_OF, SCOPES_OF, encode_slots};
 use super::stored_event::encode_event;
 use crate::flow_control::BATCH_STEP_ID;
 

@@ -21,6 +21,7 @@
 
 mod admin;
 mod claim;
+mod concurrency_slots;
 mod enqueue;
 mod flow_enqueue;
 mod held_connection;
@@ -99,7 +100,18 @@ impl Drop for PgQueue {
 }
 
 impl PgQueue {
-    /// A queue over `db`'s pool; nothing happens until [`JobQueue::prepare`].
+    /// A queue over `db`'s pool; nothing happens until [`JobQueue::prepare`] (which
+    /// [`JobsRuntime::start`](crate::JobsRuntime::start) calls).
+    ///
+    /// ```no_run
+    /// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
+    /// use std::sync::Arc;
+    /// use infra_jobs::{JobsRuntime, PgQueue};
+    ///
+    /// // The app's own database: the queue shares its pool.
+    /// let runtime = JobsRuntime::new(Arc::new(PgQueue::new(db.clone())));
+    /// # let _ = runtime; Ok(()) }
+    /// ```
     pub fn new(db: Database) -> Self {
         PgQueue {
             db,
@@ -120,6 +132,13 @@ impl PgQueue {
 
     /// Applies the queue's pending migrations (idempotent, safe to race); returns the
     /// versions applied.
+    ///
+    /// ```no_run
+    /// # async fn demo(db: infra_db::Database) -> infra_core::Result<()> {
+    /// let applied = infra_jobs::PgQueue::new(db).migrate().await?; // e.g. in a deploy step
+    /// println!("queue migrations applied: {applied:?}");
+    /// # Ok(()) }
+    /// ```
     pub async fn migrate(&self) -> Result<Vec<String>> {
         run_queue_migrations(&self.db).await
     }
