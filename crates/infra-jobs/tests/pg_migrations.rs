@@ -25,7 +25,12 @@ async fn racing_workers_apply_each_migration_once() {
     applied.sort();
     assert_eq!(
         applied,
-        ["00000000000001", "00000000000002", "00000000000003"]
+        [
+            "00000000000001",
+            "00000000000002",
+            "00000000000003",
+            "00000000000004"
+        ]
     );
     assert_eq!(
         support::count(
@@ -33,7 +38,7 @@ async fn racing_workers_apply_each_migration_once() {
             "SELECT count(*) AS n FROM __diesel_schema_migrations WHERE version LIKE '0000%'"
         )
         .await,
-        3
+        4
     );
     works(Arc::new(PgQueue::new(db))).await;
 }
@@ -64,7 +69,12 @@ async fn a_database_of_the_earlier_runner_adopts_the_migrations() {
     let applied = queue.migrate().await.expect("adopting migrations succeeds");
     assert_eq!(
         applied,
-        ["00000000000001", "00000000000002", "00000000000003"]
+        [
+            "00000000000001",
+            "00000000000002",
+            "00000000000003",
+            "00000000000004"
+        ]
     );
     assert!(
         queue.migrate().await.unwrap().is_empty(),
