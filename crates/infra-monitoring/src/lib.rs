@@ -1,14 +1,19 @@
 #![doc = include_str!("../README.md")]
 
+mod check_in;
 mod config;
 #[cfg(feature = "sentry")]
 mod envelope_probe;
 mod error_tracking;
 mod local_sink;
+mod local_trace;
 mod monitoring;
+mod run_monitor;
 pub mod scrub;
 #[cfg(feature = "sentry")]
 mod sentry_backend;
+#[cfg(feature = "sentry")]
+mod sentry_runs;
 #[cfg(feature = "sentry")]
 mod sentry_scrub;
 #[cfg(feature = "tower")]
