@@ -8,6 +8,8 @@ mod error_tracking;
 mod local_sink;
 mod local_trace;
 mod monitoring;
+#[cfg(feature = "otel")]
+mod otel;
 mod run_monitor;
 pub mod scrub;
 #[cfg(feature = "sentry")]
@@ -26,6 +28,10 @@ pub use config::{DSN_VARIABLES, Dsn, MonitoringConfig, SinkTarget};
 pub use error_tracking::ErrorTracking;
 pub use local_sink::LocalSink;
 pub use monitoring::Monitoring;
+#[cfg(feature = "otel")]
+pub use otel::{
+    DEFAULT_OTEL_SERVICE_NAME, OTEL_ENDPOINT_VAR, OTEL_SERVICE_NAME_VAR, OtelGuard, otel_layer,
+};
 #[cfg(feature = "tower")]
 pub use tower_layer::{CaptureServerErrors, CaptureServerErrorsLayer, request_layers};
 #[cfg(feature = "tracing")]
