@@ -5,6 +5,8 @@ mod config;
 #[cfg(feature = "sentry")]
 mod envelope_probe;
 mod error_tracking;
+#[cfg(feature = "tower")]
+mod local_request_spans;
 mod local_sink;
 mod local_trace;
 mod monitoring;
@@ -26,6 +28,8 @@ mod tracking;
 
 pub use config::{DSN_VARIABLES, Dsn, MonitoringConfig, SinkTarget};
 pub use error_tracking::ErrorTracking;
+#[cfg(feature = "tower")]
+pub use local_request_spans::{LocalRequestSpans, LocalRequestSpansLayer};
 pub use local_sink::LocalSink;
 pub use monitoring::Monitoring;
 #[cfg(feature = "otel")]

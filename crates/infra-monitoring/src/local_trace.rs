@@ -13,7 +13,8 @@ use serde_json::{Value, json};
 use crate::local_sink::LocalSink;
 
 tokio::task_local! {
-    static CURRENT: TraceContext;
+    /// The span whose body is being polled.
+    pub(crate) static CURRENT: TraceContext;
 }
 
 /// The span whose body is running in this task, if any.
@@ -69,6 +70,18 @@ impl LocalSpan {
             data,
             start_ms: now_ms(),
             started: Instant::now(),
+        }
+    }
+
+    /// The span's own ids: what its children and the events sent inside it continue.
+    pub(crate) fn trace(&self) -> &TraceContext {
+        &self.own
+    }
+
+    /// Adds a data attribute.
+    pub(crate) fn set_data(&mut self, key: &str, value: Value) {
+        if let Value::Object(data) = &mut self.data {
+            data.insert(key.to_owned(), value);
         }
     }
 

@@ -119,7 +119,10 @@ fn dashboard_and_alerts_name_only_documented_metrics() {
     let metrics_doc = docs().join("metrics.md");
     let Ok(documented) = std::fs::read_to_string(&metrics_doc) else {
         // The metric set lands with docs/metrics.md (issue 21's metrics half).
-        eprintln!("{} does not exist yet: names not cross-checked", metrics_doc.display());
+        eprintln!(
+            "{} does not exist yet: names not cross-checked",
+            metrics_doc.display()
+        );
         return;
     };
     let alerts = std::fs::read_to_string(docs().join("prometheus/alerts.yml")).unwrap();
