@@ -66,6 +66,10 @@ pub trait RunSpan: Send + Sync {
     /// The body, run inside this span.
     fn instrument<'a>(&self, body: RunFuture<'a>) -> RunFuture<'a>;
 
+    /// Runs `f` inside this span, synchronously: `tracing` spans created in `f` become
+    /// children of this one rather than spans of their own.
+    fn in_scope(&self, f: &mut dyn FnMut());
+
     /// Ends the span.
     fn finish(self: Box<Self>, status: RunStatus);
 }

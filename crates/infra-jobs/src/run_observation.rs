@@ -69,8 +69,22 @@ impl RunObservation {
         }
     }
 
+    /// `f` inside the run's span (a `tracing` span made there is the run span's child).
+    pub(crate) fn in_scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        let Some(span) = &self.span else {
+            return f();
+        };
+        let mut f = Some(f);
+        let mut out = None;
+        span.in_scope(&mut || out = f.take().map(|f| f()));
+        out.expect("a RunSpan runs what it is given")
+    }
+
     /// Ends the span with `status` and closes a cron fire's check-in when the fire is over.
-    pub(crate) fn finish(mut self, status: RunStatus) {
+    /// `inner`, the worker's `tracing` span of the run, is closed first: a child still open
+    /// when its transaction ends is left out of it.
+    pub(crate) fn finish(mut self, status: RunStatus, inner: tracing::Span) {
+        drop(inner);
         self.end(status);
     }
 

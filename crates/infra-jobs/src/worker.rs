@@ -245,14 +245,18 @@ async fn run_job(
     if function.options().batch_events.is_some() {
         ctx = ctx.with_events(batch_events(&worker.journal, job.id).await);
     }
-    let span = tracing::info_span!(
-        "job",
-        function = function.id(),
-        job_id = job.id,
-        attempt = job.attempt,
-        waited_ms = (now_ms() - job.run_at_ms).max(0),
-    );
     let observation = RunObservation::start(worker.config.monitor.clone(), &function, &job);
+    // Made inside the run's span: with Sentry's tracing layer it is a child of the run's
+    // transaction, not a second transaction.
+    let span = observation.in_scope(|| {
+        tracing::info_span!(
+            "job",
+            function = function.id(),
+            job_id = job.id,
+            attempt = job.attempt,
+            waited_ms = (now_ms() - job.run_at_ms).max(0),
+        )
+    });
     let mut execution = None;
     observation
         .wrap(Box::pin(
@@ -280,7 +284,7 @@ async fn run_job(
     let outcome = match execution {
         _ if cancelled => {
             span.in_scope(|| tracing::info!("run cancelled"));
-            observation.finish(RunStatus::Cancelled);
+            observation.finish(RunStatus::Cancelled, span);
             let _ = settle.send((job.id, Settlement::Completed));
             return;
         }
@@ -291,7 +295,7 @@ async fn run_job(
         Execution::Interrupted(Interrupt::Park(parked)) => {
             match worker.journal.park(parked).await {
                 Ok(_) => {
-                    observation.finish(RunStatus::Parked);
+                    observation.finish(RunStatus::Parked, span);
                     worker.forget(job.id)
                 }
                 Err(err) => {
@@ -333,12 +337,12 @@ async fn run_job(
         .config
         .tally
         .record(function.id(), outcome.is_success(), dead);
-    observation.finish(match &settlement {
+    let status = match &settlement {
         Settlement::Completed => RunStatus::Completed,
         Settlement::Retry { .. } => RunStatus::Retrying,
         Settlement::Dead { .. } => RunStatus::Dead,
         _ => RunStatus::Abandoned,
-    });
+    };
     match &settlement {
         Settlement::Retry { error, run_at_ms } => span.in_scope(|| {
             tracing::warn!(error = %error, retry_in_ms = run_at_ms - now_ms(), "job failed; will retry")
@@ -348,6 +352,7 @@ async fn run_job(
         }),
         _ => {}
     }
+    observation.finish(status, span);
     let _ = settle.send((job.id, settlement));
 }
 

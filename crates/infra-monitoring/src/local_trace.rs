@@ -114,6 +114,10 @@ impl RunSpan for LocalSpan {
         self.scope(body)
     }
 
+    fn in_scope(&self, f: &mut dyn FnMut()) {
+        CURRENT.sync_scope(self.own.clone(), f)
+    }
+
     fn finish(self: Box<Self>, status: RunStatus) {
         self.end(status.as_str());
     }

@@ -64,6 +64,10 @@ impl RunSpan for SentryRunSpan {
         Box::pin(body.bind_hub(self.hub.clone()))
     }
 
+    fn in_scope(&self, f: &mut dyn FnMut()) {
+        Hub::run(self.hub.clone(), f)
+    }
+
     fn finish(self: Box<Self>, status: RunStatus) {
         self.transaction.set_status(match status {
             RunStatus::Completed | RunStatus::Parked => SpanStatus::Ok,

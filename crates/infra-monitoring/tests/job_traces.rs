@@ -15,6 +15,7 @@ use infra_jobs::{Function, JobContext, JobsRuntime, MemoryQueue, Outcome, Worker
 use infra_monitoring::Monitoring;
 use serde_json::{Value, json};
 use support::{EnvelopeReceiver, items};
+use tracing_subscriber::prelude::*;
 
 /// Every item of every envelope received so far, as (type, payload).
 fn all_items(receiver: &EnvelopeReceiver) -> Vec<(String, Value)> {
@@ -54,6 +55,11 @@ async fn sync(State(jobs): State<JobsRuntime>) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_its_job_and_cron_fires_reach_sentry_as_one_trace_and_check_ins() {
+    // The app's tracing goes to Sentry too: the worker's `job` span must nest in the run's
+    // transaction, not become one of its own.
+    tracing_subscriber::registry()
+        .with(infra_monitoring::tracing_layer())
+        .init();
     let receiver = EnvelopeReceiver::start().await;
     let env = Env::from_pairs([
         ("SENTRY_DSN", receiver.dsn("publickey123", 42)),
@@ -157,6 +163,20 @@ async fn a_request_its_job_and_cron_fires_reach_sentry_as_one_trace_and_check_in
     assert_eq!(
         run_trace["data"]["messaging.destination.name"],
         "sync-calendar"
+    );
+
+    assert!(
+        run["spans"]
+            .as_array()
+            .is_some_and(|spans| spans.iter().any(|s| s["description"] == "job")),
+        "the worker's tracing span is a child of the run: {}",
+        run["spans"]
+    );
+    assert!(
+        !items
+            .iter()
+            .any(|(kind, p)| kind == "transaction" && p["transaction"] == "job"),
+        "no second transaction per run"
     );
 
     // The trace travelled inside the event.
