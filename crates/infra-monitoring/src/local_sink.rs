@@ -46,6 +46,11 @@ impl LocalSink {
         })
     }
 
+    /// `SENTRY_TRACES_SAMPLE_RATE`: the share of new traces whose spans are written.
+    pub(crate) fn traces_sample_rate(&self) -> f32 {
+        self.config.traces_sample_rate
+    }
+
     fn scope(&self) -> std::sync::MutexGuard<'_, Scope> {
         self.scope.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -1,5 +1,5 @@
 //! Transactions of the local sink: a job run's span (or a request's) written as a JSON
-//! line when it ends, with the trace it belongs to.
+//! line when it ends, with the trace it belongs to — when sampled, as Sentry would send it.
 //!
 //! The current span lives in a tokio task-local while its body runs, which is where an
 //! event sent by the body finds the trace it carries ([`current_trace`]).
@@ -56,13 +56,17 @@ impl LocalSpan {
             || format!("{:032x}", rand::random::<u128>() | 1),
             |p| p.trace_id.to_ascii_lowercase(),
         );
-        let sampled = parent.and_then(|p| p.sampled).or(Some(true));
+        // As Sentry decides: the parent's decision, else `SENTRY_TRACES_SAMPLE_RATE`. An
+        // unsampled span still passes its trace on; only its line is not written.
+        let sampled = parent
+            .and_then(|p| p.sampled)
+            .unwrap_or_else(|| rand::random::<f32>() < sink.traces_sample_rate());
         LocalSpan {
             sink,
             own: TraceContext::new(
                 trace_id,
                 format!("{:016x}", rand::random::<u64>() | 1),
-                sampled,
+                Some(sampled),
             ),
             parent_span_id: parent.map(|p| p.span_id.to_ascii_lowercase()),
             op,
@@ -87,6 +91,9 @@ impl LocalSpan {
 
     /// Writes the span's line with `status`.
     pub(crate) fn end(&self, status: &str) {
+        if self.own.sampled != Some(true) {
+            return;
+        }
         self.sink.record(
             "transaction",
             json!({

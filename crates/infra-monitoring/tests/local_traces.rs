@@ -30,6 +30,7 @@ async fn runs_and_cron_check_ins_are_json_lines_of_one_trace() {
     let env = Env::from_pairs([
         ("INFRA_MONITORING_LOG_FILE", log.to_str().unwrap()),
         ("SENTRY_ENVIRONMENT", "dev"),
+        ("SENTRY_TRACES_SAMPLE_RATE", "1"),
     ]);
     let monitoring = Monitoring::from_env(&env).unwrap();
     assert_eq!(monitoring.backend(), "local");
@@ -117,5 +118,69 @@ async fn runs_and_cron_check_ins_are_json_lines_of_one_trace() {
         digest
             .iter()
             .any(|c| c["status"] == "in_progress" && c["check_in_id"] == ok["check_in_id"])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsampled_runs_pass_their_trace_on_but_write_no_line() {
+    let log = std::env::temp_dir().join(format!(
+        "infra-local-unsampled-{}.jsonl",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&log);
+    // SENTRY_TRACES_SAMPLE_RATE defaults to 0: no transaction is written, as none is sent.
+    let env = Env::from_pairs([("INFRA_MONITORING_LOG_FILE", log.to_str().unwrap())]);
+    let monitoring = Monitoring::from_env(&env).unwrap();
+    let jobs = JobsRuntime::with_settings(
+        Arc::new(MemoryQueue::new()),
+        Default::default(),
+        WorkerSettings::default().with_poll_interval(Duration::from_millis(20)),
+    );
+    jobs.set_monitor(monitoring.run_monitor());
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    jobs.register(
+        Function::builder("fetch-calendar")
+            .on_event("calendar/sync.requested")
+            .with_state(jobs.clone())
+            .raw_handler(|_: Event, ctx: JobContext<JobsRuntime>| async move {
+                ctx.state()
+                    .send(Event::new("calendar/fetched", json!({})))
+                    .await
+                    .unwrap();
+                Outcome::success()
+            })
+            .unwrap(),
+    )
+    .unwrap();
+    jobs.register(
+        Function::builder("notify-calendar")
+            .on_event("calendar/fetched")
+            .with_state(tx)
+            .raw_handler(
+                |event: Event, ctx: JobContext<tokio::sync::mpsc::UnboundedSender<Event>>| async move {
+                    ctx.state().send(event).unwrap();
+                    Outcome::success()
+                },
+            )
+            .unwrap(),
+    )
+    .unwrap();
+    jobs.start().await.unwrap();
+    jobs.send(Event::new("calendar/sync.requested", json!({})))
+        .await
+        .unwrap();
+    let fetched = tokio::time::timeout(Duration::from_secs(30), rx.recv())
+        .await
+        .expect("the second run ran")
+        .unwrap();
+    jobs.shutdown().await;
+    let written = lines(&log);
+    let _ = std::fs::remove_file(&log);
+    let trace = fetched.trace.expect("the run passed its trace on");
+    assert!(trace.is_well_formed());
+    assert_eq!(trace.sampled, Some(false));
+    assert!(
+        !written.iter().any(|l| l["type"] == "transaction"),
+        "{written:?}"
     );
 }

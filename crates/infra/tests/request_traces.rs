@@ -29,6 +29,7 @@ async fn an_ingestion_request_and_the_run_it_triggers_are_one_trace() {
     let env = Env::from_pairs([
         ("INFRA_JOBS_INGEST_KEYS", "key-1"),
         ("INFRA_MONITORING_LOG_FILE", log.to_str().unwrap()),
+        ("SENTRY_TRACES_SAMPLE_RATE", "1.0"),
     ]);
     let infra = Arc::new(Infra::from_env(&env).unwrap());
     assert_eq!(infra.monitoring().backend(), "local");
