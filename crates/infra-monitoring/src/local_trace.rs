@@ -78,11 +78,13 @@ impl LocalSpan {
     }
 
     /// The span's own ids: what its children and the events sent inside it continue.
+    #[cfg(feature = "tower")]
     pub(crate) fn trace(&self) -> &TraceContext {
         &self.own
     }
 
     /// Adds a data attribute.
+    #[cfg(feature = "tower")]
     pub(crate) fn set_data(&mut self, key: &str, value: Value) {
         if let Value::Object(data) = &mut self.data {
             data.insert(key.to_owned(), value);
