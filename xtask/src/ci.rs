@@ -16,7 +16,7 @@ const CRATES: [&str; 6] = [
 ];
 
 /// Umbrella features checked alone.
-const UMBRELLA_FEATURES: [&str; 7] = [
+const UMBRELLA_FEATURES: [&str; 8] = [
     "db",
     "cache",
     "jobs",
@@ -24,6 +24,7 @@ const UMBRELLA_FEATURES: [&str; 7] = [
     "realtime-redis",
     "monitoring",
     "http",
+    "otel",
 ];
 
 pub fn run(args: &[String]) -> Result<bool> {

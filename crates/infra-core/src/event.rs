@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::trace_context::TraceContext;
 
 /// An event, in the shape Inngest accepts.
 ///
@@ -31,6 +32,10 @@ pub struct Event {
     /// The user it concerns.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<serde_json::Value>,
+    /// The trace the event was sent in (filled by the sender from the current span): the
+    /// run it triggers continues it. Absent when there is none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceContext>,
 }
 
 impl Event {
@@ -42,6 +47,7 @@ impl Event {
             id: None,
             ts: None,
             user: None,
+            trace: None,
         }
     }
 
@@ -60,6 +66,12 @@ impl Event {
     /// Sets the user.
     pub fn with_user(mut self, user: serde_json::Value) -> Self {
         self.user = Some(user);
+        self
+    }
+
+    /// Sets the trace the event continues.
+    pub fn with_trace(mut self, trace: TraceContext) -> Self {
+        self.trace = Some(trace);
         self
     }
 

@@ -22,9 +22,11 @@ mod queue_admin;
 mod rate_limit;
 mod realtime;
 mod retry_policy;
+mod run_monitor;
 mod secret;
 mod signature;
 mod step_store;
+mod trace_context;
 mod typed_event;
 
 #[cfg(feature = "testkit")]
@@ -68,12 +70,16 @@ pub use realtime::{
     BatchEvent, ChannelName, EventName, MAX_CHANNEL_NAME_LEN, MAX_EVENT_NAME_LEN, Realtime,
 };
 pub use retry_policy::RetryPolicy;
+pub use run_monitor::{
+    CheckInStatus, CronCheckIn, RunFuture, RunMonitor, RunSpan, RunStart, RunStatus,
+};
 pub use secret::{Secret, redact_url};
 pub use signature::{constant_time_eq, hmac_sha256_hex, sha256_hex, verify_hmac_sha256_hex};
 pub use step_store::{
     FinishedStep, ParkedRun, Resumed, StepState, StepStore, StoredStep, WaitCondition, WaitKey,
     WaitKind, WaitSpec,
 };
+pub use trace_context::TraceContext;
 pub use typed_event::TypedEvent;
 
 /// Serializes a `Duration` as fractional milliseconds (for JSON reports).

@@ -27,6 +27,7 @@ mod outcome;
 mod pg_queue;
 mod planning;
 mod registry;
+mod run_observation;
 mod run_steps;
 mod runtime;
 mod runtime_from_env;

@@ -10,13 +10,13 @@
 //! - with a forwarding backend (Inngest) there is no queue here: sends are forwarded and
 //!   Inngest runs the functions through [`JobsRuntime::invoke`].
 
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use async_trait::async_trait;
 use futures::FutureExt;
 use infra_core::{
     Error, ErrorKind, Event, EventLimits, EventSender, FunctionQueueStats, HealthCheck, JobBackend,
-    Probe, QueueAdmin, Result,
+    Probe, QueueAdmin, Result, RunMonitor,
 };
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -61,6 +61,8 @@ struct Inner {
     /// The tasks `start` spawned; `None` until then.
     started: Mutex<Option<Vec<JoinHandle<()>>>>,
     probes: Arc<ProbeWaiters>,
+    /// Where runs are traced, cron fires checked in, and sent events find their trace.
+    monitor: RwLock<Option<Arc<dyn RunMonitor>>>,
 }
 
 /// The jobs service: runs the app's functions. Send events into it ([`EventSender`]),
@@ -154,6 +156,7 @@ impl JobsRuntime {
                 shutdown: CancellationToken::new(),
                 started: Mutex::new(None),
                 probes: Arc::default(),
+                monitor: RwLock::new(None),
             }),
         };
         // The probe function sends through this runtime, which owns it: a weak handle, so
@@ -168,6 +171,26 @@ impl JobsRuntime {
             ))
             .expect("the probe function is valid and registered first");
         runtime
+    }
+
+    /// Reports runs and cron fires to `monitor` (the app's `Monitoring`): each attempt is a
+    /// span continuing the trace its event carries, each cron fire checks in, and events
+    /// sent without a trace get the current one (`monitor.current_trace()`). Set it before
+    /// [`start`](JobsRuntime::start): workers started earlier keep running without it.
+    pub fn set_monitor(&self, monitor: Arc<dyn RunMonitor>) {
+        *self
+            .inner
+            .monitor
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(monitor);
+    }
+
+    fn monitor(&self) -> Option<Arc<dyn RunMonitor>> {
+        self.inner
+            .monitor
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Registers a function; it runs for events sent from now on. A second function with
@@ -351,6 +374,9 @@ impl JobsRuntime {
         self.inner.limits.validate(&event)?;
         let now = now_ms();
         let caller_id = event.id.is_some();
+        if event.trace.is_none() {
+            event.trace = self.monitor().and_then(|m| m.current_trace());
+        }
         let id = event.id.get_or_insert_with(new_event_id).clone();
         event.ts.get_or_insert(now);
         let jobs = plan_jobs(
@@ -429,6 +455,7 @@ impl JobsRuntime {
             tally: self.inner.tally.clone(),
             steps: backend.clone(),
             sender: Arc::new(WeakSender(Arc::downgrade(&self.inner))),
+            monitor: self.monitor(),
         });
         tasks.push(spawn_cron_scheduler(
             queue,
@@ -517,6 +544,13 @@ impl EventSender for JobsRuntime {
         };
         let now = now_ms();
         let caller_ids: Vec<bool> = events.iter().map(|e| e.id.is_some()).collect();
+        if events.iter().any(|e| e.trace.is_none())
+            && let Some(trace) = self.monitor().and_then(|m| m.current_trace())
+        {
+            for event in events.iter_mut().filter(|e| e.trace.is_none()) {
+                event.trace = Some(trace.clone());
+            }
+        }
         for event in &mut events {
             event.id.get_or_insert_with(new_event_id);
             event.ts.get_or_insert(now);

@@ -17,7 +17,10 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use infra_core::{ClaimedJob, Event, EventSender, JobId, JobQueue, NewJob, Settlement, StepStore};
+use infra_core::{
+    ClaimedJob, Event, EventSender, JobId, JobQueue, NewJob, RunMonitor, RunStatus, Settlement,
+    StepStore,
+};
 use serde_json::json;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
@@ -32,6 +35,7 @@ use crate::function::Function;
 use crate::outcome::Outcome;
 use crate::planning::{plan_job, settlement};
 use crate::registry::{FunctionRegistry, SharedRegistry};
+use crate::run_observation::RunObservation;
 use crate::run_steps::{Driver, InvocationPlanner, QueueRun, RunSteps};
 use crate::stats::RunTally;
 use crate::step::{FINISHED_EVENT_NAME, INVOKED_EVENT_NAME};
@@ -57,6 +61,8 @@ pub(crate) struct WorkerConfig {
     pub(crate) steps: Arc<dyn StepStore>,
     /// Where `send_event` steps and invoked functions' results are sent (the runtime).
     pub(crate) sender: Arc<dyn EventSender>,
+    /// Where runs are traced and cron fires checked in, if the app set a monitor.
+    pub(crate) monitor: Option<Arc<dyn RunMonitor>>,
 }
 
 /// The state the worker tasks share.
@@ -239,17 +245,37 @@ async fn run_job(
     if function.options().batch_events.is_some() {
         ctx = ctx.with_events(batch_events(&worker.journal, job.id).await);
     }
-    let span = tracing::info_span!(
-        "job",
-        function = function.id(),
-        job_id = job.id,
-        attempt = job.attempt,
-        waited_ms = (now_ms() - job.run_at_ms).max(0),
-    );
-    let execution = function
-        .execute(job.event.clone(), ctx)
-        .instrument(span.clone())
+    let observation = RunObservation::start(worker.config.monitor.clone(), &function, &job);
+    // Made inside the run's span: with Sentry's tracing layer it is a child of the run's
+    // transaction, not a second transaction.
+    let span = observation.in_scope(|| {
+        tracing::info_span!(
+            "job",
+            function = function.id(),
+            job_id = job.id,
+            attempt = job.attempt,
+            waited_ms = (now_ms() - job.run_at_ms).max(0),
+        )
+    });
+    let mut execution = None;
+    observation
+        .wrap(Box::pin(
+            async {
+                execution = Some(function.execute(job.event.clone(), ctx).await);
+            }
+            .instrument(span.clone()),
+        ))
         .await;
+    let Some(execution) = execution else {
+        // The monitor's span dropped the body unfinished: nothing ran to settle.
+        let _ = settle.send((
+            job.id,
+            Settlement::Release {
+                run_at_ms: now_ms(),
+            },
+        ));
+        return;
+    };
     let cancelled = worker
         .cancelled
         .lock()
@@ -258,6 +284,7 @@ async fn run_job(
     let outcome = match execution {
         _ if cancelled => {
             span.in_scope(|| tracing::info!("run cancelled"));
+            observation.finish(RunStatus::Cancelled, span);
             let _ = settle.send((job.id, Settlement::Completed));
             return;
         }
@@ -267,7 +294,10 @@ async fn run_job(
         }
         Execution::Interrupted(Interrupt::Park(parked)) => {
             match worker.journal.park(parked).await {
-                Ok(_) => worker.forget(job.id),
+                Ok(_) => {
+                    observation.finish(RunStatus::Parked, span);
+                    worker.forget(job.id)
+                }
                 Err(err) => {
                     span.in_scope(
                         || tracing::warn!(error = %err, "parking the run failed; it runs again"),
@@ -307,6 +337,12 @@ async fn run_job(
         .config
         .tally
         .record(function.id(), outcome.is_success(), dead);
+    let status = match &settlement {
+        Settlement::Completed => RunStatus::Completed,
+        Settlement::Retry { .. } => RunStatus::Retrying,
+        Settlement::Dead { .. } => RunStatus::Dead,
+        _ => RunStatus::Abandoned,
+    };
     match &settlement {
         Settlement::Retry { error, run_at_ms } => span.in_scope(|| {
             tracing::warn!(error = %error, retry_in_ms = run_at_ms - now_ms(), "job failed; will retry")
@@ -316,6 +352,7 @@ async fn run_job(
         }),
         _ => {}
     }
+    observation.finish(status, span);
     let _ = settle.send((job.id, settlement));
 }
 

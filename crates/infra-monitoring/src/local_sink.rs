@@ -46,6 +46,11 @@ impl LocalSink {
         })
     }
 
+    /// `SENTRY_TRACES_SAMPLE_RATE`: the share of new traces whose spans are written.
+    pub(crate) fn traces_sample_rate(&self) -> f32 {
+        self.config.traces_sample_rate
+    }
+
     fn scope(&self) -> std::sync::MutexGuard<'_, Scope> {
         self.scope.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -95,12 +100,32 @@ impl LocalSink {
         drop(scope);
         event[body.0] = body.1;
         scrub_value(&mut event);
-        let mut line = event.to_string();
+        self.write_line(&event);
+        event_id
+    }
+
+    /// Writes a line of `kind` (`check_in`, `transaction`) with `body`'s fields, the
+    /// environment and release, scrubbed like events.
+    pub(crate) fn record(&self, kind: &str, body: Value) {
+        let mut line = json!({
+            "type": kind,
+            "timestamp_ms": SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or_default(),
+            "environment": self.config.environment,
+            "release": self.config.release,
+        });
+        if let (Value::Object(line), Value::Object(body)) = (&mut line, body) {
+            line.extend(body);
+        }
+        scrub_value(&mut line);
+        self.write_line(&line);
+    }
+
+    fn write_line(&self, value: &Value) {
+        let mut line = value.to_string();
         line.push('\n');
         let mut out = self.out.lock().unwrap_or_else(|e| e.into_inner());
         // A sink that can't write must not take the app down with it.
         let _ = out.write_all(line.as_bytes()).and_then(|_| out.flush());
-        event_id
     }
 
     pub(crate) fn capture_error_with(

@@ -14,7 +14,7 @@ use crate::local_sink::LocalSink;
 use crate::tracking::Tracking;
 
 #[derive(Clone)]
-enum Backend {
+pub(crate) enum Backend {
     Local(Arc<LocalSink>),
     #[cfg(feature = "sentry")]
     Sentry(Arc<crate::sentry_backend::SentryBackend>),
@@ -43,8 +43,8 @@ enum Backend {
 /// ```
 #[derive(Clone)]
 pub struct Monitoring {
-    backend: Backend,
-    config: Arc<MonitoringConfig>,
+    pub(crate) backend: Backend,
+    pub(crate) config: Arc<MonitoringConfig>,
 }
 
 impl Monitoring {

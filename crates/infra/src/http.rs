@@ -128,7 +128,8 @@ impl InfraRoutes {
         self
     }
 
-    /// Leaves out the Sentry request layers (on by default).
+    /// Leaves out the request layers (on by default): Sentry's (a transaction per request)
+    /// and the local sink's request spans.
     #[cfg(feature = "monitoring")]
     #[cfg_attr(docsrs, doc(cfg(feature = "monitoring")))]
     pub fn without_monitoring_layers(mut self) -> Self {
@@ -188,7 +189,11 @@ impl InfraRoutes {
         #[cfg(feature = "monitoring")]
         if self.monitoring_layers {
             let (hub, http, server_errors) = infra_monitoring::request_layers();
-            router = router.layer(server_errors).layer(http).layer(hub);
+            router = router
+                .layer(infra.monitoring().local_request_spans())
+                .layer(server_errors)
+                .layer(http)
+                .layer(hub);
         }
         router
     }

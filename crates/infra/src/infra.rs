@@ -122,6 +122,12 @@ impl Infra {
         };
         #[cfg(all(feature = "jobs", not(feature = "db")))]
         let jobs = infra_jobs::JobsRuntime::from_env(env)?;
+        #[cfg(feature = "monitoring")]
+        let monitoring = infra_monitoring::Monitoring::from_env(env)?;
+        // Runs are traced (continuing the trace of the request that sent their event) and
+        // cron fires checked in where errors go.
+        #[cfg(all(feature = "jobs", feature = "monitoring"))]
+        jobs.set_monitor(monitoring.run_monitor());
         Ok(Infra {
             #[cfg(feature = "db")]
             database,
@@ -132,7 +138,7 @@ impl Infra {
             #[cfg(feature = "realtime")]
             realtime: infra_realtime::RealtimeService::from_env(env)?,
             #[cfg(feature = "monitoring")]
-            monitoring: infra_monitoring::Monitoring::from_env(env)?,
+            monitoring,
             health_deadline,
             readiness_cache_ttl,
             admin_token: env.optional_secret("INFRA_ADMIN_TOKEN"),

@@ -9,11 +9,13 @@ use infra::{Env, Infra};
 #[tokio::main]
 async fn main() -> ExitCode {
     dotenvy::dotenv().ok();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    let _otel = match init_tracing() {
+        Ok(guard) => guard,
+        Err(err) => {
+            eprintln!("calendar-agent: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
     match serve().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -21,6 +23,36 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs to stderr (`RUST_LOG`, default info); with the `otel` feature and
+/// `OTEL_EXPORTER_OTLP_ENDPOINT` set, spans are exported over OTLP too (the guard flushes them
+/// on exit).
+#[cfg(feature = "otel")]
+fn init_tracing() -> infra::Result<Option<infra::monitoring::OtelGuard>> {
+    use tracing_subscriber::prelude::*;
+    let (otel, guard) = match infra::monitoring::otel_layer(&Env::process())? {
+        Some((layer, guard)) => (Some(layer), Some(guard)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry()
+        .with(otel)
+        .with(tracing_subscriber::fmt::layer().with_filter(env_filter()))
+        .init();
+    Ok(guard)
+}
+
+/// Logs to stderr (`RUST_LOG`, default info).
+#[cfg(not(feature = "otel"))]
+fn init_tracing() -> infra::Result<Option<()>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(env_filter())
+        .init();
+    Ok(None)
+}
+
+fn env_filter() -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
