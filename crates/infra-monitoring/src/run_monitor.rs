@@ -9,9 +9,7 @@ use serde_json::json;
 use crate::check_in::CheckInPayload;
 use crate::local_trace::LocalSpan;
 use crate::monitoring::{Backend, Monitoring};
-
-/// The `op` of a job run's span.
-pub(crate) const RUN_OP: &str = "queue.process";
+use crate::sentry_runs::RUN_OP;
 
 impl Monitoring {
     /// The service as the jobs runtime's run monitor

@@ -12,7 +12,9 @@ use sentry::{Hub, SentryFutureExt, TransactionContext};
 
 use crate::check_in::CheckInPayload;
 
-use crate::run_monitor::RUN_OP;
+/// The `op` of a job run's span: Sentry's name for processing a queued message, which its
+/// queue views group by (the local sink writes the same).
+pub(crate) const RUN_OP: &str = "queue.process";
 
 /// The trace of the span on the current hub's scope (a request's or a run's transaction).
 pub(crate) fn current_trace() -> Option<TraceContext> {
