@@ -49,6 +49,7 @@ mod state_counts;
 mod subscription;
 mod webhook_backlog;
 mod webhook_event;
+mod webhook_filter;
 mod webhook_queue;
 
 pub use app_config::{AppConfig, load_apps_file};
@@ -56,5 +57,8 @@ pub use app_limits::AppLimits;
 pub use cluster_config::{ClusterConfig, DEFAULT_LEASE, DEFAULT_PREFIX, REDIS_URL_VAR};
 pub use protocol::{CloseCode, MAX_PROTOCOL, MIN_PROTOCOL};
 pub use realtime_server::RealtimeServer;
-pub use server_config::{DEFAULT_WRITE_TIMEOUT, ServerConfig};
+pub use server_config::{DEFAULT_WEBHOOK_RETRY_FOR, DEFAULT_WRITE_TIMEOUT, ServerConfig};
 pub use state_counts::StateCounts;
+pub use webhook_filter::{
+    WEBHOOK_CHANNEL_PREFIXES_VAR, WEBHOOK_EVENTS_VAR, WebhookFilter, WebhookKind,
+};

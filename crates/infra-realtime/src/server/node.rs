@@ -49,13 +49,19 @@ impl Node {
         let cluster = join_cluster(&config)?;
         let store = cluster.as_ref().map(|c| c.presence.clone());
         let leave_delay = config.leave_delay;
+        let retry_for = config.webhook_retry_for;
         let apps = config
             .apps
             .into_iter()
             .map(|app| {
                 let webhooks = app.webhook_url.clone().map(|url| {
-                    let queue =
-                        WebhookQueue::new(url, app.key.clone(), app.secret.clone(), leave_delay);
+                    let queue = WebhookQueue::new(
+                        url,
+                        app.key.clone(),
+                        app.secret.clone(),
+                        leave_delay,
+                        retry_for,
+                    );
                     match &store {
                         Some(store) => queue.with_leave_check(still_left(store.clone(), &app.id)),
                         None => queue,

@@ -62,7 +62,9 @@ impl AppHub {
 
     /// Queues a webhook event (dropped when the app has no webhook URL).
     pub fn webhook(&self, event: WebhookEvent) {
-        if let Some(queue) = &self.webhooks {
+        if let Some(queue) = &self.webhooks
+            && self.config.webhook_filter.allows(&event)
+        {
             queue.push(event);
         }
     }
@@ -158,7 +160,7 @@ impl AppHub {
                 ),
             });
         }
-        match &self.log {
+        let result = match &self.log {
             Some(log) => {
                 shared_presence::subscribe(&mut state, socket_id, channel, presence, log);
                 Ok(())
@@ -171,6 +173,16 @@ impl AppHub {
                 self.config.limits.max_presence_members,
                 &|event| self.webhook(event),
             ),
+        };
+        self.cache_miss_webhooks(&mut state);
+        result
+    }
+
+    /// The `cache_miss` webhooks of the subscriptions that just succeeded without a cached
+    /// event.
+    fn cache_miss_webhooks(&self, state: &mut AppState) {
+        for channel in state.cache_misses.drain(..) {
+            self.webhook(WebhookEvent::CacheMiss { channel });
         }
     }
 
@@ -353,7 +365,9 @@ impl AppHub {
     /// Clustered: the store's answer to a presence join of `socket_id`.
     pub fn complete_join(&self, socket_id: &str, channel: &str, outcome: JoinOutcome) {
         if let Some(log) = &self.log {
-            shared_presence::complete_join(&mut self.lock(), socket_id, channel, outcome, log);
+            let mut state = self.lock();
+            shared_presence::complete_join(&mut state, socket_id, channel, outcome, log);
+            self.cache_miss_webhooks(&mut state);
         }
     }
 

@@ -86,6 +86,9 @@ pub(super) struct AppState {
     pub cache: HashMap<String, (Utf8Bytes, Instant)>,
     /// When expired cache entries were last swept.
     pub cache_swept: Option<Instant>,
+    /// Cache channels a subscriber was just sent `cache_miss` on, for the hub's `cache_miss`
+    /// webhook once its change is done.
+    pub cache_misses: Vec<String>,
     pub peers: PeerCounts,
 }
 
@@ -108,7 +111,7 @@ impl AppState {
 
     /// Sends `subscription_succeeded` with `data` to a socket of `channel`, and on cache
     /// channels the kept event or `cache_miss`.
-    pub fn succeed(&self, socket_id: &str, channel: &str, data: &Value) {
+    pub fn succeed(&mut self, socket_id: &str, channel: &str, data: &Value) {
         let Some(socket) = self.sockets.get(socket_id) else {
             return;
         };
@@ -121,7 +124,10 @@ impl AppState {
         if is_cache_channel(channel) {
             let reply = match self.cache.get(channel) {
                 Some((cached, at)) if at.elapsed() < CACHE_TTL => cached.clone(),
-                _ => Utf8Bytes::from(frame("pusher:cache_miss", Some(channel), &json!({}))),
+                _ => {
+                    self.cache_misses.push(channel.to_owned());
+                    Utf8Bytes::from(frame("pusher:cache_miss", Some(channel), &json!({})))
+                }
             };
             deliver(socket, reply);
         }
