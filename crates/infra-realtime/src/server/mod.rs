@@ -47,6 +47,7 @@ mod redis;
 mod server_config;
 mod state_counts;
 mod subscription;
+mod subscription_counter;
 mod webhook_backlog;
 mod webhook_event;
 mod webhook_filter;
@@ -57,7 +58,10 @@ pub use app_limits::AppLimits;
 pub use cluster_config::{ClusterConfig, DEFAULT_LEASE, DEFAULT_PREFIX, REDIS_URL_VAR};
 pub use protocol::{CloseCode, MAX_PROTOCOL, MIN_PROTOCOL};
 pub use realtime_server::RealtimeServer;
-pub use server_config::{DEFAULT_WEBHOOK_RETRY_FOR, DEFAULT_WRITE_TIMEOUT, ServerConfig};
+pub use server_config::{
+    DEFAULT_SUBSCRIPTION_COUNT_INTERVAL, DEFAULT_WEBHOOK_RETRY_FOR, DEFAULT_WRITE_TIMEOUT,
+    ServerConfig,
+};
 pub use state_counts::StateCounts;
 pub use webhook_filter::{
     WEBHOOK_CHANNEL_PREFIXES_VAR, WEBHOOK_EVENTS_VAR, WebhookFilter, WebhookKind,

@@ -26,6 +26,7 @@ use super::presence_store::{
 use super::protocol::{frame, member_added, member_removed};
 use super::server_config::ServerConfig;
 use super::state_counts::StateCounts;
+use super::subscription_counter::{CountChanges, SUBSCRIPTION_COUNT_EVENT};
 use super::webhook_event::WebhookEvent;
 use super::webhook_queue::{StillLeft, WebhookQueue};
 
@@ -49,6 +50,7 @@ impl Node {
         let cluster = join_cluster(&config)?;
         let store = cluster.as_ref().map(|c| c.presence.clone());
         let leave_delay = config.leave_delay;
+        let count_changes = CountChanges::new(config.subscription_count_interval);
         let retry_for = config.webhook_retry_for;
         let apps = config
             .apps
@@ -68,7 +70,8 @@ impl Node {
                     }
                 });
                 let log = store.clone().map(|store| store as Arc<dyn StateLog>);
-                AppHub::new(app, webhooks, log)
+                let counts = app.subscription_count.then(|| count_changes.clone());
+                AppHub::new(app, webhooks, log, counts)
             })
             .collect();
         let node = Arc::new(Node {
@@ -79,6 +82,7 @@ impl Node {
             write_timeout: config.write_timeout,
             trusted_proxies: config.trusted_proxies,
         });
+        count_changes.bind(Arc::downgrade(&node));
         if let Some(cluster) = &node.cluster {
             let hub: Weak<Hub> = Arc::downgrade(&node.hub);
             let handler: Weak<Node> = Arc::downgrade(&node);
@@ -225,6 +229,40 @@ impl Node {
             .iter()
             .map(|app| app.counts())
             .fold(queued, |a, b| a + b)
+    }
+
+    /// A channel's subscription count over the cluster (`None`: the app is unknown).
+    pub async fn subscription_count(&self, app_id: &str, channel: &str) -> Option<usize> {
+        let app = self.hub.by_id(app_id)?.clone();
+        if let Some(store) = self.store() {
+            // This node's change is on its way to the store: let it land first (bounded, so a
+            // slow Redis delays the count, never stops it).
+            let until = tokio::time::Instant::now() + Duration::from_secs(1);
+            while store.pending() > 0 && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Some(
+            self.channel(&app, channel)
+                .await
+                .map_or(0, |stats| stats.subscription_count),
+        )
+    }
+
+    /// Sends a channel's subscription count to its subscribers on every node (when it has
+    /// any) and to the `subscription_count` webhook.
+    pub fn send_subscription_count(&self, app_id: &str, channel: &str, count: usize) {
+        let Some(app) = self.hub.by_id(app_id) else {
+            return;
+        };
+        if count > 0 {
+            let data = serde_json::json!({ "subscription_count": count }).to_string();
+            self.publish(app, channel, SUBSCRIPTION_COUNT_EVENT, &data, None);
+        }
+        app.webhook(WebhookEvent::SubscriptionCount {
+            channel: channel.to_owned(),
+            subscription_count: count,
+        });
     }
 
     /// A member frame of member-list `version`: here, then on the other nodes.

@@ -22,6 +22,10 @@ const WRITE_TIMEOUT_VAR: &str = "INFRA_REALTIME_WRITE_TIMEOUT";
 const WEBHOOK_RETRY_FOR_VAR: &str = "INFRA_REALTIME_WEBHOOK_RETRY_FOR";
 /// Default of [`ServerConfig::webhook_retry_for`]: Pusher retries a webhook for 5 minutes.
 pub const DEFAULT_WEBHOOK_RETRY_FOR: Duration = Duration::from_secs(300);
+/// The variable of [`ServerConfig::subscription_count_interval`].
+const SUBSCRIPTION_COUNT_INTERVAL_VAR: &str = "INFRA_REALTIME_SUBSCRIPTION_COUNT_INTERVAL";
+/// Default of [`ServerConfig::subscription_count_interval`].
+pub const DEFAULT_SUBSCRIPTION_COUNT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default of [`ServerConfig::write_timeout`].
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -41,6 +45,10 @@ pub struct ServerConfig {
     /// How long a webhook batch the receiver does not take is retried (with back-off) before
     /// it is given up and its events counted as dropped.
     pub webhook_retry_for: Duration,
+    /// The least time between two `pusher_internal:subscription_count` events (and webhooks)
+    /// of one channel, for apps with [`AppConfig::subscription_count`] on: the first change is
+    /// sent at once, the changes within this time after it as one count at its end.
+    pub subscription_count_interval: Duration,
     /// How long one WebSocket write may take: a client that reads nothing for that long while
     /// the server has frames for it is disconnected (4100), as is one whose queue passes
     /// [`AppLimits::max_queued_bytes`].
@@ -63,6 +71,7 @@ impl ServerConfig {
             pong_timeout: Duration::from_secs(30),
             leave_delay: Duration::from_secs(3),
             webhook_retry_for: DEFAULT_WEBHOOK_RETRY_FOR,
+            subscription_count_interval: DEFAULT_SUBSCRIPTION_COUNT_INTERVAL,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             trusted_proxies: TrustedProxies::None,
             cluster: None,
@@ -107,6 +116,12 @@ impl ServerConfig {
     /// Replaces how long an undelivered webhook batch is retried.
     pub fn with_webhook_retry_for(mut self, retry_for: Duration) -> Self {
         self.webhook_retry_for = retry_for;
+        self
+    }
+
+    /// Replaces the least time between two subscription counts of one channel.
+    pub fn with_subscription_count_interval(mut self, interval: Duration) -> Self {
+        self.subscription_count_interval = interval;
         self
     }
 
@@ -179,6 +194,9 @@ impl ServerConfig {
                 return Err(Error::config(WRITE_TIMEOUT_VAR, "must be more than 0"));
             }
             self.write_timeout = timeout;
+        }
+        if let Some(interval) = env.duration(SUBSCRIPTION_COUNT_INTERVAL_VAR)? {
+            self.subscription_count_interval = interval;
         }
         if let Some(retry_for) = env.duration(WEBHOOK_RETRY_FOR_VAR)? {
             self.webhook_retry_for = retry_for;

@@ -146,11 +146,6 @@ impl WebhookFilter {
                     .iter()
                     .any(|prefix| event.channel().starts_with(prefix.as_str())))
     }
-
-    /// Whether any kind of `kind` goes out (to skip work nobody receives).
-    pub(crate) fn sends(&self, kind: WebhookKind) -> bool {
-        self.events.contains(&kind)
-    }
 }
 
 #[cfg(test)]

@@ -26,6 +26,7 @@ use crate::server::presence_store::{ChannelStats, JoinOutcome, StateChange, Stat
 use crate::server::protocol::{CloseCode, USER_CHANNEL_PREFIX};
 use crate::server::state_counts::StateCounts;
 use crate::server::subscription::{Presence, Refusal};
+use crate::server::subscription_counter::{CountChanges, is_count_frame};
 use crate::server::webhook_event::WebhookEvent;
 use crate::server::webhook_queue::WebhookQueue;
 
@@ -36,6 +37,9 @@ pub(crate) struct AppHub {
     webhooks: Option<WebhookQueue>,
     /// Where membership changes go on a clustered node; `None`: this node decides them.
     log: Option<AppLog>,
+    /// Where changed subscription counts go when the app has Pusher's subscription count
+    /// setting on.
+    count_changes: Option<Arc<CountChanges>>,
 }
 
 impl AppHub {
@@ -45,6 +49,7 @@ impl AppHub {
         config: AppConfig,
         webhooks: Option<WebhookQueue>,
         log: Option<Arc<dyn StateLog>>,
+        count_changes: Option<Arc<CountChanges>>,
     ) -> Self {
         let log = log.map(|log| AppLog::new(log, config.id.clone()));
         AppHub {
@@ -52,6 +57,16 @@ impl AppHub {
             state: Mutex::new(AppState::default()),
             webhooks,
             log,
+            count_changes,
+        }
+    }
+
+    /// Marks a non-presence channel's subscription count changed, for the node to send.
+    fn count_changed(&self, channel: &str) {
+        if let Some(changes) = &self.count_changes
+            && !channel.starts_with("presence-")
+        {
+            changes.changed(&self.config.id, channel);
         }
     }
 
@@ -175,6 +190,9 @@ impl AppHub {
             ),
         };
         self.cache_miss_webhooks(&mut state);
+        if result.is_ok() {
+            self.count_changed(channel);
+        }
         result
     }
 
@@ -204,13 +222,14 @@ impl AppHub {
             Some(log) => shared_presence::leave(state, socket_id, channel, log),
             None => local_presence::leave(state, socket_id, channel, &|event| self.webhook(event)),
         }
+        self.count_changed(channel);
     }
 
     /// Delivers a frame to this node's subscribers of `channel` but `except`, and keeps it on
     /// cache channels: the path of this node's publishes and of frames other nodes published.
     pub fn deliver(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
         let mut state = self.lock();
-        if is_cache_channel(channel) {
+        if is_cache_channel(channel) && !is_count_frame(message) {
             state.keep_cached(channel, message);
         }
         state.send_to_channel(channel, message, except);
@@ -425,6 +444,7 @@ mod tests {
             AppConfig::new("1", "key", "secret"),
             None,
             Some(Arc::new(log)),
+            None,
         )
     }
 
