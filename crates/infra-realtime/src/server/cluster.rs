@@ -7,6 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::bus::{Bus, BusHandler};
+use super::cache_store::CacheStore;
 use super::presence_store::{PresenceHandler, PresenceStore};
 
 /// The cluster parts of a node (`server-redis`: all three over one Redis).
@@ -14,6 +15,8 @@ pub(crate) struct Cluster {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn PresenceStore>,
     pub link: Arc<dyn ClusterLink>,
+    /// The last event of each cache channel.
+    pub cache: Arc<dyn CacheStore>,
 }
 
 /// Whether the node reaches the rest of its cluster, for its health check.

@@ -26,6 +26,8 @@ mod app_limits;
 // The cluster's contracts have no implementation in a build without `server-redis`.
 #[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
 mod bus;
+#[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
+mod cache_store;
 mod client_auth;
 mod client_message;
 mod cluster;

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::bus::BusHandler;
 use super::cluster::{Cluster, ClusterHealth};
-use super::hub::{AppHub, Hub};
+use super::hub::{AppHub, Hub, is_cache_channel};
 use super::presence_store::{
     ChannelStats, JoinAnswer, JoinOutcome, PresenceHandler, PresenceStore, StateChange, StateLog,
 };
@@ -83,6 +83,11 @@ impl Node {
             trusted_proxies: config.trusted_proxies,
         });
         count_changes.bind(Arc::downgrade(&node));
+        if node.cluster.is_some() {
+            for app in node.hub.apps() {
+                app.set_cache_lookup(cache_lookup(Arc::downgrade(&node), &app.config.id));
+            }
+        }
         if let Some(cluster) = &node.cluster {
             let hub: Weak<Hub> = Arc::downgrade(&node.hub);
             let handler: Weak<Node> = Arc::downgrade(&node);
@@ -114,6 +119,9 @@ impl Node {
         let message = Utf8Bytes::from(frame(event, Some(channel), &Value::String(data.into())));
         app.deliver(channel, &message, except);
         if let Some(cluster) = &self.cluster {
+            if is_cache_channel(channel) && event != SUBSCRIPTION_COUNT_EVENT {
+                cluster.cache.keep(&app.config.id, channel, &message);
+            }
             cluster
                 .bus
                 .publish(&app.config.id, channel, &message, except);
@@ -366,6 +374,34 @@ fn still_left(store: Arc<dyn PresenceStore>, app_id: &str) -> StillLeft {
                 _ => true,
             }
         })
+    })
+}
+
+/// Asks the cluster's cache store for the last event of a cache channel a socket of `app_id`
+/// subscribed to, and hands the answer (a miss when the store cannot answer) back to the hub.
+fn cache_lookup(node: Weak<Node>, app_id: &str) -> super::hub::CacheLookup {
+    let app_id = app_id.to_owned();
+    Arc::new(move |socket_id, channel| {
+        let node = node.clone();
+        let app_id = app_id.clone();
+        tokio::spawn(async move {
+            let Some(node) = node.upgrade() else {
+                return;
+            };
+            let Some(cluster) = &node.cluster else {
+                return;
+            };
+            let found = match cluster.cache.last(&app_id, &channel).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache channel lookup failed: answered as a miss");
+                    None
+                }
+            };
+            if let Some(app) = node.hub.by_id(&app_id) {
+                app.finish_cache_lookup(&socket_id, &channel, found);
+            }
+        });
     })
 }
 

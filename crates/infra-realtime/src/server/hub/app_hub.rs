@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
@@ -40,7 +40,13 @@ pub(crate) struct AppHub {
     /// Where changed subscription counts go when the app has Pusher's subscription count
     /// setting on.
     count_changes: Option<Arc<CountChanges>>,
+    /// Clustered: asks the cluster's cache store for a cache channel's last event (socket id,
+    /// channel), answering through [`AppHub::finish_cache_lookup`].
+    cache_lookup: OnceLock<CacheLookup>,
 }
+
+/// How a clustered hub asks for a cache channel's last event.
+pub(crate) type CacheLookup = Arc<dyn Fn(String, String) + Send + Sync>;
 
 impl AppHub {
     /// An app sending `webhooks` (when it has a webhook URL); `log` is the presence store's on
@@ -52,13 +58,46 @@ impl AppHub {
         count_changes: Option<Arc<CountChanges>>,
     ) -> Self {
         let log = log.map(|log| AppLog::new(log, config.id.clone()));
+        let state = AppState {
+            ask_cluster_cache: log.is_some(),
+            ..AppState::default()
+        };
         AppHub {
             config,
-            state: Mutex::new(AppState::default()),
+            state: Mutex::new(state),
             webhooks,
             log,
             count_changes,
+            cache_lookup: OnceLock::new(),
         }
+    }
+
+    /// Clustered: how to ask the cluster for a cache channel's last event.
+    pub fn set_cache_lookup(&self, lookup: CacheLookup) {
+        let _ = self.cache_lookup.set(lookup);
+    }
+
+    /// Clustered: the cluster's answer for a subscription that found no event on this node.
+    /// An event that arrived here meanwhile reached the subscriber live, and stands.
+    pub fn finish_cache_lookup(&self, socket_id: &str, channel: &str, found: Option<Utf8Bytes>) {
+        let mut state = self.lock();
+        let subscribed = state
+            .sockets
+            .get(socket_id)
+            .is_some_and(|socket| socket.channels.contains(channel));
+        if !subscribed || state.has_cached(channel) {
+            return;
+        }
+        match found {
+            Some(message) => {
+                if let Some(socket) = state.sockets.get(socket_id) {
+                    deliver(socket, message.clone());
+                }
+                state.keep_cached(channel, &message);
+            }
+            None => state.cache_miss(socket_id, channel),
+        }
+        self.cache_miss_webhooks(&mut state);
     }
 
     /// Marks a non-presence channel's subscription count changed, for the node to send.
@@ -199,7 +238,16 @@ impl AppHub {
     /// The `cache_miss` webhooks of the subscriptions that just succeeded without a cached
     /// event.
     fn cache_miss_webhooks(&self, state: &mut AppState) {
-        for channel in state.cache_misses.drain(..) {
+        for channel in std::mem::take(&mut state.cache_misses) {
+            self.webhook(WebhookEvent::CacheMiss { channel });
+        }
+        for (socket_id, channel) in std::mem::take(&mut state.cache_lookups) {
+            match self.cache_lookup.get() {
+                Some(lookup) => lookup(socket_id, channel),
+                None => state.cache_miss(&socket_id, &channel),
+            }
+        }
+        for channel in std::mem::take(&mut state.cache_misses) {
             self.webhook(WebhookEvent::CacheMiss { channel });
         }
     }

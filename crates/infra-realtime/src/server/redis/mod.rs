@@ -14,6 +14,7 @@
 //! on reconnect, or when it finds its lease had run out, it writes its whole state again.
 
 mod bus;
+mod cache_channel;
 mod keys;
 mod lease;
 mod link;
@@ -31,6 +32,7 @@ use async_trait::async_trait;
 use infra_core::{Error, Result};
 
 use self::bus::RedisBus;
+use self::cache_channel::RedisCacheChannels;
 use self::keys::SEP;
 use self::link::Link;
 use self::presence::RedisPresence;
@@ -62,15 +64,18 @@ pub(crate) fn cluster(config: ClusterConfig, apps: &[AppConfig]) -> Result<Clust
     let link = Arc::new(Link::new(config)?);
     let bus = Arc::new(RedisBus::new(link.config.node_id.clone()));
     let presence = Arc::new(RedisPresence::new(link.clone(), member_limits));
+    let cache = Arc::new(RedisCacheChannels::new(link.clone()));
     let membership = Arc::new(RedisMembership {
         link,
         bus: bus.clone(),
         presence: Arc::downgrade(&presence),
+        cache: cache.clone(),
     });
     Ok(Cluster {
         bus,
         presence,
         link: membership,
+        cache,
     })
 }
 
@@ -80,6 +85,7 @@ struct RedisMembership {
     bus: Arc<RedisBus>,
     /// Weak: the store is the node's, and dropping it ends the state writer.
     presence: Weak<RedisPresence>,
+    cache: Arc<RedisCacheChannels>,
 }
 
 #[async_trait]
@@ -96,6 +102,7 @@ impl ClusterLink for RedisMembership {
             return Ok(());
         };
         self.bus.start(self.link.clone());
+        self.cache.start();
         presence.start(node.clone());
         tokio::spawn(
             Supervisor {
