@@ -1,7 +1,7 @@
 //! pusher-js against a two-node cluster (two `infra-realtime-server` processes sharing the
 //! local Redis under a key prefix of their own) for the features that span nodes: subscription
 //! counts (with their webhook, verified by the official `pusher` npm SDK's `webhook()`) and the
-//! last event of cache channels, kept in Redis.
+//! last event of cache channels, kept in Redis, and watchlist events.
 //!
 //! Needs Node, `npm ci` in `tests/compat` (`cargo xtask ci` does it) and the local Redis;
 //! fails, never skips, without them.
@@ -193,4 +193,26 @@ async fn a_cache_channel_s_event_reaches_a_subscriber_on_a_node_started_later() 
         events,
         [json!({"name": "cache_miss", "channel": "cache-empty"})]
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pusher_js_watchlist_hears_a_user_with_two_tabs_once() {
+    redis_is_there().await;
+    let prefix = unique_prefix("watchlist");
+    let nodes = two_nodes(
+        &prefix,
+        &[("INFRA_REALTIME_WATCHLIST_EVENTS", "true".into())],
+    );
+    let ports = [nodes[0].addr.port(), nodes[1].addr.port()];
+    let result = run_script("pusher_js_watchlist.js", ports, |_| {}).await;
+    // x had a tab on each node: online once when the first opened, offline once when the
+    // last closed, whichever node each was on.
+    assert_eq!(
+        (&result["x_online"], &result["x_offline"]),
+        (&json!(1), &json!(1)),
+        "{result}"
+    );
+    // y was online before w signed in: w heard it at sign-in or as it came online (both, when
+    // y's sign-in was still on its way to Redis as w signed in).
+    assert!(result["y_online"].as_u64().unwrap() >= 1, "{result}");
 }

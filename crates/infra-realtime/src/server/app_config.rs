@@ -33,6 +33,11 @@ pub struct AppConfig {
     /// (default off, as on Pusher).
     #[serde(default)]
     pub subscription_count: bool,
+    /// Watchlist events: users signed in with a `watchlist` in their `user_data` hear when
+    /// watched users come online and go offline (default off: each sign-in then costs nothing
+    /// more, on a cluster no Redis write).
+    #[serde(default)]
+    pub watchlist_events: bool,
     /// Limits.
     #[serde(default)]
     pub limits: AppLimits,
@@ -54,6 +59,7 @@ impl AppConfig {
             webhook_url: None,
             webhook_filter: WebhookFilter::default(),
             subscription_count: false,
+            watchlist_events: false,
             limits: AppLimits::default(),
         }
     }
@@ -61,6 +67,12 @@ impl AppConfig {
     /// Sends only the webhooks `filter` allows.
     pub fn with_webhook_filter(mut self, filter: WebhookFilter) -> Self {
         self.webhook_filter = filter;
+        self
+    }
+
+    /// Turns watchlist events on or off.
+    pub fn with_watchlist_events(mut self, on: bool) -> Self {
+        self.watchlist_events = on;
         self
     }
 
@@ -95,6 +107,7 @@ impl fmt::Debug for AppConfig {
             )
             .field("webhook_filter", &self.webhook_filter)
             .field("subscription_count", &self.subscription_count)
+            .field("watchlist_events", &self.watchlist_events)
             .field("limits", &self.limits)
             .finish()
     }
@@ -120,11 +133,13 @@ struct AppsFileEntry {
     #[serde(default)]
     subscription_count: Option<bool>,
     #[serde(default)]
+    watchlist_events: Option<bool>,
+    #[serde(default)]
     limits: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Reads and checks an apps file: `{"apps": [{"id", "key", "secret", "webhook_url"?,
-/// "webhook_filter"?, "subscription_count"?, "limits"?}]}`; the limits an app does not name keep
+/// "webhook_filter"?, "subscription_count"?, "watchlist_events"?, "limits"?}]}`; the limits an app does not name keep
 /// their defaults, and so do its webhook filter and subscription count setting.
 pub fn load_apps_file(path: &Path) -> Result<Vec<AppConfig>> {
     read_apps_file(path, &AppDefaults::default())
@@ -136,6 +151,7 @@ pub(super) struct AppDefaults {
     pub limits: AppLimits,
     pub webhook_filter: WebhookFilter,
     pub subscription_count: bool,
+    pub watchlist_events: bool,
 }
 
 pub(super) fn read_apps_file(path: &Path, defaults: &AppDefaults) -> Result<Vec<AppConfig>> {
@@ -175,6 +191,7 @@ fn parse_apps(text: &str, defaults: &AppDefaults) -> std::result::Result<Vec<App
         app.subscription_count = entry
             .subscription_count
             .unwrap_or(defaults.subscription_count);
+        app.watchlist_events = entry.watchlist_events.unwrap_or(defaults.watchlist_events);
         apps.push(app);
     }
     Ok(apps)

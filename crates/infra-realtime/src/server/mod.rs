@@ -50,6 +50,7 @@ mod server_config;
 mod state_counts;
 mod subscription;
 mod subscription_counter;
+mod watchlist;
 mod webhook_backlog;
 mod webhook_event;
 mod webhook_filter;

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use super::bus::BusHandler;
 use super::cluster::{Cluster, ClusterHealth};
-use super::hub::{AppHub, Hub, is_cache_channel};
+use super::hub::{AppHub, Hub, UserChanges, is_cache_channel};
 use super::presence_store::{
     ChannelStats, JoinAnswer, JoinOutcome, PresenceHandler, PresenceStore, StateChange, StateLog,
 };
@@ -27,6 +27,7 @@ use super::protocol::{frame, member_added, member_removed};
 use super::server_config::ServerConfig;
 use super::state_counts::StateCounts;
 use super::subscription_counter::{CountChanges, SUBSCRIPTION_COUNT_EVENT};
+use super::watchlist::{self, LocalWatchlist, WatchlistStore};
 use super::webhook_event::WebhookEvent;
 use super::webhook_queue::{StillLeft, WebhookQueue};
 
@@ -34,6 +35,8 @@ use super::webhook_queue::{StillLeft, WebhookQueue};
 pub(crate) struct Node {
     hub: Arc<Hub>,
     cluster: Option<Cluster>,
+    /// Who is online and who watches whom: the cluster's, or this node's own.
+    watchlist: Arc<dyn WatchlistStore>,
     /// Silence after which a client is pinged (sent to clients as `activity_timeout`).
     pub activity_timeout: Duration,
     /// How long a pinged client has to answer.
@@ -74,15 +77,26 @@ impl Node {
                 AppHub::new(app, webhooks, log, counts)
             })
             .collect();
+        let watchlist = match &cluster {
+            Some(cluster) => cluster.watchlist.clone(),
+            None => Arc::new(LocalWatchlist::default()) as Arc<dyn WatchlistStore>,
+        };
         let node = Arc::new(Node {
             hub: Arc::new(Hub::new(apps)),
             cluster,
+            watchlist,
             activity_timeout: config.activity_timeout,
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
             trusted_proxies: config.trusted_proxies,
         });
         count_changes.bind(Arc::downgrade(&node));
+        let changes = user_changes(Arc::downgrade(&node));
+        for app in node.hub.apps() {
+            if app.config.watchlist_events {
+                app.set_user_changes(changes.clone());
+            }
+        }
         if node.cluster.is_some() {
             for app in node.hub.apps() {
                 app.set_cache_lookup(cache_lookup(Arc::downgrade(&node), &app.config.id));
@@ -99,6 +113,21 @@ impl Node {
     /// This node's state.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// Who is online and who watches whom.
+    pub fn watchlist_store(&self) -> &Arc<dyn WatchlistStore> {
+        &self.watchlist
+    }
+
+    /// Delivers a frame on a server route (not a channel clients subscribe to): here, then on
+    /// the other nodes.
+    pub fn route(&self, app: &AppHub, route: &str, message: &str) {
+        let message = Utf8Bytes::from(message.to_owned());
+        app.deliver(route, &message, None);
+        if let Some(cluster) = &self.cluster {
+            cluster.bus.publish(&app.config.id, route, &message, None);
+        }
     }
 
     /// Whether other nodes share the channels.
@@ -402,6 +431,21 @@ fn cache_lookup(node: Weak<Node>, app_id: &str) -> super::hub::CacheLookup {
                 app.finish_cache_lookup(&socket_id, &channel, found);
             }
         });
+    })
+}
+
+/// Hands the hubs' user changes to the watchlist task (started with the first change, in the
+/// runtime that made it); a change that finds the queue full is dropped and logged.
+fn user_changes(node: Weak<Node>) -> UserChanges {
+    let (tx, rx) = tokio::sync::mpsc::channel(watchlist::QUEUE);
+    let rx = std::sync::Mutex::new(Some(rx));
+    Arc::new(move |change| {
+        if let Some(rx) = rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tokio::spawn(watchlist::run(rx, node.clone()));
+        }
+        if tx.try_send(change).is_err() {
+            tracing::warn!("watchlist change dropped: the watchlist task is behind");
+        }
     })
 }
 

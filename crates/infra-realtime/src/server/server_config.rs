@@ -15,6 +15,9 @@ use super::webhook_filter::WebhookFilter;
 /// The variable of [`AppConfig::subscription_count`] for every app an apps file does not set
 /// it for.
 const SUBSCRIPTION_COUNT_VAR: &str = "INFRA_REALTIME_SUBSCRIPTION_COUNT";
+/// The variable of [`AppConfig::watchlist_events`] for every app an apps file does not set it
+/// for.
+const WATCHLIST_EVENTS_VAR: &str = "INFRA_REALTIME_WATCHLIST_EVENTS";
 
 /// The variable of [`ServerConfig::write_timeout`].
 const WRITE_TIMEOUT_VAR: &str = "INFRA_REALTIME_WRITE_TIMEOUT";
@@ -153,7 +156,8 @@ impl ServerConfig {
                 )
                 .with_limits(defaults.limits)
                 .with_webhook_filter(defaults.webhook_filter)
-                .with_subscription_count(defaults.subscription_count),
+                .with_subscription_count(defaults.subscription_count)
+                .with_watchlist_events(defaults.watchlist_events),
             ]
         } else {
             return Ok(None);
@@ -182,6 +186,7 @@ impl ServerConfig {
             app.webhook_url = webhook.clone();
             app.webhook_filter = defaults.webhook_filter.clone();
             app.subscription_count = defaults.subscription_count;
+            app.watchlist_events = defaults.watchlist_events;
         }
         config.with_env_settings(env)
     }
@@ -213,6 +218,7 @@ fn app_defaults(env: &Env) -> Result<AppDefaults> {
         limits: AppLimits::from_env(env)?,
         webhook_filter: WebhookFilter::from_env(env)?,
         subscription_count: env.bool(SUBSCRIPTION_COUNT_VAR)?.unwrap_or(false),
+        watchlist_events: env.bool(WATCHLIST_EVENTS_VAR)?.unwrap_or(false),
     })
 }
 

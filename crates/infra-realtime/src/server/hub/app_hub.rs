@@ -27,6 +27,7 @@ use crate::server::protocol::{CloseCode, USER_CHANNEL_PREFIX};
 use crate::server::state_counts::StateCounts;
 use crate::server::subscription::{Presence, Refusal};
 use crate::server::subscription_counter::{CountChanges, is_count_frame};
+use crate::server::watchlist::{UserChange, WATCHLIST_ROUTE_PREFIX};
 use crate::server::webhook_event::WebhookEvent;
 use crate::server::webhook_queue::WebhookQueue;
 
@@ -43,7 +44,12 @@ pub(crate) struct AppHub {
     /// Clustered: asks the cluster's cache store for a cache channel's last event (socket id,
     /// channel), answering through [`AppHub::finish_cache_lookup`].
     cache_lookup: OnceLock<CacheLookup>,
+    /// With watchlist events on: where signed-in users' first and last sockets are reported.
+    user_changes: OnceLock<UserChanges>,
 }
+
+/// Where a hub with watchlist events on reports its users' comings and goings.
+pub(crate) type UserChanges = Arc<dyn Fn(UserChange) + Send + Sync>;
 
 /// How a clustered hub asks for a cache channel's last event.
 pub(crate) type CacheLookup = Arc<dyn Fn(String, String) + Send + Sync>;
@@ -69,7 +75,33 @@ impl AppHub {
             log,
             count_changes,
             cache_lookup: OnceLock::new(),
+            user_changes: OnceLock::new(),
         }
+    }
+
+    /// Reports signed-in users' first and last sockets, and watchlists, to `changes`.
+    pub fn set_user_changes(&self, changes: UserChanges) {
+        let _ = self.user_changes.set(changes);
+    }
+
+    fn user_change(&self, change: impl FnOnce(String) -> UserChange) {
+        if let Some(report) = self.user_changes.get() {
+            report(change(self.config.id.clone()));
+        }
+    }
+
+    fn user_online(&self, user_id: &str) {
+        self.user_change(|app_id| UserChange::Online {
+            app_id,
+            user_id: user_id.to_owned(),
+        });
+    }
+
+    fn user_offline(&self, user_id: &str) {
+        self.user_change(|app_id| UserChange::Offline {
+            app_id,
+            user_id: user_id.to_owned(),
+        });
     }
 
     /// Clustered: how to ask the cluster for a cache channel's last event.
@@ -174,8 +206,10 @@ impl AppHub {
         for channel in &socket.channels {
             self.leave(&mut state, socket_id, channel);
         }
-        if let Some(user) = socket.user {
-            state.forget_user_socket(&user, socket_id);
+        if let Some(user) = socket.user
+            && state.forget_user_socket(&user, socket_id)
+        {
+            self.user_offline(&user);
         }
         if let Some(peer) = socket.peer {
             state.peers.remove(peer);
@@ -277,6 +311,14 @@ impl AppHub {
     /// cache channels: the path of this node's publishes and of frames other nodes published.
     pub fn deliver(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
         let mut state = self.lock();
+        if let Some(watcher) = channel.strip_prefix(WATCHLIST_ROUTE_PREFIX) {
+            for socket_id in state.users.get(watcher).into_iter().flatten() {
+                if let Some(socket) = state.sockets.get(socket_id) {
+                    deliver(socket, message.clone());
+                }
+            }
+            return;
+        }
         if is_cache_channel(channel) && !is_count_frame(message) {
             state.keep_cached(channel, message);
         }
@@ -325,7 +367,9 @@ impl AppHub {
 
     /// Records a socket's sign-in; a socket signed in as another user before leaves that
     /// user's channel, so its events and terminations no longer reach it.
-    pub fn sign_in(&self, socket_id: &str, user_id: &str) {
+    /// With watchlist events on, a user's first socket here makes it online, its last one
+    /// gone offline, and a `watchlist` is reported for its current state.
+    pub fn sign_in(&self, socket_id: &str, user_id: &str, watchlist: Vec<String>) {
         let mut state = self.lock();
         let Some(socket) = state.sockets.get_mut(socket_id) else {
             return;
@@ -336,13 +380,24 @@ impl AppHub {
             if socket.channels.remove(&user_channel) {
                 self.leave(&mut state, socket_id, &user_channel);
             }
-            state.forget_user_socket(&previous, socket_id);
+            if state.forget_user_socket(&previous, socket_id) {
+                self.user_offline(&previous);
+            }
         }
-        state
-            .users
-            .entry(user_id.to_owned())
-            .or_default()
-            .insert(socket_id.to_owned());
+        let sockets = state.users.entry(user_id.to_owned()).or_default();
+        let first = sockets.is_empty();
+        sockets.insert(socket_id.to_owned());
+        if first {
+            self.user_online(user_id);
+        }
+        if !watchlist.is_empty() {
+            self.user_change(|app_id| UserChange::Watching {
+                app_id,
+                socket_id: socket_id.to_owned(),
+                user_id: user_id.to_owned(),
+                watchlist,
+            });
+        }
     }
 
     /// Whether a socket joined a channel (client events need it).

@@ -168,13 +168,16 @@ impl AppState {
     }
 
     /// Drops one socket from a signed-in user's set, and the user with its last socket.
-    pub fn forget_user_socket(&mut self, user: &str, socket_id: &str) {
+    /// True when that was the user's last socket.
+    pub fn forget_user_socket(&mut self, user: &str, socket_id: &str) -> bool {
         if let Some(sockets) = self.users.get_mut(user) {
             sockets.remove(socket_id);
             if sockets.is_empty() {
                 self.users.remove(user);
+                return true;
             }
         }
+        false
     }
 }
 

@@ -22,6 +22,7 @@ mod presence;
 mod scripts;
 mod state_queue;
 mod supervisor;
+mod watchlist;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -37,6 +38,7 @@ use self::keys::SEP;
 use self::link::Link;
 use self::presence::RedisPresence;
 use self::supervisor::Supervisor;
+use self::watchlist::RedisWatchlist;
 use crate::server::app_config::AppConfig;
 use crate::server::bus::{Bus, BusHandler};
 use crate::server::cluster::{Cluster, ClusterHealth, ClusterLink};
@@ -65,6 +67,7 @@ pub(crate) fn cluster(config: ClusterConfig, apps: &[AppConfig]) -> Result<Clust
     let bus = Arc::new(RedisBus::new(link.config.node_id.clone()));
     let presence = Arc::new(RedisPresence::new(link.clone(), member_limits));
     let cache = Arc::new(RedisCacheChannels::new(link.clone()));
+    let watchlist = Arc::new(RedisWatchlist::new(link.clone()));
     let membership = Arc::new(RedisMembership {
         link,
         bus: bus.clone(),
@@ -76,6 +79,7 @@ pub(crate) fn cluster(config: ClusterConfig, apps: &[AppConfig]) -> Result<Clust
         presence,
         link: membership,
         cache,
+        watchlist,
     })
 }
 
