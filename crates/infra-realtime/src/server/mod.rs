@@ -14,6 +14,9 @@
 //!   cluster-wide transitions, which it tells the node. Both run over Redis (`redis`,
 //!   feature `server-redis`).
 //! - Connections (`connection`) and the HTTP API (`http_api`) act through the node.
+//! - Per-app features the node runs beside the hub: subscription counts
+//!   (`subscription_counter`), watchlist events (`watchlist`), the cluster's store of cache
+//!   channels' last events (`cache_store`), and which webhooks go out (`webhook_filter`).
 //!
 //! Invariants: an app's state changes only under its lock, never held across an `.await`;
 //! frames reach a socket through its bounded outbox in the order the hub handed them over; a

@@ -132,10 +132,12 @@ impl AppHub {
         self.cache_miss_webhooks(&mut state);
     }
 
-    /// Marks a non-presence channel's subscription count changed, for the node to send.
+    /// Marks a non-presence channel's subscription count changed, for the node to send (not
+    /// the server's own `#…` channels, such as a signed-in user's).
     fn count_changed(&self, channel: &str) {
         if let Some(changes) = &self.count_changes
             && !channel.starts_with("presence-")
+            && !channel.starts_with('#')
         {
             changes.changed(&self.config.id, channel);
         }
