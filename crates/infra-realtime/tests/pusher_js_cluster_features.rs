@@ -1,7 +1,8 @@
 //! pusher-js against a two-node cluster (two `infra-realtime-server` processes sharing the
 //! local Redis under a key prefix of their own) for the features that span nodes: subscription
 //! counts (with their webhook, verified by the official `pusher` npm SDK's `webhook()`) and the
-//! last event of cache channels, kept in Redis, and watchlist events.
+//! last event of cache channels, kept in Redis, and watchlist events; and the same watchlist
+//! and count scripts against one node alone.
 //!
 //! Needs Node, `npm ci` in `tests/compat` (`cargo xtask ci` does it) and the local Redis;
 //! fails, never skips, without them.
@@ -215,4 +216,32 @@ async fn pusher_js_watchlist_hears_a_user_with_two_tabs_once() {
     // y was online before w signed in: w heard it at sign-in or as it came online (both, when
     // y's sign-in was still on its way to Redis as w signed in).
     assert!(result["y_online"].as_u64().unwrap() >= 1, "{result}");
+}
+
+/// The same scripts against a single node (its own memory, no Redis): both clients on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_single_node_sends_watchlist_events_and_subscription_counts_too() {
+    let node = ServerProcess::start_with(
+        free_port(),
+        &[
+            ("INFRA_REALTIME_WATCHLIST_EVENTS", "true".into()),
+            ("INFRA_REALTIME_SUBSCRIPTION_COUNT", "true".into()),
+            ("INFRA_REALTIME_SUBSCRIPTION_COUNT_INTERVAL", "100ms".into()),
+        ],
+    );
+    let port = node.addr.port();
+    let watchlist = run_script("pusher_js_watchlist.js", [port, port], |_| {}).await;
+    assert_eq!(
+        (&watchlist["x_online"], &watchlist["x_offline"]),
+        (&json!(1), &json!(1)),
+        "{watchlist}"
+    );
+    let counts = run_script("pusher_js_subscription_count.js", [port, port], |_| {}).await;
+    let a_counts: Vec<u64> = serde_json::from_value(counts["a_counts"].clone()).unwrap();
+    assert_eq!(
+        (a_counts.first(), a_counts.last()),
+        (Some(&1), Some(&1)),
+        "{counts}"
+    );
+    assert!(a_counts.contains(&2), "{counts}");
 }
