@@ -7,13 +7,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::bus::{Bus, BusHandler};
+use super::cache_store::CacheStore;
 use super::presence_store::{PresenceHandler, PresenceStore};
+use super::watchlist::WatchlistStore;
 
 /// The cluster parts of a node (`server-redis`: all three over one Redis).
 pub(crate) struct Cluster {
     pub bus: Arc<dyn Bus>,
     pub presence: Arc<dyn PresenceStore>,
     pub link: Arc<dyn ClusterLink>,
+    /// The last event of each cache channel.
+    pub cache: Arc<dyn CacheStore>,
+    /// Who is online over the cluster, and who watches whom.
+    pub watchlist: Arc<dyn WatchlistStore>,
 }
 
 /// Whether the node reaches the rest of its cluster, for its health check.

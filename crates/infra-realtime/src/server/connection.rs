@@ -26,6 +26,7 @@ use super::outbox::outbox;
 use super::protocol::{CloseCode, check_protocol, error_frame, frame, subscription_error};
 use super::rate_window::RateWindow;
 use super::subscription::Refusal;
+use super::watchlist::watchlist_of;
 
 /// Bytes tungstenite reads at a time; small, because an idle connection keeps this buffer.
 const READ_BUFFER_BYTES: usize = 4096;
@@ -349,7 +350,16 @@ impl Connection {
     fn sign_in(&mut self, request: &SignInRequest) -> Result<(), Fatal> {
         let (user_data, id) = verify_sign_in(&self.keys(), &self.socket_id, request)
             .map_err(|refused| (CloseCode::Unauthorized, refused.0.to_owned()))?;
-        self.app.sign_in(&self.socket_id, &id);
+        let watchlist = if self.app.config.watchlist_events {
+            watchlist_of(&user_data).unwrap_or_else(|problem| {
+                // Signed in all the same, watching no one: the client is told why.
+                self.error(None, &problem);
+                Vec::new()
+            })
+        } else {
+            Vec::new()
+        };
+        self.app.sign_in(&self.socket_id, &id, watchlist);
         self.reply(frame(
             "pusher:signin_success",
             None,

@@ -14,6 +14,9 @@
 //!   cluster-wide transitions, which it tells the node. Both run over Redis (`redis`,
 //!   feature `server-redis`).
 //! - Connections (`connection`) and the HTTP API (`http_api`) act through the node.
+//! - Per-app features the node runs beside the hub: subscription counts
+//!   (`subscription_counter`), watchlist events (`watchlist`), the cluster's store of cache
+//!   channels' last events (`cache_store`), and which webhooks go out (`webhook_filter`).
 //!
 //! Invariants: an app's state changes only under its lock, never held across an `.await`;
 //! frames reach a socket through its bounded outbox in the order the hub handed them over; a
@@ -26,6 +29,8 @@ mod app_limits;
 // The cluster's contracts have no implementation in a build without `server-redis`.
 #[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
 mod bus;
+#[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
+mod cache_store;
 mod client_auth;
 mod client_message;
 mod cluster;
@@ -47,8 +52,11 @@ mod redis;
 mod server_config;
 mod state_counts;
 mod subscription;
+mod subscription_counter;
+mod watchlist;
 mod webhook_backlog;
 mod webhook_event;
+mod webhook_filter;
 mod webhook_queue;
 
 pub use app_config::{AppConfig, load_apps_file};
@@ -56,5 +64,11 @@ pub use app_limits::AppLimits;
 pub use cluster_config::{ClusterConfig, DEFAULT_LEASE, DEFAULT_PREFIX, REDIS_URL_VAR};
 pub use protocol::{CloseCode, MAX_PROTOCOL, MIN_PROTOCOL};
 pub use realtime_server::RealtimeServer;
-pub use server_config::{DEFAULT_WRITE_TIMEOUT, ServerConfig};
+pub use server_config::{
+    DEFAULT_SUBSCRIPTION_COUNT_INTERVAL, DEFAULT_WEBHOOK_RETRY_FOR, DEFAULT_WRITE_TIMEOUT,
+    ServerConfig,
+};
 pub use state_counts::StateCounts;
+pub use webhook_filter::{
+    WEBHOOK_CHANNEL_PREFIXES_VAR, WEBHOOK_EVENTS_VAR, WebhookFilter, WebhookKind,
+};

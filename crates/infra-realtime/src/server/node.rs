@@ -19,13 +19,15 @@ use serde_json::Value;
 
 use super::bus::BusHandler;
 use super::cluster::{Cluster, ClusterHealth};
-use super::hub::{AppHub, Hub};
+use super::hub::{AppHub, Hub, UserChanges, is_cache_channel};
 use super::presence_store::{
     ChannelStats, JoinAnswer, JoinOutcome, PresenceHandler, PresenceStore, StateChange, StateLog,
 };
 use super::protocol::{frame, member_added, member_removed};
 use super::server_config::ServerConfig;
 use super::state_counts::StateCounts;
+use super::subscription_counter::{CountChanges, SUBSCRIPTION_COUNT_EVENT};
+use super::watchlist::{self, LocalWatchlist, WatchlistStore};
 use super::webhook_event::WebhookEvent;
 use super::webhook_queue::{StillLeft, WebhookQueue};
 
@@ -33,6 +35,8 @@ use super::webhook_queue::{StillLeft, WebhookQueue};
 pub(crate) struct Node {
     hub: Arc<Hub>,
     cluster: Option<Cluster>,
+    /// Who is online and who watches whom: the cluster's, or this node's own.
+    watchlist: Arc<dyn WatchlistStore>,
     /// Silence after which a client is pinged (sent to clients as `activity_timeout`).
     pub activity_timeout: Duration,
     /// How long a pinged client has to answer.
@@ -49,30 +53,55 @@ impl Node {
         let cluster = join_cluster(&config)?;
         let store = cluster.as_ref().map(|c| c.presence.clone());
         let leave_delay = config.leave_delay;
+        let count_changes = CountChanges::new(config.subscription_count_interval);
+        let retry_for = config.webhook_retry_for;
         let apps = config
             .apps
             .into_iter()
             .map(|app| {
                 let webhooks = app.webhook_url.clone().map(|url| {
-                    let queue =
-                        WebhookQueue::new(url, app.key.clone(), app.secret.clone(), leave_delay);
+                    let queue = WebhookQueue::new(
+                        url,
+                        app.key.clone(),
+                        app.secret.clone(),
+                        leave_delay,
+                        retry_for,
+                    );
                     match &store {
                         Some(store) => queue.with_leave_check(still_left(store.clone(), &app.id)),
                         None => queue,
                     }
                 });
                 let log = store.clone().map(|store| store as Arc<dyn StateLog>);
-                AppHub::new(app, webhooks, log)
+                let counts = app.subscription_count.then(|| count_changes.clone());
+                AppHub::new(app, webhooks, log, counts)
             })
             .collect();
+        let watchlist = match &cluster {
+            Some(cluster) => cluster.watchlist.clone(),
+            None => Arc::new(LocalWatchlist::default()) as Arc<dyn WatchlistStore>,
+        };
         let node = Arc::new(Node {
             hub: Arc::new(Hub::new(apps)),
             cluster,
+            watchlist,
             activity_timeout: config.activity_timeout,
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
             trusted_proxies: config.trusted_proxies,
         });
+        count_changes.bind(Arc::downgrade(&node));
+        let changes = user_changes(Arc::downgrade(&node));
+        for app in node.hub.apps() {
+            if app.config.watchlist_events {
+                app.set_user_changes(changes.clone());
+            }
+        }
+        if node.cluster.is_some() {
+            for app in node.hub.apps() {
+                app.set_cache_lookup(cache_lookup(Arc::downgrade(&node), &app.config.id));
+            }
+        }
         if let Some(cluster) = &node.cluster {
             let hub: Weak<Hub> = Arc::downgrade(&node.hub);
             let handler: Weak<Node> = Arc::downgrade(&node);
@@ -84,6 +113,21 @@ impl Node {
     /// This node's state.
     pub fn hub(&self) -> &Hub {
         &self.hub
+    }
+
+    /// Who is online and who watches whom.
+    pub fn watchlist_store(&self) -> &Arc<dyn WatchlistStore> {
+        &self.watchlist
+    }
+
+    /// Delivers a frame on a server route (not a channel clients subscribe to): here, then on
+    /// the other nodes.
+    pub fn route(&self, app: &AppHub, route: &str, message: &str) {
+        let message = Utf8Bytes::from(message.to_owned());
+        app.deliver(route, &message, None);
+        if let Some(cluster) = &self.cluster {
+            cluster.bus.publish(&app.config.id, route, &message, None);
+        }
     }
 
     /// Whether other nodes share the channels.
@@ -104,6 +148,9 @@ impl Node {
         let message = Utf8Bytes::from(frame(event, Some(channel), &Value::String(data.into())));
         app.deliver(channel, &message, except);
         if let Some(cluster) = &self.cluster {
+            if is_cache_channel(channel) && event != SUBSCRIPTION_COUNT_EVENT {
+                cluster.cache.keep(&app.config.id, channel, &message);
+            }
             cluster
                 .bus
                 .publish(&app.config.id, channel, &message, except);
@@ -221,6 +268,40 @@ impl Node {
             .fold(queued, |a, b| a + b)
     }
 
+    /// A channel's subscription count over the cluster (`None`: the app is unknown).
+    pub async fn subscription_count(&self, app_id: &str, channel: &str) -> Option<usize> {
+        let app = self.hub.by_id(app_id)?.clone();
+        if let Some(store) = self.store() {
+            // This node's change is on its way to the store: let it land first (bounded, so a
+            // slow Redis delays the count, never stops it).
+            let until = tokio::time::Instant::now() + Duration::from_secs(1);
+            while store.pending() > 0 && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+        Some(
+            self.channel(&app, channel)
+                .await
+                .map_or(0, |stats| stats.subscription_count),
+        )
+    }
+
+    /// Sends a channel's subscription count to its subscribers on every node (when it has
+    /// any) and to the `subscription_count` webhook.
+    pub fn send_subscription_count(&self, app_id: &str, channel: &str, count: usize) {
+        let Some(app) = self.hub.by_id(app_id) else {
+            return;
+        };
+        if count > 0 {
+            let data = serde_json::json!({ "subscription_count": count }).to_string();
+            self.publish(app, channel, SUBSCRIPTION_COUNT_EVENT, &data, None);
+        }
+        app.webhook(WebhookEvent::SubscriptionCount {
+            channel: channel.to_owned(),
+            subscription_count: count,
+        });
+    }
+
     /// A member frame of member-list `version`: here, then on the other nodes.
     #[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
     fn publish_member_event(
@@ -322,6 +403,49 @@ fn still_left(store: Arc<dyn PresenceStore>, app_id: &str) -> StillLeft {
                 _ => true,
             }
         })
+    })
+}
+
+/// Asks the cluster's cache store for the last event of a cache channel a socket of `app_id`
+/// subscribed to, and hands the answer (a miss when the store cannot answer) back to the hub.
+fn cache_lookup(node: Weak<Node>, app_id: &str) -> super::hub::CacheLookup {
+    let app_id = app_id.to_owned();
+    Arc::new(move |socket_id, channel| {
+        let node = node.clone();
+        let app_id = app_id.clone();
+        tokio::spawn(async move {
+            let Some(node) = node.upgrade() else {
+                return;
+            };
+            let Some(cluster) = &node.cluster else {
+                return;
+            };
+            let found = match cluster.cache.last(&app_id, &channel).await {
+                Ok(found) => found,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cache channel lookup failed: answered as a miss");
+                    None
+                }
+            };
+            if let Some(app) = node.hub.by_id(&app_id) {
+                app.finish_cache_lookup(&socket_id, &channel, found);
+            }
+        });
+    })
+}
+
+/// Hands the hubs' user changes to the watchlist task (started with the first change, in the
+/// runtime that made it); a change that finds the queue full is dropped and logged.
+fn user_changes(node: Weak<Node>) -> UserChanges {
+    let (tx, rx) = tokio::sync::mpsc::channel(watchlist::QUEUE);
+    let rx = std::sync::Mutex::new(Some(rx));
+    Arc::new(move |change| {
+        if let Some(rx) = rx.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            tokio::spawn(watchlist::run(rx, node.clone()));
+        }
+        if tx.try_send(change).is_err() {
+            tracing::warn!("watchlist change dropped: the watchlist task is behind");
+        }
     })
 }
 

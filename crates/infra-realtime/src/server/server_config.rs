@@ -7,12 +7,28 @@ use std::time::Duration;
 use infra_core::http_server::TrustedProxies;
 use infra_core::{Env, Error, Result};
 
-use super::app_config::{AppConfig, read_apps_file};
+use super::app_config::{AppConfig, AppDefaults, read_apps_file};
 use super::app_limits::AppLimits;
 use super::cluster_config::ClusterConfig;
+use super::webhook_filter::WebhookFilter;
+
+/// The variable of [`AppConfig::subscription_count`] for every app an apps file does not set
+/// it for.
+const SUBSCRIPTION_COUNT_VAR: &str = "INFRA_REALTIME_SUBSCRIPTION_COUNT";
+/// The variable of [`AppConfig::watchlist_events`] for every app an apps file does not set it
+/// for.
+const WATCHLIST_EVENTS_VAR: &str = "INFRA_REALTIME_WATCHLIST_EVENTS";
 
 /// The variable of [`ServerConfig::write_timeout`].
 const WRITE_TIMEOUT_VAR: &str = "INFRA_REALTIME_WRITE_TIMEOUT";
+/// The variable of [`ServerConfig::webhook_retry_for`].
+const WEBHOOK_RETRY_FOR_VAR: &str = "INFRA_REALTIME_WEBHOOK_RETRY_FOR";
+/// Default of [`ServerConfig::webhook_retry_for`]: Pusher retries a webhook for 5 minutes.
+pub const DEFAULT_WEBHOOK_RETRY_FOR: Duration = Duration::from_secs(300);
+/// The variable of [`ServerConfig::subscription_count_interval`].
+const SUBSCRIPTION_COUNT_INTERVAL_VAR: &str = "INFRA_REALTIME_SUBSCRIPTION_COUNT_INTERVAL";
+/// Default of [`ServerConfig::subscription_count_interval`].
+pub const DEFAULT_SUBSCRIPTION_COUNT_INTERVAL: Duration = Duration::from_secs(5);
 /// Default of [`ServerConfig::write_timeout`].
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -29,6 +45,13 @@ pub struct ServerConfig {
     pub pong_timeout: Duration,
     /// How long `channel_vacated` / `member_removed` webhooks wait for a quick return.
     pub leave_delay: Duration,
+    /// How long a webhook batch the receiver does not take is retried (with back-off) before
+    /// it is given up and its events counted as dropped.
+    pub webhook_retry_for: Duration,
+    /// The least time between two `pusher_internal:subscription_count` events (and webhooks)
+    /// of one channel, for apps with [`AppConfig::subscription_count`] on: the first change is
+    /// sent at once, the changes within this time after it as one count at its end.
+    pub subscription_count_interval: Duration,
     /// How long one WebSocket write may take: a client that reads nothing for that long while
     /// the server has frames for it is disconnected (4100), as is one whose queue passes
     /// [`AppLimits::max_queued_bytes`].
@@ -50,6 +73,8 @@ impl ServerConfig {
             activity_timeout: Duration::from_secs(120),
             pong_timeout: Duration::from_secs(30),
             leave_delay: Duration::from_secs(3),
+            webhook_retry_for: DEFAULT_WEBHOOK_RETRY_FOR,
+            subscription_count_interval: DEFAULT_SUBSCRIPTION_COUNT_INTERVAL,
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             trusted_proxies: TrustedProxies::None,
             cluster: None,
@@ -91,6 +116,18 @@ impl ServerConfig {
         self
     }
 
+    /// Replaces how long an undelivered webhook batch is retried.
+    pub fn with_webhook_retry_for(mut self, retry_for: Duration) -> Self {
+        self.webhook_retry_for = retry_for;
+        self
+    }
+
+    /// Replaces the least time between two subscription counts of one channel.
+    pub fn with_subscription_count_interval(mut self, interval: Duration) -> Self {
+        self.subscription_count_interval = interval;
+        self
+    }
+
     /// Replaces the write timeout (at least 1 ms).
     pub fn with_write_timeout(mut self, timeout: Duration) -> Self {
         self.write_timeout = timeout.max(Duration::from_millis(1));
@@ -107,9 +144,9 @@ impl ServerConfig {
     /// Redis. `Ok(None)` when no app is configured.
     pub fn from_env(env: &Env) -> Result<Option<Self>> {
         let webhook = env.url("INFRA_REALTIME_WEBHOOK_URL")?;
-        let limits = AppLimits::from_env(env)?;
+        let defaults = app_defaults(env)?;
         let mut apps = if let Some(path) = env.optional("INFRA_REALTIME_APPS_FILE") {
-            read_apps_file(Path::new(&path), &limits)?
+            read_apps_file(Path::new(&path), &defaults)?
         } else if env.is_set("PUSHER_APP_ID") || env.is_set("PUSHER_KEY") {
             vec![
                 AppConfig::new(
@@ -117,7 +154,10 @@ impl ServerConfig {
                     env.required("PUSHER_KEY")?,
                     env.required_secret("PUSHER_SECRET")?.into_inner(),
                 )
-                .with_limits(limits),
+                .with_limits(defaults.limits)
+                .with_webhook_filter(defaults.webhook_filter)
+                .with_subscription_count(defaults.subscription_count)
+                .with_watchlist_events(defaults.watchlist_events),
             ]
         } else {
             return Ok(None);
@@ -138,18 +178,21 @@ impl ServerConfig {
         if let Some(config) = ServerConfig::from_env(env)? {
             return Ok(config);
         }
-        let limits = AppLimits::from_env(env)?;
+        let defaults = app_defaults(env)?;
         let webhook = env.url("INFRA_REALTIME_WEBHOOK_URL")?;
         let mut config = ServerConfig::embedded_default();
         for app in &mut config.apps {
-            app.limits = limits.clone();
+            app.limits = defaults.limits.clone();
             app.webhook_url = webhook.clone();
+            app.webhook_filter = defaults.webhook_filter.clone();
+            app.subscription_count = defaults.subscription_count;
+            app.watchlist_events = defaults.watchlist_events;
         }
         config.with_env_settings(env)
     }
 
-    /// The server-wide settings of the environment: the write timeout, the trusted proxies and
-    /// the cluster.
+    /// The server-wide settings of the environment: the write timeout, the webhook retry time,
+    /// the trusted proxies and the cluster.
     fn with_env_settings(mut self, env: &Env) -> Result<Self> {
         if let Some(timeout) = env.duration(WRITE_TIMEOUT_VAR)? {
             if timeout.is_zero() {
@@ -157,9 +200,26 @@ impl ServerConfig {
             }
             self.write_timeout = timeout;
         }
+        if let Some(interval) = env.duration(SUBSCRIPTION_COUNT_INTERVAL_VAR)? {
+            self.subscription_count_interval = interval;
+        }
+        if let Some(retry_for) = env.duration(WEBHOOK_RETRY_FOR_VAR)? {
+            self.webhook_retry_for = retry_for;
+        }
         self.trusted_proxies = TrustedProxies::from_env(env)?;
         Ok(self.with_cluster(ClusterConfig::from_env(env)?))
     }
+}
+
+/// The per-app settings the environment gives every app: limits, webhook filter, subscription
+/// counts.
+fn app_defaults(env: &Env) -> Result<AppDefaults> {
+    Ok(AppDefaults {
+        limits: AppLimits::from_env(env)?,
+        webhook_filter: WebhookFilter::from_env(env)?,
+        subscription_count: env.bool(SUBSCRIPTION_COUNT_VAR)?.unwrap_or(false),
+        watchlist_events: env.bool(WATCHLIST_EVENTS_VAR)?.unwrap_or(false),
+    })
 }
 
 #[cfg(test)]
@@ -176,8 +236,15 @@ mod tests {
             ("INFRA_REALTIME_MAX_CHANNELS_PER_CONNECTION", "12"),
             ("INFRA_REALTIME_WRITE_TIMEOUT", "3s"),
             ("INFRA_TRUSTED_PROXIES", "1"),
+            ("INFRA_REALTIME_SUBSCRIPTION_COUNT", "true"),
+            ("INFRA_REALTIME_WEBHOOK_EVENTS", "client_events"),
         ]);
         let config = ServerConfig::from_env(&env).unwrap().unwrap();
+        assert!(config.apps[0].subscription_count);
+        assert_eq!(
+            config.apps[0].webhook_filter,
+            WebhookFilter::kinds([super::super::WebhookKind::ClientEvents])
+        );
         assert_eq!(config.apps.len(), 1);
         assert_eq!(config.apps[0].id, "3");
         assert!(config.apps[0].webhook_url.is_some());

@@ -2,6 +2,8 @@
 
 use serde_json::{Value, json};
 
+use super::webhook_filter::WebhookKind;
+
 /// One webhook event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum WebhookEvent {
@@ -25,6 +27,13 @@ pub(crate) enum WebhookEvent {
         data: String,
         socket_id: String,
         user_id: Option<String>,
+    },
+    CacheMiss {
+        channel: String,
+    },
+    SubscriptionCount {
+        channel: String,
+        subscription_count: usize,
     },
 }
 
@@ -58,6 +67,42 @@ impl WebhookEvent {
                 }
                 v
             }
+            WebhookEvent::CacheMiss { channel } => {
+                json!({"name": "cache_miss", "channel": channel})
+            }
+            WebhookEvent::SubscriptionCount {
+                channel,
+                subscription_count,
+            } => json!({"name": "subscription_count", "channel": channel,
+                "subscription_count": subscription_count}),
+        }
+    }
+
+    /// The group of Pusher's dashboard the event belongs to.
+    pub fn kind(&self) -> WebhookKind {
+        match self {
+            WebhookEvent::ChannelOccupied { .. } | WebhookEvent::ChannelVacated { .. } => {
+                WebhookKind::ChannelExistence
+            }
+            WebhookEvent::MemberAdded { .. } | WebhookEvent::MemberRemoved { .. } => {
+                WebhookKind::Presence
+            }
+            WebhookEvent::ClientEvent { .. } => WebhookKind::ClientEvents,
+            WebhookEvent::CacheMiss { .. } => WebhookKind::CacheMiss,
+            WebhookEvent::SubscriptionCount { .. } => WebhookKind::SubscriptionCount,
+        }
+    }
+
+    /// The channel the event is about.
+    pub fn channel(&self) -> &str {
+        match self {
+            WebhookEvent::ChannelOccupied { channel }
+            | WebhookEvent::ChannelVacated { channel }
+            | WebhookEvent::MemberAdded { channel, .. }
+            | WebhookEvent::MemberRemoved { channel, .. }
+            | WebhookEvent::ClientEvent { channel, .. }
+            | WebhookEvent::CacheMiss { channel }
+            | WebhookEvent::SubscriptionCount { channel, .. } => channel,
         }
     }
 

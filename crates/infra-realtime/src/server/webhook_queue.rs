@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use infra_core::{Backoff, RetryPolicy, Secret};
+use infra_core::{Backoff, Secret};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
@@ -28,13 +28,11 @@ pub(crate) const BACKLOG_CAPACITY: usize = 10_000;
 /// Events on their way from the connections to the worker; the worker takes them within
 /// microseconds unless it is busy delivering, when new ones are dropped and counted.
 const HANDOVER_CAPACITY: usize = 1024;
-/// How one batch is delivered: 5 attempts before it is given up (and logged), 0.5 s doubling
-/// up to 30 s between them, jittered so a receiver coming back is not hit by every node's
-/// retries at once.
-const DELIVERY_RETRY: RetryPolicy = RetryPolicy::new(
-    5,
-    Backoff::new(Duration::from_millis(500), Duration::from_secs(30)),
-);
+/// The waits between one batch's attempts: 0.5 s doubling up to 60 s, jittered so a receiver
+/// coming back is not hit by every node's retries at once. Attempts go on until the batch is
+/// [`ServerConfig::webhook_retry_for`](super::ServerConfig) old (Pusher's 5 minutes by
+/// default), when it is given up, logged and its events counted as dropped.
+const DELIVERY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(500), Duration::from_secs(60));
 
 /// Whether a `channel_vacated` / `member_removed` still holds when it falls due (the channel
 /// is still vacant, the user still gone) over the whole cluster; true when it cannot tell.
@@ -46,6 +44,7 @@ struct Target {
     key: String,
     secret: Secret<String>,
     leave_delay: Duration,
+    retry_for: Duration,
     still_left: Option<StillLeft>,
 }
 
@@ -59,10 +58,14 @@ struct Tally {
 
 impl Tally {
     fn dropped(&self, why: &str) {
-        let before = self.dropped.fetch_add(1, Ordering::Relaxed);
+        self.dropped_many(1, why);
+    }
+
+    fn dropped_many(&self, events: u64, why: &str) {
+        let before = self.dropped.fetch_add(events, Ordering::Relaxed);
         // A flood drops thousands: log the first and then ever more rarely.
-        if before.is_power_of_two() || before == 0 {
-            tracing::warn!(dropped = before + 1, "webhook event dropped: {why}");
+        if (before + 1).is_power_of_two() || before == 0 || events > 1 {
+            tracing::warn!(dropped = before + events, "webhook event(s) dropped: {why}");
         }
     }
 }
@@ -75,13 +78,20 @@ pub(crate) struct WebhookQueue {
 }
 
 impl WebhookQueue {
-    pub fn new(url: url::Url, key: String, secret: Secret<String>, leave_delay: Duration) -> Self {
+    pub fn new(
+        url: url::Url,
+        key: String,
+        secret: Secret<String>,
+        leave_delay: Duration,
+        retry_for: Duration,
+    ) -> Self {
         WebhookQueue {
             target: std::sync::Mutex::new(Some(Target {
                 url,
                 key,
                 secret,
                 leave_delay,
+                retry_for,
                 still_left: None,
             })),
             tx: OnceLock::new(),
@@ -184,7 +194,13 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>, tally: Arc<Ta
             }
         }
         if !events.is_empty() {
-            deliver(&http, &target, events).await;
+            let count = events.len() as u64;
+            if !deliver(&http, &target, events).await {
+                tally.dropped_many(
+                    count,
+                    "the receiver did not take them within the retry time",
+                );
+            }
         }
         tally.held.store(backlog.len(), Ordering::Relaxed);
     }
@@ -205,14 +221,17 @@ pub(crate) fn sign_batch(
     (body, signature)
 }
 
-async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
+/// Delivers one batch, retrying until it is `retry_for` old; false when it was given up.
+async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) -> bool {
+    let started = Instant::now();
     let time_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or_default();
     let (body, signature) = sign_batch(&target.secret, time_ms, events);
-    let attempts = DELIVERY_RETRY.max_attempts;
-    for attempt in 1..=attempts {
+    let mut attempt: u32 = 0;
+    loop {
+        attempt += 1;
         let result = http
             .post(target.url.clone())
             .header("Content-Type", "application/json")
@@ -222,20 +241,25 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
             .send()
             .await;
         match result {
-            Ok(reply) if reply.status().is_success() => return,
+            Ok(reply) if reply.status().is_success() => return true,
             Ok(reply) => {
                 tracing::warn!(status = %reply.status(), attempt, "webhook refused");
             }
             Err(e) => tracing::warn!(error = %e.without_url(), attempt, "webhook not delivered"),
         }
-        if DELIVERY_RETRY.allows_another(attempt) {
-            tokio::time::sleep(DELIVERY_RETRY.delay(attempt)).await;
+        let wait = DELIVERY_BACKOFF.delay(attempt);
+        let elapsed = started.elapsed();
+        if elapsed >= target.retry_for {
+            break;
         }
+        // The last wait is cut short so the last attempt falls at the retry time at most.
+        tokio::time::sleep(wait.min(target.retry_for - elapsed)).await;
     }
     tracing::error!(
         host = target.url.host_str().unwrap_or("?"),
-        "webhook batch given up after {attempts} attempts"
+        "webhook batch given up after {attempt} attempts"
     );
+    false
 }
 
 #[cfg(test)]

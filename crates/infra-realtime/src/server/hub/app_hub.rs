@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
@@ -26,6 +26,8 @@ use crate::server::presence_store::{ChannelStats, JoinOutcome, StateChange, Stat
 use crate::server::protocol::{CloseCode, USER_CHANNEL_PREFIX};
 use crate::server::state_counts::StateCounts;
 use crate::server::subscription::{Presence, Refusal};
+use crate::server::subscription_counter::{CountChanges, is_count_frame};
+use crate::server::watchlist::{UserChange, WATCHLIST_ROUTE_PREFIX};
 use crate::server::webhook_event::WebhookEvent;
 use crate::server::webhook_queue::WebhookQueue;
 
@@ -36,7 +38,21 @@ pub(crate) struct AppHub {
     webhooks: Option<WebhookQueue>,
     /// Where membership changes go on a clustered node; `None`: this node decides them.
     log: Option<AppLog>,
+    /// Where changed subscription counts go when the app has Pusher's subscription count
+    /// setting on.
+    count_changes: Option<Arc<CountChanges>>,
+    /// Clustered: asks the cluster's cache store for a cache channel's last event (socket id,
+    /// channel), answering through [`AppHub::finish_cache_lookup`].
+    cache_lookup: OnceLock<CacheLookup>,
+    /// With watchlist events on: where signed-in users' first and last sockets are reported.
+    user_changes: OnceLock<UserChanges>,
 }
+
+/// Where a hub with watchlist events on reports its users' comings and goings.
+pub(crate) type UserChanges = Arc<dyn Fn(UserChange) + Send + Sync>;
+
+/// How a clustered hub asks for a cache channel's last event.
+pub(crate) type CacheLookup = Arc<dyn Fn(String, String) + Send + Sync>;
 
 impl AppHub {
     /// An app sending `webhooks` (when it has a webhook URL); `log` is the presence store's on
@@ -45,13 +61,85 @@ impl AppHub {
         config: AppConfig,
         webhooks: Option<WebhookQueue>,
         log: Option<Arc<dyn StateLog>>,
+        count_changes: Option<Arc<CountChanges>>,
     ) -> Self {
         let log = log.map(|log| AppLog::new(log, config.id.clone()));
+        let state = AppState {
+            ask_cluster_cache: log.is_some(),
+            ..AppState::default()
+        };
         AppHub {
             config,
-            state: Mutex::new(AppState::default()),
+            state: Mutex::new(state),
             webhooks,
             log,
+            count_changes,
+            cache_lookup: OnceLock::new(),
+            user_changes: OnceLock::new(),
+        }
+    }
+
+    /// Reports signed-in users' first and last sockets, and watchlists, to `changes`.
+    pub fn set_user_changes(&self, changes: UserChanges) {
+        let _ = self.user_changes.set(changes);
+    }
+
+    fn user_change(&self, change: impl FnOnce(String) -> UserChange) {
+        if let Some(report) = self.user_changes.get() {
+            report(change(self.config.id.clone()));
+        }
+    }
+
+    fn user_online(&self, user_id: &str) {
+        self.user_change(|app_id| UserChange::Online {
+            app_id,
+            user_id: user_id.to_owned(),
+        });
+    }
+
+    fn user_offline(&self, user_id: &str) {
+        self.user_change(|app_id| UserChange::Offline {
+            app_id,
+            user_id: user_id.to_owned(),
+        });
+    }
+
+    /// Clustered: how to ask the cluster for a cache channel's last event.
+    pub fn set_cache_lookup(&self, lookup: CacheLookup) {
+        let _ = self.cache_lookup.set(lookup);
+    }
+
+    /// Clustered: the cluster's answer for a subscription that found no event on this node.
+    /// An event that arrived here meanwhile reached the subscriber live, and stands.
+    pub fn finish_cache_lookup(&self, socket_id: &str, channel: &str, found: Option<Utf8Bytes>) {
+        let mut state = self.lock();
+        let subscribed = state
+            .sockets
+            .get(socket_id)
+            .is_some_and(|socket| socket.channels.contains(channel));
+        if !subscribed || state.has_cached(channel) {
+            return;
+        }
+        match found {
+            Some(message) => {
+                if let Some(socket) = state.sockets.get(socket_id) {
+                    deliver(socket, message.clone());
+                }
+                state.keep_cached(channel, &message);
+            }
+            None => state.cache_miss(socket_id, channel),
+        }
+        self.cache_miss_webhooks(&mut state);
+    }
+
+    /// Marks a non-presence channel's subscription count changed, for the node to send (not
+    /// the server's own `#…` channels, such as a signed-in user's).
+    fn count_changed(&self, channel: &str) {
+        if let Some(changes) = &self.count_changes
+            && !channel.starts_with("presence-")
+            && !channel.starts_with('#')
+        {
+            changes.changed(&self.config.id, channel);
         }
     }
 
@@ -62,7 +150,9 @@ impl AppHub {
 
     /// Queues a webhook event (dropped when the app has no webhook URL).
     pub fn webhook(&self, event: WebhookEvent) {
-        if let Some(queue) = &self.webhooks {
+        if let Some(queue) = &self.webhooks
+            && self.config.webhook_filter.allows(&event)
+        {
             queue.push(event);
         }
     }
@@ -118,8 +208,10 @@ impl AppHub {
         for channel in &socket.channels {
             self.leave(&mut state, socket_id, channel);
         }
-        if let Some(user) = socket.user {
-            state.forget_user_socket(&user, socket_id);
+        if let Some(user) = socket.user
+            && state.forget_user_socket(&user, socket_id)
+        {
+            self.user_offline(&user);
         }
         if let Some(peer) = socket.peer {
             state.peers.remove(peer);
@@ -158,7 +250,7 @@ impl AppHub {
                 ),
             });
         }
-        match &self.log {
+        let result = match &self.log {
             Some(log) => {
                 shared_presence::subscribe(&mut state, socket_id, channel, presence, log);
                 Ok(())
@@ -171,6 +263,28 @@ impl AppHub {
                 self.config.limits.max_presence_members,
                 &|event| self.webhook(event),
             ),
+        };
+        self.cache_miss_webhooks(&mut state);
+        if result.is_ok() {
+            self.count_changed(channel);
+        }
+        result
+    }
+
+    /// The `cache_miss` webhooks of the subscriptions that just succeeded without a cached
+    /// event.
+    fn cache_miss_webhooks(&self, state: &mut AppState) {
+        for channel in std::mem::take(&mut state.cache_misses) {
+            self.webhook(WebhookEvent::CacheMiss { channel });
+        }
+        for (socket_id, channel) in std::mem::take(&mut state.cache_lookups) {
+            match self.cache_lookup.get() {
+                Some(lookup) => lookup(socket_id, channel),
+                None => state.cache_miss(&socket_id, &channel),
+            }
+        }
+        for channel in std::mem::take(&mut state.cache_misses) {
+            self.webhook(WebhookEvent::CacheMiss { channel });
         }
     }
 
@@ -192,13 +306,22 @@ impl AppHub {
             Some(log) => shared_presence::leave(state, socket_id, channel, log),
             None => local_presence::leave(state, socket_id, channel, &|event| self.webhook(event)),
         }
+        self.count_changed(channel);
     }
 
     /// Delivers a frame to this node's subscribers of `channel` but `except`, and keeps it on
     /// cache channels: the path of this node's publishes and of frames other nodes published.
     pub fn deliver(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
         let mut state = self.lock();
-        if is_cache_channel(channel) {
+        if let Some(watcher) = channel.strip_prefix(WATCHLIST_ROUTE_PREFIX) {
+            for socket_id in state.users.get(watcher).into_iter().flatten() {
+                if let Some(socket) = state.sockets.get(socket_id) {
+                    deliver(socket, message.clone());
+                }
+            }
+            return;
+        }
+        if is_cache_channel(channel) && !is_count_frame(message) {
             state.keep_cached(channel, message);
         }
         state.send_to_channel(channel, message, except);
@@ -246,7 +369,9 @@ impl AppHub {
 
     /// Records a socket's sign-in; a socket signed in as another user before leaves that
     /// user's channel, so its events and terminations no longer reach it.
-    pub fn sign_in(&self, socket_id: &str, user_id: &str) {
+    /// With watchlist events on, a user's first socket here makes it online, its last one
+    /// gone offline, and a `watchlist` is reported for its current state.
+    pub fn sign_in(&self, socket_id: &str, user_id: &str, watchlist: Vec<String>) {
         let mut state = self.lock();
         let Some(socket) = state.sockets.get_mut(socket_id) else {
             return;
@@ -257,13 +382,24 @@ impl AppHub {
             if socket.channels.remove(&user_channel) {
                 self.leave(&mut state, socket_id, &user_channel);
             }
-            state.forget_user_socket(&previous, socket_id);
+            if state.forget_user_socket(&previous, socket_id) {
+                self.user_offline(&previous);
+            }
         }
-        state
-            .users
-            .entry(user_id.to_owned())
-            .or_default()
-            .insert(socket_id.to_owned());
+        let sockets = state.users.entry(user_id.to_owned()).or_default();
+        let first = sockets.is_empty();
+        sockets.insert(socket_id.to_owned());
+        if first {
+            self.user_online(user_id);
+        }
+        if !watchlist.is_empty() {
+            self.user_change(|app_id| UserChange::Watching {
+                app_id,
+                socket_id: socket_id.to_owned(),
+                user_id: user_id.to_owned(),
+                watchlist,
+            });
+        }
     }
 
     /// Whether a socket joined a channel (client events need it).
@@ -353,7 +489,9 @@ impl AppHub {
     /// Clustered: the store's answer to a presence join of `socket_id`.
     pub fn complete_join(&self, socket_id: &str, channel: &str, outcome: JoinOutcome) {
         if let Some(log) = &self.log {
-            shared_presence::complete_join(&mut self.lock(), socket_id, channel, outcome, log);
+            let mut state = self.lock();
+            shared_presence::complete_join(&mut state, socket_id, channel, outcome, log);
+            self.cache_miss_webhooks(&mut state);
         }
     }
 
@@ -411,6 +549,7 @@ mod tests {
             AppConfig::new("1", "key", "secret"),
             None,
             Some(Arc::new(log)),
+            None,
         )
     }
 

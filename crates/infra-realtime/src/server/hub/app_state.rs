@@ -12,14 +12,13 @@ use std::time::{Duration, Instant};
 use axum::extract::ws::Utf8Bytes;
 use serde_json::{Value, json};
 
+use crate::server::cache_store::CACHE_TTL;
 use crate::server::kill_switch::Kill;
 use crate::server::outbox::Outbox;
 use crate::server::peer_counts::PeerCounts;
 use crate::server::presence_store::ChannelStats;
 use crate::server::protocol::{CloseCode, frame};
 
-/// How long the last event of a `cache-` channel is kept for late subscribers.
-const CACHE_TTL: Duration = Duration::from_secs(30 * 60);
 /// How often expired cache entries are swept (reads check the age themselves meanwhile).
 const CACHE_SWEEP: Duration = Duration::from_secs(60);
 
@@ -86,6 +85,14 @@ pub(super) struct AppState {
     pub cache: HashMap<String, (Utf8Bytes, Instant)>,
     /// When expired cache entries were last swept.
     pub cache_swept: Option<Instant>,
+    /// Cache channels a subscriber was just sent `cache_miss` on, for the hub's `cache_miss`
+    /// webhook once its change is done.
+    pub cache_misses: Vec<String>,
+    /// Clustered: a cache channel this node holds no event of is asked of the cluster's store
+    /// before the subscriber hears `cache_miss`.
+    pub ask_cluster_cache: bool,
+    /// Subscriptions (socket id, channel) waiting for the cluster's answer, for the hub to ask.
+    pub cache_lookups: Vec<(String, String)>,
     pub peers: PeerCounts,
 }
 
@@ -108,7 +115,7 @@ impl AppState {
 
     /// Sends `subscription_succeeded` with `data` to a socket of `channel`, and on cache
     /// channels the kept event or `cache_miss`.
-    pub fn succeed(&self, socket_id: &str, channel: &str, data: &Value) {
+    pub fn succeed(&mut self, socket_id: &str, channel: &str, data: &Value) {
         let Some(socket) = self.sockets.get(socket_id) else {
             return;
         };
@@ -119,12 +126,30 @@ impl AppState {
         );
         deliver(socket, Utf8Bytes::from(succeeded));
         if is_cache_channel(channel) {
-            let reply = match self.cache.get(channel) {
-                Some((cached, at)) if at.elapsed() < CACHE_TTL => cached.clone(),
-                _ => Utf8Bytes::from(frame("pusher:cache_miss", Some(channel), &json!({}))),
-            };
-            deliver(socket, reply);
+            match self.cache.get(channel) {
+                Some((cached, at)) if at.elapsed() < CACHE_TTL => deliver(socket, cached.clone()),
+                _ if self.ask_cluster_cache => self
+                    .cache_lookups
+                    .push((socket_id.to_owned(), channel.to_owned())),
+                _ => self.cache_miss(socket_id, channel),
+            }
         }
+    }
+
+    /// Sends `cache_miss` to a subscriber of a cache channel, and notes it for the webhook.
+    pub fn cache_miss(&mut self, socket_id: &str, channel: &str) {
+        if let Some(socket) = self.sockets.get(socket_id) {
+            let miss = frame("pusher:cache_miss", Some(channel), &json!({}));
+            deliver(socket, Utf8Bytes::from(miss));
+            self.cache_misses.push(channel.to_owned());
+        }
+    }
+
+    /// Whether this node holds a cache channel's last event (within the TTL).
+    pub fn has_cached(&self, channel: &str) -> bool {
+        self.cache
+            .get(channel)
+            .is_some_and(|(_, at)| at.elapsed() < CACHE_TTL)
     }
 
     /// Sends a frame to every subscriber of `channel` on this node but `except`.
@@ -143,13 +168,16 @@ impl AppState {
     }
 
     /// Drops one socket from a signed-in user's set, and the user with its last socket.
-    pub fn forget_user_socket(&mut self, user: &str, socket_id: &str) {
+    /// True when that was the user's last socket.
+    pub fn forget_user_socket(&mut self, user: &str, socket_id: &str) -> bool {
         if let Some(sockets) = self.users.get_mut(user) {
             sockets.remove(socket_id);
             if sockets.is_empty() {
                 self.users.remove(user);
+                return true;
             }
         }
+        false
     }
 }
 
@@ -161,7 +189,7 @@ pub(super) fn presence_data<'a>(members: impl Iterator<Item = (&'a String, &'a V
 }
 
 /// `cache-…`, `private-cache-…`, `private-encrypted-cache-…`, `presence-cache-…`.
-pub(super) fn is_cache_channel(name: &str) -> bool {
+pub(crate) fn is_cache_channel(name: &str) -> bool {
     let rest = name
         .strip_prefix("private-encrypted-")
         .or_else(|| name.strip_prefix("private-"))

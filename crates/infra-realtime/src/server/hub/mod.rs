@@ -22,7 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::ws::Utf8Bytes;
 
-pub(crate) use app_hub::AppHub;
+pub(crate) use app_hub::{AppHub, CacheLookup, UserChanges};
+pub(crate) use app_state::is_cache_channel;
 
 use super::bus::BusHandler;
 

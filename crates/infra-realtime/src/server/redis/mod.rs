@@ -14,6 +14,7 @@
 //! on reconnect, or when it finds its lease had run out, it writes its whole state again.
 
 mod bus;
+mod cache_channel;
 mod keys;
 mod lease;
 mod link;
@@ -21,6 +22,7 @@ mod presence;
 mod scripts;
 mod state_queue;
 mod supervisor;
+mod watchlist;
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -31,10 +33,12 @@ use async_trait::async_trait;
 use infra_core::{Error, Result};
 
 use self::bus::RedisBus;
+use self::cache_channel::RedisCacheChannels;
 use self::keys::SEP;
 use self::link::Link;
 use self::presence::RedisPresence;
 use self::supervisor::Supervisor;
+use self::watchlist::RedisWatchlist;
 use crate::server::app_config::AppConfig;
 use crate::server::bus::{Bus, BusHandler};
 use crate::server::cluster::{Cluster, ClusterHealth, ClusterLink};
@@ -62,15 +66,20 @@ pub(crate) fn cluster(config: ClusterConfig, apps: &[AppConfig]) -> Result<Clust
     let link = Arc::new(Link::new(config)?);
     let bus = Arc::new(RedisBus::new(link.config.node_id.clone()));
     let presence = Arc::new(RedisPresence::new(link.clone(), member_limits));
+    let cache = Arc::new(RedisCacheChannels::new(link.clone()));
+    let watchlist = Arc::new(RedisWatchlist::new(link.clone()));
     let membership = Arc::new(RedisMembership {
         link,
         bus: bus.clone(),
         presence: Arc::downgrade(&presence),
+        cache: cache.clone(),
     });
     Ok(Cluster {
         bus,
         presence,
         link: membership,
+        cache,
+        watchlist,
     })
 }
 
@@ -80,6 +89,7 @@ struct RedisMembership {
     bus: Arc<RedisBus>,
     /// Weak: the store is the node's, and dropping it ends the state writer.
     presence: Weak<RedisPresence>,
+    cache: Arc<RedisCacheChannels>,
 }
 
 #[async_trait]
@@ -96,6 +106,7 @@ impl ClusterLink for RedisMembership {
             return Ok(());
         };
         self.bus.start(self.link.clone());
+        self.cache.start();
         presence.start(node.clone());
         tokio::spawn(
             Supervisor {
