@@ -246,10 +246,18 @@ async fn run_job(
         attempt = job.attempt,
         waited_ms = (now_ms() - job.run_at_ms).max(0),
     );
+    let metrics = worker.config.tally.metrics(function.id());
+    if job.attempt == 1 {
+        metrics.started_after(Duration::from_millis(
+            (now_ms() - job.enqueued_at_ms).max(0) as u64,
+        ));
+    }
+    let started = std::time::Instant::now();
     let execution = function
         .execute(job.event.clone(), ctx)
         .instrument(span.clone())
         .await;
+    metrics.ran(started.elapsed());
     let cancelled = worker
         .cancelled
         .lock()

@@ -6,6 +6,7 @@ mod envelope_probe;
 mod error_tracking;
 mod local_sink;
 mod monitoring;
+mod monitoring_metrics;
 pub mod scrub;
 #[cfg(feature = "sentry")]
 mod sentry_backend;

@@ -149,11 +149,13 @@ impl Monitoring {
         context: &Context,
         tracking: &Tracking,
     ) -> Option<String> {
-        Some(match &self.backend {
+        let id = match &self.backend {
             Backend::Local(sink) => sink.capture_error_with(error, context, tracking),
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.capture_error_with(error, context, tracking),
-        })
+        };
+        crate::monitoring_metrics::count_event(self.backend(), &id);
+        Some(id)
     }
 }
 
@@ -163,11 +165,13 @@ impl ErrorReporter for Monitoring {
     }
 
     fn capture_message(&self, message: &str, level: Level, context: &Context) -> Option<String> {
-        Some(match &self.backend {
+        let id = match &self.backend {
             Backend::Local(sink) => sink.capture(level, ("message", message.into()), context),
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.capture_message(message, level, context),
-        })
+        };
+        crate::monitoring_metrics::count_event(self.backend(), &id);
+        Some(id)
     }
 
     fn add_breadcrumb(&self, breadcrumb: Breadcrumb) {

@@ -45,6 +45,7 @@ mod realtime_server;
 #[cfg(feature = "server-redis")]
 mod redis;
 mod server_config;
+mod server_metrics;
 mod state_counts;
 mod subscription;
 mod webhook_backlog;

@@ -60,6 +60,7 @@ struct Tally {
 impl Tally {
     fn dropped(&self, why: &str) {
         let before = self.dropped.fetch_add(1, Ordering::Relaxed);
+        super::server_metrics::metrics().webhook_dropped();
         // A flood drops thousands: log the first and then ever more rarely.
         if before.is_power_of_two() || before == 0 {
             tracing::warn!(dropped = before + 1, "webhook event dropped: {why}");
@@ -222,7 +223,10 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
             .send()
             .await;
         match result {
-            Ok(reply) if reply.status().is_success() => return,
+            Ok(reply) if reply.status().is_success() => {
+                super::server_metrics::metrics().webhook(true);
+                return;
+            }
             Ok(reply) => {
                 tracing::warn!(status = %reply.status(), attempt, "webhook refused");
             }
@@ -232,6 +236,7 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
             tokio::time::sleep(DELIVERY_RETRY.delay(attempt)).await;
         }
     }
+    super::server_metrics::metrics().webhook(false);
     tracing::error!(
         host = target.url.host_str().unwrap_or("?"),
         "webhook batch given up after {attempts} attempts"

@@ -197,11 +197,14 @@ impl AppHub {
     /// Delivers a frame to this node's subscribers of `channel` but `except`, and keeps it on
     /// cache channels: the path of this node's publishes and of frames other nodes published.
     pub fn deliver(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
+        let started = std::time::Instant::now();
         let mut state = self.lock();
         if is_cache_channel(channel) {
             state.keep_cached(channel, message);
         }
         state.send_to_channel(channel, message, except);
+        drop(state);
+        crate::server::server_metrics::metrics().fanned_out(started.elapsed());
     }
 
     /// A client event: delivered to the channel's other subscribers on this node, with

@@ -81,6 +81,7 @@ impl Link {
     }
 
     pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        crate::server::server_metrics::metrics().redis_error();
         tracing::warn!(node = %self.config.node_id, error = %error, "realtime cluster: {what}");
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(format!("{what}: {error}"));
