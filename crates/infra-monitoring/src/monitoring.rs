@@ -79,6 +79,7 @@ impl Monitoring {
                 ));
             }
         };
+        crate::monitoring_metrics::register();
         Ok(Monitoring {
             backend,
             config: Arc::new(config),

@@ -38,6 +38,11 @@ fn metrics() -> &'static MonitoringMetrics {
     })
 }
 
+/// Registers the counters (at zero), so that they show before the first event.
+pub(crate) fn register() {
+    metrics();
+}
+
 /// Counts one event handed to `backend` (`local` or `sentry`), by the id it got back.
 pub(crate) fn count_event(backend: &str, event_id: &str) {
     let m = metrics();

@@ -47,6 +47,9 @@ impl RealtimeServer {
                 "the realtime server needs at least one app",
             ));
         }
+        // The handles register now, with the recorder the app installed before building us,
+        // and show (at zero) before the first connection.
+        super::server_metrics::metrics();
         Ok(RealtimeServer {
             node: Node::start(config)?,
         })

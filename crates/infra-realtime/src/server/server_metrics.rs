@@ -4,9 +4,8 @@
 //! subscriptions and presence members (gauges, read from the hub once per metrics interval
 //! by [`RealtimeServer::record_metrics`](super::RealtimeServer::record_metrics)).
 //!
-//! The handles are registered on first use, so the Prometheus recorder must be installed
-//! before the server handles its first connection (the apps and the standalone binary
-//! install it before building the server). Labels come from bounded sets: channel kind,
+//! The handles are registered when the first server is built, so the Prometheus recorder
+//! must be installed before that (the apps and the standalone binary do). Labels come from bounded sets: channel kind,
 //! direction, status class, outcome — never a channel name, a socket id or a user id.
 
 use std::sync::OnceLock;
