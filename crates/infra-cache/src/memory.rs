@@ -131,9 +131,10 @@ impl MemoryCache {
         value
     }
 
-    /// Sets `infra_cache_memory_entries` and `infra_cache_memory_bytes` (what the metrics
-    /// interval calls; pending evictions may still be counted).
+    /// Sets `infra_cache_memory_entries` and `infra_cache_memory_bytes`, after applying
+    /// pending evictions (what the metrics interval calls).
     pub fn record_metrics(&self) {
+        self.entries.run_pending_tasks();
         self.size_metrics
             .set(self.entries.entry_count(), self.entries.weighted_size());
     }

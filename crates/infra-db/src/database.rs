@@ -92,7 +92,7 @@ impl Database {
         }
     }
 
-    /// Refreshes the pool gauges (`db_client_connection_count{state}`, `_max`,
+    /// Refreshes the pool gauges (`db_client_connections{state}`, `db_client_connection_max`,
     /// `_pending_requests`, `db_client_replicas{state}`) from the pool's state: what the
     /// metrics interval calls. Cheap (no query).
     pub fn record_metrics(&self) {

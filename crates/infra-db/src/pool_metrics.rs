@@ -1,5 +1,7 @@
 //! The database's metrics, by the OpenTelemetry database-client conventions
-//! (`db.client.connection.*`, exposed with underscores): the pool's connections by state, its
+//! (`db.client.connection.*`, exposed with underscores; `db.client.connection.count` as
+//! `db_client_connections`, since Prometheus reserves the `_count` suffix for histograms and
+//! summaries and `promtool check metrics` refuses it on a gauge): the pool's connections by state, its
 //! size limit and waiters (refreshed once per metrics interval), the acquire wait, acquire
 //! timeouts, query errors by SQLSTATE class, and the replicas' health.
 
@@ -25,8 +27,8 @@ impl PoolMetrics {
     pub(crate) fn new() -> Self {
         describe();
         PoolMetrics {
-            idle: metrics::gauge!("db_client_connection_count", "state" => "idle"),
-            used: metrics::gauge!("db_client_connection_count", "state" => "used"),
+            idle: metrics::gauge!("db_client_connections", "state" => "idle"),
+            used: metrics::gauge!("db_client_connections", "state" => "used"),
             max: metrics::gauge!("db_client_connection_max"),
             pending: metrics::gauge!("db_client_connection_pending_requests"),
             wait_time: metrics::histogram!("db_client_connection_wait_time_seconds"),
@@ -69,7 +71,7 @@ pub(crate) fn count_query_error(sqlstate: &str) {
 
 fn describe() {
     metrics::describe_gauge!(
-        "db_client_connection_count",
+        "db_client_connections",
         "Connections of the primary's pool by state (idle, used)."
     );
     metrics::describe_gauge!(

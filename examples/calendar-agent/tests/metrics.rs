@@ -81,7 +81,10 @@ impl App {
         });
         let (mut addr, mut metrics) = (None, None);
         while addr.is_none() || metrics.is_none() {
-            match rx.recv_timeout(PATIENCE).expect("the app prints both addresses") {
+            match rx
+                .recv_timeout(PATIENCE)
+                .expect("the app prints both addresses")
+            {
                 ("app", url) => addr = Some(url),
                 (_, url) => metrics = Some(url),
             }
@@ -132,7 +135,9 @@ async fn sign_in_and_sync(http: &reqwest::Client, app: &str, syncs: usize) -> St
         .await
         .unwrap();
     let token = session["token"].as_str().expect("a session token");
-    let calendar = session["calendar_id"].as_i64().expect("the user's calendar");
+    let calendar = session["calendar_id"]
+        .as_i64()
+        .expect("the user's calendar");
     for _ in 0..syncs {
         let answer = http
             .post(format!("http://{app}/api/calendars/{calendar}/sync"))
@@ -393,7 +398,10 @@ impl Prometheus {
             .await
             .expect("a JSON answer");
         assert_eq!(answer["status"], "success", "{query}: {answer}");
-        answer["data"]["result"].as_array().cloned().unwrap_or_default()
+        answer["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -442,9 +450,7 @@ async fn prometheus_reads_queue_depth_runs_and_connections_from_the_app() {
         let http = http.clone();
         let prometheus = &prometheus;
         async move {
-            let found = prometheus
-                .query(&http, "infra_realtime_connections")
-                .await;
+            let found = prometheus.query(&http, "infra_realtime_connections").await;
             found.first().map(value_of).filter(|n| *n == 1.0)
         }
     })
