@@ -11,6 +11,7 @@ use infra_core::{
 
 use crate::config::{MonitoringConfig, SinkTarget};
 use crate::local_sink::LocalSink;
+use crate::monitoring_metrics::MonitoringMetrics;
 use crate::tracking::Tracking;
 
 #[derive(Clone)]
@@ -45,6 +46,7 @@ enum Backend {
 pub struct Monitoring {
     backend: Backend,
     config: Arc<MonitoringConfig>,
+    metrics: Arc<MonitoringMetrics>,
 }
 
 impl Monitoring {
@@ -79,10 +81,11 @@ impl Monitoring {
                 ));
             }
         };
-        crate::monitoring_metrics::register();
+        let metrics = Arc::new(MonitoringMetrics::new(backend_name(&backend)));
         Ok(Monitoring {
             backend,
             config: Arc::new(config),
+            metrics,
         })
     }
 
@@ -98,6 +101,7 @@ impl Monitoring {
                 &config,
             ))),
             config: Arc::new(config),
+            metrics: Arc::new(MonitoringMetrics::new("sentry")),
         })
     }
 
@@ -118,11 +122,7 @@ impl Monitoring {
 
     /// `sentry` or `local`.
     pub fn backend(&self) -> &'static str {
-        match self.backend {
-            Backend::Local(_) => "local",
-            #[cfg(feature = "sentry")]
-            Backend::Sentry(_) => "sentry",
-        }
+        backend_name(&self.backend)
     }
 
     /// Sends queued events, waiting at most `timeout`; `true` when everything was sent.
@@ -155,7 +155,7 @@ impl Monitoring {
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.capture_error_with(error, context, tracking),
         };
-        crate::monitoring_metrics::count_event(self.backend(), &id);
+        self.metrics.count_event(&id);
         Some(id)
     }
 }
@@ -171,7 +171,7 @@ impl ErrorReporter for Monitoring {
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.capture_message(message, level, context),
         };
-        crate::monitoring_metrics::count_event(self.backend(), &id);
+        self.metrics.count_event(&id);
         Some(id)
     }
 
@@ -236,5 +236,14 @@ mod tests {
         let err = Monitoring::from_env(&env).err().expect("refused");
         assert_eq!(err.variable(), Some("NEXT_PUBLIC_SENTRY_DSN"));
         assert!(!err.to_string().contains("secretkey"), "{err}");
+    }
+}
+
+/// `local` or `sentry`.
+fn backend_name(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Local(_) => "local",
+        #[cfg(feature = "sentry")]
+        Backend::Sentry(_) => "sentry",
     }
 }

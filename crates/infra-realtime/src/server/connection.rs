@@ -197,7 +197,7 @@ async fn serve(
     // One wait for the connection's whole life: a fresh `Notified` per loop would register
     // with (and leave) the `Notify`'s waiter list, under its lock, for every frame sent.
     let killed = kill.wait();
-    let server_metrics = super::server_metrics::metrics();
+    let server_metrics = &node.metrics;
     tokio::pin!(killed);
     let mut pinged = false;
     // Whatever ends the loop, the hub forgets the socket before the goodbye is attempted: a
@@ -419,6 +419,6 @@ impl Connection {
             &event.data,
             user_id.as_deref(),
         );
-        super::server_metrics::metrics().client_event();
+        self.node.metrics.client_event();
     }
 }

@@ -25,6 +25,7 @@ use super::presence_store::{
 };
 use super::protocol::{frame, member_added, member_removed};
 use super::server_config::ServerConfig;
+use super::server_metrics::ServerMetrics;
 use super::state_counts::StateCounts;
 use super::webhook_event::WebhookEvent;
 use super::webhook_queue::{StillLeft, WebhookQueue};
@@ -41,6 +42,8 @@ pub(crate) struct Node {
     pub write_timeout: Duration,
     /// Who may name a connection's client address in `X-Forwarded-For`.
     pub trusted_proxies: TrustedProxies,
+    /// The server's metric handles (connections' frames, the API's answers, the gauges).
+    pub metrics: ServerMetrics,
 }
 
 impl Node {
@@ -72,6 +75,7 @@ impl Node {
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
             trusted_proxies: config.trusted_proxies,
+            metrics: ServerMetrics::new(),
         });
         if let Some(cluster) = &node.cluster {
             let hub: Weak<Hub> = Arc::downgrade(&node.hub);

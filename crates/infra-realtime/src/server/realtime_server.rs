@@ -47,9 +47,6 @@ impl RealtimeServer {
                 "the realtime server needs at least one app",
             ));
         }
-        // The handles register now, with the recorder the app installed before building us,
-        // and show (at zero) before the first connection.
-        super::server_metrics::metrics();
         Ok(RealtimeServer {
             node: Node::start(config)?,
         })
@@ -89,7 +86,8 @@ impl RealtimeServer {
                 "/users/{user_id}/terminate_connections",
                 post(http_api::terminate_connections_by_key),
             )
-            .layer(axum::middleware::from_fn(
+            .layer(axum::middleware::from_fn_with_state(
+                self.node.clone(),
                 super::server_metrics::count_api_request,
             ));
         Router::new()
@@ -102,7 +100,9 @@ impl RealtimeServer {
     /// `_subscriptions{kind}`, `_presence_members`, …) from the hub's state: what the metrics
     /// interval calls. Local state only, no Redis call.
     pub fn record_metrics(&self) {
-        super::server_metrics::metrics().sample(self.node.counts(), self.node.hub());
+        self.node
+            .metrics
+            .sample(self.node.counts(), self.node.hub());
     }
 
     /// The app `Realtime` triggers on: the first one configured.

@@ -4,19 +4,22 @@
 //! subscriptions and presence members (gauges, read from the hub once per metrics interval
 //! by [`RealtimeServer::record_metrics`](super::RealtimeServer::record_metrics)).
 //!
-//! The handles are registered when the first server is built, so the Prometheus recorder
-//! must be installed before that (the apps and the standalone binary do). Labels come from bounded sets: channel kind,
+//! Each part of a server (the node, each app's hub, each webhook queue, the cluster's link)
+//! registers its handles when it is built, so the Prometheus recorder must be installed
+//! before the server is built (the apps and the standalone binary do); handles of the same
+//! name and labels share one series. Labels come from bounded sets: channel kind,
 //! direction, status class, outcome — never a channel name, a socket id or a user id.
 
-use std::sync::OnceLock;
+use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics::{Counter, Gauge, Histogram};
 
 use super::hub::Hub;
+use super::node::Node;
 use super::state_counts::StateCounts;
 
 /// Every handle of the server.
@@ -31,6 +34,7 @@ pub(crate) struct ServerMetrics {
     webhooks_failed: Counter,
     webhooks_dropped: Counter,
     fanout: Histogram,
+    #[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
     redis_errors: Counter,
     connections: Gauge,
     presence_members: Gauge,
@@ -44,14 +48,15 @@ pub(crate) struct ServerMetrics {
 /// The channel kinds, as labels, in the order of the per-kind arrays.
 const KINDS: [&str; 4] = ["public", "private", "presence", "encrypted"];
 
-/// The server's handles, registered on first use.
-pub(crate) fn metrics() -> &'static ServerMetrics {
-    static METRICS: OnceLock<ServerMetrics> = OnceLock::new();
-    METRICS.get_or_init(ServerMetrics::new)
+impl Default for ServerMetrics {
+    fn default() -> Self {
+        ServerMetrics::new()
+    }
 }
 
 impl ServerMetrics {
-    fn new() -> Self {
+    /// Registers the handles with the installed recorder.
+    pub(crate) fn new() -> Self {
         describe();
         let direction =
             |name: &'static str, d: &'static str| metrics::counter!(name, "direction" => d);
@@ -117,6 +122,7 @@ impl ServerMetrics {
     }
 
     /// A call to the cluster's Redis failed.
+    #[cfg_attr(not(feature = "server-redis"), allow(dead_code))]
     pub(crate) fn redis_error(&self) {
         self.redis_errors.increment(1);
     }
@@ -159,10 +165,14 @@ fn kind_index(name: &str) -> usize {
 }
 
 /// Counts an HTTP API answer by its status class.
-pub(crate) async fn count_api_request(request: Request, next: Next) -> Response {
+pub(crate) async fn count_api_request(
+    State(node): State<Arc<Node>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let response = next.run(request).await;
     let class = (response.status().as_u16() / 100).clamp(1, 5) as usize - 1;
-    metrics().api[class].increment(1);
+    node.metrics.api[class].increment(1);
     response
 }
 

@@ -17,6 +17,7 @@ use infra_core::{Backoff, RetryPolicy, Secret};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::server_metrics::ServerMetrics;
 use super::webhook_backlog::{Accepted, WebhookBacklog};
 use super::webhook_event::WebhookEvent;
 
@@ -55,12 +56,13 @@ struct Target {
 struct Tally {
     held: AtomicUsize,
     dropped: AtomicU64,
+    metrics: ServerMetrics,
 }
 
 impl Tally {
     fn dropped(&self, why: &str) {
         let before = self.dropped.fetch_add(1, Ordering::Relaxed);
-        super::server_metrics::metrics().webhook_dropped();
+        self.metrics.webhook_dropped();
         // A flood drops thousands: log the first and then ever more rarely.
         if before.is_power_of_two() || before == 0 {
             tracing::warn!(dropped = before + 1, "webhook event dropped: {why}");
@@ -185,7 +187,7 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>, tally: Arc<Ta
             }
         }
         if !events.is_empty() {
-            deliver(&http, &target, events).await;
+            deliver(&http, &target, events, &tally.metrics).await;
         }
         tally.held.store(backlog.len(), Ordering::Relaxed);
     }
@@ -206,7 +208,12 @@ pub(crate) fn sign_batch(
     (body, signature)
 }
 
-async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
+async fn deliver(
+    http: &reqwest::Client,
+    target: &Target,
+    events: Vec<Value>,
+    metrics: &ServerMetrics,
+) {
     let time_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis())
@@ -224,7 +231,7 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
             .await;
         match result {
             Ok(reply) if reply.status().is_success() => {
-                super::server_metrics::metrics().webhook(true);
+                metrics.webhook(true);
                 return;
             }
             Ok(reply) => {
@@ -236,7 +243,7 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) {
             tokio::time::sleep(DELIVERY_RETRY.delay(attempt)).await;
         }
     }
-    super::server_metrics::metrics().webhook(false);
+    metrics.webhook(false);
     tracing::error!(
         host = target.url.host_str().unwrap_or("?"),
         "webhook batch given up after {attempts} attempts"

@@ -24,6 +24,7 @@ use crate::server::outbox::Outbox;
 use crate::server::peer_counts::peer_key;
 use crate::server::presence_store::{ChannelStats, JoinOutcome, StateChange, StateLog};
 use crate::server::protocol::{CloseCode, USER_CHANNEL_PREFIX};
+use crate::server::server_metrics::ServerMetrics;
 use crate::server::state_counts::StateCounts;
 use crate::server::subscription::{Presence, Refusal};
 use crate::server::webhook_event::WebhookEvent;
@@ -36,6 +37,8 @@ pub(crate) struct AppHub {
     webhooks: Option<WebhookQueue>,
     /// Where membership changes go on a clustered node; `None`: this node decides them.
     log: Option<AppLog>,
+    /// The fan-out histogram's handle (and the server's others, sharing their series).
+    metrics: ServerMetrics,
 }
 
 impl AppHub {
@@ -52,6 +55,7 @@ impl AppHub {
             state: Mutex::new(AppState::default()),
             webhooks,
             log,
+            metrics: ServerMetrics::new(),
         }
     }
 
@@ -204,7 +208,7 @@ impl AppHub {
         }
         state.send_to_channel(channel, message, except);
         drop(state);
-        crate::server::server_metrics::metrics().fanned_out(started.elapsed());
+        self.metrics.fanned_out(started.elapsed());
     }
 
     /// A client event: delivered to the channel's other subscribers on this node, with
