@@ -261,19 +261,23 @@ impl JobsRuntime {
         Ok(outcome)
     }
 
-    /// Runs one execution of `function_id` for a call request of Inngest's: `memo` holds the
-    /// steps Inngest recorded (by hashed id), `run` whether a new step may run now; the
-    /// execution ends with the function's outcome or the step operation to report.
+    /// Runs one execution of `function_id` for a call request of Inngest's (`call`: its
+    /// event, batch, attempt, run id and the steps Inngest recorded, by hashed id; `run`:
+    /// whether a new step may run now); the execution ends with the function's outcome or the
+    /// step operation to report.
     pub(crate) async fn execute_inngest(
         &self,
         function_id: &str,
-        event: Event,
-        attempt: u32,
-        run_id: &str,
-        memo: std::collections::HashMap<String, infra_core::StepState>,
+        call: InngestExecution,
         run: InngestRun,
-        events: Vec<Event>,
     ) -> Result<Execution> {
+        let InngestExecution {
+            event,
+            events,
+            attempt,
+            run_id,
+            memo,
+        } = call;
         let function = self.functions().get(function_id).cloned().ok_or_else(|| {
             Error::new(
                 ErrorKind::NotFound,
@@ -283,7 +287,7 @@ impl JobsRuntime {
         })?;
         let steps = RunSteps::new(
             Driver::Inngest(run),
-            run_id.to_owned(),
+            run_id.clone(),
             Arc::new(event.clone()),
             attempt.max(1),
             function.options().max_attempts(),
@@ -567,4 +571,18 @@ fn hostname() -> String {
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "worker".into())
+}
+
+/// What one Inngest call request asks to execute.
+pub(crate) struct InngestExecution {
+    /// The run's event (the first of a batch).
+    pub(crate) event: Event,
+    /// Every event of a batched run.
+    pub(crate) events: Vec<Event>,
+    /// The attempt, counted from 1.
+    pub(crate) attempt: u32,
+    /// Inngest's run id.
+    pub(crate) run_id: String,
+    /// The steps Inngest recorded, by hashed id.
+    pub(crate) memo: std::collections::HashMap<String, infra_core::StepState>,
 }

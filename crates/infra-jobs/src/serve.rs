@@ -48,7 +48,7 @@ use crate::function::Function;
 use crate::health_probe::PROBE_FUNCTION_ID;
 use crate::inngest_call::{CallRequest, event_of, inngest_run, memo_of};
 use crate::outcome::Outcome;
-use crate::runtime::JobsRuntime;
+use crate::runtime::{InngestExecution, JobsRuntime};
 use crate::serve_config::{SERVE_MAX_BODY_VAR, ServeConfig, ServeMode};
 use crate::signing::{SIGNATURE_HEADER, SIGNATURE_MAX_AGE, SignatureHeader, SigningKey};
 use crate::step_plan::{Execution, Interrupt};
@@ -581,12 +581,14 @@ async fn call(
         .runtime
         .execute_inngest(
             id,
-            event,
-            attempt,
-            &request.ctx.run_id,
-            memo_of(steps),
+            InngestExecution {
+                event,
+                events: batch,
+                attempt,
+                run_id: request.ctx.run_id.clone(),
+                memo: memo_of(steps),
+            },
             run,
-            batch,
         )
         .await;
     match execution {

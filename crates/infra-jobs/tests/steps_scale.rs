@@ -135,13 +135,16 @@ async fn ten_thousand_sleeping_runs_all_wake_and_hold_no_worker() {
     assert!(late[0] >= -50, "no run woke early: {}", late[0]);
 }
 
+type WaitResult = (String, Option<String>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_waiting_runs_resume_on_their_event_or_time_out() {
     let test_db = support::TestDb::create("steps_wait").await;
     let db = test_db.database();
     let queue = Arc::new(PgQueue::new(db.clone()));
     let rt = runtime(queue);
-    let results: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+    // (the waiting run's key, the key of the event that resumed it or None at its timeout)
+    let results: Arc<Mutex<Vec<WaitResult>>> = Arc::default();
     let r = results.clone();
     rt.register(
         Function::builder("waiter")
@@ -203,7 +206,7 @@ async fn ten_thousand_waiting_runs_resume_on_their_event_or_time_out() {
     assert_eq!(results.len(), RUNS, "every run ended once");
     for (id, matched) in &results {
         let n: usize = id[1..].parse().unwrap();
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             assert_eq!(
                 matched.as_deref(),
                 Some(id.as_str()),

@@ -9,7 +9,7 @@
 //! recorded twice, and runs repeated after the kill (what a handler without the guard would
 //! have done twice).
 //!
-//! Beside them run durable step functions ([`STEP_RUNS`] runs of [`STEPS`] steps each): every
+//! Beside them run durable step functions (`STEP_RUNS` runs of `STEPS` steps each): every
 //! execution of a step's closure is logged with the process it ran in. After the kill, the
 //! steps each run had recorded are read from the queue; a step the rescuer runs again that was
 //! recorded before the kill is a finished step re-run (must be 0: only the step in flight may

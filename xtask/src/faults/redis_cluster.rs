@@ -16,7 +16,7 @@
 //! On loopback a replica is a fraction of a millisecond behind its master, so the plain kill
 //! (`redis-cluster`) rarely catches a write in flight. `redis-cluster-lagging-replica` shows
 //! the loss the design allows: the killed master's replica is frozen (`SIGSTOP`) and its
-//! replication link cut for [`LAG`] just before the kill, as a replica behind on a busy link
+//! replication link cut for `LAG` just before the kill, as a replica behind on a busy link
 //! would be, and the writes the master acknowledged in that time are gone after the
 //! promotion.
 

@@ -150,7 +150,7 @@ pub(super) async fn enqueue_with_flow(
             .bind::<Text, _>(&event)
             .load(conn)
             .await?;
-            if let Some(row) = joined.iter().next() {
+            if let Some(row) = joined.as_slice().first() {
                 return Ok(Enqueued::Debounced(row.id));
             }
             let opened: Vec<IdRow> = sql_query(format!(
@@ -176,7 +176,7 @@ pub(super) async fn enqueue_with_flow(
             .bind::<Nullable<Text>, _>(encode_slots(job))
             .load(conn)
             .await?;
-            if let Some(row) = opened.iter().next() {
+            if let Some(row) = opened.as_slice().first() {
                 return Ok(Enqueued::Added(row.id));
             }
         }
@@ -219,7 +219,7 @@ pub(super) async fn enqueue_with_flow(
     .bind::<Nullable<Text>, _>(encode_slots(job))
     .load(conn)
     .await?;
-    Ok(match rows.iter().next() {
+    Ok(match rows.as_slice().first() {
         None => Enqueued::Duplicate,
         // xmax is 0 on a freshly inserted row version, set when the upsert updated one.
         Some(row) if row.inserted => Enqueued::Added(row.id),
