@@ -55,7 +55,7 @@ impl FunctionMetrics {
         self.run_duration.record(took);
     }
 
-    /// How long a first attempt waited from its event's enqueueing to its start.
+    /// How long a run due at once waited from its event's enqueueing to its first start.
     pub(crate) fn started_after(&self, waited: Duration) {
         self.send_to_start.record(waited);
     }
@@ -118,7 +118,7 @@ fn describe() {
     metrics::describe_histogram!(
         "infra_jobs_send_to_start_seconds",
         metrics::Unit::Seconds,
-        "From an event's enqueueing to its run's first attempt starting (a delay asked for counts), by function."
+        "From an event's enqueueing to its run's first start, for runs due at once (not delayed), by function."
     );
     metrics::describe_counter!(
         "infra_jobs_cron_fires_total",

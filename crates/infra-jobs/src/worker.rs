@@ -247,7 +247,9 @@ async fn run_job(
         waited_ms = (now_ms() - job.run_at_ms).max(0),
     );
     let metrics = worker.config.tally.metrics(function.id());
-    if job.attempt == 1 {
+    // A run's first start only (not a retry, nor a durable run's later step), and only for a
+    // job due when it was sent: a delay asked for is not latency.
+    if job.attempt == 1 && job.run_at_ms <= job.enqueued_at_ms {
         metrics.started_after(Duration::from_millis(
             (now_ms() - job.enqueued_at_ms).max(0) as u64,
         ));
