@@ -39,7 +39,9 @@ async fn the_standalone_server_serves_its_metrics() {
     sender
         .send(json!({"event": "client-typing", "channel": "presence-room", "data": "{}"}))
         .await;
-    member.recv_event("client-typing", Some("presence-room")).await;
+    member
+        .recv_event("client-typing", Some("presence-room"))
+        .await;
 
     let http = reqwest::Client::new();
     let started = Instant::now();
@@ -65,7 +67,10 @@ async fn the_standalone_server_serves_its_metrics() {
         Some(1.0)
     );
     assert_eq!(
-        sample(&exposition, "infra_realtime_subscriptions{kind=\"presence\"}"),
+        sample(
+            &exposition,
+            "infra_realtime_subscriptions{kind=\"presence\"}"
+        ),
         Some(2.0)
     );
     assert_eq!(
@@ -77,8 +82,11 @@ async fn the_standalone_server_serves_its_metrics() {
         Some(1.0)
     );
     assert!(
-        sample(&exposition, "infra_realtime_messages_total{direction=\"in\"}")
-            .is_some_and(|n| n >= 4.0),
+        sample(
+            &exposition,
+            "infra_realtime_messages_total{direction=\"in\"}"
+        )
+        .is_some_and(|n| n >= 4.0),
         "three subscriptions and a client event came in:\n{exposition}"
     );
     assert!(exposition.contains("# TYPE process_open_fds gauge"));
@@ -90,7 +98,9 @@ async fn the_standalone_server_serves_its_metrics() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap_or_else(|e| {
-            panic!("promtool cannot be run ({e}): install Debian's `prometheus` package (.ci/run does)")
+            panic!(
+                "promtool cannot be run ({e}): install Debian's `prometheus` package (.ci/run does)"
+            )
         });
     promtool
         .stdin
