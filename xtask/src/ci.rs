@@ -16,7 +16,7 @@ const CRATES: [&str; 6] = [
 ];
 
 /// Umbrella features checked alone.
-const UMBRELLA_FEATURES: [&str; 8] = [
+const UMBRELLA_FEATURES: [&str; 9] = [
     "db",
     "cache",
     "jobs",
@@ -25,6 +25,7 @@ const UMBRELLA_FEATURES: [&str; 8] = [
     "monitoring",
     "http",
     "otel",
+    "metrics",
 ];
 
 pub fn run(args: &[String]) -> Result<bool> {

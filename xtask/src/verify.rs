@@ -34,19 +34,73 @@ pub fn run(args: &[String]) -> Result<bool> {
             jobs.status = infra::HealthStatus::Unhealthy;
             jobs.detail = format!("the runtime did not start: {err}");
         }
+        let metrics = metrics_line(&infra).await;
         infra.shutdown().await;
         // Every row that is not healthy ends with the command or variable that fixes it.
         for row in &mut report.services {
             crate::next_step::annotate(row);
         }
-        report
+        (report, metrics)
     });
+    let (report, metrics) = report;
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
+        if let Some(line) = metrics {
+            eprintln!("{line}");
+        }
     } else {
         print_table(&report);
+        if let Some(line) = metrics {
+            println!("{line}");
+        }
     }
     Ok(report.all_ok())
+}
+
+/// With `INFRA_METRICS_ADDR` set: where `GET /metrics` is served and how many series one
+/// scrape of it returned (or why it is not served).
+async fn metrics_line(infra: &Infra) -> Option<String> {
+    let config = infra.metrics_config();
+    config.addr?;
+    infra.record_metrics().await;
+    let Some(addr) = infra.metrics_addr() else {
+        return Some(format!(
+            "metrics: not served ({} did not start; see above)",
+            infra::core::METRICS_ADDR_VAR
+        ));
+    };
+    let url = format!("http://{addr}/metrics");
+    Some(match scrape(addr).await {
+        Ok(series) => format!(
+            "metrics: {url} ({series} series; gauges refreshed every {})",
+            format_duration(config.interval)
+        ),
+        Err(err) => format!("metrics: {url} does not answer: {err}"),
+    })
+}
+
+/// One plain HTTP/1.0 `GET /metrics`: the number of sample lines in the answer.
+async fn scrape(addr: std::net::SocketAddr) -> std::io::Result<usize> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nHost: metrics\r\n\r\n")
+        .await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    let Some((head, body)) = answer.split_once("\r\n\r\n") else {
+        return Err(std::io::Error::other("no HTTP answer"));
+    };
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(std::io::Error::other(format!(
+            "answered {}",
+            head.lines().next().unwrap_or("")
+        )));
+    }
+    Ok(body
+        .lines()
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .count())
 }
 
 async fn annotate_migrations(report: &mut infra::HealthReport, db: &infra::db::Database) {

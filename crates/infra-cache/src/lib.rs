@@ -3,6 +3,8 @@
 
 #[cfg(any(feature = "memory", test))]
 mod algorithm;
+#[cfg(any(feature = "redis", feature = "memory", feature = "upstash"))]
+mod cache_metrics;
 mod config;
 #[cfg(any(feature = "redis", feature = "upstash"))]
 mod key_space;

@@ -11,6 +11,7 @@ use moka::Expiry;
 // around moka's future cache would only add a future per call.
 use moka::sync::Cache as Moka;
 
+use crate::cache_metrics::{CacheMetrics, MemorySizeMetrics};
 use crate::config::{MemoryConfig, RateLimitAlgorithm};
 use crate::memory_limiter::MemoryLimiter;
 use crate::tags::{TaggedCache, check_tag};
@@ -78,6 +79,8 @@ pub struct MemoryCache {
     limiter: MemoryLimiter,
     /// Tag -> keys written with it (and the size at which to prune it next).
     tags: Mutex<HashMap<String, (HashSet<String>, usize)>>,
+    metrics: CacheMetrics,
+    size_metrics: MemorySizeMetrics,
 }
 
 impl MemoryCache {
@@ -101,6 +104,8 @@ impl MemoryCache {
             limits: CacheLimits::default(),
             limiter: MemoryLimiter::new(algorithm),
             tags: Mutex::new(HashMap::new()),
+            metrics: CacheMetrics::new("memory"),
+            size_metrics: MemorySizeMetrics::new(),
         }
     }
 
@@ -121,7 +126,17 @@ impl MemoryCache {
     /// one (`cache.get(key).await`); through `dyn Cache` the trait forwards here.
     pub async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
         self.limits.check_key(key)?;
-        Ok(self.live(key).map(|e| e.value.to_vec()))
+        let value = Ok(self.live(key).map(|e| e.value.to_vec()));
+        self.metrics.read(&value);
+        value
+    }
+
+    /// Sets `infra_cache_memory_entries` and `infra_cache_memory_bytes`, after applying
+    /// pending evictions (what the metrics interval calls).
+    pub fn record_metrics(&self) {
+        self.entries.run_pending_tasks();
+        self.size_metrics
+            .set(self.entries.entry_count(), self.entries.weighted_size());
     }
 
     /// moka itself refuses to return an entry past its per-entry expiry, so a read needs no
@@ -176,7 +191,9 @@ impl Cache for MemoryCache {
         for key in keys {
             values.push(self.live(key).map(|e| e.value.to_vec()));
         }
-        Ok(values)
+        let values = Ok(values);
+        self.metrics.read_many(&values);
+        values
     }
 
     async fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration) -> Result<()> {
@@ -266,7 +283,9 @@ impl TaggedCache for MemoryCache {
 #[async_trait]
 impl RateLimiter for MemoryCache {
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
-        self.limiter.check(key, limit, window)
+        let decision = self.limiter.check(key, limit, window);
+        self.metrics.decided(&decision);
+        decision
     }
 }
 

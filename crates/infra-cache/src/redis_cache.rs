@@ -12,6 +12,7 @@ use infra_core::{
 use redis::aio::MultiplexedConnection;
 use redis::{FromRedisValue, Script};
 
+use crate::cache_metrics::CacheMetrics;
 use crate::config::{RateLimitAlgorithm, RedisConfig};
 use crate::key_space::{SCAN_COUNT, glob_escape};
 use crate::redis_error::{connection_failed, map_pool_error, map_redis_error};
@@ -35,6 +36,7 @@ pub struct RedisCache {
     script: Script,
     set_tagged: Script,
     take_tag: Script,
+    metrics: CacheMetrics,
 }
 
 impl RedisCache {
@@ -60,6 +62,7 @@ impl RedisCache {
             script,
             set_tagged: Script::new(&redis_scripts::set_tagged()),
             take_tag: Script::new(redis_scripts::TAKE_TAG),
+            metrics: CacheMetrics::new("redis"),
         })
     }
 
@@ -316,100 +319,146 @@ fn one<A: redis::ToRedisArgs>(name: &str, arg: A) -> redis::Cmd {
 #[async_trait]
 impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let key = self.namespaced(key)?;
-        self.command("GET", &self.keyed("GET", key, 0, 0)).await
+        let result = self
+            .metrics
+            .get
+            .timed(async {
+                let key = self.namespaced(key)?;
+                self.command("GET", &self.keyed("GET", key, 0, 0)).await
+            })
+            .await;
+        self.metrics.read(&result);
+        result
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        let key = self.namespaced(key)?;
-        self.limits.check_value(key.key, value)?;
-        self.limits.check_ttl(ttl)?;
-        // "PX" and up to 20 digits of milliseconds.
-        let mut cmd = self.keyed("SET", key, 3, value.len() + 22);
-        cmd.arg(value).arg("PX").arg(ttl.as_millis() as u64);
-        self.command("SET", &cmd).await
+        self.metrics
+            .set
+            .timed(async {
+                let key = self.namespaced(key)?;
+                self.limits.check_value(key.key, value)?;
+                self.limits.check_ttl(ttl)?;
+                // "PX" and up to 20 digits of milliseconds.
+                let mut cmd = self.keyed("SET", key, 3, value.len() + 22);
+                cmd.arg(value).arg("PX").arg(ttl.as_millis() as u64);
+                self.command("SET", &cmd).await
+            })
+            .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let key = self.namespaced(key)?;
-        let removed: u64 = self.command("DEL", &self.keyed("DEL", key, 0, 0)).await?;
-        Ok(removed > 0)
+        self.metrics
+            .delete
+            .timed(async {
+                let key = self.namespaced(key)?;
+                let removed: u64 = self.command("DEL", &self.keyed("DEL", key, 0, 0)).await?;
+                Ok(removed > 0)
+            })
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let key = self.namespaced(key)?;
-        let n: u64 = self
-            .command("EXISTS", &self.keyed("EXISTS", key, 0, 0))
-            .await?;
-        Ok(n > 0)
+        self.metrics
+            .exists
+            .timed(async {
+                let key = self.namespaced(key)?;
+                let n: u64 = self
+                    .command("EXISTS", &self.keyed("EXISTS", key, 0, 0))
+                    .await?;
+                Ok(n > 0)
+            })
+            .await
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let key = self.namespaced(key)?;
-        let ms: i64 = self.command("PTTL", &self.keyed("PTTL", key, 0, 0)).await?;
-        // -2: no such key; -1: a key without expiry (written by something else).
-        Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+        self.metrics
+            .ttl
+            .timed(async {
+                let key = self.namespaced(key)?;
+                let ms: i64 = self.command("PTTL", &self.keyed("PTTL", key, 0, 0)).await?;
+                // -2: no such key; -1: a key without expiry (written by something else).
+                Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+            })
+            .await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let full: Vec<String> = keys
-            .iter()
-            .map(|k| self.checked_key(k))
-            .collect::<Result<_>>()?;
-        if full.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(&full);
-        let values: Vec<Option<Vec<u8>>> = self.query("MGET", cmd).await?;
-        Ok(values)
+        let result = self
+            .metrics
+            .get_many
+            .timed(async {
+                let full: Vec<String> = keys
+                    .iter()
+                    .map(|k| self.checked_key(k))
+                    .collect::<Result<_>>()?;
+                if full.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut cmd = redis::cmd("MGET");
+                cmd.arg(&full);
+                let values: Vec<Option<Vec<u8>>> = self.query("MGET", cmd).await?;
+                Ok(values)
+            })
+            .await;
+        self.metrics.read_many(&result);
+        result
     }
 
     async fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration) -> Result<()> {
-        self.limits.check_ttl(ttl)?;
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (key, value) in &entries {
-            let full = self.checked_key(key)?;
-            self.limits.check_value(key, value)?;
-            pipe.cmd("SET")
-                .arg(full)
-                .arg(value)
-                .arg("PX")
-                .arg(ttl.as_millis() as u64)
-                .ignore();
-        }
-        if entries.is_empty() {
-            return Ok(());
-        }
-        self.with_conn("MULTI SET", |mut conn, _| async move {
-            pipe.query_async::<()>(&mut conn).await
-        })
-        .await
+        self.metrics
+            .set_many
+            .timed(async {
+                self.limits.check_ttl(ttl)?;
+                let mut pipe = redis::pipe();
+                pipe.atomic();
+                for (key, value) in &entries {
+                    let full = self.checked_key(key)?;
+                    self.limits.check_value(key, value)?;
+                    pipe.cmd("SET")
+                        .arg(full)
+                        .arg(value)
+                        .arg("PX")
+                        .arg(ttl.as_millis() as u64)
+                        .ignore();
+                }
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                self.with_conn("MULTI SET", |mut conn, _| async move {
+                    pipe.query_async::<()>(&mut conn).await
+                })
+                .await
+            })
+            .await
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        self.limits.check_prefix(prefix)?;
-        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
-        let mut cursor: u64 = 0;
-        let mut removed = 0;
-        loop {
-            let mut scan = redis::cmd("SCAN");
-            scan.arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-            let (next, keys): (u64, Vec<String>) = self.query("SCAN", scan).await?;
-            if !keys.is_empty() {
-                let n: u64 = self.query("UNLINK", one("UNLINK", &keys)).await?;
-                removed += n;
-            }
-            if next == 0 {
-                return Ok(removed);
-            }
-            cursor = next;
-        }
+        self.metrics
+            .delete_prefix
+            .timed(async {
+                self.limits.check_prefix(prefix)?;
+                let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+                let mut cursor: u64 = 0;
+                let mut removed = 0;
+                loop {
+                    let mut scan = redis::cmd("SCAN");
+                    scan.arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(SCAN_COUNT);
+                    let (next, keys): (u64, Vec<String>) = self.query("SCAN", scan).await?;
+                    if !keys.is_empty() {
+                        let n: u64 = self.query("UNLINK", one("UNLINK", &keys)).await?;
+                        removed += n;
+                    }
+                    if next == 0 {
+                        return Ok(removed);
+                    }
+                    cursor = next;
+                }
+            })
+            .await
     }
 }
 
@@ -422,55 +471,65 @@ impl TaggedCache for RedisCache {
         ttl: Duration,
         tags: &[&str],
     ) -> Result<()> {
-        let full = self.checked_key(key)?;
-        self.limits.check_value(key, value)?;
-        self.limits.check_ttl(ttl)?;
-        let mut keys = vec![full];
-        for tag in tags {
-            check_tag(tag)?;
-            keys.push(self.key(&tag_key(tag)));
-        }
-        let bytes = keys.iter().map(String::len).sum::<usize>() + value.len() + 20;
-        let mut evalsha = Self::evalsha(&self.set_tagged, keys.len(), 2, bytes);
-        for key in &keys {
-            evalsha.arg(key);
-        }
-        evalsha.arg(value).arg(ttl.as_millis() as u64);
-        self.eval::<i64>("EVALSHA set_tagged", &self.set_tagged, evalsha)
+        self.metrics
+            .tags
+            .timed(async {
+                let full = self.checked_key(key)?;
+                self.limits.check_value(key, value)?;
+                self.limits.check_ttl(ttl)?;
+                let mut keys = vec![full];
+                for tag in tags {
+                    check_tag(tag)?;
+                    keys.push(self.key(&tag_key(tag)));
+                }
+                let bytes = keys.iter().map(String::len).sum::<usize>() + value.len() + 20;
+                let mut evalsha = Self::evalsha(&self.set_tagged, keys.len(), 2, bytes);
+                for key in &keys {
+                    evalsha.arg(key);
+                }
+                evalsha.arg(value).arg(ttl.as_millis() as u64);
+                self.eval::<i64>("EVALSHA set_tagged", &self.set_tagged, evalsha)
+                    .await
+                    .map(drop)
+            })
             .await
-            .map(drop)
     }
 
     async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
-        check_tag(tag)?;
-        let set = self.key(&tag_key(tag));
-        let taken = format!("{set}:invalidating:{:016x}", rand::random::<u64>());
-        let mut evalsha = Self::evalsha(&self.take_tag, 2, 0, set.len() + taken.len());
-        evalsha.arg(&set).arg(&taken);
-        let existed: i64 = self
-            .eval("EVALSHA take_tag", &self.take_tag, evalsha)
-            .await?;
-        if existed == 0 {
-            return Ok(0);
-        }
-        // SSCAN pages through the set, so a tag on a million keys never blocks Redis.
-        let mut cursor: u64 = 0;
-        let mut removed = 0;
-        loop {
-            let mut scan = redis::cmd("SSCAN");
-            scan.arg(&taken).arg(cursor).arg("COUNT").arg(SCAN_COUNT);
-            let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SSCAN", scan).await?;
-            if !keys.is_empty() {
-                let n: u64 = self.query("UNLINK", one("UNLINK", &keys)).await?;
-                removed += n;
-            }
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        self.query::<u64>("UNLINK", one("UNLINK", &taken)).await?;
-        Ok(removed)
+        self.metrics
+            .tags
+            .timed(async {
+                check_tag(tag)?;
+                let set = self.key(&tag_key(tag));
+                let taken = format!("{set}:invalidating:{:016x}", rand::random::<u64>());
+                let mut evalsha = Self::evalsha(&self.take_tag, 2, 0, set.len() + taken.len());
+                evalsha.arg(&set).arg(&taken);
+                let existed: i64 = self
+                    .eval("EVALSHA take_tag", &self.take_tag, evalsha)
+                    .await?;
+                if existed == 0 {
+                    return Ok(0);
+                }
+                // SSCAN pages through the set, so a tag on a million keys never blocks Redis.
+                let mut cursor: u64 = 0;
+                let mut removed = 0;
+                loop {
+                    let mut scan = redis::cmd("SSCAN");
+                    scan.arg(&taken).arg(cursor).arg("COUNT").arg(SCAN_COUNT);
+                    let (next, keys): (u64, Vec<Vec<u8>>) = self.query("SSCAN", scan).await?;
+                    if !keys.is_empty() {
+                        let n: u64 = self.query("UNLINK", one("UNLINK", &keys)).await?;
+                        removed += n;
+                    }
+                    if next == 0 {
+                        break;
+                    }
+                    cursor = next;
+                }
+                self.query::<u64>("UNLINK", one("UNLINK", &taken)).await?;
+                Ok(removed)
+            })
+            .await
     }
 }
 
@@ -479,8 +538,16 @@ impl RateLimiter for RedisCache {
     /// One `EVALSHA` round trip per decision. When Redis can't be reached, the configured
     /// [`FailurePolicy`](crate::FailurePolicy) decides and the decision says `fallback: true`.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
-        let outcome = self.rate_limit(key, limit, window).await;
-        self.config.failure_policy.or_decide(outcome, limit, window)
+        let result = self
+            .metrics
+            .rate_limit
+            .timed(async {
+                let outcome = self.rate_limit(key, limit, window).await;
+                self.config.failure_policy.or_decide(outcome, limit, window)
+            })
+            .await;
+        self.metrics.decided(&result);
+        result
     }
 }
 

@@ -46,6 +46,8 @@ pub struct CacheService {
     rate_limiter: Arc<dyn RateLimiter>,
     health: Arc<dyn HealthCheck>,
     backend: &'static str,
+    #[cfg(feature = "memory")]
+    memory: Option<Arc<crate::MemoryCache>>,
 }
 
 impl CacheService {
@@ -79,6 +81,8 @@ impl CacheService {
                     rate_limiter: cache.clone(),
                     health: cache,
                     backend: "redis",
+                    #[cfg(feature = "memory")]
+                    memory: None,
                 })
             }
             #[cfg(feature = "redis-cluster")]
@@ -90,6 +94,8 @@ impl CacheService {
                     rate_limiter: cache.clone(),
                     health: cache,
                     backend: "redis-cluster",
+                    #[cfg(feature = "memory")]
+                    memory: None,
                 })
             }
             #[cfg(feature = "upstash")]
@@ -101,6 +107,8 @@ impl CacheService {
                     rate_limiter: cache.clone(),
                     health: cache,
                     backend: "upstash",
+                    #[cfg(feature = "memory")]
+                    memory: None,
                 })
             }
             #[cfg(feature = "memory")]
@@ -110,8 +118,9 @@ impl CacheService {
                     cache: cache.clone(),
                     tagged: cache.clone(),
                     rate_limiter: cache.clone(),
-                    health: cache,
+                    health: cache.clone(),
                     backend: "memory",
+                    memory: Some(cache),
                 })
             }
             #[cfg(not(feature = "redis"))]
@@ -158,6 +167,15 @@ impl CacheService {
     /// The health check.
     pub fn health(&self) -> Arc<dyn HealthCheck> {
         self.health.clone()
+    }
+
+    /// Refreshes the cache's periodic gauges (the memory cache's `infra_cache_memory_bytes`
+    /// and `_entries`; nothing on a networked backend): what the metrics interval calls.
+    pub fn record_metrics(&self) {
+        #[cfg(feature = "memory")]
+        if let Some(memory) = &self.memory {
+            memory.record_metrics();
+        }
     }
 
     /// `redis`, `redis-cluster`, `upstash` or `memory`.

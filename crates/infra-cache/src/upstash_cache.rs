@@ -10,6 +10,7 @@ use infra_core::{
 };
 use serde_json::Value;
 
+use crate::cache_metrics::CacheMetrics;
 use crate::config::{RateLimitAlgorithm, UpstashConfig};
 use crate::key_space::{SCAN_COUNT, glob_escape, rate_limit_key};
 use crate::redis_scripts;
@@ -55,6 +56,7 @@ pub struct UpstashRestCache {
     set_tagged_hex: LuaScript,
     set_many_hex: LuaScript,
     take_tag: LuaScript,
+    metrics: CacheMetrics,
 }
 
 impl UpstashRestCache {
@@ -70,6 +72,7 @@ impl UpstashRestCache {
             set_tagged_hex: LuaScript::new(redis_scripts::set_tagged_hex()),
             set_many_hex: LuaScript::new(redis_scripts::set_many_hex()),
             take_tag: LuaScript::new(redis_scripts::TAKE_TAG.to_owned()),
+            metrics: CacheMetrics::new("upstash"),
         })
     }
 
@@ -211,121 +214,168 @@ impl UpstashRestCache {
 #[async_trait]
 impl Cache for UpstashRestCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let key = self.checked_key(key)?;
-        self.run("GET", vec![arg("GET"), arg(key)])
-            .await?
-            .bytes("GET")
+        let result = self
+            .metrics
+            .get
+            .timed(async {
+                let key = self.checked_key(key)?;
+                self.run("GET", vec![arg("GET"), arg(key)])
+                    .await?
+                    .bytes("GET")
+            })
+            .await;
+        self.metrics.read(&result);
+        result
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        self.set_many(vec![(key.to_owned(), value.to_vec())], ttl)
+        self.metrics
+            .set
+            .timed(async {
+                self.set_many(vec![(key.to_owned(), value.to_vec())], ttl)
+                    .await
+            })
             .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let key = self.checked_key(key)?;
-        Ok(self
-            .run("DEL", vec![arg("DEL"), arg(key)])
-            .await?
-            .int("DEL")?
-            > 0)
+        self.metrics
+            .delete
+            .timed(async {
+                let key = self.checked_key(key)?;
+                Ok(self
+                    .run("DEL", vec![arg("DEL"), arg(key)])
+                    .await?
+                    .int("DEL")?
+                    > 0)
+            })
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let key = self.checked_key(key)?;
-        Ok(self
-            .run("EXISTS", vec![arg("EXISTS"), arg(key)])
-            .await?
-            .int("EXISTS")?
-            > 0)
+        self.metrics
+            .exists
+            .timed(async {
+                let key = self.checked_key(key)?;
+                Ok(self
+                    .run("EXISTS", vec![arg("EXISTS"), arg(key)])
+                    .await?
+                    .int("EXISTS")?
+                    > 0)
+            })
+            .await
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let key = self.checked_key(key)?;
-        let ms = self
-            .run("PTTL", vec![arg("PTTL"), arg(key)])
-            .await?
-            .int("PTTL")?;
-        // -2: no such key; -1: a key without expiry (written by something else).
-        Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+        self.metrics
+            .ttl
+            .timed(async {
+                let key = self.checked_key(key)?;
+                let ms = self
+                    .run("PTTL", vec![arg("PTTL"), arg(key)])
+                    .await?
+                    .int("PTTL")?;
+                // -2: no such key; -1: a key without expiry (written by something else).
+                Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+            })
+            .await
     }
 
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let full: Vec<String> = keys
-            .iter()
-            .map(|k| self.checked_key(k))
-            .collect::<Result<_>>()?;
-        if full.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut command = vec![arg("MGET")];
-        command.extend(full.into_iter().map(arg));
-        let values = self
-            .run("MGET", command)
-            .await?
-            .array("MGET")?
-            .into_iter()
-            .map(|v| v.bytes("MGET"))
-            .collect::<Result<Vec<_>>>()?;
-        if values.len() != keys.len() {
-            return Err(Error::backend(format!(
-                "upstash MGET: {} values for {} keys",
-                values.len(),
-                keys.len()
-            )));
-        }
-        Ok(values)
+        let result = self
+            .metrics
+            .get_many
+            .timed(async {
+                let full: Vec<String> = keys
+                    .iter()
+                    .map(|k| self.checked_key(k))
+                    .collect::<Result<_>>()?;
+                if full.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut command = vec![arg("MGET")];
+                command.extend(full.into_iter().map(arg));
+                let values = self
+                    .run("MGET", command)
+                    .await?
+                    .array("MGET")?
+                    .into_iter()
+                    .map(|v| v.bytes("MGET"))
+                    .collect::<Result<Vec<_>>>()?;
+                if values.len() != keys.len() {
+                    return Err(Error::backend(format!(
+                        "upstash MGET: {} values for {} keys",
+                        values.len(),
+                        keys.len()
+                    )));
+                }
+                Ok(values)
+            })
+            .await;
+        self.metrics.read_many(&result);
+        result
     }
 
     /// One request: a `/multi-exec` transaction of `SET … PX`, or, when a value is not UTF-8,
     /// one script writing every entry from hex (also atomic).
     async fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration) -> Result<()> {
-        self.limits.check_ttl(ttl)?;
-        let mut full = Vec::with_capacity(entries.len());
-        for (key, value) in &entries {
-            full.push(self.checked_key(key)?);
-            self.limits.check_value(key, value)?;
-        }
-        if entries.is_empty() {
-            return Ok(());
-        }
-        let ttl_ms = ttl.as_millis() as u64;
-        let texts: Option<Vec<Value>> = entries.iter().map(|(_, v)| Self::text(v)).collect();
-        let Some(texts) = texts else {
-            let mut args = vec![num(ttl_ms)];
-            args.extend(entries.iter().map(|(_, v)| arg(hex::encode(v))));
-            self.eval(&self.set_many_hex, full, args).await?;
-            return Ok(());
-        };
-        let commands: Vec<Command> = full
-            .into_iter()
-            .zip(texts)
-            .map(|(key, value)| vec![arg("SET"), arg(key), value, arg("PX"), num(ttl_ms)])
-            .collect();
-        if commands.len() == 1 {
-            let command = commands.into_iter().next().unwrap_or_default();
-            return self.run("SET", command).await.map(drop);
-        }
-        for outcome in self.client.transaction("MULTI SET", commands).await? {
-            outcome?;
-        }
-        Ok(())
+        self.metrics
+            .set_many
+            .timed(async {
+                self.limits.check_ttl(ttl)?;
+                let mut full = Vec::with_capacity(entries.len());
+                for (key, value) in &entries {
+                    full.push(self.checked_key(key)?);
+                    self.limits.check_value(key, value)?;
+                }
+                if entries.is_empty() {
+                    return Ok(());
+                }
+                let ttl_ms = ttl.as_millis() as u64;
+                let texts: Option<Vec<Value>> =
+                    entries.iter().map(|(_, v)| Self::text(v)).collect();
+                let Some(texts) = texts else {
+                    let mut args = vec![num(ttl_ms)];
+                    args.extend(entries.iter().map(|(_, v)| arg(hex::encode(v))));
+                    self.eval(&self.set_many_hex, full, args).await?;
+                    return Ok(());
+                };
+                let commands: Vec<Command> = full
+                    .into_iter()
+                    .zip(texts)
+                    .map(|(key, value)| vec![arg("SET"), arg(key), value, arg("PX"), num(ttl_ms)])
+                    .collect();
+                if commands.len() == 1 {
+                    let command = commands.into_iter().next().unwrap_or_default();
+                    return self.run("SET", command).await.map(drop);
+                }
+                for outcome in self.client.transaction("MULTI SET", commands).await? {
+                    outcome?;
+                }
+                Ok(())
+            })
+            .await
     }
 
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        self.limits.check_prefix(prefix)?;
-        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
-        self.unlink_pages("SCAN", |cursor| {
-            vec![
-                arg("SCAN"),
-                arg(cursor.to_string()),
-                arg("MATCH"),
-                arg(pattern.as_str()),
-                arg("COUNT"),
-                num(SCAN_COUNT as u64),
-            ]
-        })
-        .await
+        self.metrics
+            .delete_prefix
+            .timed(async {
+                self.limits.check_prefix(prefix)?;
+                let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+                self.unlink_pages("SCAN", |cursor| {
+                    vec![
+                        arg("SCAN"),
+                        arg(cursor.to_string()),
+                        arg("MATCH"),
+                        arg(pattern.as_str()),
+                        arg("COUNT"),
+                        num(SCAN_COUNT as u64),
+                    ]
+                })
+                .await
+            })
+            .await
     }
 }
 
@@ -338,50 +388,60 @@ impl TaggedCache for UpstashRestCache {
         ttl: Duration,
         tags: &[&str],
     ) -> Result<()> {
-        let full = self.checked_key(key)?;
-        self.limits.check_value(key, value)?;
-        self.limits.check_ttl(ttl)?;
-        let mut keys = vec![full];
-        for tag in tags {
-            check_tag(tag)?;
-            keys.push(self.key(&tag_key(tag)));
-        }
-        let ttl_ms = num(ttl.as_millis() as u64);
-        match Self::text(value) {
-            Some(text) => self.eval(&self.set_tagged, keys, vec![text, ttl_ms]).await,
-            None => {
-                let hex = arg(hex::encode(value));
-                self.eval(&self.set_tagged_hex, keys, vec![hex, ttl_ms])
-                    .await
-            }
-        }
-        .map(drop)
+        self.metrics
+            .tags
+            .timed(async {
+                let full = self.checked_key(key)?;
+                self.limits.check_value(key, value)?;
+                self.limits.check_ttl(ttl)?;
+                let mut keys = vec![full];
+                for tag in tags {
+                    check_tag(tag)?;
+                    keys.push(self.key(&tag_key(tag)));
+                }
+                let ttl_ms = num(ttl.as_millis() as u64);
+                match Self::text(value) {
+                    Some(text) => self.eval(&self.set_tagged, keys, vec![text, ttl_ms]).await,
+                    None => {
+                        let hex = arg(hex::encode(value));
+                        self.eval(&self.set_tagged_hex, keys, vec![hex, ttl_ms])
+                            .await
+                    }
+                }
+                .map(drop)
+            })
+            .await
     }
 
     async fn invalidate_tag(&self, tag: &str) -> Result<u64> {
-        check_tag(tag)?;
-        let set = self.key(&tag_key(tag));
-        let taken = format!("{set}:invalidating:{:016x}", rand::random::<u64>());
-        let existed = self
-            .eval(&self.take_tag, vec![set, taken.clone()], Vec::new())
-            .await?
-            .int("EVALSHA")?;
-        if existed == 0 {
-            return Ok(0);
-        }
-        let removed = self
-            .unlink_pages("SSCAN", |cursor| {
-                vec![
-                    arg("SSCAN"),
-                    arg(taken.as_str()),
-                    arg(cursor.to_string()),
-                    arg("COUNT"),
-                    num(SCAN_COUNT as u64),
-                ]
+        self.metrics
+            .tags
+            .timed(async {
+                check_tag(tag)?;
+                let set = self.key(&tag_key(tag));
+                let taken = format!("{set}:invalidating:{:016x}", rand::random::<u64>());
+                let existed = self
+                    .eval(&self.take_tag, vec![set, taken.clone()], Vec::new())
+                    .await?
+                    .int("EVALSHA")?;
+                if existed == 0 {
+                    return Ok(0);
+                }
+                let removed = self
+                    .unlink_pages("SSCAN", |cursor| {
+                        vec![
+                            arg("SSCAN"),
+                            arg(taken.as_str()),
+                            arg(cursor.to_string()),
+                            arg("COUNT"),
+                            num(SCAN_COUNT as u64),
+                        ]
+                    })
+                    .await?;
+                self.unlink(vec![taken.into_bytes()]).await?;
+                Ok(removed)
             })
-            .await?;
-        self.unlink(vec![taken.into_bytes()]).await?;
-        Ok(removed)
+            .await
     }
 }
 
@@ -391,8 +451,16 @@ impl RateLimiter for UpstashRestCache {
     /// reached, the configured [`FailurePolicy`](crate::FailurePolicy) decides and the
     /// decision says `fallback: true`.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
-        let outcome = self.rate_limit(key, limit, window).await;
-        self.config.failure_policy.or_decide(outcome, limit, window)
+        let result = self
+            .metrics
+            .rate_limit
+            .timed(async {
+                let outcome = self.rate_limit(key, limit, window).await;
+                self.config.failure_policy.or_decide(outcome, limit, window)
+            })
+            .await;
+        self.metrics.decided(&result);
+        result
     }
 }
 

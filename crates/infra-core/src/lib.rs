@@ -18,6 +18,11 @@ mod job_backend;
 mod job_concurrency;
 mod job_flow;
 mod job_queue;
+mod metrics_config;
+#[cfg(feature = "metrics-exporter")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics-exporter")))]
+pub mod metrics_exporter;
+mod process_metrics;
 mod queue_admin;
 mod rate_limit;
 mod realtime;
@@ -64,6 +69,10 @@ pub use job_backend::JobBackend;
 pub use job_concurrency::ConcurrencySlot;
 pub use job_flow::{JobBatch, JobRateLimit, JobSingleton, JobThrottle, SingletonMode};
 pub use job_queue::{ClaimedJob, Enqueued, JobId, JobQueue, NewJob, Settlement};
+pub use metrics_config::{
+    DEFAULT_METRICS_INTERVAL, METRICS_ADDR_VAR, METRICS_INTERVAL_VAR, MetricsConfig,
+};
+pub use process_metrics::ProcessMetrics;
 pub use queue_admin::{DeadLetter, FunctionQueueStats, JobFilter, QueueAdmin};
 pub use rate_limit::{RateLimitDecision, RateLimiter, check_rate_limit_args};
 pub use realtime::{

@@ -261,7 +261,7 @@ async fn run() {
 
     let mut config = DbConfig::new(&url).unwrap();
     config.pool_size = TASKS;
-    let db = Database::from_config(config).unwrap();
+    let db = Database::from_config(config.clone()).unwrap();
 
     run_pending_migrations(&db, FIXTURE_MIGRATIONS)
         .await
@@ -406,7 +406,35 @@ async fn run() {
     )
     .await;
     drop(same_statement);
-    for row in [select_one_row, lookup_row, same_statement_row]
+
+    // Last, as it installs the process-wide recorder: the same pooled query through a
+    // `Database` built after the Prometheus recorder was installed (its handles record: the
+    // acquire-wait histogram on every checkout) against the one built before it (no-op
+    // handles), alternating rounds. Issue 21's goal: ratio ≥ 0.97.
+    infra_core::metrics_exporter::install_prometheus_recorder().unwrap();
+    let recorded = Database::from_config(config).unwrap();
+    let recorded_state = vec![recorded.clone(); TASKS];
+    let pooled_select = |d: Database| async move {
+        let mut conn = d.get().await.unwrap();
+        let one: i32 = diesel::select(1.into_sql::<Integer>())
+            .get_result(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(one, 1);
+    };
+    let metrics_row = compare(
+        "pooled SELECT 1 with the Prometheus recorder installed",
+        "Database::get() + select(1), no recorder",
+        &ours_state,
+        pooled_select,
+        "Database::get() + select(1), Prometheus recorder",
+        &recorded_state,
+        pooled_select,
+    )
+    .await
+    .map(|row| row.goal(Goal::ratio_at_least(0.97)));
+    drop((recorded, recorded_state));
+    for row in [select_one_row, lookup_row, same_statement_row, metrics_row]
         .into_iter()
         .flatten()
     {

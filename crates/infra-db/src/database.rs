@@ -13,6 +13,7 @@ use crate::config::DbConfig;
 use crate::connection::DbConnection;
 use crate::connection_manager::{Pool, PooledConnection, build_pool, checkout};
 use crate::error::{map_connection_error, map_diesel_error, map_pool_error};
+use crate::pool_metrics::PoolMetrics;
 use crate::replicas::Replicas;
 use crate::session::{Session, establish};
 
@@ -49,6 +50,7 @@ struct Inner {
     replicas: Replicas,
     config: DbConfig,
     reaper: std::sync::OnceLock<()>,
+    metrics: PoolMetrics,
 }
 
 impl Database {
@@ -91,6 +93,7 @@ impl Database {
                 replicas,
                 config,
                 reaper: std::sync::OnceLock::new(),
+                metrics: PoolMetrics::new(),
             }),
         })
     }
@@ -112,7 +115,27 @@ impl Database {
     /// ```
     pub async fn get(&self) -> Result<PooledConnection> {
         self.start_idle_reaper();
-        checkout(&self.inner.pool).await.map_err(map_pool_error)
+        let started = std::time::Instant::now();
+        match checkout(&self.inner.pool).await {
+            Ok(conn) => {
+                self.inner.metrics.acquired(started.elapsed());
+                Ok(conn)
+            }
+            Err(err) => {
+                if matches!(err, deadpool::managed::PoolError::Timeout(_)) {
+                    self.inner.metrics.timed_out();
+                }
+                Err(map_pool_error(err))
+            }
+        }
+    }
+
+    /// Refreshes the pool gauges (`db_client_connections{state}`, `db_client_connection_max`,
+    /// `_pending_requests`, `db_client_replicas{state}`) from the pool's state: what the
+    /// metrics interval calls. Cheap (no query).
+    pub fn record_metrics(&self) {
+        let (healthy, down) = self.inner.replicas.health();
+        self.inner.metrics.sample(&self.inner.pool, healthy, down);
     }
 
     /// A connection for reads: the next healthy replica (round robin), else the primary.

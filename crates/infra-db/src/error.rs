@@ -85,6 +85,7 @@ pub fn map_diesel_error(err: DieselError) -> Error {
             }
             let mut e = Error::new(mapped, message);
             if let Some(code) = code {
+                crate::pool_metrics::count_query_error(&code);
                 if is_retryable_sqlstate(&code) {
                     e = e.with_retryable(true);
                 }

@@ -13,6 +13,8 @@ mod error;
 mod migrations;
 mod pagination;
 #[cfg(feature = "postgres")]
+mod pool_metrics;
+#[cfg(feature = "postgres")]
 mod replicas;
 #[cfg(feature = "postgres")]
 mod session;

@@ -54,6 +54,22 @@ impl Replicas {
         }
     }
 
+    /// How many replicas are in rotation and how many are left out after a failure.
+    pub(crate) fn health(&self) -> (usize, usize) {
+        let now = Instant::now();
+        let down = self
+            .list
+            .iter()
+            .filter(|r| {
+                r.down_until
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .is_some_and(|until| until > now)
+            })
+            .count();
+        (self.list.len() - down, down)
+    }
+
     pub(crate) fn len(&self) -> usize {
         self.list.len()
     }

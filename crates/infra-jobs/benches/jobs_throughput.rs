@@ -509,8 +509,58 @@ fn main() {
                 )
                 .goal(Goal::p99_at_most(Duration::from_millis(50))),
         );
+        rows.extend(metrics_overhead(n).await);
         for row in rows {
             row.emit().expect("bench report written");
         }
     });
+}
+
+/// Issue 21's rows: the drain with the Prometheus recorder installed against the same drain
+/// without one (goal: ratio ≥ 0.97). Last, since it installs the process-wide recorder: the
+/// "without" drains run first, on queues and pools built before it, whose handles stay
+/// no-ops; the "with" drains run on ones built after it, recording every attempt's counters
+/// and histograms and every checkout's wait. One pair per queue (a recorder cannot be
+/// uninstalled), so the machine's drift between the two drains is in the ratio.
+async fn metrics_overhead(n: u64) -> Vec<Row> {
+    let plain_name = format!("infra_jobs_bench_plain_{}", std::process::id());
+    let plain_db =
+        Database::from_config(DbConfig::new(&fresh_database(&plain_name).await).unwrap()).unwrap();
+    let pg_plain = drain_with(Arc::new(PgQueue::new(plain_db.clone())), n, 0, 0).await;
+    drop(plain_db);
+    drop_database(&plain_name).await;
+    let (_, mem_plain) = drain(Arc::new(MemoryQueue::new()), n).await;
+
+    infra_core::metrics_exporter::install_prometheus_recorder().unwrap();
+    let recorded_name = format!("infra_jobs_bench_recorded_{}", std::process::id());
+    let recorded_db =
+        Database::from_config(DbConfig::new(&fresh_database(&recorded_name).await).unwrap())
+            .unwrap();
+    let pg_recorded = drain_with(Arc::new(PgQueue::new(recorded_db.clone())), n, 0, 0).await;
+    drop(recorded_db);
+    drop_database(&recorded_name).await;
+    let (_, mem_recorded) = drain(Arc::new(MemoryQueue::new()), n).await;
+    println!(
+        "PgQueue with the Prometheus recorder {pg_recorded:>9.0}/s   without {pg_plain:>9.0}/s   ratio {:.3}",
+        pg_recorded / pg_plain
+    );
+    println!(
+        "MemoryQueue with the Prometheus recorder {mem_recorded:>9.0}/s   without {mem_plain:>9.0}/s   ratio {:.3}",
+        mem_recorded / mem_plain
+    );
+    let workload = |queue: &str| {
+        format!(
+            "drain {n} no-op jobs on {queue}, {CONCURRENCY} in flight, with the Prometheus recorder"
+        )
+    };
+    vec![
+        Row::new("infra-jobs", workload("PgQueue"), "jobs/s")
+            .ours(Side::new("PgQueue, Prometheus recorder", pg_recorded))
+            .baseline(Side::new("PgQueue, no recorder, same run", pg_plain))
+            .goal(Goal::ratio_at_least(0.97)),
+        Row::new("infra-jobs", workload("MemoryQueue"), "jobs/s")
+            .ours(Side::new("MemoryQueue, Prometheus recorder", mem_recorded))
+            .baseline(Side::new("MemoryQueue, no recorder, same run", mem_plain))
+            .goal(Goal::ratio_at_least(0.97)),
+    ]
 }

@@ -48,7 +48,14 @@ impl ConcurrencyLimiter {
                     .clone()
             };
             // Never closed, so acquiring only fails if the semaphore were closed.
-            if let Ok(p) = semaphore.acquire_owned().await {
+            let permit = match semaphore.clone().try_acquire_owned() {
+                Ok(p) => Ok(p),
+                Err(_) => {
+                    crate::job_metrics::count_concurrency_wait(function.id());
+                    semaphore.acquire_owned().await
+                }
+            };
+            if let Ok(p) = permit {
                 permits.push(p);
             }
         }

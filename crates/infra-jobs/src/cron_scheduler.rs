@@ -44,6 +44,7 @@ async fn cron_loop(
                     .entry(key.clone())
                     .or_insert_with(|| schedule.next_after(now).unwrap_or(i64::MAX));
                 if at <= now {
+                    crate::job_metrics::count_cron_fire(function.id());
                     jobs.push(plan_job(
                         function,
                         cron_event(function, schedule.expression(), at),

@@ -21,6 +21,7 @@ mod ingest;
 mod inngest;
 #[cfg(feature = "serve")]
 mod inngest_call;
+mod job_metrics;
 mod memory_queue;
 mod outcome;
 #[cfg(feature = "postgres")]

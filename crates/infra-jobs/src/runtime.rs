@@ -424,6 +424,17 @@ impl JobsRuntime {
         })
     }
 
+    /// Reads the queue's stats once and sets `infra_jobs_queue_depth{function,state}` and
+    /// `infra_jobs_oldest_ready_age_seconds{function}` from them: what the metrics interval
+    /// calls (one query on PostgreSQL; nothing for Inngest, whose queue is not ours).
+    pub async fn record_metrics(&self) -> Result<()> {
+        if self.admin().is_none() {
+            return Ok(());
+        }
+        crate::job_metrics::record_queue(&self.stats().await?);
+        Ok(())
+    }
+
     /// Prepares the queue (PostgreSQL: applies the queue's migrations) and starts the
     /// workers and the cron scheduler. Calling it again does nothing.
     ///

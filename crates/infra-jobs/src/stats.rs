@@ -4,11 +4,13 @@
 //! workers and the invoke path); the queue state is the queue's, across every process.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use infra_core::FunctionQueueStats;
 use serde::Serialize;
+
+use crate::job_metrics::FunctionMetrics;
 
 /// Counters of one function since this runtime started.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
@@ -26,14 +28,15 @@ pub struct RunCounters {
 /// The run counters of every function, recorded as attempts end.
 #[derive(Default)]
 pub(crate) struct RunTally {
-    by_function: Mutex<HashMap<String, RunCounters>>,
+    by_function: Mutex<HashMap<String, (RunCounters, Arc<FunctionMetrics>)>>,
 }
 
 impl RunTally {
     /// Counts one attempt of `function_id`; `dead` when it made the run a dead letter.
     pub(crate) fn record(&self, function_id: &str, succeeded: bool, dead: bool) {
         let mut counters = self.by_function.lock().unwrap_or_else(|e| e.into_inner());
-        let c = counters.entry(function_id.to_owned()).or_default();
+        let (c, metrics) = Self::entry(&mut counters, function_id);
+        metrics.attempt(succeeded, dead);
         c.attempts += 1;
         if succeeded {
             c.successes += 1;
@@ -45,12 +48,37 @@ impl RunTally {
         }
     }
 
+    /// The metric handles of `function_id`, registered on its first use.
+    pub(crate) fn metrics(&self, function_id: &str) -> Arc<FunctionMetrics> {
+        let mut counters = self.by_function.lock().unwrap_or_else(|e| e.into_inner());
+        Self::entry(&mut counters, function_id).1.clone()
+    }
+
+    fn entry<'m>(
+        map: &'m mut HashMap<String, (RunCounters, Arc<FunctionMetrics>)>,
+        function_id: &str,
+    ) -> &'m mut (RunCounters, Arc<FunctionMetrics>) {
+        // Looked up by `&str` first: the id is copied only on a function's first attempt.
+        if !map.contains_key(function_id) {
+            map.insert(
+                function_id.to_owned(),
+                (
+                    RunCounters::default(),
+                    Arc::new(FunctionMetrics::new(function_id)),
+                ),
+            );
+        }
+        map.get_mut(function_id).expect("inserted above")
+    }
+
     /// The counters so far.
     pub(crate) fn snapshot(&self) -> HashMap<String, RunCounters> {
         self.by_function
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .iter()
+            .map(|(id, (counters, _))| (id.clone(), *counters))
+            .collect()
     }
 }
 

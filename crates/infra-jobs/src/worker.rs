@@ -257,6 +257,15 @@ async fn run_job(
             waited_ms = (now_ms() - job.run_at_ms).max(0),
         )
     });
+    let metrics = worker.config.tally.metrics(function.id());
+    // A run's first start only (not a retry, nor a durable run's later step), and only for a
+    // job due when it was sent: a delay asked for is not latency.
+    if job.attempt == 1 && job.run_at_ms <= job.enqueued_at_ms {
+        metrics.started_after(Duration::from_millis(
+            (now_ms() - job.enqueued_at_ms).max(0) as u64,
+        ));
+    }
+    let started = std::time::Instant::now();
     let mut execution = None;
     observation
         .wrap(Box::pin(
@@ -266,6 +275,7 @@ async fn run_job(
             .instrument(span.clone()),
         ))
         .await;
+    metrics.ran(started.elapsed());
     let Some(execution) = execution else {
         // The monitor's span dropped the body unfinished: nothing ran to settle.
         let _ = settle.send((

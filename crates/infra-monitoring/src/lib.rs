@@ -10,6 +10,7 @@ mod local_request_spans;
 mod local_sink;
 mod local_trace;
 mod monitoring;
+mod monitoring_metrics;
 #[cfg(feature = "otel")]
 mod otel;
 mod run_monitor;

@@ -11,6 +11,7 @@ use infra_core::{
 
 use crate::config::{MonitoringConfig, SinkTarget};
 use crate::local_sink::LocalSink;
+use crate::monitoring_metrics::MonitoringMetrics;
 use crate::tracking::Tracking;
 
 #[derive(Clone)]
@@ -45,6 +46,7 @@ pub(crate) enum Backend {
 pub struct Monitoring {
     pub(crate) backend: Backend,
     pub(crate) config: Arc<MonitoringConfig>,
+    metrics: Arc<MonitoringMetrics>,
 }
 
 impl Monitoring {
@@ -79,9 +81,11 @@ impl Monitoring {
                 ));
             }
         };
+        let metrics = Arc::new(MonitoringMetrics::new(backend_name(&backend)));
         Ok(Monitoring {
             backend,
             config: Arc::new(config),
+            metrics,
         })
     }
 
@@ -97,6 +101,7 @@ impl Monitoring {
                 &config,
             ))),
             config: Arc::new(config),
+            metrics: Arc::new(MonitoringMetrics::new("sentry")),
         })
     }
 
@@ -117,11 +122,7 @@ impl Monitoring {
 
     /// `sentry` or `local`.
     pub fn backend(&self) -> &'static str {
-        match self.backend {
-            Backend::Local(_) => "local",
-            #[cfg(feature = "sentry")]
-            Backend::Sentry(_) => "sentry",
-        }
+        backend_name(&self.backend)
     }
 
     /// Sends queued events, waiting at most `timeout`; `true` when everything was sent.
@@ -149,11 +150,13 @@ impl Monitoring {
         context: &Context,
         tracking: &Tracking,
     ) -> Option<String> {
-        Some(match &self.backend {
+        let id = match &self.backend {
             Backend::Local(sink) => sink.capture_error_with(error, context, tracking),
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.capture_error_with(error, context, tracking),
-        })
+        };
+        self.metrics.count_event(&id);
+        Some(id)
     }
 }
 
@@ -163,11 +166,13 @@ impl ErrorReporter for Monitoring {
     }
 
     fn capture_message(&self, message: &str, level: Level, context: &Context) -> Option<String> {
-        Some(match &self.backend {
+        let id = match &self.backend {
             Backend::Local(sink) => sink.capture(level, ("message", message.into()), context),
             #[cfg(feature = "sentry")]
             Backend::Sentry(s) => s.capture_message(message, level, context),
-        })
+        };
+        self.metrics.count_event(&id);
+        Some(id)
     }
 
     fn add_breadcrumb(&self, breadcrumb: Breadcrumb) {
@@ -231,5 +236,14 @@ mod tests {
         let err = Monitoring::from_env(&env).err().expect("refused");
         assert_eq!(err.variable(), Some("NEXT_PUBLIC_SENTRY_DSN"));
         assert!(!err.to_string().contains("secretkey"), "{err}");
+    }
+}
+
+/// `local` or `sentry`.
+fn backend_name(backend: &Backend) -> &'static str {
+    match backend {
+        Backend::Local(_) => "local",
+        #[cfg(feature = "sentry")]
+        Backend::Sentry(_) => "sentry",
     }
 }

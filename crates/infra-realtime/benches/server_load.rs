@@ -358,5 +358,31 @@ fn main() {
         .goal(Goal::p99_at_most(Duration::from_millis(10)))
         .emit()
         .expect("bench report written");
+
+        // Issue 21's row: the same fan-out on a server built after the Prometheus recorder
+        // was installed (its handles record every frame, byte and fan-out) against one built
+        // before it (no-op handles), measured back to back; goal ≥ 0.97. Last: the recorder
+        // is process-wide and stays.
+        let plain = self::ours(Instant::now()).await;
+        infra_core::metrics_exporter::install_prometheus_recorder().unwrap();
+        let recorded = self::ours(Instant::now()).await;
+        println!(
+            "  with the Prometheus recorder: {:.0} msgs/s (p99 {:.0} µs), without: {:.0} msgs/s (p99 {:.0} µs); ratio {:.3} (goal >= 0.97)",
+            recorded.msgs_per_sec, recorded.p99_us, plain.msgs_per_sec, plain.p99_us,
+            recorded.msgs_per_sec / plain.msgs_per_sec
+        );
+        Row::new(
+            "infra-realtime",
+            format!(
+                "fan-out, 1 event to {SUBSCRIBERS} subscribers x {}, with the Prometheus recorder",
+                scaled(ROUNDS)
+            ),
+            "msgs/s",
+        )
+        .ours(side("infra-realtime server, Prometheus recorder", &recorded))
+        .baseline(side("infra-realtime server, no recorder, run just before", &plain))
+        .goal(Goal::ratio_at_least(0.97))
+        .emit()
+        .expect("bench report written");
     });
 }

@@ -4,9 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use infra_core::{DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, Probe, Result, Secret};
+use infra_core::{
+    DEFAULT_HEALTH_DEADLINE, Env, HealthCheck, HealthReport, MetricsConfig, Probe, Result, Secret,
+};
 
 use crate::connection_report::ConnectionReport;
+use crate::metrics_endpoint::MetricsEndpoint;
 
 /// The services this binary was built with, each on the backend its variables select.
 ///
@@ -81,6 +84,7 @@ pub struct Infra {
     http_server: infra_core::http_server::HttpServerConfig,
     #[cfg(all(feature = "cache", feature = "http"))]
     trusted_proxies: infra_cache::tower_layer::TrustedProxies,
+    metrics: MetricsEndpoint,
 }
 
 impl Infra {
@@ -107,6 +111,9 @@ impl Infra {
         let readiness_cache_ttl = env
             .duration("INFRA_READINESS_CACHE_TTL")?
             .unwrap_or(DEFAULT_READINESS_CACHE_TTL);
+        // First: the services register their metric handles while being built, and those
+        // bind to the recorder installed at that moment.
+        let metrics = MetricsEndpoint::from_config(MetricsConfig::from_env(env)?)?;
         #[cfg(feature = "db")]
         let database = if env.is_set("DATABASE_URL") {
             Some(infra_db::Database::from_env(env)?)
@@ -162,6 +169,7 @@ impl Infra {
             http_server: infra_core::http_server::HttpServerConfig::from_env(env)?,
             #[cfg(all(feature = "cache", feature = "http"))]
             trusted_proxies: infra_cache::tower_layer::TrustedProxies::from_env(env)?,
+            metrics,
         })
     }
 
@@ -169,6 +177,11 @@ impl Infra {
     /// PostgreSQL queue; nothing to start when Inngest runs the functions). Register the
     /// app's functions first (`infra.jobs().register(…)`); until this is called the jobs
     /// health check reports that no worker runs. Idempotent.
+    ///
+    /// With `INFRA_METRICS_ADDR` set it also binds that address, serving `GET /metrics`
+    /// (Prometheus text exposition), and refreshes the periodic gauges every
+    /// `INFRA_METRICS_INTERVAL` (see `docs/metrics.md`); a failure to bind is an error naming
+    /// the variable.
     ///
     /// ```
     /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -182,12 +195,56 @@ impl Infra {
     pub async fn start(&self) -> Result<()> {
         #[cfg(feature = "jobs")]
         self.jobs.start().await?;
+        #[cfg(feature = "metrics")]
+        {
+            let infra = self.clone();
+            self.metrics
+                .start(move || {
+                    let infra = infra.clone();
+                    async move { infra.record_metrics().await }
+                })
+                .await?;
+        }
         Ok(())
+    }
+
+    /// Refreshes every gauge that needs a reading, once: the pool's connections by state and
+    /// its waiters, the queue's depth by function and state and its oldest ready job's age
+    /// (one stats query), the realtime server's connections, channels and members, the
+    /// memory cache's size. What the metrics sampler calls each `INFRA_METRICS_INTERVAL`;
+    /// without an installed recorder it records nothing.
+    pub async fn record_metrics(&self) {
+        #[cfg(feature = "db")]
+        if let Some(db) = &self.database {
+            db.record_metrics();
+        }
+        #[cfg(feature = "cache")]
+        self.cache.record_metrics();
+        #[cfg(feature = "realtime")]
+        if let Some(server) = self.realtime.server() {
+            server.record_metrics();
+        }
+        #[cfg(feature = "jobs")]
+        if let Err(err) = self.jobs.record_metrics().await {
+            tracing::warn!(error = %err, "reading the queue's stats for the metrics failed");
+        }
+    }
+
+    /// The metrics settings (`INFRA_METRICS_ADDR`, `INFRA_METRICS_INTERVAL`).
+    pub fn metrics_config(&self) -> MetricsConfig {
+        self.metrics.config()
+    }
+
+    /// Where `GET /metrics` is served, once [`start`](Infra::start) bound it (the bound
+    /// address: with port 0 in `INFRA_METRICS_ADDR`, the port the system chose).
+    pub fn metrics_addr(&self) -> Option<std::net::SocketAddr> {
+        self.metrics.addr()
     }
 
     /// Stops the background work [`start`](Infra::start) began, letting running jobs finish
     /// (up to the jobs' shutdown grace period). Call it once the server has stopped.
     pub async fn shutdown(&self) {
+        self.metrics.stop();
         #[cfg(feature = "jobs")]
         self.jobs.shutdown().await;
     }

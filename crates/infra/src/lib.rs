@@ -7,6 +7,7 @@ mod connection_report;
 #[cfg_attr(docsrs, doc(cfg(feature = "http")))]
 pub mod http;
 mod infra;
+mod metrics_endpoint;
 #[cfg(feature = "http")]
 mod readiness;
 

@@ -166,6 +166,8 @@ fn malformed_variables_are_named() {
         ("REDIS_URL", "not a url"),
         ("INNGEST_BASE_URL", "::"),
         ("PUSHER_APP_ID", "1"),
+        ("INFRA_METRICS_ADDR", "localhost"),
+        ("INFRA_METRICS_INTERVAL", "10ms"),
     ] {
         let mut pairs = vec![(var.to_string(), value.to_string())];
         if var == "INNGEST_BASE_URL" {

@@ -62,6 +62,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|_| calendar_agent::DEFAULT_ADDR.to_owned());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     println!("calendar agent on http://{}/", listener.local_addr()?);
+    if let Some(metrics) = infra.metrics_addr() {
+        println!("metrics on http://{metrics}/metrics");
+    }
     // Header-read and idle timeouts, a body limit, the peer's address for rate limits.
     infra
         .serve(listener, app, async {

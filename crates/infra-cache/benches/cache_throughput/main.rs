@@ -9,6 +9,7 @@
 #![allow(missing_docs)]
 
 mod cluster;
+mod metrics_overhead;
 
 use std::collections::HashMap;
 use std::process::Command;
@@ -744,6 +745,6 @@ criterion_group! {
     name = benches;
     config = quick();
     targets = redis_get_set, rate_limit_decisions, memory_get, cluster::cluster_get_set,
-        cluster::cluster_rate_limit
+        cluster::cluster_rate_limit, metrics_overhead::metrics_overhead
 }
 criterion_main!(benches);

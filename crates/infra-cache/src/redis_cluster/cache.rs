@@ -18,6 +18,7 @@ use redis::{Cmd, FromRedisValue, RedisError, Script};
 use tokio::time::Instant;
 
 use super::key_slot::{TaggedRateLimitKey, key_slot};
+use crate::cache_metrics::CacheMetrics;
 use crate::config::{RateLimitAlgorithm, RedisClusterConfig};
 use crate::key_space::{SCAN_COUNT, glob_escape};
 use crate::redis_error::{connection_failed, map_pool_error, map_redis_error};
@@ -60,6 +61,7 @@ pub struct RedisClusterCache {
     set_many: ClusterScript,
     pub(super) tag_member: ClusterScript,
     pub(super) take_tag: ClusterScript,
+    metrics: CacheMetrics,
 }
 
 /// A Lua script sent by its SHA1 (`EVALSHA`) and, when a node answers `NOSCRIPT` (a fresh node,
@@ -107,6 +109,7 @@ impl RedisClusterCache {
             tag_member: ClusterScript::new(redis_scripts::TAG_MEMBER.to_owned()),
             take_tag: ClusterScript::new(redis_scripts::TAKE_TAG.to_owned()),
             config,
+            metrics: CacheMetrics::new("redis-cluster"),
         })
     }
 
@@ -371,134 +374,180 @@ impl RedisClusterCache {
 #[async_trait]
 impl Cache for RedisClusterCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>> {
-        let (key, slot) = self.namespaced(key)?;
-        let cmd = Self::keyed("GET", key, 0, 0);
-        self.command("GET", cmd, self.read_from(slot)).await
+        let result = self
+            .metrics
+            .get
+            .timed(async {
+                let (key, slot) = self.namespaced(key)?;
+                let cmd = Self::keyed("GET", key, 0, 0);
+                self.command("GET", cmd, self.read_from(slot)).await
+            })
+            .await;
+        self.metrics.read(&result);
+        result
     }
 
     async fn set(&self, key: &str, value: &[u8], ttl: Duration) -> Result<()> {
-        let (key, slot) = self.namespaced(key)?;
-        self.limits.check_value(key.key, value)?;
-        self.limits.check_ttl(ttl)?;
-        // "PX" and up to 20 digits of milliseconds.
-        let mut cmd = Self::keyed("SET", key, 3, value.len() + 22);
-        cmd.arg(value).arg("PX").arg(ttl.as_millis() as u64);
-        self.command("SET", cmd, Route::new(slot, SlotAddr::Master))
+        self.metrics
+            .set
+            .timed(async {
+                let (key, slot) = self.namespaced(key)?;
+                self.limits.check_value(key.key, value)?;
+                self.limits.check_ttl(ttl)?;
+                // "PX" and up to 20 digits of milliseconds.
+                let mut cmd = Self::keyed("SET", key, 3, value.len() + 22);
+                cmd.arg(value).arg("PX").arg(ttl.as_millis() as u64);
+                self.command("SET", cmd, Route::new(slot, SlotAddr::Master))
+                    .await
+            })
             .await
     }
 
     async fn delete(&self, key: &str) -> Result<bool> {
-        let (key, slot) = self.namespaced(key)?;
-        let cmd = Self::keyed("DEL", key, 0, 0);
-        let removed: u64 = self
-            .command("DEL", cmd, Route::new(slot, SlotAddr::Master))
-            .await?;
-        Ok(removed > 0)
+        self.metrics
+            .delete
+            .timed(async {
+                let (key, slot) = self.namespaced(key)?;
+                let cmd = Self::keyed("DEL", key, 0, 0);
+                let removed: u64 = self
+                    .command("DEL", cmd, Route::new(slot, SlotAddr::Master))
+                    .await?;
+                Ok(removed > 0)
+            })
+            .await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
-        let (key, slot) = self.namespaced(key)?;
-        let cmd = Self::keyed("EXISTS", key, 0, 0);
-        let n: u64 = self.command("EXISTS", cmd, self.read_from(slot)).await?;
-        Ok(n > 0)
+        self.metrics
+            .exists
+            .timed(async {
+                let (key, slot) = self.namespaced(key)?;
+                let cmd = Self::keyed("EXISTS", key, 0, 0);
+                let n: u64 = self.command("EXISTS", cmd, self.read_from(slot)).await?;
+                Ok(n > 0)
+            })
+            .await
     }
 
     async fn ttl(&self, key: &str) -> Result<Option<Duration>> {
-        let (key, slot) = self.namespaced(key)?;
-        let cmd = Self::keyed("PTTL", key, 0, 0);
-        let ms: i64 = self.command("PTTL", cmd, self.read_from(slot)).await?;
-        // -2: no such key; -1: a key without expiry (written by something else).
-        Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+        self.metrics
+            .ttl
+            .timed(async {
+                let (key, slot) = self.namespaced(key)?;
+                let cmd = Self::keyed("PTTL", key, 0, 0);
+                let ms: i64 = self.command("PTTL", cmd, self.read_from(slot)).await?;
+                // -2: no such key; -1: a key without expiry (written by something else).
+                Ok((ms >= 0).then(|| Duration::from_millis(ms as u64)))
+            })
+            .await
     }
 
     /// One `MGET`, which the cluster client splits into one `MGET` per slot and answers in
     /// the order asked.
     async fn get_many(&self, keys: &[String]) -> Result<Vec<Option<Vec<u8>>>> {
-        let full: Vec<String> = keys
-            .iter()
-            .map(|k| self.checked_key(k))
-            .collect::<Result<_>>()?;
-        if full.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(&full);
-        self.query("MGET", &cmd).await
+        let result = self
+            .metrics
+            .get_many
+            .timed(async {
+                let full: Vec<String> = keys
+                    .iter()
+                    .map(|k| self.checked_key(k))
+                    .collect::<Result<_>>()?;
+                if full.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut cmd = redis::cmd("MGET");
+                cmd.arg(&full);
+                self.query("MGET", &cmd).await
+            })
+            .await;
+        self.metrics.read_many(&result);
+        result
     }
 
     /// One script per slot, sent at once: each slot's entries are written atomically, but a
     /// batch spanning slots is not atomic as a whole (keys sharing a hash tag share a slot).
     async fn set_many(&self, entries: Vec<(String, Vec<u8>)>, ttl: Duration) -> Result<()> {
-        self.limits.check_ttl(ttl)?;
-        let mut by_slot: HashMap<u16, Vec<(String, &[u8])>> = HashMap::new();
-        for (key, value) in &entries {
-            let full = self.checked_key(key)?;
-            self.limits.check_value(key, value)?;
-            by_slot
-                .entry(key_slot(&self.config.key_prefix, key))
-                .or_default()
-                .push((full, value));
-        }
-        let ttl_ms = ttl.as_millis() as u64;
-        let writes = by_slot.into_iter().map(|(slot, group)| async move {
-            let bytes = group.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 24;
-            let route = Route::new(slot, SlotAddr::Master);
-            self.eval::<i64>(
-                "EVALSHA set_many",
-                &self.set_many,
-                route,
-                (2 + 2 * group.len(), bytes),
-                |cmd| {
-                    cmd.arg(group.len());
-                    for (key, _) in &group {
-                        cmd.arg(key);
-                    }
-                    cmd.arg(ttl_ms);
-                    for (_, value) in &group {
-                        cmd.arg(*value);
-                    }
-                },
-            )
+        self.metrics
+            .set_many
+            .timed(async {
+                self.limits.check_ttl(ttl)?;
+                let mut by_slot: HashMap<u16, Vec<(String, &[u8])>> = HashMap::new();
+                for (key, value) in &entries {
+                    let full = self.checked_key(key)?;
+                    self.limits.check_value(key, value)?;
+                    by_slot
+                        .entry(key_slot(&self.config.key_prefix, key))
+                        .or_default()
+                        .push((full, value));
+                }
+                let ttl_ms = ttl.as_millis() as u64;
+                let writes = by_slot.into_iter().map(|(slot, group)| async move {
+                    let bytes = group.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() + 24;
+                    let route = Route::new(slot, SlotAddr::Master);
+                    self.eval::<i64>(
+                        "EVALSHA set_many",
+                        &self.set_many,
+                        route,
+                        (2 + 2 * group.len(), bytes),
+                        |cmd| {
+                            cmd.arg(group.len());
+                            for (key, _) in &group {
+                                cmd.arg(key);
+                            }
+                            cmd.arg(ttl_ms);
+                            for (_, value) in &group {
+                                cmd.arg(*value);
+                            }
+                        },
+                    )
+                    .await
+                });
+                for outcome in futures::future::join_all(writes).await {
+                    outcome?;
+                }
+                Ok(())
+            })
             .await
-        });
-        for outcome in futures::future::join_all(writes).await {
-            outcome?;
-        }
-        Ok(())
     }
 
     /// `SCAN … MATCH` + `UNLINK` on every master in turn (each master holds its own keys).
     async fn delete_prefix(&self, prefix: &str) -> Result<u64> {
-        self.limits.check_prefix(prefix)?;
-        let pattern = format!("{}*", glob_escape(&self.key(prefix)));
-        let mut removed = 0;
-        let slots: redis::Value = self
-            .command(
-                "CLUSTER SLOTS",
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                Route::new(0, SlotAddr::Master),
-            )
-            .await?;
-        for slot in super::topology::master_slots(slots)? {
-            let mut cursor: u64 = 0;
-            loop {
-                let mut scan = redis::cmd("SCAN");
-                scan.arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(SCAN_COUNT);
-                let (next, keys): (u64, Vec<String>) = self
-                    .command("SCAN", scan, Route::new(slot, SlotAddr::Master))
+        self.metrics
+            .delete_prefix
+            .timed(async {
+                self.limits.check_prefix(prefix)?;
+                let pattern = format!("{}*", glob_escape(&self.key(prefix)));
+                let mut removed = 0;
+                let slots: redis::Value = self
+                    .command(
+                        "CLUSTER SLOTS",
+                        redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                        Route::new(0, SlotAddr::Master),
+                    )
                     .await?;
-                removed += self.unlink(&keys).await?;
-                if next == 0 {
-                    break;
+                for slot in super::topology::master_slots(slots)? {
+                    let mut cursor: u64 = 0;
+                    loop {
+                        let mut scan = redis::cmd("SCAN");
+                        scan.arg(cursor)
+                            .arg("MATCH")
+                            .arg(&pattern)
+                            .arg("COUNT")
+                            .arg(SCAN_COUNT);
+                        let (next, keys): (u64, Vec<String>) = self
+                            .command("SCAN", scan, Route::new(slot, SlotAddr::Master))
+                            .await?;
+                        removed += self.unlink(&keys).await?;
+                        if next == 0 {
+                            break;
+                        }
+                        cursor = next;
+                    }
                 }
-                cursor = next;
-            }
-        }
-        Ok(removed)
+                Ok(removed)
+            })
+            .await
     }
 }
 
@@ -508,7 +557,15 @@ impl RateLimiter for RedisClusterCache {
     /// be reached (or the slot's master is being failed over), the configured
     /// [`FailurePolicy`](crate::FailurePolicy) decides and the decision says `fallback: true`.
     async fn check(&self, key: &str, limit: u64, window: Duration) -> Result<RateLimitDecision> {
-        let outcome = self.decide(key, limit, window).await;
-        self.config.failure_policy.or_decide(outcome, limit, window)
+        let result = self
+            .metrics
+            .rate_limit
+            .timed(async {
+                let outcome = self.decide(key, limit, window).await;
+                self.config.failure_policy.or_decide(outcome, limit, window)
+            })
+            .await;
+        self.metrics.decided(&result);
+        result
     }
 }

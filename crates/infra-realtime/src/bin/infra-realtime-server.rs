@@ -3,7 +3,9 @@
 //! `INFRA_REALTIME_APPS_FILE`; with `INFRA_REALTIME_REDIS_URL` (feature `server-redis`) it is one
 //! node of a cluster sharing that Redis (`docs/realtime-server.md`). Connections get the HTTP
 //! limits of `INFRA_HTTP_HEADER_READ_TIMEOUT`, `INFRA_HTTP_IDLE_TIMEOUT` and
-//! `INFRA_HTTP_MAX_BODY_BYTES` (`infra_core::http_server`). SIGTERM or Ctrl-C closes every
+//! `INFRA_HTTP_MAX_BODY_BYTES` (`infra_core::http_server`). With `INFRA_METRICS_ADDR` set it
+//! serves `GET /metrics` (Prometheus text) there, its gauges refreshed every
+//! `INFRA_METRICS_INTERVAL` (`docs/metrics.md`). SIGTERM or Ctrl-C closes every
 //! connection with a close frame (4200, reconnect) before the process exits.
 
 use std::net::SocketAddr;
@@ -11,7 +13,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use infra_core::http_server::{HttpServerConfig, serve};
-use infra_core::{Env, Error};
+use infra_core::metrics_exporter::{bind_metrics, install_prometheus_recorder, serve_metrics};
+use infra_core::{Env, Error, MetricsConfig, ProcessMetrics};
 use infra_realtime::server::{RealtimeServer, ServerConfig};
 
 const DEFAULT_ADDR: &str = "127.0.0.1:6001";
@@ -55,6 +58,12 @@ async fn run(env: Env) -> Result<(), Error> {
             )
         })?;
     let limits = HttpServerConfig::from_env(&env)?;
+    let metrics = MetricsConfig::from_env(&env)?;
+    // Before the server is built: the handles it registers record into this recorder.
+    let prometheus = match metrics.addr {
+        Some(_) => Some(install_prometheus_recorder()?),
+        None => None,
+    };
     let apps: Vec<String> = config.apps.iter().map(|a| a.id.clone()).collect();
     let clustered = config.cluster.is_some();
     let server = RealtimeServer::new(config)?;
@@ -69,6 +78,26 @@ async fn run(env: Env) -> Result<(), Error> {
             format_args!("cannot listen on {addr}: {e}"),
         )
     })?;
+    if let (Some(metrics_addr), Some(handle)) = (metrics.addr, prometheus) {
+        let metrics_listener = bind_metrics(metrics_addr).await?;
+        let bound = metrics_listener.local_addr().unwrap_or(metrics_addr);
+        tracing::info!("metrics on http://{bound}/metrics");
+        tokio::spawn(async move {
+            if let Err(e) = serve_metrics(metrics_listener, handle, std::future::pending()).await {
+                tracing::error!("{e}");
+            }
+        });
+        let sampled = server.clone();
+        tokio::spawn(async move {
+            let mut process = ProcessMetrics::new();
+            let mut every = tokio::time::interval(metrics.interval);
+            loop {
+                every.tick().await;
+                process.sample();
+                sampled.record_metrics();
+            }
+        });
+    }
     let local = listener.local_addr().unwrap_or(addr);
     tracing::info!(address = %local, apps = ?apps, "infra-realtime-server listening on {local}");
     // Stop accepting first, so clients told to reconnect cannot land on this process again;

@@ -198,6 +198,7 @@ async fn serve(
     // One wait for the connection's whole life: a fresh `Notified` per loop would register
     // with (and leave) the `Notify`'s waiter list, under its lock, for every frame sent.
     let killed = kill.wait();
+    let server_metrics = &node.metrics;
     tokio::pin!(killed);
     let mut pinged = false;
     // Whatever ends the loop, the hub forgets the socket before the goodbye is attempted: a
@@ -207,6 +208,7 @@ async fn serve(
             code = &mut killed => break Ending::Close(code),
             next = queued.recv() => {
                 let Some(message) = next else { break Ending::Gone };
+                let bytes = message.len();
                 // A client that does not read blocks this send: the write timeout, or the
                 // kill switch (its queue filled meanwhile), ends the connection.
                 tokio::select! {
@@ -214,6 +216,7 @@ async fn serve(
                         if sent.is_err() {
                             break Ending::Close(CloseCode::SlowClient);
                         }
+                        server_metrics.sent(bytes);
                     }
                     code = &mut killed => break Ending::Close(code),
                 }
@@ -235,6 +238,7 @@ async fn serve(
                         break Ending::Error(CloseCode::InvalidMessage, format!("unreadable frame: {e}"));
                     }
                 };
+                server_metrics.received(text.len());
                 timer.as_mut().reset((Instant::now() + node.activity_timeout).into());
                 pinged = false;
                 if let Err((code, message)) = conn.handle(&text) {
@@ -425,5 +429,6 @@ impl Connection {
             &event.data,
             user_id.as_deref(),
         );
+        self.node.metrics.client_event();
     }
 }

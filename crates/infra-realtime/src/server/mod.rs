@@ -50,6 +50,7 @@ mod realtime_server;
 #[cfg(feature = "server-redis")]
 mod redis;
 mod server_config;
+mod server_metrics;
 mod state_counts;
 mod subscription;
 mod subscription_counter;

@@ -25,6 +25,7 @@ use super::presence_store::{
 };
 use super::protocol::{frame, member_added, member_removed};
 use super::server_config::ServerConfig;
+use super::server_metrics::ServerMetrics;
 use super::state_counts::StateCounts;
 use super::subscription_counter::{CountChanges, SUBSCRIPTION_COUNT_EVENT};
 use super::watchlist::{self, LocalWatchlist, WatchlistStore};
@@ -45,6 +46,8 @@ pub(crate) struct Node {
     pub write_timeout: Duration,
     /// Who may name a connection's client address in `X-Forwarded-For`.
     pub trusted_proxies: TrustedProxies,
+    /// The server's metric handles (connections' frames, the API's answers, the gauges).
+    pub metrics: ServerMetrics,
 }
 
 impl Node {
@@ -89,6 +92,7 @@ impl Node {
             pong_timeout: config.pong_timeout,
             write_timeout: config.write_timeout,
             trusted_proxies: config.trusted_proxies,
+            metrics: ServerMetrics::new(),
         });
         count_changes.bind(Arc::downgrade(&node));
         let changes = user_changes(Arc::downgrade(&node));

@@ -65,8 +65,9 @@ impl RealtimeServer {
     /// limit to apply; behind proxies, name them in
     /// [`ServerConfig::trusted_proxies`](super::ServerConfig::trusted_proxies).
     pub fn router(&self) -> Router {
-        Router::new()
-            .route("/app/{key}", get(connection::upgrade))
+        // The HTTP API's answers are counted by status class; the WebSocket endpoint's are
+        // connections, counted by the hub.
+        let api = Router::new()
             .route("/apps/{app_id}/events", post(http_api::events))
             .route("/apps/{app_id}/batch_events", post(http_api::batch_events))
             .route("/apps/{app_id}/channels", get(http_api::channels))
@@ -85,7 +86,23 @@ impl RealtimeServer {
                 "/users/{user_id}/terminate_connections",
                 post(http_api::terminate_connections_by_key),
             )
+            .layer(axum::middleware::from_fn_with_state(
+                self.node.clone(),
+                super::server_metrics::count_api_request,
+            ));
+        Router::new()
+            .route("/app/{key}", get(connection::upgrade))
+            .merge(api)
             .with_state(self.node.clone())
+    }
+
+    /// Refreshes the server's gauges (`infra_realtime_connections`, `_channels{kind}`,
+    /// `_subscriptions{kind}`, `_presence_members`, …) from the hub's state: what the metrics
+    /// interval calls. Local state only, no Redis call.
+    pub fn record_metrics(&self) {
+        self.node
+            .metrics
+            .sample(self.node.counts(), self.node.hub());
     }
 
     /// The app `Realtime` triggers on: the first one configured.

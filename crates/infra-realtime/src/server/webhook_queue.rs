@@ -17,6 +17,7 @@ use infra_core::{Backoff, Secret};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::server_metrics::ServerMetrics;
 use super::webhook_backlog::{Accepted, WebhookBacklog};
 use super::webhook_event::WebhookEvent;
 
@@ -54,6 +55,7 @@ struct Target {
 struct Tally {
     held: AtomicUsize,
     dropped: AtomicU64,
+    metrics: ServerMetrics,
 }
 
 impl Tally {
@@ -63,6 +65,7 @@ impl Tally {
 
     fn dropped_many(&self, events: u64, why: &str) {
         let before = self.dropped.fetch_add(events, Ordering::Relaxed);
+        self.metrics.webhooks_dropped(events);
         // A flood drops thousands: log the first and then ever more rarely.
         if (before + 1).is_power_of_two() || before == 0 || events > 1 {
             tracing::warn!(dropped = before + events, "webhook event(s) dropped: {why}");
@@ -195,7 +198,7 @@ async fn run(target: Target, mut rx: mpsc::Receiver<WebhookEvent>, tally: Arc<Ta
         }
         if !events.is_empty() {
             let count = events.len() as u64;
-            if !deliver(&http, &target, events).await {
+            if !deliver(&http, &target, events, &tally.metrics).await {
                 tally.dropped_many(
                     count,
                     "the receiver did not take them within the retry time",
@@ -222,7 +225,12 @@ pub(crate) fn sign_batch(
 }
 
 /// Delivers one batch, retrying until it is `retry_for` old; false when it was given up.
-async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) -> bool {
+async fn deliver(
+    http: &reqwest::Client,
+    target: &Target,
+    events: Vec<Value>,
+    metrics: &ServerMetrics,
+) -> bool {
     let started = Instant::now();
     let time_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -241,7 +249,10 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) ->
             .send()
             .await;
         match result {
-            Ok(reply) if reply.status().is_success() => return true,
+            Ok(reply) if reply.status().is_success() => {
+                metrics.webhook(true);
+                return true;
+            }
             Ok(reply) => {
                 tracing::warn!(status = %reply.status(), attempt, "webhook refused");
             }
@@ -255,6 +266,7 @@ async fn deliver(http: &reqwest::Client, target: &Target, events: Vec<Value>) ->
         // The last wait is cut short so the last attempt falls at the retry time at most.
         tokio::time::sleep(wait.min(target.retry_for - elapsed)).await;
     }
+    metrics.webhook(false);
     tracing::error!(
         host = target.url.host_str().unwrap_or("?"),
         "webhook batch given up after {attempt} attempts"

@@ -24,6 +24,7 @@ use crate::server::outbox::Outbox;
 use crate::server::peer_counts::peer_key;
 use crate::server::presence_store::{ChannelStats, JoinOutcome, StateChange, StateLog};
 use crate::server::protocol::{CloseCode, USER_CHANNEL_PREFIX};
+use crate::server::server_metrics::ServerMetrics;
 use crate::server::state_counts::StateCounts;
 use crate::server::subscription::{Presence, Refusal};
 use crate::server::subscription_counter::{CountChanges, is_count_frame};
@@ -46,6 +47,8 @@ pub(crate) struct AppHub {
     cache_lookup: OnceLock<CacheLookup>,
     /// With watchlist events on: where signed-in users' first and last sockets are reported.
     user_changes: OnceLock<UserChanges>,
+    /// The fan-out histogram's handle (and the server's others, sharing their series).
+    metrics: ServerMetrics,
 }
 
 /// Where a hub with watchlist events on reports its users' comings and goings.
@@ -76,6 +79,7 @@ impl AppHub {
             count_changes,
             cache_lookup: OnceLock::new(),
             user_changes: OnceLock::new(),
+            metrics: ServerMetrics::new(),
         }
     }
 
@@ -312,6 +316,7 @@ impl AppHub {
     /// Delivers a frame to this node's subscribers of `channel` but `except`, and keeps it on
     /// cache channels: the path of this node's publishes and of frames other nodes published.
     pub fn deliver(&self, channel: &str, message: &Utf8Bytes, except: Option<&str>) {
+        let started = std::time::Instant::now();
         let mut state = self.lock();
         if let Some(watcher) = channel.strip_prefix(WATCHLIST_ROUTE_PREFIX) {
             for socket_id in state.users.get(watcher).into_iter().flatten() {
@@ -325,6 +330,8 @@ impl AppHub {
             state.keep_cached(channel, message);
         }
         state.send_to_channel(channel, message, except);
+        drop(state);
+        self.metrics.fanned_out(started.elapsed());
     }
 
     /// A client event: delivered to the channel's other subscribers on this node, with

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use super::keys::Keys;
 use super::scripts::Scripts;
 use crate::server::cluster_config::{ClusterConfig, REDIS_URL_VAR};
+use crate::server::server_metrics::ServerMetrics;
 
 /// Longest wait for one Redis call before the node counts it as failed.
 pub(super) const CALL_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,6 +39,8 @@ pub(super) struct Link {
     /// Held around a heartbeat, so a leave cannot give up the lease while a heartbeat that
     /// would take it again is in flight.
     pub lease_guard: tokio::sync::Mutex<()>,
+    /// Counts failed calls to Redis (`infra_realtime_redis_errors_total`).
+    metrics: ServerMetrics,
 }
 
 impl Link {
@@ -57,6 +60,7 @@ impl Link {
             needs_resync: AtomicBool::new(false),
             lease_guard: tokio::sync::Mutex::new(()),
             config,
+            metrics: ServerMetrics::new(),
         })
     }
 
@@ -81,6 +85,7 @@ impl Link {
     }
 
     pub fn failed(&self, what: &str, error: &dyn std::fmt::Display) {
+        self.metrics.redis_error();
         tracing::warn!(node = %self.config.node_id, error = %error, "realtime cluster: {what}");
         *self.last_error.lock().unwrap_or_else(|e| e.into_inner()) =
             Some(format!("{what}: {error}"));
