@@ -120,13 +120,13 @@ async fn two_nodes(cluster: ClusterConfig, prefix: &str) -> FanOut {
         tasks.push(subscriber(addr, base, tx.clone()).await);
     }
     // Warm-up rounds until node 2's subscribers hear node 1 (the bus is up both ways).
-    let channel = ChannelName::new("bench").unwrap();
+    let channels = [ChannelName::new("bench").unwrap()];
     let event = EventName::new("tick").unwrap();
     let mut warm = 0;
     while warm < SUBSCRIBERS {
         n1.server
             .trigger(
-                &[channel.clone()],
+                &channels,
                 &event,
                 &json!({"t": base.elapsed().as_micros() as u64}),
             )
@@ -142,7 +142,7 @@ async fn two_nodes(cluster: ClusterConfig, prefix: &str) -> FanOut {
     for _ in 0..rounds() {
         let t = base.elapsed().as_micros() as u64;
         n1.server
-            .trigger(&[channel.clone()], &event, &json!({"t": t}))
+            .trigger(&channels, &event, &json!({"t": t}))
             .await
             .unwrap();
         for _ in 0..SUBSCRIBERS {

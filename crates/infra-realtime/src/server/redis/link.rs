@@ -20,7 +20,7 @@ use crate::server::cluster_config::{ClusterConfig, REDIS_CLUSTER_NODES_VAR, REDI
 /// Where the nodes meet.
 pub(super) enum Target {
     /// One Redis server (or a replicated primary): plain pub/sub on one bus channel.
-    Single(redis::Client),
+    Single(Box<redis::Client>),
     /// Redis Cluster's seed nodes: sharded pub/sub, and every script's keys in one slot. The
     /// client is built per connection because each carries its own subscription's sender.
     Cluster(Vec<String>),
@@ -99,11 +99,11 @@ impl Link {
                 })?;
                 Target::Cluster(nodes.expose().clone())
             }
-            None => Target::Single(
+            None => Target::Single(Box::new(
                 redis::Client::open(config.redis_url.expose().as_str()).map_err(|e| {
                     Error::config(REDIS_URL_VAR, format_args!("is not usable: {e}"))
                 })?,
-            ),
+            )),
         };
         Ok(Link {
             keys: Keys::new(&config.key_prefix),
