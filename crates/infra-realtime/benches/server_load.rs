@@ -108,7 +108,7 @@ async fn connect(
 ) -> tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
     // tungstenite zero-fills its whole read buffer before every read: at the default 128 KiB,
     // 1,000 clients spent more CPU clearing memory than both servers did delivering (a
-    // quarter of all samples under `perf`), so the clients read 4 KiB at a time, as the
+    // quarter of all samples under `perf`), so the clients read 4 KiB at a time, near what the
     // server does.
     let config =
         tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
