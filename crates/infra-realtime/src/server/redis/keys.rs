@@ -9,6 +9,7 @@
 //! | `{p}:nodes` | set | node ids that may hold state |
 //! | `{p}:lease:n` | string with TTL | the node's lease; gone = the node is dead |
 //! | `{p}:node:n` | hash | what the node holds: `s␟a␟c` → subscriptions, `p␟a␟c␟user` → 1 |
+//! | `{p}:reaping:n` | hash | a dead node's fields taken out of its hash, until undone |
 //! | `p:app:a:channels` | set | occupied channels |
 //! | `p:ch:{a:c}:subs` | hash | node → its subscriptions to `c` |
 //! | `p:ch:{a:c}:held` | hash | `n␟user` → 1 for each presence user a node holds |
@@ -59,6 +60,9 @@ impl Keys {
     }
     pub fn node_state(&self, node: &str) -> String {
         format!("{{{}}}:node:{node}", self.prefix)
+    }
+    pub fn reaping(&self, node: &str) -> String {
+        format!("{{{}}}:reaping:{node}", self.prefix)
     }
     pub fn channels(&self, app: &str) -> String {
         format!("{}:app:{app}:channels", self.prefix)
@@ -183,7 +187,12 @@ mod tests {
                 "{channel_keys:?}"
             );
         }
-        let membership = [keys.nodes(), keys.lease("n1"), keys.node_state("n2")];
+        let membership = [
+            keys.nodes(),
+            keys.lease("n1"),
+            keys.node_state("n2"),
+            keys.reaping("n3"),
+        ];
         let first = slot(&membership[0]);
         assert!(membership.iter().all(|k| slot(k) == first));
         // Channels spread: a hundred of them do not share one slot.

@@ -102,6 +102,7 @@ async fn reap_node(
             .reap_start
             .key(keys.lease(node))
             .key(keys.node_state(node))
+            .key(keys.reaping(node))
             .invoke_async(conn),
     )
     .await?;
@@ -161,8 +162,13 @@ async fn reap_node(
     for (app, channel) in vacated {
         handler.occupancy(&app, channel, false);
     }
+    // A node that comes back meanwhile writes a fresh index (its lease gone, it resyncs from
+    // an empty one), which this leaves alone.
     let mut end = link.scripts.reap_end.prepare_invoke();
-    end.key(keys.node_state(node)).key(keys.nodes()).arg(node);
+    end.key(keys.reaping(node))
+        .key(keys.node_state(node))
+        .key(keys.nodes())
+        .arg(node);
     for field in &fields {
         end.arg(field.as_str());
     }

@@ -23,11 +23,13 @@ pub(super) struct Scripts {
     /// KEYS: lease, nodes; ARGV: node, lease ms, this process's token. Returns 1 when this
     /// process still held the lease, 0 when it had run out, -1 when another process held it.
     pub heartbeat: Script,
-    /// KEYS: lease, node. Returns {0} while the lease is held, else {1, field, value, …}: what
-    /// the dead node's index says it wrote.
+    /// KEYS: lease, node, reaping. Returns {0} while the lease is held, else moves the dead
+    /// node's index into its reaping hash (so a node that comes back finds an empty index and
+    /// writes everything again) and returns {1, field, value, …} of that hash: what is left to
+    /// undo, a crashed reaper's leftovers included.
     pub reap_start: Script,
-    /// KEYS: node, nodes; ARGV: node, fields undone…. Drops the undone fields from the node's
-    /// index, and the node from the list once its index is empty.
+    /// KEYS: reaping, node, nodes; ARGV: node, fields undone…. Drops the undone fields, and
+    /// the node from the list once it has neither index nor anything left to undo.
     pub reap_end: Script,
 }
 
@@ -105,7 +107,12 @@ const REAP_START: &str = r"
 if redis.call('EXISTS', KEYS[1]) == 1 then
   return {0}
 end
-local out = redis.call('HGETALL', KEYS[2])
+local held = redis.call('HGETALL', KEYS[2])
+for i = 1, #held, 2 do
+  redis.call('HSET', KEYS[3], held[i], held[i + 1])
+end
+redis.call('DEL', KEYS[2])
+local out = redis.call('HGETALL', KEYS[3])
 table.insert(out, 1, 1)
 return out
 ";
@@ -114,8 +121,8 @@ const REAP_END: &str = r"
 for i = 2, #ARGV do
   redis.call('HDEL', KEYS[1], ARGV[i])
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('SREM', KEYS[2], ARGV[1])
+if redis.call('EXISTS', KEYS[1]) == 0 and redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('SREM', KEYS[3], ARGV[1])
 end
 return 0
 ";
