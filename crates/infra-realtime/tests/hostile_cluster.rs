@@ -54,7 +54,7 @@ async fn subscription_count(prefix: &str, channel: &str) -> usize {
         .await
         .unwrap();
     let per_node: Vec<usize> = redis::cmd("HVALS")
-        .arg(format!("{prefix}:app:{APP_ID}:subs:{channel}"))
+        .arg(format!("{prefix}:ch:{{{APP_ID}:{channel}}}:subs"))
         .query_async(&mut conn)
         .await
         .unwrap();

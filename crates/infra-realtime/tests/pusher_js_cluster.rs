@@ -50,16 +50,7 @@ fn api(addr: std::net::SocketAddr) -> PusherClient {
 }
 
 async fn keys_under(prefix: &Prefix) -> Vec<String> {
-    let mut conn = redis::Client::open(REDIS_URL)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .unwrap();
-    redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap()
+    Backend::single().keys_under(prefix).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -2,6 +2,9 @@
 //! the HTTP API's answers, webhooks and terminations span the nodes, and a killed node's
 //! state is cleaned up by the survivors. Each test uses its own key prefix (pub/sub channels
 //! are global to the Redis, whatever the database number), so suites can share the Redis.
+//! Every test but the two about losing the one Redis runs twice: in `one_server` against the
+//! local Redis, in `redis_cluster` against a local Redis Cluster (three masters, three
+//! replicas) through `INFRA_REALTIME_REDIS_CLUSTER_NODES`.
 #![cfg(all(feature = "server-redis", feature = "pusher", unix))]
 
 mod server_support;
@@ -24,9 +27,9 @@ use server_support::*;
 /// Short, so a killed node is noticed quickly; waits below are bounded by `PATIENCE`.
 const LEASE: &str = "1500ms";
 
-fn node_env(prefix: &str, node: &str) -> Vec<(&'static str, String)> {
+fn node_env(backend: &Backend, prefix: &str, node: &str) -> Vec<(&'static str, String)> {
     vec![
-        ("INFRA_REALTIME_REDIS_URL", REDIS_URL.to_owned()),
+        backend.env(),
         ("INFRA_REALTIME_REDIS_PREFIX", prefix.to_owned()),
         ("INFRA_REALTIME_NODE_ID", node.to_owned()),
         ("INFRA_REALTIME_NODE_LEASE", LEASE.to_owned()),
@@ -42,32 +45,17 @@ fn channel(name: &str) -> ChannelName {
     ChannelName::new(name).unwrap()
 }
 
-async fn redis() -> redis::aio::MultiplexedConnection {
-    redis::Client::open(REDIS_URL)
-        .unwrap()
-        .get_multiplexed_async_connection()
-        .await
-        .expect("the local Redis on 127.0.0.1:6379")
-}
-
 /// Every key under the prefix, sorted.
-async fn keys_under(prefix: &str) -> Vec<String> {
-    let mut conn = redis().await;
-    let mut keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}:*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    keys.sort();
-    keys
+async fn keys_under(backend: &Backend, prefix: &str) -> Vec<String> {
+    backend.keys_under(prefix).await
 }
 
 /// Stops the nodes gracefully; they leave nothing behind in Redis.
-async fn shut_down(prefix: &str, nodes: &[RealtimeServer]) {
+async fn shut_down(backend: &Backend, prefix: &str, nodes: &[RealtimeServer]) {
     for node in nodes {
         node.shutdown(PATIENCE).await;
     }
-    assert_eq!(keys_under(prefix).await, Vec::<String>::new());
+    assert_eq!(keys_under(backend, prefix).await, Vec::<String>::new());
 }
 
 /// Polls an async condition until it holds (fails after `PATIENCE`).
@@ -121,12 +109,11 @@ async fn user_ids(api: &PusherClient, name: &str) -> Vec<String> {
     ids
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn three_processes_act_as_one_and_clean_up_a_killed_node() {
+async fn three_processes_act_as_one_and_clean_up_a_killed_node(backend: &Backend) {
     let prefix = unique_prefix("procs");
     let (hooks, hooks_url) = webhook_receiver().await;
     let env = |node: &str| {
-        let mut env = node_env(&prefix, node);
+        let mut env = node_env(backend, &prefix, node);
         env.push(("INFRA_REALTIME_WEBHOOK_URL", hooks_url.to_string()));
         env
     };
@@ -283,12 +270,12 @@ async fn three_processes_act_as_one_and_clean_up_a_killed_node() {
     // Once every client is gone, Redis holds the live nodes' leases and registry, nothing else.
     drop((on1, on2, alice1, bob2, dave2));
     let expected = vec![
-        format!("{prefix}:lease:n1"),
-        format!("{prefix}:lease:n2"),
-        format!("{prefix}:nodes"),
+        format!("{{{prefix}}}:lease:n1"),
+        format!("{{{prefix}}}:lease:n2"),
+        format!("{{{prefix}}}:nodes"),
     ];
     eventually_async("Redis forgets the cluster's channels", || async {
-        keys_under(&prefix).await == expected
+        keys_under(backend, &prefix).await == expected
     })
     .await;
     let stats = api1.channel(&channel(room), &info).await.unwrap();
@@ -313,7 +300,7 @@ async fn three_processes_act_as_one_and_clean_up_a_killed_node() {
     // Stopped gracefully, the nodes leave nothing at all behind.
     let stopped = tokio::task::spawn_blocking(move || (n1.terminate(), n2.terminate()));
     assert_eq!(stopped.await.unwrap(), (true, true));
-    assert_eq!(keys_under(&prefix).await, Vec::<String>::new());
+    assert_eq!(keys_under(backend, &prefix).await, Vec::<String>::new());
 }
 
 #[derive(Default)]
@@ -366,9 +353,14 @@ impl Hooks {
     }
 }
 
-async fn embedded_node(prefix: &str, node: &str, hooks: &url::Url) -> (RealtimeServer, SocketAddr) {
-    let cluster = ClusterConfig::new(REDIS_URL)
-        .unwrap()
+async fn embedded_node(
+    backend: &Backend,
+    prefix: &str,
+    node: &str,
+    hooks: &url::Url,
+) -> (RealtimeServer, SocketAddr) {
+    let cluster = backend
+        .config()
         .with_key_prefix(prefix)
         .with_node_id(node)
         .with_lease(Duration::from_millis(1500));
@@ -396,12 +388,11 @@ async fn webhook_receiver() -> (Arc<Hooks>, url::Url) {
     (hooks, hooks_url)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() {
+async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once(backend: &Backend) {
     let prefix = unique_prefix("embedded");
     let (hooks, hooks_url) = webhook_receiver().await;
-    let (s1, a1) = embedded_node(&prefix, "e1", &hooks_url).await;
-    let (s2, a2) = embedded_node(&prefix, "e2", &hooks_url).await;
+    let (s1, a1) = embedded_node(backend, &prefix, "e1", &hooks_url).await;
+    let (s2, a2) = embedded_node(backend, &prefix, "e2", &hooks_url).await;
     assert_eq!(s1.backend(), "redis");
     assert_eq!(s1.probe().await.unwrap().status, HealthStatus::Healthy);
 
@@ -482,12 +473,12 @@ async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() 
     })
     .await;
     let expected = vec![
-        format!("{prefix}:lease:e1"),
-        format!("{prefix}:lease:e2"),
-        format!("{prefix}:nodes"),
+        format!("{{{prefix}}}:lease:e1"),
+        format!("{{{prefix}}}:lease:e2"),
+        format!("{{{prefix}}}:nodes"),
     ];
     eventually_async("Redis forgets the channels", || async {
-        keys_under(&prefix).await == expected
+        keys_under(backend, &prefix).await == expected
     })
     .await;
 
@@ -504,12 +495,15 @@ async fn embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once() 
         .await;
     assert_eq!(data_of(&removed)["user_id"], "w");
     drop(v1);
-    let expected = vec![format!("{prefix}:lease:e1"), format!("{prefix}:nodes")];
+    let expected = vec![
+        format!("{{{prefix}}}:lease:e1"),
+        format!("{{{prefix}}}:nodes"),
+    ];
     eventually_async("only node 1 is left in Redis", || async {
-        keys_under(&prefix).await == expected
+        keys_under(backend, &prefix).await == expected
     })
     .await;
-    shut_down(&prefix, &[s1, s2]).await;
+    shut_down(backend, &prefix, &[s1, s2]).await;
 }
 
 #[tokio::test]
@@ -663,12 +657,11 @@ async fn nodes_ride_out_a_redis_restart_and_write_their_state_again() {
     assert_eq!(s1.probe().await.unwrap().status, HealthStatus::Healthy);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_presence_member_limit_counts_every_node() {
+async fn the_presence_member_limit_counts_every_node(backend: &Backend) {
     let prefix = unique_prefix("limit");
     let node = |id: &str| {
-        let cluster = ClusterConfig::new(REDIS_URL)
-            .unwrap()
+        let cluster = backend
+            .config()
             .with_key_prefix(prefix.to_string())
             .with_node_id(id)
             .with_lease(Duration::from_millis(1500));
@@ -696,23 +689,22 @@ async fn the_presence_member_limit_counts_every_node() {
     assert_eq!(user_ids(&api(a2), room).await, ["1", "2"]);
     drop((first, second, third, again));
     eventually_async("Redis forgets the channel", || async {
-        keys_under(&prefix).await
+        keys_under(backend, &prefix).await
             == vec![
-                format!("{prefix}:lease:l1"),
-                format!("{prefix}:lease:l2"),
-                format!("{prefix}:nodes"),
+                format!("{{{prefix}}}:lease:l1"),
+                format!("{{{prefix}}}:lease:l2"),
+                format!("{{{prefix}}}:nodes"),
             ]
     })
     .await;
-    shut_down(&prefix, &[s1, s2]).await;
+    shut_down(backend, &prefix, &[s1, s2]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_node_that_left_writes_nothing_more_to_redis() {
+async fn a_node_that_left_writes_nothing_more_to_redis(backend: &Backend) {
     let prefix = unique_prefix("left");
     // A long lease: the node would still be connected for a while after leaving.
-    let cluster = ClusterConfig::new(REDIS_URL)
-        .unwrap()
+    let cluster = backend
+        .config()
         .with_key_prefix(prefix.to_string())
         .with_node_id("q1")
         .with_lease(Duration::from_secs(9));
@@ -730,15 +722,14 @@ async fn a_node_that_left_writes_nothing_more_to_redis() {
     let reply = late.subscribe_presence("presence-late", "x").await;
     assert_eq!(presence_ids(&reply), vec!["x".to_owned()]);
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(keys_under(&prefix).await, Vec::<String>::new());
+    assert_eq!(keys_under(backend, &prefix).await, Vec::<String>::new());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn member_frames_still_arrive_after_redis_lost_the_member_versions() {
+async fn member_frames_still_arrive_after_redis_lost_the_member_versions(backend: &Backend) {
     let prefix = unique_prefix("lost");
     let (_hooks, hooks_url) = webhook_receiver().await;
-    let (s1, a1) = embedded_node(&prefix, "f1", &hooks_url).await;
-    let (s2, a2) = embedded_node(&prefix, "f2", &hooks_url).await;
+    let (s1, a1) = embedded_node(backend, &prefix, "f1", &hooks_url).await;
+    let (s2, a2) = embedded_node(backend, &prefix, "f2", &hooks_url).await;
     let room = "presence-lost";
     // `s` takes its list at a version others then raise (two joins, two leaves).
     let mut a = Client::connect(a2).await;
@@ -756,14 +747,9 @@ async fn member_frames_still_arrive_after_redis_lost_the_member_versions() {
 
     // Redis loses everything under the prefix (a restart without persistence): both nodes
     // find their lease gone and write their state again, the version counting from 0.
-    let mut conn = redis().await;
-    let keys = keys_under(&prefix).await;
-    let _: () = redis::cmd("DEL")
-        .arg(keys)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    let members = format!("{prefix}:app:{APP_ID}:members:{room}");
+    backend.delete_under(&prefix).await;
+    let conn = backend.conn().await;
+    let members = format!("{prefix}:ch:{{{APP_ID}:{room}}}:members");
     eventually_async("node 1 writes its member again", || {
         let members = members.clone();
         let mut conn = conn.clone();
@@ -786,15 +772,14 @@ async fn member_frames_still_arrive_after_redis_lost_the_member_versions() {
         .await;
     assert_eq!(data_of(&added)["user_id"], "n", "{added}");
     drop((s, n));
-    shut_down(&prefix, &[s1, s2]).await;
+    shut_down(backend, &prefix, &[s1, s2]).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_reaped_node_that_writes_again_can_be_reaped_again() {
+async fn a_reaped_node_that_writes_again_can_be_reaped_again(backend: &Backend) {
     let prefix = unique_prefix("rewrite");
     // A long lease: the node's next heartbeat is seconds away.
-    let cluster = ClusterConfig::new(REDIS_URL)
-        .unwrap()
+    let cluster = backend
+        .config()
         .with_key_prefix(prefix.to_string())
         .with_node_id("r1")
         .with_lease(Duration::from_secs(9));
@@ -802,19 +787,14 @@ async fn a_reaped_node_that_writes_again_can_be_reaped_again() {
     assert!(server.cluster_ready(PATIENCE).await);
     tokio::time::sleep(Duration::from_millis(300)).await;
     // Survivors reaped it while it was paused: no lease, no state, not in the node set.
-    let mut conn = redis().await;
-    let keys = keys_under(&prefix).await;
-    let _: () = redis::cmd("DEL")
-        .arg(keys)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    backend.delete_under(&prefix).await;
+    let mut conn = backend.conn().await;
     // It writes before its next heartbeat, and could die before it: the node set must name
     // it, or nobody would ever reap what it wrote.
     let mut client = Client::connect(addr).await;
     client.subscribe("chat").await;
     client.subscribe_presence("presence-chat", "u").await;
-    let node_state = format!("{prefix}:node:r1");
+    let node_state = format!("{{{prefix}}}:node:r1");
     eventually_async("the node's state is written", || {
         let key = node_state.clone();
         let mut conn = conn.clone();
@@ -829,7 +809,7 @@ async fn a_reaped_node_that_writes_again_can_be_reaped_again() {
     })
     .await;
     let listed: bool = redis::cmd("SISMEMBER")
-        .arg(format!("{prefix}:nodes"))
+        .arg(format!("{{{prefix}}}:nodes"))
         .arg("r1")
         .query_async(&mut conn)
         .await
@@ -839,13 +819,12 @@ async fn a_reaped_node_that_writes_again_can_be_reaped_again() {
     server.shutdown(PATIENCE).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook() {
+async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook(backend: &Backend) {
     let prefix = unique_prefix("moved");
     let (hooks, hooks_url) = webhook_receiver().await;
     let node = |id: &str| {
-        let cluster = ClusterConfig::new(REDIS_URL)
-            .unwrap()
+        let cluster = backend
+            .config()
             .with_key_prefix(prefix.to_string())
             .with_node_id(id)
             .with_lease(Duration::from_millis(1500));
@@ -868,10 +847,10 @@ async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook(
     .await;
     drop(before);
     eventually_async("node 1 let go of the member", || async {
-        keys_under(&prefix)
+        keys_under(backend, &prefix)
             .await
             .iter()
-            .all(|k| !k.contains(":members:"))
+            .all(|k| !k.ends_with(":members"))
     })
     .await;
     let mut after = Client::connect(a2).await;
@@ -881,5 +860,74 @@ async fn a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook(
     assert_eq!(hooks.count("channel_vacated", room), 0);
     assert_eq!(hooks.count("member_removed", room), 0);
     drop(after);
-    shut_down(&prefix, &[s1, s2]).await;
+    shut_down(backend, &prefix, &[s1, s2]).await;
+}
+
+/// Each test of the list, against one Redis server and against a Redis Cluster.
+macro_rules! on_both_backends {
+    ($($test:ident),* $(,)?) => {
+        mod one_server {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::Backend::single()).await
+                }
+            )*
+        }
+        mod redis_cluster {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test(&super::Backend::cluster()).await
+                }
+            )*
+        }
+    };
+}
+
+on_both_backends!(
+    three_processes_act_as_one_and_clean_up_a_killed_node,
+    embedded_nodes_share_client_events_exclusions_and_fire_webhooks_once,
+    the_presence_member_limit_counts_every_node,
+    a_node_that_left_writes_nothing_more_to_redis,
+    member_frames_still_arrive_after_redis_lost_the_member_versions,
+    a_reaped_node_that_writes_again_can_be_reaped_again,
+    a_return_on_another_node_within_the_leave_delay_sends_no_leave_webhook,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_redis_cluster_the_bus_is_sharded_over_the_masters() {
+    let backend = Backend::cluster();
+    let Backend::Cluster(cluster) = backend else {
+        unreachable!()
+    };
+    let prefix = unique_prefix("shards");
+    let (_hooks, hooks_url) = webhook_receiver().await;
+    let (s1, _) = embedded_node(&backend, &prefix, "h1", &hooks_url).await;
+    let (s2, _) = embedded_node(&backend, &prefix, "h2", &hooks_url).await;
+    // Each master lists the shard channels it serves; both nodes subscribe to every one.
+    let mut shards_per_master = Vec::new();
+    let mut all = Vec::new();
+    for port in cluster.masters().unwrap() {
+        let listed = cluster
+            .cli(
+                port,
+                &["PUBSUB", "SHARDCHANNELS", &format!("{prefix}:bus:*")],
+            )
+            .unwrap();
+        let names: Vec<String> = listed.lines().map(str::to_owned).collect();
+        for name in &names {
+            let counted = cluster.cli(port, &["PUBSUB", "SHARDNUMSUB", name]).unwrap();
+            assert_eq!(counted.lines().nth(1), Some("2"), "{name}: {counted}");
+        }
+        shards_per_master.push(names.len());
+        all.extend(names);
+    }
+    all.sort();
+    assert_eq!(all.len(), 16, "{all:?}");
+    assert!(
+        shards_per_master.iter().filter(|&&n| n > 0).count() >= 2,
+        "the shards spread over the masters: {shards_per_master:?}"
+    );
+    shut_down(&backend, &prefix, &[s1, s2]).await;
 }

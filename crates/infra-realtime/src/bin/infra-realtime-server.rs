@@ -1,7 +1,8 @@
 //! The standalone Pusher-protocol server: WebSocket and HTTP API on `INFRA_REALTIME_ADDR`
 //! (default `127.0.0.1:6001`), apps from `PUSHER_APP_ID` / `PUSHER_KEY` / `PUSHER_SECRET` or
-//! `INFRA_REALTIME_APPS_FILE`; with `INFRA_REALTIME_REDIS_URL` (feature `server-redis`) it is one
-//! node of a cluster sharing that Redis (`docs/realtime-server.md`). Connections get the HTTP
+//! `INFRA_REALTIME_APPS_FILE`; with `INFRA_REALTIME_REDIS_URL` or
+//! `INFRA_REALTIME_REDIS_CLUSTER_NODES` (feature `server-redis`) it is one node of a cluster
+//! sharing that Redis or Redis Cluster (`docs/realtime-server.md`). Connections get the HTTP
 //! limits of `INFRA_HTTP_HEADER_READ_TIMEOUT`, `INFRA_HTTP_IDLE_TIMEOUT` and
 //! `INFRA_HTTP_MAX_BODY_BYTES` (`infra_core::http_server`). With `INFRA_METRICS_ADDR` set it
 //! serves `GET /metrics` (Prometheus text) there, its gauges refreshed every

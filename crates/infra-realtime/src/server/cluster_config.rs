@@ -10,6 +10,8 @@ use infra_core::{Env, Error, Result, Secret};
 
 /// The variable naming the Redis the nodes share.
 pub const REDIS_URL_VAR: &str = "INFRA_REALTIME_REDIS_URL";
+/// The variable naming the seed nodes of the Redis Cluster the nodes share, comma-separated.
+pub const REDIS_CLUSTER_NODES_VAR: &str = "INFRA_REALTIME_REDIS_CLUSTER_NODES";
 const PREFIX_VAR: &str = "INFRA_REALTIME_REDIS_PREFIX";
 const NODE_ID_VAR: &str = "INFRA_REALTIME_NODE_ID";
 const LEASE_VAR: &str = "INFRA_REALTIME_NODE_LEASE";
@@ -25,8 +27,12 @@ const MIN_LEASE: Duration = Duration::from_millis(300);
 #[derive(Clone)]
 #[non_exhaustive]
 pub struct ClusterConfig {
-    /// `redis://` or `rediss://` URL (may hold a password: never logged).
+    /// `redis://` or `rediss://` URL (may hold a password: never logged); on Redis Cluster the
+    /// first seed node.
     pub redis_url: Secret<String>,
+    /// Redis Cluster's seed nodes (`redis://` or `rediss://`), when the nodes share a cluster
+    /// rather than one server: the bus then runs over sharded pub/sub (Redis ≥ 7).
+    pub cluster_nodes: Option<Secret<Vec<String>>>,
     /// Prepended to every key and to the pub/sub channel, so clusters can share a Redis.
     pub key_prefix: String,
     /// This node's name in Redis; unique among live nodes. Defaults to a random one.
@@ -39,6 +45,7 @@ impl fmt::Debug for ClusterConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClusterConfig")
             .field("redis_url", &self.redis_url)
+            .field("cluster_nodes", &self.cluster_nodes)
             .field("key_prefix", &self.key_prefix)
             .field("node_id", &self.node_id)
             .field("lease", &self.lease)
@@ -50,9 +57,36 @@ impl ClusterConfig {
     /// Nodes sharing `redis_url` under the default prefix, with a random node id.
     pub fn new(redis_url: impl Into<String>) -> Result<Self> {
         let redis_url = redis_url.into();
-        check_url(&redis_url)?;
+        check_url(REDIS_URL_VAR, &redis_url)?;
         Ok(ClusterConfig {
             redis_url: Secret::new(redis_url),
+            cluster_nodes: None,
+            key_prefix: DEFAULT_PREFIX.to_owned(),
+            node_id: random_node_id(),
+            lease: DEFAULT_LEASE,
+        })
+    }
+
+    /// Nodes sharing the Redis Cluster reached through the seed nodes `nodes`, under the
+    /// default prefix, with a random node id.
+    pub fn redis_cluster<I, S>(nodes: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let nodes: Vec<String> = nodes.into_iter().map(Into::into).collect();
+        let Some(first) = nodes.first() else {
+            return Err(Error::config(
+                REDIS_CLUSTER_NODES_VAR,
+                "names no node: give comma-separated redis:// or rediss:// seed nodes",
+            ));
+        };
+        for node in &nodes {
+            check_url(REDIS_CLUSTER_NODES_VAR, node)?;
+        }
+        Ok(ClusterConfig {
+            redis_url: Secret::new(first.clone()),
+            cluster_nodes: Some(Secret::new(nodes)),
             key_prefix: DEFAULT_PREFIX.to_owned(),
             node_id: random_node_id(),
             lease: DEFAULT_LEASE,
@@ -82,13 +116,30 @@ impl ClusterConfig {
         self.lease / 3
     }
 
-    /// `INFRA_REALTIME_REDIS_URL` with `INFRA_REALTIME_REDIS_PREFIX`, `INFRA_REALTIME_NODE_ID`
-    /// and `INFRA_REALTIME_NODE_LEASE`; `Ok(None)` when the URL is unset (a single node).
+    /// `INFRA_REALTIME_REDIS_URL` (one server) or `INFRA_REALTIME_REDIS_CLUSTER_NODES` (Redis
+    /// Cluster's seed nodes, comma-separated) with `INFRA_REALTIME_REDIS_PREFIX`,
+    /// `INFRA_REALTIME_NODE_ID` and `INFRA_REALTIME_NODE_LEASE`; `Ok(None)` when neither is set
+    /// (a single node).
     pub fn from_env(env: &Env) -> Result<Option<Self>> {
-        let Some(url) = env.optional_secret(REDIS_URL_VAR) else {
-            return Ok(None);
+        let url = env.optional_secret(REDIS_URL_VAR);
+        let nodes = env.optional_secret(REDIS_CLUSTER_NODES_VAR);
+        let mut config = match (url, nodes) {
+            (None, None) => return Ok(None),
+            (Some(_), Some(_)) => {
+                return Err(Error::config(
+                    REDIS_CLUSTER_NODES_VAR,
+                    format_args!("and {REDIS_URL_VAR} are both set: set one of them"),
+                ));
+            }
+            (Some(url), None) => ClusterConfig::new(url.into_inner())?,
+            (None, Some(nodes)) => ClusterConfig::redis_cluster(
+                nodes
+                    .expose()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty()),
+            )?,
         };
-        let mut config = ClusterConfig::new(url.into_inner())?;
         if let Some(prefix) = env.optional(PREFIX_VAR) {
             config.key_prefix = prefix;
         }
@@ -108,10 +159,12 @@ impl ClusterConfig {
     /// Names that end up inside Redis keys must not hold the separators the keys use.
     pub(crate) fn check(&self) -> Result<()> {
         let bad = |s: &str| s.is_empty() || s.chars().any(|c| c.is_control() || c == ' ');
-        if bad(&self.key_prefix) {
+        // Braces would move the hash tags that keep each script's keys in one cluster slot.
+        let braces = |s: &str| s.contains(['{', '}']);
+        if bad(&self.key_prefix) || braces(&self.key_prefix) {
             return Err(Error::config(
                 PREFIX_VAR,
-                "must be non-empty, without spaces or control characters",
+                "must be non-empty, without spaces, braces or control characters",
             ));
         }
         if bad(&self.node_id) || self.node_id.len() > 128 {
@@ -124,12 +177,12 @@ impl ClusterConfig {
     }
 }
 
-fn check_url(raw: &str) -> Result<()> {
-    let url = infra_core::parse_url(REDIS_URL_VAR, raw)?;
+fn check_url(variable: &'static str, raw: &str) -> Result<()> {
+    let url = infra_core::parse_url(variable, raw)?;
     match url.scheme() {
         "redis" | "rediss" => Ok(()),
         other => Err(Error::config(
-            REDIS_URL_VAR,
+            variable,
             format_args!("must be a redis:// or rediss:// URL, not {other}://"),
         )),
     }
@@ -171,6 +224,36 @@ mod tests {
         assert_eq!(
             ClusterConfig::from_env(&spaced).unwrap_err().variable(),
             Some(NODE_ID_VAR)
+        );
+    }
+
+    #[test]
+    fn a_redis_cluster_from_the_environment() {
+        let env = Env::from_pairs([(
+            REDIS_CLUSTER_NODES_VAR,
+            "redis://:hunter2@127.0.0.1:7000, redis://:hunter2@127.0.0.1:7001",
+        )]);
+        let config = ClusterConfig::from_env(&env).unwrap().unwrap();
+        assert_eq!(config.cluster_nodes.as_ref().unwrap().expose().len(), 2);
+        assert!(!format!("{config:?}").contains("hunter2"));
+
+        let both = Env::from_pairs([
+            (REDIS_CLUSTER_NODES_VAR, "redis://127.0.0.1:7000"),
+            (REDIS_URL_VAR, "redis://127.0.0.1:6379"),
+        ]);
+        let err = ClusterConfig::from_env(&both).unwrap_err();
+        assert_eq!(err.variable(), Some(REDIS_CLUSTER_NODES_VAR));
+        let empty = Env::from_pairs([(REDIS_CLUSTER_NODES_VAR, " , ")]);
+        let err = ClusterConfig::from_env(&empty).unwrap_err();
+        assert_eq!(err.variable(), Some(REDIS_CLUSTER_NODES_VAR));
+        let http = Env::from_pairs([(REDIS_CLUSTER_NODES_VAR, "redis://h:1,http://:hunter2@h/")]);
+        let err = ClusterConfig::from_env(&http).unwrap_err();
+        assert_eq!(err.variable(), Some(REDIS_CLUSTER_NODES_VAR));
+        assert!(!err.to_string().contains("hunter2"));
+        let braced = Env::from_pairs([(REDIS_URL_VAR, "redis://h"), (PREFIX_VAR, "a{b}")]);
+        assert_eq!(
+            ClusterConfig::from_env(&braced).unwrap_err().variable(),
+            Some(PREFIX_VAR)
         );
     }
 }

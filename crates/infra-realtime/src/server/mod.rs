@@ -62,7 +62,9 @@ mod webhook_queue;
 
 pub use app_config::{AppConfig, load_apps_file};
 pub use app_limits::AppLimits;
-pub use cluster_config::{ClusterConfig, DEFAULT_LEASE, DEFAULT_PREFIX, REDIS_URL_VAR};
+pub use cluster_config::{
+    ClusterConfig, DEFAULT_LEASE, DEFAULT_PREFIX, REDIS_CLUSTER_NODES_VAR, REDIS_URL_VAR,
+};
 pub use protocol::{CloseCode, MAX_PROTOCOL, MIN_PROTOCOL};
 pub use realtime_server::RealtimeServer;
 pub use server_config::{

@@ -464,9 +464,13 @@ fn join_cluster(config: &ServerConfig) -> Result<Option<Cluster>> {
     }
     #[cfg(not(feature = "server-redis"))]
     {
-        let _ = cluster;
+        let variable = if cluster.cluster_nodes.is_some() {
+            super::cluster_config::REDIS_CLUSTER_NODES_VAR
+        } else {
+            super::cluster_config::REDIS_URL_VAR
+        };
         Err(infra_core::Error::config(
-            super::cluster_config::REDIS_URL_VAR,
+            variable,
             "is set but infra-realtime was built without its `server-redis` feature",
         ))
     }

@@ -139,9 +139,9 @@ impl ServerConfig {
     /// webhook of an app that names none; the `INFRA_REALTIME_MAX_*` variables set every
     /// app's limits ([`AppLimits::from_env`]) but those its apps-file entry names;
     /// `INFRA_REALTIME_WRITE_TIMEOUT` sets the write timeout; `INFRA_TRUSTED_PROXIES` the
-    /// proxies in front ([`TrustedProxies::from_env`]); `INFRA_REALTIME_REDIS_URL`
-    /// (and its companions, see [`ClusterConfig::from_env`]) joins the nodes sharing that
-    /// Redis. `Ok(None)` when no app is configured.
+    /// proxies in front ([`TrustedProxies::from_env`]); `INFRA_REALTIME_REDIS_URL` or
+    /// `INFRA_REALTIME_REDIS_CLUSTER_NODES` (and their companions, see
+    /// [`ClusterConfig::from_env`]) joins the nodes sharing that Redis. `Ok(None)` when no app is configured.
     pub fn from_env(env: &Env) -> Result<Option<Self>> {
         let webhook = env.url("INFRA_REALTIME_WEBHOOK_URL")?;
         let defaults = app_defaults(env)?;

@@ -14,8 +14,13 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 #[cfg(feature = "server-redis")]
+mod backend;
+#[cfg(feature = "server-redis")]
 mod redis_prefix;
 pub mod webhook_receiver;
+#[cfg(feature = "server-redis")]
+#[allow(unused_imports)] // only the clustered tests use them
+pub use backend::{Backend, TestConn};
 #[cfg(feature = "server-redis")]
 #[allow(unused_imports)] // only the clustered tests use them
 pub use redis_prefix::{Prefix, REDIS_URL, unique_prefix};

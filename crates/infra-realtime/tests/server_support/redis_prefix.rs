@@ -35,7 +35,10 @@ impl Drop for Prefix {
         let Ok(mut conn) = redis::Client::open(REDIS_URL).and_then(|c| c.get_connection()) else {
             return;
         };
-        let keys: Vec<String> = conn.keys(format!("{}:*", self.0)).unwrap_or_default();
+        let mut keys: Vec<String> = conn.keys(format!("{}:*", self.0)).unwrap_or_default();
+        // The cluster's membership keys carry the prefix as their hash tag.
+        let tagged: Vec<String> = conn.keys(format!("{{{}}}:*", self.0)).unwrap_or_default();
+        keys.extend(tagged);
         if !keys.is_empty() {
             let _: redis::RedisResult<()> = conn.del(keys);
         }

@@ -1,4 +1,7 @@
-//! The bus over Redis pub/sub: every node publishes on and subscribes to one channel, `p:bus`.
+//! The bus over Redis pub/sub: on one server every node publishes on and subscribes to one
+//! channel, `p:bus`; on Redis Cluster it is sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis ≥ 7)
+//! over `p:bus:0` … `p:bus:15`, a channel's frames always on the same shard (so in order), the
+//! shards spread over the masters, and every node subscribed to all of them.
 //!
 //! Publishing never waits: frames go to a bounded queue that one task drains in the order they
 //! were handed over, a pipeline per burst, so one node's frames stay in order. A Redis that is
@@ -15,6 +18,7 @@ use axum::extract::ws::Utf8Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
+use super::keys::{BUS_SHARDS, bus_shard_of};
 use super::link::{CALL_TIMEOUT, Link, call};
 use crate::server::bus::{Bus, BusHandler};
 
@@ -57,8 +61,8 @@ enum BusKind<'a> {
 
 /// What the publisher does, in order.
 enum Outgoing {
-    /// An encoded `BusMessage`.
-    Frame(String),
+    /// An encoded `BusMessage`, for the sharded bus channel `shard` on Redis Cluster.
+    Frame { shard: u64, text: String },
     /// Answer once everything before it was published (or failed to be).
     Flush(oneshot::Sender<()>),
 }
@@ -97,6 +101,12 @@ impl RedisBus {
     }
 
     fn send(&self, app_id: &str, kind: BusKind<'_>) {
+        let shard = match &kind {
+            BusKind::Event { channel, .. } | BusKind::MemberEvent { channel, .. } => {
+                bus_shard_of(app_id, channel)
+            }
+            BusKind::Terminate { user_id } => bus_shard_of(app_id, user_id),
+        };
         let message = BusMessage {
             node: Cow::Borrowed(&self.node_id),
             app: Cow::Borrowed(app_id),
@@ -105,7 +115,7 @@ impl RedisBus {
         match serde_json::to_string(&message) {
             Ok(text) => {
                 if let Err(mpsc::error::TrySendError::Full(_)) =
-                    self.tx.try_send(Outgoing::Frame(text))
+                    self.tx.try_send(Outgoing::Frame { shard, text })
                 {
                     let dropped = self.dropped.fetch_add(1, Ordering::Relaxed);
                     if dropped.is_power_of_two() || dropped == 0 {
@@ -214,6 +224,8 @@ impl Bus for RedisBus {
 /// Publishes frames in the order they were handed over, a pipeline per burst.
 async fn publish(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoing>, dropped: Arc<AtomicU64>) {
     let bus = link.keys.bus();
+    let shards: Vec<String> = (0..BUS_SHARDS).map(|s| link.keys.bus_shard(s)).collect();
+    let sharded = link.is_cluster();
     let mut batch = Vec::with_capacity(PUBLISH_BATCH);
     let mut flushed = Vec::new();
     while rx.recv_many(&mut batch, PUBLISH_BATCH).await > 0 {
@@ -221,8 +233,13 @@ async fn publish(link: Arc<Link>, mut rx: mpsc::Receiver<Outgoing>, dropped: Arc
         let mut frames = 0u64;
         for outgoing in batch.drain(..) {
             match outgoing {
-                Outgoing::Frame(message) => {
-                    pipe.cmd("PUBLISH").arg(&bus).arg(message).ignore();
+                Outgoing::Frame { shard, text } if sharded => {
+                    let shard = &shards[usize::try_from(shard).unwrap_or(0) % shards.len()];
+                    pipe.cmd("SPUBLISH").arg(shard).arg(text).ignore();
+                    frames += 1;
+                }
+                Outgoing::Frame { text, .. } => {
+                    pipe.cmd("PUBLISH").arg(&bus).arg(text).ignore();
                     frames += 1;
                 }
                 Outgoing::Flush(done) => flushed.push(done),

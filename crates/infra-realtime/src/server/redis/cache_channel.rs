@@ -1,4 +1,4 @@
-//! The last event of each cache channel in Redis, under `{prefix}:app:{app}:cache:{channel}`
+//! The last event of each cache channel in Redis, under `{prefix}:ch:{app:channel}:cache`
 //! with Pusher's 30-minute TTL. Writes go through one background task, in the order the node
 //! published, so a channel's key holds its latest event; a burst that outruns Redis is dropped
 //! (and logged) rather than buffered without bound — the key then holds an older event until
@@ -41,7 +41,7 @@ impl RedisCacheChannels {
     }
 
     fn key(&self, app_id: &str, channel: &str) -> String {
-        format!("{}:app:{app_id}:cache:{channel}", self.link.keys.prefix())
+        self.link.keys.cached_event(app_id, channel)
     }
 }
 

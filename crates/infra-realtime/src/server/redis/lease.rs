@@ -1,19 +1,19 @@
 //! A node's lease: renewed every third of its length while the node lives; once it runs out,
-//! any survivor undoes the dead node's state (atomically and once, so exactly one node
-//! announces what that changes). A graceful leave gives it up at once.
+//! any survivor undoes the dead node's state, channel by channel, each channel's part once, so
+//! exactly one node announces what that changes. A graceful leave gives it up at once.
 
 use std::sync::atomic::Ordering;
 
-use redis::aio::MultiplexedConnection;
-
-use super::link::{Link, call};
+use super::keys::{Field, held_field, parse_field};
+use super::link::{Connection, Link, call};
+use super::presence::record_occupancy;
 use crate::server::presence_store::PresenceHandler;
 
 /// Renews the lease; `Ok(false)` when this process did not hold it any more (survivors may
 /// have reaped this node, or a predecessor with the same id left state behind).
 pub(super) async fn heartbeat(
     link: &Link,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
 ) -> std::result::Result<bool, String> {
     let node = &link.config.node_id;
     let lease_ms = u64::try_from(link.config.lease.as_millis()).unwrap_or(u64::MAX);
@@ -45,7 +45,7 @@ pub(super) async fn heartbeat(
 pub(super) async fn reap(
     link: &Link,
     handler: &dyn PresenceHandler,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
 ) -> std::result::Result<(), String> {
     let nodes: Vec<String> = call(
         redis::cmd("SMEMBERS")
@@ -87,43 +87,91 @@ pub(super) async fn give_up(link: &Link, handler: &dyn PresenceHandler) {
     tracing::info!(node = %node, "realtime cluster: left the cluster");
 }
 
-/// Undoes one node's state when its lease is gone; false when the node is alive.
+/// Undoes the part of `node` in every channel its index names, when its lease is gone, each
+/// step a script in that channel's slot; `Ok(false)` when the node is alive. Two survivors
+/// reaping the same node see each transition once: the scripts undo a part only once.
 async fn reap_node(
     link: &Link,
     handler: &dyn PresenceHandler,
-    conn: &mut MultiplexedConnection,
+    conn: &mut Connection,
     node: &str,
 ) -> std::result::Result<bool, String> {
     let keys = &link.keys;
-    let undone: Option<Vec<String>> = call(
+    let index: Vec<String> = call(
         link.scripts
-            .reap
+            .reap_start
             .key(keys.lease(node))
             .key(keys.node_state(node))
-            .key(keys.nodes())
-            .arg(keys.prefix())
-            .arg(node)
+            .key(keys.reaping(node))
             .invoke_async(conn),
     )
     .await?;
-    let Some(undone) = undone else {
+    let Some((alive, fields)) = index.split_first() else {
         return Ok(false);
     };
-    if !undone.is_empty() && node != link.config.node_id {
+    if alive == "0" {
+        return Ok(false);
+    }
+    let fields: Vec<&String> = fields.iter().step_by(2).collect();
+    if !fields.is_empty() && node != link.config.node_id {
         tracing::warn!(dead = %node, "realtime cluster: a node's lease ran out; its state is cleaned up");
     }
-    let entries: Vec<&[String]> = undone.chunks(5).collect();
-    // Members go before the channel they emptied, as when they leave one by one.
-    for entry in entries.iter().filter(|e| e[0] == "r") {
-        if let [_, app, channel, user, version] = entry {
-            let version = version.parse().unwrap_or(u64::MAX);
-            handler.member_left(app, channel.clone(), user.clone(), version);
+    let mut vacated = Vec::new();
+    for field in &fields {
+        match parse_field(field) {
+            Some(Field::Subscriptions { app, channel }) => {
+                let change: i64 = call(
+                    link.scripts
+                        .subscriptions
+                        .key(keys.subscriptions(app, channel))
+                        .arg(node)
+                        .arg(0)
+                        .invoke_async(conn),
+                )
+                .await?;
+                if change == -1 {
+                    record_occupancy(link, conn, app, channel, false).await?;
+                    vacated.push((app.to_owned(), channel.to_owned()));
+                }
+            }
+            Some(Field::Member {
+                app,
+                channel,
+                user_id,
+            }) => {
+                let version: u64 = call(
+                    link.scripts
+                        .leave
+                        .key(keys.members(app, channel))
+                        .key(keys.infos(app, channel))
+                        .key(keys.held(app, channel))
+                        .key(keys.version(app, channel))
+                        .arg(user_id)
+                        .arg(held_field(node, user_id))
+                        .invoke_async(conn),
+                )
+                .await?;
+                if version > 0 {
+                    handler.member_left(app, channel.to_owned(), user_id.to_owned(), version);
+                }
+            }
+            None => {}
         }
     }
-    for entry in entries.iter().filter(|e| e[0] == "v") {
-        if let [_, app, channel, _, _] = entry {
-            handler.occupancy(app, channel.clone(), false);
-        }
+    // Members left before the channels they were in were vacated, as before.
+    for (app, channel) in vacated {
+        handler.occupancy(&app, channel, false);
     }
+    // A node that comes back meanwhile writes a fresh index (its lease gone, it resyncs from
+    // an empty one), which this leaves alone.
+    let mut end = link.scripts.reap_end.prepare_invoke();
+    end.key(keys.reaping(node))
+        .key(keys.node_state(node))
+        .key(keys.nodes())
+        .arg(node);
+    for field in &fields {
+        end.arg(field.as_str());
+    }
+    call(end.invoke_async::<i64>(conn)).await?;
     Ok(true)
 }

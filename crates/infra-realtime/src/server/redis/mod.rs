@@ -1,9 +1,11 @@
-//! The cluster over one Redis (`server-redis`): N server processes sharing one Redis act as
-//! one server.
+//! The cluster over Redis (`server-redis`): N server processes sharing one Redis, or one Redis
+//! Cluster, act as one server. The same code serves both (`link`'s connection routes each
+//! command to its slot's master on a cluster); what differs is the bus (plain or sharded
+//! pub/sub) and that every script's keys share a slot (`keys`).
 //!
 //! Three tasks per node, so nothing on a connection's path waits for Redis:
-//! - the bus publisher (`bus`): frames this node delivered go to `p:bus`, in the order they
-//!   were handed over;
+//! - the bus publisher (`bus`): frames this node delivered go to `p:bus` (its shards on a
+//!   cluster), in the order they were handed over;
 //! - the state writer (`presence`): changes of this node's part of channels, applied one at a
 //!   time in the hubs' order through the scripts (`scripts`, over the layout of `keys`), which
 //!   decide cluster-wide transitions;

@@ -14,9 +14,9 @@ use async_trait::async_trait;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use super::keys::{Field, member_field, parse_field, subscriptions_field};
+use super::keys::{Field, held_field, member_field, parse_field, subscriptions_field};
 use super::lease;
-use super::link::{Link, call};
+use super::link::{Connection, Link, call};
 use super::state_queue::{Op, StateQueue};
 use crate::server::presence_store::{
     ChannelStats, JoinAnswer, JoinOutcome, PresenceHandler, PresenceStore, StateChange, StateLog,
@@ -266,19 +266,30 @@ impl Writer {
         };
         match change {
             StateChange::Subscriptions { channel, count } => {
-                let result: std::result::Result<i64, String> = call(
-                    link.scripts
-                        .subscriptions
-                        .key(keys.subscriptions(app, &channel))
-                        .key(keys.channels(app))
-                        .key(keys.node_state(node))
-                        .key(keys.nodes())
-                        .arg(node)
-                        .arg(&channel)
-                        .arg(count)
-                        .arg(subscriptions_field(app, &channel))
-                        .invoke_async(&mut conn),
-                )
+                let field = subscriptions_field(app, &channel);
+                let result: std::result::Result<i64, String> = async {
+                    // The index first when adding and last when removing: a node that dies in
+                    // between leaves nothing a survivor cannot find.
+                    if count > 0 {
+                        index(link, &mut conn, &field, Some(count)).await?;
+                    }
+                    let change = call(
+                        link.scripts
+                            .subscriptions
+                            .key(keys.subscriptions(app, &channel))
+                            .arg(node)
+                            .arg(count)
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+                    if change != 0 {
+                        record_occupancy(link, &mut conn, app, &channel, change == 1).await?;
+                    }
+                    if count == 0 {
+                        index(link, &mut conn, &field, None).await?;
+                    }
+                    Ok(change)
+                }
                 .await;
                 match result {
                     Ok(1) => handler.occupancy(app, channel, true),
@@ -293,21 +304,28 @@ impl Writer {
                 user_id,
                 user_info,
             } => {
-                let result: std::result::Result<(i64, i64, Vec<String>, u64), String> = call(
-                    link.scripts
-                        .join
-                        .key(keys.members(app, &channel))
-                        .key(keys.infos(app, &channel))
-                        .key(keys.node_state(node))
-                        .key(keys.version(app, &channel))
-                        .key(keys.nodes())
-                        .arg(&user_id)
-                        .arg(user_info.to_string())
-                        .arg(limit)
-                        .arg(member_field(app, &channel, &user_id))
-                        .arg(node)
-                        .invoke_async(&mut conn),
-                )
+                let field = member_field(app, &channel, &user_id);
+                let result: std::result::Result<(i64, i64, Vec<String>, u64), String> = async {
+                    index(link, &mut conn, &field, Some(1)).await?;
+                    let answer: (i64, i64, Vec<String>, u64) = call(
+                        link.scripts
+                            .join
+                            .key(keys.members(app, &channel))
+                            .key(keys.infos(app, &channel))
+                            .key(keys.held(app, &channel))
+                            .key(keys.version(app, &channel))
+                            .arg(&user_id)
+                            .arg(user_info.to_string())
+                            .arg(limit)
+                            .arg(held_field(node, &user_id))
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+                    if answer.0 == 0 {
+                        index(link, &mut conn, &field, None).await?;
+                    }
+                    Ok(answer)
+                }
                 .await;
                 let (outcome, new_member) = match result {
                     Ok((0, _, _, _)) => (JoinOutcome::Full { limit }, false),
@@ -336,17 +354,23 @@ impl Writer {
                 );
             }
             StateChange::Leave { channel, user_id } => {
-                let result: std::result::Result<u64, String> = call(
-                    link.scripts
-                        .leave
-                        .key(keys.members(app, &channel))
-                        .key(keys.infos(app, &channel))
-                        .key(keys.node_state(node))
-                        .key(keys.version(app, &channel))
-                        .arg(&user_id)
-                        .arg(member_field(app, &channel, &user_id))
-                        .invoke_async(&mut conn),
-                )
+                let result: std::result::Result<u64, String> = async {
+                    let version = call(
+                        link.scripts
+                            .leave
+                            .key(keys.members(app, &channel))
+                            .key(keys.infos(app, &channel))
+                            .key(keys.held(app, &channel))
+                            .key(keys.version(app, &channel))
+                            .arg(&user_id)
+                            .arg(held_field(node, &user_id))
+                            .invoke_async(&mut conn),
+                    )
+                    .await?;
+                    let field = member_field(app, &channel, &user_id);
+                    index(link, &mut conn, &field, None).await?;
+                    Ok(version)
+                }
                 .await;
                 match result {
                     Ok(0) => {}
@@ -427,6 +451,85 @@ impl Writer {
 }
 
 /// `{user, info JSON, …}` from the join script, sorted by user id.
+/// Writes (`Some(value)`) or removes a field of this node's index, the hash that tells a
+/// survivor which channels to clean up should this node die; listing the node too, since a
+/// node reaped while alive writes before its next heartbeat and must be reapable again.
+async fn index(
+    link: &Link,
+    conn: &mut Connection,
+    field: &str,
+    value: Option<usize>,
+) -> std::result::Result<(), String> {
+    let node = &link.config.node_id;
+    let state = link.keys.node_state(node);
+    match value {
+        Some(value) => {
+            call(
+                redis::pipe()
+                    .cmd("HSET")
+                    .arg(&state)
+                    .arg(field)
+                    .arg(value)
+                    .ignore()
+                    .cmd("SADD")
+                    .arg(link.keys.nodes())
+                    .arg(node)
+                    .ignore()
+                    .query_async::<()>(conn),
+            )
+            .await
+        }
+        None => {
+            call(
+                redis::cmd("HDEL")
+                    .arg(&state)
+                    .arg(field)
+                    .query_async::<()>(conn),
+            )
+            .await
+        }
+    }
+}
+
+/// Keeps the app's set of occupied channels in step with a channel's transition. The set has
+/// its own slot, so this follows the channel's script rather than being part of it; removing
+/// checks again afterwards, so a vacate racing another node's occupy cannot leave an occupied
+/// channel out of the set.
+pub(super) async fn record_occupancy(
+    link: &Link,
+    conn: &mut Connection,
+    app: &str,
+    channel: &str,
+    occupied: bool,
+) -> std::result::Result<(), String> {
+    let set = link.keys.channels(app);
+    if !occupied {
+        call(
+            redis::cmd("SREM")
+                .arg(&set)
+                .arg(channel)
+                .query_async::<()>(conn),
+        )
+        .await?;
+        let still: bool = call(
+            redis::cmd("EXISTS")
+                .arg(link.keys.subscriptions(app, channel))
+                .query_async(conn),
+        )
+        .await?;
+        if !still {
+            return Ok(());
+        }
+    }
+    call(
+        redis::cmd("SADD")
+            .arg(&set)
+            .arg(channel)
+            .query_async::<()>(conn),
+    )
+    .await
+}
+
 fn members_from(flat: &[String]) -> Vec<(String, Value)> {
     let mut members: Vec<(String, Value)> = flat
         .chunks(2)

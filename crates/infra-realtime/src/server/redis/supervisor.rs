@@ -8,12 +8,16 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use infra_core::Backoff;
-use redis::aio::{MultiplexedConnection, PubSub};
+use redis::cluster::ClusterClientBuilder;
+use redis::{ProtocolVersion, PushInfo, PushKind};
+use tokio::sync::mpsc;
 
 use super::bus::RedisBus;
+use super::keys::BUS_SHARDS;
 use super::lease;
-use super::link::{Link, call};
+use super::link::{Connection, Link, Target, call};
 use super::state_queue::{Op, StateQueue};
 use crate::server::bus::BusHandler;
 use crate::server::presence_store::PresenceHandler;
@@ -65,19 +69,18 @@ impl Supervisor {
     }
 
     /// Reads the bus and keeps the lease until the connection fails or the node is gone.
-    async fn stay_connected(&self, mut conn: MultiplexedConnection, pubsub: PubSub) {
+    async fn stay_connected(&self, mut conn: Connection, mut messages: Subscription) {
         let link = &*self.link;
-        let mut messages = pubsub.into_on_message();
         let mut beat = tokio::time::interval(link.config.heartbeat());
         beat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 message = messages.next() => {
-                    let Some(message) = message else {
+                    let Some(payload) = message else {
                         return link.failed("the bus subscription", &"connection closed");
                     };
                     let Some(hub) = self.hub.upgrade() else { return };
-                    self.bus.dispatch(&*hub, message.get_payload_bytes());
+                    self.bus.dispatch(&*hub, &payload);
                 }
                 _ = beat.tick() => {
                     let Some(node) = self.node.upgrade() else { return };
@@ -106,11 +109,64 @@ impl Supervisor {
     }
 }
 
+/// The bus messages this node receives.
+enum Subscription {
+    /// Plain pub/sub on its own connection.
+    Single(BoxStream<'static, Vec<u8>>),
+    /// Sharded pub/sub: the cluster client pushes every shard's messages here, and subscribes
+    /// again by itself after a reconnect or a slot's move.
+    Cluster(mpsc::UnboundedReceiver<PushInfo>),
+}
+
+impl Subscription {
+    /// The next message's payload; `None` once the subscription is gone.
+    async fn next(&mut self) -> Option<Vec<u8>> {
+        match self {
+            Subscription::Single(stream) => stream.next().await,
+            Subscription::Cluster(rx) => loop {
+                let push = rx.recv().await?;
+                // Confirmations and disconnection notices carry no message; the client
+                // resubscribes after the latter itself.
+                if push.kind != PushKind::SMessage {
+                    continue;
+                }
+                if let Some(redis::Value::BulkString(payload)) = push.data.into_iter().nth(1) {
+                    return Some(payload);
+                }
+            },
+        }
+    }
+}
+
 /// Opens the command connection and the bus subscription, and takes the lease.
-async fn connect(link: &Link) -> std::result::Result<(MultiplexedConnection, PubSub), String> {
-    let mut conn = call(link.client.get_multiplexed_async_connection()).await?;
-    let mut pubsub = call(link.client.get_async_pubsub()).await?;
-    call(pubsub.subscribe(link.keys.bus())).await?;
+async fn connect(link: &Link) -> std::result::Result<(Connection, Subscription), String> {
+    let (mut conn, subscription) = match &link.target {
+        Target::Single(client) => {
+            let conn = call(client.get_multiplexed_async_connection()).await?;
+            let mut pubsub = call(client.get_async_pubsub()).await?;
+            call(pubsub.subscribe(link.keys.bus())).await?;
+            let messages = pubsub
+                .into_on_message()
+                .map(|m| m.get_payload_bytes().to_vec())
+                .boxed();
+            (Connection::Single(conn), Subscription::Single(messages))
+        }
+        Target::Cluster(nodes) => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            let client = ClusterClientBuilder::new(nodes.clone())
+                .use_protocol(ProtocolVersion::RESP3)
+                .push_sender(tx)
+                .build()
+                .map_err(|e| e.to_string())?;
+            let mut conn = call(client.get_async_connection()).await?;
+            let shards: Vec<String> = (0..BUS_SHARDS).map(|s| link.keys.bus_shard(s)).collect();
+            // One SSUBSCRIBE per shard: a command's channels must share a slot.
+            for shard in &shards {
+                call(conn.ssubscribe(shard)).await?;
+            }
+            (Connection::Cluster(conn), Subscription::Cluster(rx))
+        }
+    };
     lease::heartbeat(link, &mut conn).await?;
-    Ok((conn, pubsub))
+    Ok((conn, subscription))
 }

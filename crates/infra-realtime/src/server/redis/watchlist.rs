@@ -21,14 +21,11 @@ impl RedisWatchlist {
     }
 
     fn online_key(&self, app_id: &str) -> String {
-        format!("{}:app:{app_id}:online", self.link.keys.prefix())
+        self.link.keys.online_users(app_id)
     }
 
     fn watchers_key(&self, app_id: &str, user_id: &str) -> String {
-        format!(
-            "{}:app:{app_id}:watchers:{user_id}",
-            self.link.keys.prefix()
-        )
+        self.link.keys.watchers(app_id, user_id)
     }
 
     /// Adds `by` to the user's node count; the count after.
