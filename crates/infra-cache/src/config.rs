@@ -96,6 +96,7 @@ impl FailurePolicy {
 
     /// `outcome` of a remote decision, unless the backend could not be reached (unavailable or
     /// timed out): then this policy decides, logged, and the decision says `fallback: true`.
+    #[cfg_attr(not(any(feature = "redis", feature = "upstash")), allow(dead_code))]
     pub(crate) fn or_decide(
         self,
         outcome: Result<RateLimitDecision>,

@@ -29,6 +29,12 @@ pub struct RunStart<'a> {
     pub trace: Option<&'a TraceContext>,
 }
 
+impl RunStart<'_> {
+    /// The `op` of a run's span on every backend: Sentry's name for processing a queued
+    /// message, which its queue views group by.
+    pub const SPAN_OP: &'static str = "queue.process";
+}
+
 /// How an attempt of a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunStatus {

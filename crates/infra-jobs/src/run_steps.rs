@@ -69,6 +69,8 @@ pub(crate) struct InngestRun {
 pub(crate) enum Driver {
     Ephemeral,
     Queue(QueueRun),
+    // Built only by the serve endpoint (feature `serve`); matched everywhere.
+    #[cfg_attr(not(feature = "serve"), allow(dead_code))]
     Inngest(InngestRun),
 }
 
@@ -109,6 +111,7 @@ impl RunSteps {
     }
 
     /// Steps known from the start (an Inngest call request's `steps`, by hashed id).
+    #[cfg(feature = "serve")]
     pub(crate) fn with_memo(self, memo: HashMap<String, StepState>) -> Self {
         let _ = self.memo.set(memo);
         self

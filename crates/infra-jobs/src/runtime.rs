@@ -30,8 +30,10 @@ use crate::health_probe::{ProbeWaiters, Resend, probe_function, run_probe};
 use crate::outcome::Outcome;
 use crate::planning::plan_jobs;
 use crate::registry::{FunctionRegistry, SharedRegistry};
+#[cfg(feature = "serve")]
 use crate::run_steps::{Driver, InngestRun, RunSteps};
 use crate::stats::{FunctionStats, JobsStats, RunTally, Totals};
+#[cfg(feature = "serve")]
 use crate::step_plan::Execution;
 use crate::wait_match::ExpressionCondition;
 use crate::worker::{WorkerConfig, spawn_workers};
@@ -303,6 +305,7 @@ impl JobsRuntime {
     /// event, batch, attempt, run id and the steps Inngest recorded, by hashed id; `run`:
     /// whether a new step may run now); the execution ends with the function's outcome or the
     /// step operation to report.
+    #[cfg(feature = "serve")]
     pub(crate) async fn execute_inngest(
         &self,
         function_id: &str,
@@ -346,6 +349,7 @@ impl JobsRuntime {
 
     /// Where events go when another system runs the functions (`send_event` steps served to
     /// Inngest send through it).
+    #[cfg(feature = "serve")]
     pub(crate) fn forward_sender(&self) -> Option<Arc<dyn EventSender>> {
         match &self.inner.delivery {
             Delivery::Forward { sender, .. } => Some(sender.clone()),
@@ -634,6 +638,7 @@ fn hostname() -> String {
 }
 
 /// What one Inngest call request asks to execute.
+#[cfg(feature = "serve")]
 pub(crate) struct InngestExecution {
     /// The run's event (the first of a batch).
     pub(crate) event: Event,

@@ -9,7 +9,6 @@ use serde_json::json;
 use crate::check_in::CheckInPayload;
 use crate::local_trace::LocalSpan;
 use crate::monitoring::{Backend, Monitoring};
-use crate::sentry_runs::RUN_OP;
 
 impl Monitoring {
     /// The service as the jobs runtime's run monitor
@@ -32,7 +31,7 @@ impl RunMonitor for Monitoring {
         match &self.backend {
             Backend::Local(sink) => Box::new(LocalSpan::start(
                 sink.clone(),
-                RUN_OP,
+                RunStart::SPAN_OP,
                 run.function_id,
                 run.trace,
                 json!({

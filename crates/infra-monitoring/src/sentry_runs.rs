@@ -12,10 +12,6 @@ use sentry::{Hub, SentryFutureExt, TransactionContext};
 
 use crate::check_in::CheckInPayload;
 
-/// The `op` of a job run's span: Sentry's name for processing a queued message, which its
-/// queue views group by (the local sink writes the same).
-pub(crate) const RUN_OP: &str = "queue.process";
-
 /// The trace of the span on the current hub's scope (a request's or a run's transaction).
 pub(crate) fn current_trace() -> Option<TraceContext> {
     let span = sentry::configure_scope(|scope| scope.get_span())?;
@@ -39,11 +35,11 @@ pub(crate) fn start_run(run: &RunStart<'_>) -> SentryRunSpan {
             header = trace.sentry_trace();
             TransactionContext::continue_from_headers(
                 run.function_id,
-                RUN_OP,
+                RunStart::SPAN_OP,
                 [("sentry-trace", header.as_str())],
             )
         }
-        None => TransactionContext::new(run.function_id, RUN_OP),
+        None => TransactionContext::new(run.function_id, RunStart::SPAN_OP),
     };
     let hub = Arc::new(Hub::new_from_top(Hub::current()));
     let transaction = hub.start_transaction(context);
