@@ -45,10 +45,12 @@ const LAG: Duration = Duration::from_millis(300);
 /// Load before the kill.
 const WARM: Duration = Duration::from_millis(1500);
 
-/// One acknowledged write: its key, which master's tag it had, and when it was acknowledged.
+/// One acknowledged write: its key, which master's tag it had, when it was sent and when
+/// its acknowledgement was seen.
 struct Ack {
     key: String,
     tag: usize,
+    sent: Duration,
     at: Duration,
 }
 
@@ -117,10 +119,15 @@ fn run(runtime: &tokio::runtime::Runtime, lagging_replica: bool) -> Result<Fault
                 while !stop.load(Ordering::SeqCst) {
                     i += 1;
                     let key = format!("{{{}}}:w{task}:{i}", tags[tag]);
+                    // Sent after the kill: the old master cannot have taken it. (Seen after
+                    // the kill is not enough: a reply the master sent just before dying can
+                    // be read by this task a moment later.)
+                    let sent_after_kill = killed.load(Ordering::SeqCst);
+                    let sent = started.elapsed();
                     match cache.set(&key, b"v", Duration::from_secs(600)).await {
                         Ok(()) => {
                             let at = started.elapsed();
-                            if tag == victim && killed.load(Ordering::SeqCst) {
+                            if tag == victim && sent_after_kill {
                                 let _ = recovered_ms.compare_exchange(
                                     0,
                                     at.as_millis() as u64,
@@ -131,6 +138,7 @@ fn run(runtime: &tokio::runtime::Runtime, lagging_replica: bool) -> Result<Fault
                             acks.lock().await.push(Ack {
                                 key: key.clone(),
                                 tag,
+                                sent,
                                 at,
                             });
                         }
@@ -198,7 +206,8 @@ fn run(runtime: &tokio::runtime::Runtime, lagging_replica: bool) -> Result<Fault
     let recovered = Duration::from_millis(recovered_ms.load(Ordering::SeqCst));
 
     let acks = runtime.block_on(async { std::mem::take(&mut *acks.lock().await) });
-    let mut lost_by_tag: HashMap<usize, Vec<Duration>> = HashMap::new();
+    // (sent, acknowledged) of each lost write, by master tag.
+    let mut lost_by_tag: HashMap<usize, Vec<(Duration, Duration)>> = HashMap::new();
     runtime.block_on(async {
         for ack in &acks {
             // A read that errors (the client still settling on the new topology) is asked
@@ -214,7 +223,10 @@ fn run(runtime: &tokio::runtime::Runtime, lagging_replica: bool) -> Result<Fault
                 }
             };
             if !present {
-                lost_by_tag.entry(ack.tag).or_default().push(ack.at);
+                lost_by_tag
+                    .entry(ack.tag)
+                    .or_default()
+                    .push((ack.sent, ack.at));
             }
         }
         anyhow::Ok(())
@@ -227,20 +239,20 @@ fn run(runtime: &tokio::runtime::Runtime, lagging_replica: bool) -> Result<Fault
                 ats.len()
             );
         }
-        if let Some(after) = ats.iter().find(|at| **at >= killed_at) {
+        if let Some((sent, _)) = ats.iter().find(|(sent, _)| *sent >= killed_at) {
             bail!(
-                "a write acknowledged {} ms after the kill is missing",
-                (*after - killed_at).as_millis()
+                "a write sent {} ms after the kill is missing",
+                (*sent - killed_at).as_millis()
             );
         }
     }
     let window = lost_by_tag
         .get(&victim)
-        .and_then(|ats| ats.iter().min())
-        .map(|oldest| killed_at.saturating_sub(*oldest));
+        .and_then(|ats| ats.iter().map(|(_, at)| *at).min())
+        .map(|oldest| killed_at.saturating_sub(oldest));
     let on_victim = acks
         .iter()
-        .filter(|a| a.tag == victim && a.at < killed_at)
+        .filter(|a| a.tag == victim && a.sent < killed_at)
         .count();
     Ok(FaultReport {
         scenario: if lagging_replica {
