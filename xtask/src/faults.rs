@@ -22,6 +22,7 @@ pub(crate) mod jobs;
 mod realtime;
 /// The `redis-cluster` scenario: a master of a Redis Cluster killed, its replica promoted.
 mod redis_cluster;
+mod server_ready;
 
 /// What one scenario observed.
 pub struct FaultReport {

@@ -76,22 +76,7 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().context("the server's stdout")?;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            use std::io::BufRead;
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("listening on") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(15))
-            .context("the server did not start listening")?;
+        super::server_ready::wait_until_listening(&mut child, "server")?;
         Ok(Server {
             child,
             addr: SocketAddr::from(([127, 0, 0, 1], port)),

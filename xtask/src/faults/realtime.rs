@@ -11,7 +11,6 @@
 //! counted) and every reconnected client has received an event again.
 
 use std::collections::BTreeSet;
-use std::io::BufRead;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -67,21 +66,7 @@ impl Node {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        let stdout = child.stdout.take().context("the node's stdout")?;
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                if line.contains("listening on") {
-                    let _ = ready_tx.send(());
-                }
-            }
-        });
-        ready_rx
-            .recv_timeout(Duration::from_secs(15))
-            .context("the realtime node did not start listening")?;
+        super::server_ready::wait_until_listening(&mut child, "realtime node")?;
         Ok(Node {
             child,
             addr: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
